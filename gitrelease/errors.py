@@ -1,0 +1,211 @@
+"""The one exception tree of gitrelease.
+
+Every error a front-end can show is a `GitReleaseError` subclass with a stable `code` (for
+`--json` output and for the cog's message table), a message that says what happened, a hint
+that says what to do, and the exit code the CLI uses. Front-ends map *classes* to output in
+one place each; nothing matches on message text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+__all__ = [
+    "BackupUnavailable",
+    "ConfirmationRequired",
+    "DirtyWorkingTree",
+    "DowngradeRefused",
+    "FetchFailed",
+    "GitCommandFailed",
+    "GitReleaseError",
+    "IndexStoreError",
+    "InsufficientDiskSpace",
+    "InvalidInput",
+    "InvalidSetting",
+    "NoSuchVersion",
+    "NotAGitRepository",
+    "PythonVersionMismatch",
+    "TagMoved",
+    "UnsupportedPlatform",
+    "UnsupportedUpdateType",
+    "UntrackedFilesInTheWay",
+    "UpdateInProgress",
+    "UsageError",
+    "VerificationFailed",
+]
+
+
+class GitReleaseError(Exception):
+    """Base of every error gitrelease reports to a person."""
+
+    code: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+    default_hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, hint: str | None = None, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "hint": self.hint}}
+
+
+class InvalidInput(GitReleaseError):
+    """A value given by a person (flag, command option, setting) is not allowed."""
+
+    code = "invalid_input"
+    exit_code = 2
+
+    def __init__(
+        self, field: str, value: object, allowed: str | Iterable[str], *, reason: str = ""
+    ) -> None:
+        allowed_text = allowed if isinstance(allowed, str) else ", ".join(allowed)
+        shown = _shorten(repr(value))
+        why = f" ({reason})" if reason else ""
+        super().__init__(
+            f"invalid {field}: {shown}{why}",
+            hint=f"allowed: {allowed_text}",
+            field=field,
+            allowed=allowed_text,
+        )
+        self.field = field
+        self.value = value
+        self.allowed = allowed_text
+        self.reason = reason
+
+    def renamed(self, field: str) -> InvalidInput:
+        """The same error, naming the field as the front-end calls it (a flag, an option)."""
+        return InvalidInput(field, self.value, self.allowed, reason=self.reason)
+
+
+class UsageError(GitReleaseError):
+    """A command line that does not parse: unknown flag, missing value."""
+
+    code = "usage_error"
+    exit_code = 2
+    default_hint = "run `gitrelease --help` or `gitrelease COMMAND --help`"
+
+
+class InvalidSetting(GitReleaseError):
+    """A settings file on disk holds a key or value the schema does not allow."""
+
+    code = "invalid_setting"
+    exit_code = 78  # EX_CONFIG
+
+    def __init__(self, file: str, key: str, reason: str) -> None:
+        super().__init__(
+            f"{file}: setting {key!r} {reason}",
+            hint=f"fix or remove {key!r} in {file}",
+            file=file,
+            key=key,
+        )
+
+
+class UnsupportedUpdateType(GitReleaseError):
+    code = "unsupported_update_type"
+    exit_code = 2
+
+
+class UnsupportedPlatform(GitReleaseError):
+    code = "unsupported_platform"
+    exit_code = 69  # EX_UNAVAILABLE
+    default_hint = "run gitrelease on Linux or macOS"
+
+
+class UpdateInProgress(GitReleaseError):
+    code = "update_in_progress"
+    exit_code = 75  # EX_TEMPFAIL: try again later
+    default_hint = "wait for the running operation to finish, then try again"
+
+
+class DirtyWorkingTree(GitReleaseError):
+    code = "dirty_working_tree"
+    exit_code = 3
+    default_hint = "commit, stash or revert the changes to tracked files (git status shows them)"
+
+
+class UntrackedFilesInTheWay(GitReleaseError):
+    code = "untracked_files_in_the_way"
+    exit_code = 3
+    default_hint = "move those files aside; gitrelease never overwrites untracked or ignored files"
+
+
+class NoSuchVersion(GitReleaseError):
+    code = "no_such_version"
+    exit_code = 4
+    default_hint = "run `gitrelease check --details` to list the available releases"
+
+
+class DowngradeRefused(GitReleaseError):
+    code = "downgrade_refused"
+    exit_code = 5
+    default_hint = "installing an older release is a rollback; use the rollback command"
+
+
+class TagMoved(GitReleaseError):
+    code = "tag_moved"
+    exit_code = 6
+    default_hint = (
+        "a published release tag changed on the remote; find out why before trusting it "
+        "(--force installs the commit the tag had when it was first fetched)"
+    )
+
+
+class PythonVersionMismatch(GitReleaseError):
+    code = "python_version_mismatch"
+    exit_code = 7
+
+
+class InsufficientDiskSpace(GitReleaseError):
+    code = "insufficient_disk_space"
+    exit_code = 8
+    default_hint = "free some disk space or lower the min_disk_space_mb setting"
+
+
+class ConfirmationRequired(GitReleaseError):
+    """A release needs a deliberate yes: breaking changes, or larger than allowed."""
+
+    code = "confirmation_required"
+    exit_code = 15
+    default_hint = "review it with `gitrelease check --details`, then install with --force"
+
+
+class BackupUnavailable(GitReleaseError):
+    code = "backup_unavailable"
+    exit_code = 9
+
+
+class GitCommandFailed(GitReleaseError):
+    code = "git_command_failed"
+    exit_code = 10
+
+
+class FetchFailed(GitReleaseError):
+    code = "fetch_failed"
+    exit_code = 11
+    default_hint = "check the network and the remote's URL (git remote -v), then try again"
+
+
+class VerificationFailed(GitReleaseError):
+    code = "verification_failed"
+    exit_code = 12
+
+
+class NotAGitRepository(GitReleaseError):
+    code = "not_a_git_repository"
+    exit_code = 13
+    default_hint = "run inside the bot's git checkout, or pass --root / set GITRELEASE_ROOT"
+
+
+class IndexStoreError(GitReleaseError):
+    """The SQLite index cannot be opened or was written by a newer gitrelease."""
+
+    code = "index_error"
+    exit_code = 14
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,354 @@
+"""The git layer: one runner over GitPython, plumbing output parsed once into typed objects.
+
+Every git call goes through `GitRepo.run`: an argument list (never a shell), a clean
+environment (no prompts, C locale), a timeout. Names given by people never reach git as
+arguments: versions are matched against the listed tags and git is handed commit ids.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import git
+
+from gitrelease.errors import (
+    FetchFailed,
+    GitCommandFailed,
+    InvalidInput,
+    NotAGitRepository,
+)
+
+__all__ = [
+    "Commit",
+    "DiffStats",
+    "FetchResult",
+    "GitRepo",
+    "TagRef",
+    "find_toplevel",
+    "redact",
+]
+
+_FS = "\x1f"  # field separator in --format output
+_RS = "\x1e"  # record separator
+_SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+_REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_CLOBBER = re.compile(
+    r"^\s*!\s+\[rejected\]\s+(\S+)\s+->\s+\S+\s+\(would clobber existing tag\)", re.M)
+_NETWORK_HINTS = (
+    "could not read from remote",
+    "unable to access",
+    "could not resolve host",
+    "does not appear to be a git repository",
+    "connection refused",
+    "connection timed out",
+    "repository not found",
+    "no such remote",
+    "failed to connect",
+)
+_ENVIRONMENT = {
+    # No credential or host-key prompt may ever hang an unattended update.
+    "GIT_TERMINAL_PROMPT": "0",
+    "GCM_INTERACTIVE": "never",
+    "GIT_SSH_VARIANT": "ssh",
+    # Read-only commands such as `git status` must not take index.lock behind the bot's back.
+    "GIT_OPTIONAL_LOCKS": "0",
+}
+
+
+def redact(text: str) -> str:
+    """Remove credentials embedded in URLs (https://user:token@host) from text."""
+    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+
+
+@dataclass(frozen=True)
+class TagRef:
+    """A tag as `git for-each-ref` reports it, peeled to the commit it names."""
+
+    name: str
+    commit: str
+    object: str  # the tag object's id; equal to `commit` for a lightweight tag
+    annotated: bool
+    date: datetime  # tagger date, else the commit's committer date
+    message: str  # annotated tag message (its changelog); empty for a lightweight tag
+    object_tag_name: str | None  # the name written inside the tag object itself
+
+
+@dataclass(frozen=True)
+class Commit:
+    sha: str
+    subject: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DiffStats:
+    files_changed: int
+    bytes_changed: int  # size at the target of every added or modified file
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    moved_tags: tuple[str, ...]  # tags whose remote target differs from ours: not followed
+
+
+def find_toplevel(start: Path) -> Path:
+    """The working tree that contains `start` (the git top-level of the current directory)."""
+    try:
+        repo = git.Repo(start, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise NotAGitRepository(f"{start} is not inside a git working tree") from None
+    try:
+        if repo.working_tree_dir is None:
+            raise NotAGitRepository(f"{start} is a bare repository, not a working tree")
+        return Path(repo.working_tree_dir)
+    finally:
+        repo.close()
+
+
+class GitRepo:
+    """A deployment's git working tree."""
+
+    def __init__(self, root: Path, *, timeout: float = 120.0) -> None:
+        try:
+            self._repo = git.Repo(root)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+            raise NotAGitRepository(f"{root} is not a git working tree") from None
+        if self._repo.bare or self._repo.working_tree_dir is None:
+            self._repo.close()
+            raise NotAGitRepository(f"{root} is a bare repository, not a working tree")
+        self.root = Path(self._repo.working_tree_dir)
+        self.git_dir = Path(self._repo.git_dir)
+        self.timeout = timeout
+        self._repo.git.update_environment(**_ENVIRONMENT)
+
+    def close(self) -> None:
+        self._repo.close()
+
+    # -- the runner ------------------------------------------------------------------------
+
+    def run(self, *args: str, timeout: float | None = None) -> str:
+        """Run git with an argument list and return its stdout; raise a typed error on failure."""
+        status, out, err = self._execute(args, timeout)
+        if status != 0:
+            raise self._error(args, status, err, timeout)
+        return out.decode("utf-8", errors="replace")
+
+    def run_bytes(self, *args: str) -> tuple[int, bytes]:
+        status, out, _err = self._execute(args, None)
+        return status, out
+
+    def _execute(self, args: Sequence[str], timeout: float | None) -> tuple[int, bytes, bytes]:
+        limit = self.timeout if timeout is None else timeout
+        started = time.monotonic()
+        status, out, err = self._repo.git.execute(
+            ["git", *args],
+            with_extended_output=True,
+            with_exceptions=False,
+            kill_after_timeout=limit,
+            stdout_as_string=False,
+            strip_newline_in_stdout=False,
+        )
+        if status != 0 and time.monotonic() - started >= limit:
+            err = f"timed out after {limit:g} s".encode()
+            status = -1
+        return status, out, err if isinstance(err, bytes) else err.encode()
+
+    @staticmethod
+    def _error(
+        args: Sequence[str], status: int, err: bytes, timeout: float | None
+    ) -> GitCommandFailed:
+        text = redact(err.decode("utf-8", errors="replace")).strip()
+        lines = [line for line in text.splitlines() if line.strip()]
+        reason = lines[-1] if lines else f"exit status {status}"
+        return GitCommandFailed(
+            f"git {args[0]} failed: {reason}",
+            hint="see the message from git above; the working tree was left as it was",
+            stderr=text,
+        )
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def head_commit(self) -> str:
+        return self.run("rev-parse", "--verify", "HEAD^{commit}").strip()
+
+    def list_tags(self) -> list[TagRef]:
+        """Every tag with its peeled commit, date and message, in one `git for-each-ref`."""
+        fields = (
+            "%(refname:strip=2)",
+            "%(objecttype)",
+            "%(objectname)",
+            "%(*objecttype)",
+            "%(*objectname)",
+            "%(taggerdate:iso-strict)",
+            "%(committerdate:iso-strict)",
+            "%(*committerdate:iso-strict)",
+            "%(tag)",
+            "%(contents:subject)",
+            "%(contents:body)",
+        )
+        fmt = "%1f".join(fields) + "%1e"
+        out = self.run("for-each-ref", f"--format={fmt}", "refs/tags")
+        tags: list[TagRef] = []
+        for record in out.split(_RS):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            parts = record.split(_FS)
+            if len(parts) != len(fields):
+                continue  # a message holding our separators: not a tag we can trust to parse
+            name, otype, oid, ptype, pid, tagger, cdate, pcdate, inner, subject, body = parts
+            if otype == "commit":
+                commit, annotated, when = oid, False, cdate
+            elif otype == "tag" and ptype == "commit":
+                commit, annotated, when = pid, True, tagger or pcdate
+            else:
+                continue  # tags of trees, blobs or other tags are never releases
+            message = subject if not body.strip() else f"{subject}\n\n{body.rstrip()}"
+            tags.append(
+                TagRef(
+                    name=name,
+                    commit=commit,
+                    object=oid,
+                    annotated=annotated,
+                    date=datetime.fromisoformat(when),
+                    message=message.strip() if annotated else "",
+                    object_tag_name=inner or None,
+                )
+            )
+        return tags
+
+    def dirty_files(self) -> list[str]:
+        """Tracked files with changes (staged or not). Untracked and ignored files don't count."""
+        out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=no")
+        entries = [e for e in out.split("\0") if e]
+        files: list[str] = []
+        skip_next = False
+        for entry in entries:
+            if skip_next:  # the source path of a rename
+                skip_next = False
+                continue
+            files.append(entry[3:])
+            skip_next = entry[0] in "RC"
+        return files
+
+    def paths_added(self, old: str, new: str) -> list[str]:
+        """Files tracked at `new` but not at `old`."""
+        out = self.run(
+            "diff", "--name-only", "-z", "--no-renames", "--diff-filter=A", old, new, "--")
+        return [p for p in out.split("\0") if p]
+
+    def diff_stats(self, old: str, new: str) -> DiffStats:
+        out = self.run("diff-tree", "-r", "-z", "--no-abbrev", "--no-renames", old, new)
+        fields = out.split("\0")
+        changed = 0
+        size = 0
+        # Records are ":oldmode newmode oldsha newsha status\0path\0".
+        for meta, _path in zip(fields[0::2], fields[1::2], strict=False):
+            if not meta.startswith(":"):
+                continue
+            changed += 1
+            _om, new_mode, _os, new_sha, status = meta[1:].split(" ")
+            if status != "D" and new_mode != "160000":  # submodule entries have no blob
+                size += self._repo.odb.info(bytes.fromhex(new_sha)).size
+        return DiffStats(changed, size)
+
+    def commits_between(self, old: str | None, new: str) -> list[Commit]:
+        """Commits reachable from `new` but not from `old`, newest first."""
+        revs = [f"{old}..{new}"] if old else [new]
+        out = self.run("log", f"--format=%H{_FS}%s{_FS}%B{_RS}", *revs, "--")
+        commits: list[Commit] = []
+        for record in out.split(_RS):
+            record = record.lstrip("\n")
+            if not record:
+                continue
+            sha, subject, body = record.split(_FS, 2)
+            commits.append(Commit(sha, subject, body.strip()))
+        return commits
+
+    def show_file(self, commit: str, path: str) -> bytes | None:
+        """A file's content at a commit, or None if it does not exist there."""
+        _require_sha(commit)
+        status, out = self.run_bytes("cat-file", "blob", f"{commit}:{path}")
+        return out if status == 0 else None
+
+    def describe(self, glob: str, exclude: Sequence[str] = ()) -> str | None:
+        """`git describe --tags --long` limited to release tags, or None without any."""
+        args = ["describe", "--tags", "--long", "--abbrev=7", f"--match={glob}"]
+        args += [f"--exclude={name}" for name in exclude]
+        status, out = self.run_bytes(*args, "HEAD")
+        return out.decode().strip() if status == 0 else None
+
+    def remote_names(self) -> list[str]:
+        return [r.name for r in self._repo.remotes]
+
+    def remote_url(self, remote: str) -> str | None:
+        self._check_remote(remote)
+        status, out = self.run_bytes("remote", "get-url", "--", remote)
+        return redact(out.decode().strip()) if status == 0 else None
+
+    # -- changing --------------------------------------------------------------------------
+
+    def fetch_tags(self, remote: str, timeout: float) -> FetchResult:
+        """Fetch tags without --force: a tag moved on the remote is reported, never followed."""
+        self._check_remote(remote)
+        status, _out, err = self._execute(
+            ["fetch", "--tags", "--no-recurse-submodules", "--no-progress", "--", remote], timeout
+        )
+        text = redact(err.decode("utf-8", errors="replace")).strip()
+        moved = tuple(_CLOBBER.findall(text))
+        if status == 0 or moved:
+            return FetchResult(moved)
+        if status == -1:
+            raise FetchFailed(f"fetching from {remote!r} {text}", remote=remote)
+        lowered = text.lower()
+        lines = [line for line in text.splitlines() if line.strip()]
+        reason = next((line for line in lines if any(h in line.lower() for h in _NETWORK_HINTS)),
+                      lines[-1] if lines else f"exit status {status}")
+        if not any(h in lowered for h in _NETWORK_HINTS):
+            raise GitCommandFailed(f"git fetch from {remote!r} failed: {reason}", stderr=text)
+        raise FetchFailed(f"cannot fetch from {remote!r}: {reason}", remote=remote)
+
+    def checkout_detached(self, commit: str) -> None:
+        """Move HEAD to a commit; git refuses rather than overwrite local changes."""
+        _require_sha(commit)
+        self.run("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit, "--")
+
+    def head_branch(self) -> str | None:
+        """The branch HEAD is on, or None when it is detached."""
+        status, out = self.run_bytes("symbolic-ref", "--quiet", "--short", "HEAD")
+        return out.decode().strip() if status == 0 else None
+
+    def restore_head(self, commit: str, branch: str | None) -> None:
+        """Undo a failed checkout: back to `branch` (which gitrelease never moves) or `commit`.
+
+        Forced, because a checkout that failed half-way leaves tracked files between the two
+        commits; the tree was clean before the install, so nothing of the operator's is lost.
+        """
+        _require_sha(commit)
+        target = branch if branch is not None else commit
+        if branch is not None and (branch.startswith("-") or "\n" in branch):
+            target = commit  # never hand git something that could read as an option
+        detach = [] if target == branch else ["--detach"]
+        self.run("-c", "advice.detachedHead=false", "checkout", "--force", "--quiet", *detach,
+                 target, "--")
+
+    def _check_remote(self, remote: str) -> None:
+        if not _REMOTE_NAME.match(remote):
+            raise InvalidInput("remote", remote, "the name of a configured git remote")
+        if remote not in self.remote_names():
+            raise FetchFailed(
+                f"no remote named {remote!r} is configured in {self.root}",
+                hint="add it with `git remote add` or set the `remote` setting",
+            )
+
+
+def _require_sha(commit: str) -> None:
+    # Only ids that came out of git are handed back to it.
+    if not _SHA.match(commit):
+        raise InvalidInput("commit", commit, "a full commit id")

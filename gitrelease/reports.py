@@ -1,0 +1,105 @@
+"""Results of `check` and of a dry-run `install`, shaped as the specification's dictionaries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gitrelease.errors import GitReleaseError
+from gitrelease.models import UpdateInfo, UpdateType
+
+__all__ = ["NOT_IMPLEMENTED", "CheckReport", "InstallPlan", "SourceError"]
+
+NOT_IMPLEMENTED = "not_implemented"
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """Why one source of a check has no answer; the other sources are unaffected."""
+
+    code: str
+    message: str
+    exit_code: int = 1
+
+    @classmethod
+    def from_exception(cls, exc: GitReleaseError) -> SourceError:
+        return cls(exc.code, exc.message, exc.exit_code)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass
+class CheckReport:
+    check_type: UpdateType
+    last_check: datetime
+    current_version: str
+    bot: UpdateInfo | None = None
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    dependencies: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, SourceError] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    security_checked: bool = True
+    ignored_tags: list[str] = field(default_factory=list)
+
+    def _updates(self) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        if self.bot is not None:
+            found.append(self.bot.to_dict())
+        found += self.packages + self.dependencies
+        if self.config:
+            found.append(self.config)
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        updates = self._updates()
+        return {
+            "check_type": self.check_type.value,
+            "current_version": self.current_version,
+            "bot": self.bot.to_dict() if self.bot else None,
+            "packages": self.packages,
+            "config": self.config,
+            "dependencies": self.dependencies,
+            "total_updates": len(updates),
+            "security_updates": (
+                sum(1 for u in updates if u.get("security_update") or u.get("security"))
+                if self.security_checked else None
+            ),
+            "breaking_updates": sum(
+                1 for u in updates if u.get("breaking_changes") or u.get("breaking")),
+            "last_check": self.last_check.isoformat(),
+            "errors": {source: error.to_dict() for source, error in self.errors.items()},
+            "warnings": self.warnings,
+            "ignored_tags": self.ignored_tags,
+        }
+
+
+@dataclass
+class InstallPlan:
+    """What an install would do; returned by a dry run, which changes nothing."""
+
+    update_type: UpdateType
+    current_version: str
+    target_version: str
+    target_tag: str
+    from_commit: str
+    to_commit: str
+    steps: list[str]
+    update: UpdateInfo
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": True,
+            "update_type": self.update_type.value,
+            "current_version": self.current_version,
+            "target_version": self.target_version,
+            "target_tag": self.target_tag,
+            "from_commit": self.from_commit,
+            "to_commit": self.to_commit,
+            "steps": self.steps,
+            "update": self.update.to_dict(),
+            "warnings": self.warnings,
+        }

@@ -1,0 +1,318 @@
+"""The index: update sessions (a journal written before and after every step) and an audit log.
+
+`IndexStore` is the small interface the engine uses; `SQLiteStore` is the embedded backend
+(aiosqlite, WAL) at ``data/update_manager.db``. SQL is kept portable: timestamps are ISO-8601
+UTC text, booleans integers, lists JSON text; SQLite specifics (pragmas, `user_version`) stay
+inside `SQLiteStore`. Schema versions are migrations applied in order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiosqlite
+
+from gitrelease.errors import IndexStoreError
+from gitrelease.models import (
+    TERMINAL_STATUSES,
+    UpdateSession,
+    UpdateStatus,
+    UpdateType,
+    utcnow,
+)
+
+__all__ = ["INDEX_NAME", "AuditEntry", "IndexStore", "JournalStep", "SQLiteStore"]
+
+INDEX_NAME = "update_manager.db"
+
+_MIGRATIONS: Sequence[str] = (
+    # 1: the update journal and the audit log
+    """
+    CREATE TABLE update_sessions (
+        id TEXT PRIMARY KEY,
+        update_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        progress INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        completed_at TEXT,
+        target_version TEXT NOT NULL,
+        current_version TEXT NOT NULL,
+        error_message TEXT,
+        steps_completed TEXT NOT NULL,
+        total_steps INTEGER NOT NULL,
+        rollback_available INTEGER NOT NULL,
+        initiated_by TEXT NOT NULL,
+        from_commit TEXT,
+        to_commit TEXT,
+        target_tag TEXT,
+        restart_needed INTEGER NOT NULL DEFAULT 0,
+        warnings TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE INDEX update_sessions_started_at ON update_sessions (started_at);
+    CREATE INDEX update_sessions_status ON update_sessions (status);
+    CREATE TABLE session_steps (
+        session_id TEXT NOT NULL REFERENCES update_sessions (id),
+        seq INTEGER NOT NULL,
+        step TEXT NOT NULL,
+        state TEXT NOT NULL,
+        at TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (session_id, seq)
+    );
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_log_at ON audit_log (at);
+    """,
+)
+
+_SESSION_COLUMNS = (
+    "id", "update_type", "status", "progress", "started_at", "completed_at", "target_version",
+    "current_version", "error_message", "steps_completed", "total_steps", "rollback_available",
+    "initiated_by", "from_commit", "to_commit", "target_tag", "restart_needed", "warnings",
+)
+
+
+@dataclass(frozen=True)
+class JournalStep:
+    seq: int
+    step: str
+    state: str  # "started", "done" or "failed"
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    detail: dict[str, Any]
+
+
+class IndexStore(Protocol):
+    async def close(self) -> None: ...
+    async def create_session(self, session: UpdateSession) -> None: ...
+    async def save_session(self, session: UpdateSession) -> None: ...
+    async def add_step(self, session_id: str, step: str, state: str, detail: str = "") -> None: ...
+    async def get_session(self, session_id: str) -> UpdateSession | None: ...
+    async def list_sessions(
+        self, since: datetime | None = None, limit: int = 20
+    ) -> list[UpdateSession]: ...
+    async def unfinished_sessions(self) -> list[UpdateSession]: ...
+    async def steps(self, session_id: str) -> list[JournalStep]: ...
+    async def session_counts(self, since: datetime | None = None) -> dict[str, int]: ...
+    async def last_completed(self) -> UpdateSession | None: ...
+    async def audit(
+        self, actor: str, action: str, target: str | None, outcome: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None: ...
+    async def audit_entries(self, limit: int = 50) -> list[AuditEntry]: ...
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class SQLiteStore:
+    """The embedded index backend."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        created = not path.exists()
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise IndexStoreError(f"cannot open the index {path}: {exc}") from None
+        store = cls(db, path)
+        try:
+            if created:
+                os.chmod(path, 0o600)  # it names who did what; not for every local user
+            await db.execute("PRAGMA busy_timeout = 10000")
+            await db.execute("PRAGMA journal_mode = WAL")
+            # FULL: a journal row must survive power loss, not only a crash of the process.
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            await store._migrate()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise IndexStoreError(
+                f"the index {path} cannot be used: {exc}",
+                hint="move the file aside; gitrelease creates a new index",
+            ) from None
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _migrate(self) -> None:
+        # The version is read inside the write transaction: two processes opening a new
+        # index at once must not both apply the same migration.
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(_MIGRATIONS):
+                raise IndexStoreError(
+                    f"the index {self.path} has schema version {version}, newer than this "
+                    f"gitrelease knows ({len(_MIGRATIONS)})",
+                    hint="upgrade gitrelease; never downgrade it over a newer index",
+                )
+            for script in _MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await self._db.execute(statement)
+            if version < len(_MIGRATIONS):
+                await self._db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    # -- update sessions -------------------------------------------------------------------
+
+    async def create_session(self, session: UpdateSession) -> None:
+        placeholders = ", ".join("?" for _ in _SESSION_COLUMNS)
+        await self._db.execute(
+            f"INSERT INTO update_sessions ({', '.join(_SESSION_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+            self._session_row(session),
+        )
+
+    async def save_session(self, session: UpdateSession) -> None:
+        assignments = ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS[1:])
+        row = self._session_row(session)
+        await self._db.execute(
+            f"UPDATE update_sessions SET {assignments} WHERE id = ?",  # noqa: S608
+            (*row[1:], row[0]),
+        )
+
+    async def add_step(self, session_id: str, step: str, state: str, detail: str = "") -> None:
+        await self._db.execute(
+            "INSERT INTO session_steps (session_id, seq, step, state, at, detail) "
+            "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
+            "WHERE session_id = ?), ?, ?, ?, ?)",
+            (session_id, session_id, step, state, _ts(utcnow()), detail),
+        )
+
+    async def get_session(self, session_id: str) -> UpdateSession | None:
+        rows = await self._select_sessions("WHERE id = ?", (session_id,))
+        return rows[0] if rows else None
+
+    async def list_sessions(
+        self, since: datetime | None = None, limit: int = 20
+    ) -> list[UpdateSession]:
+        where, params = ("WHERE started_at >= ?", (_ts(since),)) if since else ("", ())
+        return await self._select_sessions(
+            f"{where} ORDER BY started_at DESC LIMIT ?", (*params, limit))
+
+    async def unfinished_sessions(self) -> list[UpdateSession]:
+        done = [s.value for s in TERMINAL_STATUSES]
+        marks = ", ".join("?" for _ in done)
+        return await self._select_sessions(
+            f"WHERE status NOT IN ({marks}) ORDER BY started_at", tuple(done))
+
+    async def last_completed(self) -> UpdateSession | None:
+        rows = await self._select_sessions(
+            "WHERE status = ? ORDER BY completed_at DESC LIMIT 1",
+            (UpdateStatus.COMPLETED.value,))
+        return rows[0] if rows else None
+
+    async def steps(self, session_id: str) -> list[JournalStep]:
+        async with self._db.execute(
+            "SELECT seq, step, state, at, detail FROM session_steps "
+            "WHERE session_id = ? ORDER BY seq", (session_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [JournalStep(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
+
+    async def session_counts(self, since: datetime | None = None) -> dict[str, int]:
+        where, params = ("WHERE started_at >= ?", (_ts(since),)) if since else ("", ())
+        async with self._db.execute(
+            f"SELECT status, COUNT(*) FROM update_sessions {where} GROUP BY status",  # noqa: S608
+            params,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {status: count for status, count in rows}
+
+    async def _select_sessions(
+        self, clause: str, params: Sequence[Any]
+    ) -> list[UpdateSession]:
+        async with self._db.execute(
+            f"SELECT {', '.join(_SESSION_COLUMNS)} FROM update_sessions {clause}",  # noqa: S608
+            tuple(params),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._session_from_row(row) for row in rows]
+
+    @staticmethod
+    def _session_row(s: UpdateSession) -> tuple[Any, ...]:
+        return (
+            s.id, s.update_type.value, s.status.value, s.progress, _ts(s.started_at),
+            _ts(s.completed_at) if s.completed_at else None, s.target_version,
+            s.current_version, s.error_message, json.dumps(s.steps_completed), s.total_steps,
+            int(s.rollback_available), s.initiated_by, s.from_commit, s.to_commit,
+            s.target_tag, int(s.restart_needed), json.dumps(s.warnings),
+        )
+
+    @staticmethod
+    def _session_from_row(row: Sequence[Any]) -> UpdateSession:
+        return UpdateSession(
+            id=row[0], update_type=UpdateType(row[1]), status=UpdateStatus(row[2]),
+            progress=row[3], started_at=datetime.fromisoformat(row[4]), completed_at=_dt(row[5]),
+            target_version=row[6], current_version=row[7], error_message=row[8],
+            steps_completed=json.loads(row[9]), total_steps=row[10],
+            rollback_available=bool(row[11]), initiated_by=row[12], from_commit=row[13],
+            to_commit=row[14], target_tag=row[15], restart_needed=bool(row[16]),
+            warnings=json.loads(row[17]),
+        )
+
+    # -- audit log -------------------------------------------------------------------------
+
+    async def audit(
+        self, actor: str, action: str, target: str | None, outcome: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, outcome, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (_ts(utcnow()), actor, action, target, outcome, json.dumps(detail or {})),
+        )
+
+    async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
+        async with self._db.execute(
+            "SELECT at, actor, action, target, outcome, detail FROM audit_log "
+            "ORDER BY id DESC LIMIT ?", (limit,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            AuditEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]))
+            for r in rows
+        ]
