@@ -172,7 +172,8 @@ def _cmd_install(args: argparse.Namespace) -> int:
         to_version=args.to, backup_before=not args.no_backup,
         restart_required=not args.no_restart, force=args.force, backup_name=args.backup_name,
         dry_run=args.dry_run, initiated_by=_actor())
-    progress = None if args.json else _ProgressBar()
+    # A bar on a terminal only: in logs and pipes the result and the journal say it all.
+    progress = _ProgressBar() if not args.json and sys.stderr.isatty() else None
     try:
         result = _run(args, lambda m: m.install_updates(args.type, options, progress=progress))
     finally:
@@ -200,20 +201,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def _cmd_journal(args: argparse.Namespace) -> int:
     async def work(manager: ReleaseManager) -> dict[str, Any]:
-        store = await manager.index()
-        if args.session is None:
-            sessions = await store.list_sessions(limit=1)
-            if not sessions:
-                raise InvalidInput("session", None, "the id of a recorded update session",
-                                   reason="no update session has been recorded yet")
-            session = sessions[0]
-        else:
-            found = await store.get_session(args.session)
-            if found is None:
-                raise InvalidInput("session", args.session, "an id listed by `status --history`",
-                                   reason="no such session")
-            session = found
-        steps = await store.steps(session.id)
+        session, steps = await manager.journal(args.session)
         return {"session": session.to_dict(), "steps": [
             {"seq": s.seq, "step": s.step, "state": s.state, "at": s.at.isoformat(),
              "detail": s.detail} for s in steps]}
@@ -250,16 +238,12 @@ def _choice(flag: str, value: str, allowed: Sequence[str]) -> None:
 
 
 class _ProgressBar:
-    """Draws install progress on stderr: a bar on a terminal, one line per step otherwise."""
+    """Draws install progress on a terminal's stderr."""
 
     def __init__(self) -> None:
         self._bar: Any = None
-        self._tty = sys.stderr.isatty()
 
     def __call__(self, step: str, percent: int, detail: str) -> None:
-        if not self._tty:
-            print(f"[{percent:>3}%] {step}: {detail}", file=sys.stderr)
-            return
         if self._bar is None:
             from tqdm import tqdm
 

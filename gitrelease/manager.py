@@ -188,11 +188,20 @@ class ReleaseManager:
         await self.close()
 
     async def index(self) -> IndexStore:
+        """The index, opened once per manager and created if missing."""
         if self._store is None:
             from gitrelease.store import INDEX_NAME, SQLiteStore
 
             self._store = await SQLiteStore.open(self.data_dir / INDEX_NAME)
         return self._store
+
+    async def existing_index(self) -> IndexStore | None:
+        """The index if there is one: read-only commands never create it."""
+        from gitrelease.store import INDEX_NAME
+
+        if self._store is None and not (self.data_dir / INDEX_NAME).exists():
+            return None
+        return await self.index()
 
     # -- check -----------------------------------------------------------------------------
 
@@ -476,10 +485,10 @@ class ReleaseManager:
             raise InvalidInput("time_range", time_range, list(TIME_RANGES))
         since = utcnow() - TIME_RANGES[time_range]
         snap = await self._in_thread(self._snapshot)
-        store = await self.index()
-        counts = await store.session_counts(since)
-        last = await store.last_completed()
-        recent = await store.list_sessions(since, limit=10) if show_history else []
+        store = await self.existing_index()
+        counts = await store.session_counts(since) if store else {}
+        last = await store.last_completed() if store else None
+        recent = await store.list_sessions(since, limit=10) if store and show_history else []
         completed = counts.get(UpdateStatus.COMPLETED.value, 0)
         failed = counts.get(UpdateStatus.FAILED.value, 0)
         finished = completed + failed
@@ -526,8 +535,27 @@ class ReleaseManager:
             f"VERSION says {text!r} but the release tag says {snap.current.text}"]
         return text, agrees, warnings
 
-    async def journal(self, session_id: str) -> list[JournalStep]:
-        return await (await self.index()).steps(session_id)
+    async def journal(
+        self, session_id: str | None = None
+    ) -> tuple[UpdateSession, list[JournalStep]]:
+        """A session (default: the latest) and its journalled steps."""
+        store = await self.existing_index()
+        if store is None:
+            raise InvalidInput("session", session_id, "the id of a recorded update session",
+                               reason="no update session has been recorded yet")
+        if session_id is None:
+            latest = await store.list_sessions(limit=1)
+            if not latest:
+                raise InvalidInput("session", None, "the id of a recorded update session",
+                                   reason="no update session has been recorded yet")
+            session = latest[0]
+        else:
+            found = await store.get_session(session_id)
+            if found is None:
+                raise InvalidInput("session", session_id, "an id listed by `status --history`",
+                                   reason="no such session")
+            session = found
+        return session, await store.steps(session.id)
 
     # -- shared ----------------------------------------------------------------------------
 

@@ -154,7 +154,7 @@ async def test_install_moves_head_and_leaves_untracked_state_alone(world: World)
         session = await manager.install_updates(
             "bot", NO_BACKUP, progress=lambda s, p, d: events.append((s, p, d)))
         assert not isinstance(session, InstallPlan)
-        steps = await manager.journal(session.id)
+        _, steps = await manager.journal(session.id)
     assert world.head() == world.tag_commit("v1.10.0")
     assert session.status is UpdateStatus.COMPLETED
     assert session.progress == 100
