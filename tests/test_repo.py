@@ -1,0 +1,135 @@
+"""The git layer against real repositories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gitrelease.errors import FetchFailed, InvalidInput, NotAGitRepository
+from gitrelease.repo import GitRepo, find_toplevel, redact
+from tests.conftest import World, git
+
+
+@pytest.fixture
+def repo(world: World) -> GitRepo:
+    opened = GitRepo(world.deploy)
+    yield opened
+    opened.close()
+
+
+def test_list_tags_is_one_git_process_for_all_tags(
+    world: World, repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(40):
+        git(world.deploy, "tag", f"v0.0.{n}", "v1.0.0")
+    calls: list[tuple[str, ...]] = []
+    original = repo._execute
+
+    def counting(args, timeout):  # type: ignore[no-untyped-def]
+        calls.append(tuple(args))
+        return original(args, timeout)
+
+    monkeypatch.setattr(repo, "_execute", counting)
+    tags = {t.name: t for t in repo.list_tags()}
+    assert len(calls) == 1 and calls[0][0] == "for-each-ref"
+    assert len(tags) >= 47
+    annotated = tags["v1.10.0"]
+    assert annotated.annotated and annotated.message == "Tenth release: new /stats"
+    assert annotated.commit == world.tag_commit("v1.10.0")
+    assert annotated.object != annotated.commit
+    assert annotated.object_tag_name == "v1.10.0"
+    assert annotated.date.isoformat().startswith("2024-01-01T00:")
+    light = tags["nightly"]
+    assert not light.annotated and light.message == "" and light.object == light.commit
+
+
+def test_multiline_tag_message_is_kept(world: World, repo: GitRepo) -> None:
+    git(world.deploy, "tag", "--annotate", "v3.0.0", "-m", "Title\n\nLine one\nLine two")
+    tags = {t.name: t for t in repo.list_tags()}
+    assert tags["v3.0.0"].message == "Title\n\nLine one\nLine two"
+
+
+def test_dirty_files_only_counts_tracked_changes(world: World, repo: GitRepo) -> None:
+    assert repo.dirty_files() == []
+    (world.deploy / "scratch.txt").write_text("untracked")
+    (world.deploy / "data" / "x.db").write_text("ignored")
+    assert repo.dirty_files() == []
+    (world.deploy / "bot.py").write_text("changed")
+    git(world.deploy, "mv", "VERSION", "VERSION.txt")
+    assert sorted(repo.dirty_files()) == ["VERSION.txt", "bot.py"]
+
+
+def test_commits_stats_and_files_between_releases(world: World, repo: GitRepo) -> None:
+    old, new = world.tag_commit("v1.9.0"), world.tag_commit("v1.10.0")
+    commits = repo.commits_between(old, new)
+    assert [c.subject for c in commits] == [
+        "chore: release 1.10.0", "fix: stats rounding", "feat: stats command"]
+    stats = repo.diff_stats(old, new)
+    assert stats.files_changed == 2
+    assert repo.show_file(new, "VERSION") == b"1.10.0\n"
+    assert repo.show_file(new, "no/such/file") is None
+    assert repo.paths_added(old, new) == []
+
+
+def test_fetch_reports_moved_tag_and_keeps_ours(world: World, repo: GitRepo) -> None:
+    ours = world.tag_commit("v1.1.0")
+    world.commit("rewrite")
+    world.tag("v1.1.0", "moved", force=True)
+    world.push(force=True)
+    world.release_version("1.11.0", "new")
+    result = repo.fetch_tags("origin", timeout=30)
+    assert result.moved_tags == ("v1.1.0",)
+    assert world.tag_commit("v1.1.0") == ours
+    assert world.tag_commit("v1.11.0") == world.tag_commit("v1.11.0", world.release)
+
+
+@pytest.mark.parametrize("remote", ["--upload-pack=touch /tmp/x", "-c", "a b", "", "x;y"])
+def test_fetch_refuses_option_like_remote_names(repo: GitRepo, remote: str) -> None:
+    with pytest.raises(InvalidInput):
+        repo.fetch_tags(remote, timeout=5)
+
+
+def test_fetch_from_unknown_remote(repo: GitRepo) -> None:
+    with pytest.raises(FetchFailed) as caught:
+        repo.fetch_tags("upstream", timeout=5)
+    assert "no remote named 'upstream'" in caught.value.message
+
+
+def test_checkout_refuses_anything_but_a_commit_id(repo: GitRepo) -> None:
+    for bad in ("v1.10.0", "--orphan=x", "HEAD"):
+        with pytest.raises(InvalidInput):
+            repo.checkout_detached(bad)
+
+
+def test_checkout_and_describe(world: World, repo: GitRepo) -> None:
+    repo.checkout_detached(world.tag_commit("v1.10.0~1"))
+    assert repo.head_branch() is None
+    assert repo.describe("v*", exclude=["vnext"]) == f"v1.9.0-2-g{world.head()[:7]}"
+
+
+def test_not_a_repository(tmp_path: Path) -> None:
+    with pytest.raises(NotAGitRepository):
+        GitRepo(tmp_path)
+    with pytest.raises(NotAGitRepository):
+        find_toplevel(tmp_path)
+
+
+def test_bare_repository_is_not_a_deployment(world: World) -> None:
+    with pytest.raises(NotAGitRepository):
+        GitRepo(world.origin)
+
+
+def test_toplevel_from_a_subdirectory(world: World) -> None:
+    assert find_toplevel(world.deploy / "data") == world.deploy
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("https://user:tok@host/x.git", "https://***@host/x.git"),
+    ("fatal: unable to access 'https://ghp_abc@github.com/a/b'", "fatal: unable to access "
+     "'https://***@github.com/a/b'"),
+    ("ssh://git@host/x", "ssh://***@host/x"),
+    ("/srv/git/x.git", "/srv/git/x.git"),
+])
+def test_redact(text: str, expected: str) -> None:
+    assert redact(text) == expected

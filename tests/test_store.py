@@ -1,0 +1,96 @@
+"""The SQLite index: schema versions, the journal, the audit log."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from gitrelease.errors import IndexStoreError
+from gitrelease.models import UpdateSession, UpdateStatus, UpdateType, utcnow
+from gitrelease.store import SQLiteStore
+
+
+def make_session(session_id: str, status: UpdateStatus, age: timedelta) -> UpdateSession:
+    started = utcnow() - age
+    return UpdateSession(
+        session_id, UpdateType.BOT, status, 0, started,
+        started if status is UpdateStatus.COMPLETED else None, "1.1.0", "1.0.0", None, [], 5,
+        False, "test", from_commit="a" * 40, warnings=["w"])
+
+
+async def test_new_index_is_wal_versioned_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "update_manager.db"
+    store = await SQLiteStore.open(path)
+    await store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    db.close()
+    assert {"update_sessions", "session_steps", "audit_log"} <= tables
+    assert path.stat().st_mode & 0o777 == 0o600
+    reopened = await SQLiteStore.open(path)  # migrations are not applied twice
+    await reopened.close()
+
+
+async def test_index_from_a_newer_gitrelease_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "update_manager.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(IndexStoreError) as caught:
+        await SQLiteStore.open(path)
+    assert "newer" in caught.value.message
+
+
+async def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "update_manager.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(IndexStoreError):
+        await SQLiteStore.open(path)
+
+
+async def test_sessions_roundtrip_and_statistics(tmp_path: Path) -> None:
+    store = await SQLiteStore.open(tmp_path / "i.db")
+    try:
+        old = make_session("old", UpdateStatus.FAILED, timedelta(days=10))
+        done = make_session("done", UpdateStatus.COMPLETED, timedelta(hours=2))
+        running = make_session("running", UpdateStatus.INSTALLING, timedelta(minutes=1))
+        for s in (old, done, running):
+            await store.create_session(s)
+        done.steps_completed = ["preflight", "fetch"]
+        await store.save_session(done)
+        loaded = await store.get_session("done")
+        assert loaded == done
+        assert await store.get_session("nope") is None
+        recent = await store.list_sessions(since=utcnow() - timedelta(days=1))
+        assert [s.id for s in recent] == ["running", "done"]
+        assert [s.id for s in await store.unfinished_sessions()] == ["running"]
+        assert await store.session_counts(utcnow() - timedelta(days=1)) == {
+            "completed": 1, "installing": 1}
+        assert (await store.session_counts())["failed"] == 1
+        last = await store.last_completed()
+        assert last is not None and last.id == "done"
+        await store.add_step("done", "fetch", "started")
+        await store.add_step("done", "fetch", "done", "ok")
+        steps = await store.steps("done")
+        assert [(s.seq, s.step, s.state, s.detail) for s in steps] == [
+            (1, "fetch", "started", ""), (2, "fetch", "done", "ok")]
+        await store.audit("cli:root", "install", "1.1.0", "completed", {"session": "done"})
+        (entry,) = await store.audit_entries()
+        assert (entry.actor, entry.action, entry.outcome) == ("cli:root", "install", "completed")
+        assert entry.detail == {"session": "done"}
+    finally:
+        await store.close()
+
+
+async def test_two_connections_opening_a_new_index_at_once(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "i.db"
+    stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(4)))
+    for store in stores:
+        await store.close()
