@@ -63,6 +63,8 @@ __all__ = ["TIME_RANGES", "InstallOptions", "ReleaseManager", "parse_update_type
 
 T = TypeVar("T")
 TIME_RANGES = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+# A version, or a tag name as people type them; never starting with "-", so never an option.
+_TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!/-]{0,99}$")
 _BACKUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MIB = 1024 * 1024
 
@@ -91,9 +93,11 @@ class InstallOptions:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")
         if self.to_version is not None:
+            allowed = "a release version such as 2.1.0, or a release tag name such as v2.1.0"
             if not isinstance(self.to_version, str):
-                raise InvalidInput("to_version", self.to_version, "a version such as 2.1.0")
-            parse_version(self.to_version, field="to_version")
+                raise InvalidInput("to_version", self.to_version, allowed)
+            if not _TAG_NAME.match(self.to_version) or ".." in self.to_version:
+                raise InvalidInput("to_version", self.to_version, allowed)
         if self.backup_name is not None:
             if not isinstance(self.backup_name, str) or not _BACKUP_NAME.match(self.backup_name):
                 raise InvalidInput(
@@ -262,6 +266,8 @@ class ReleaseManager:
                 "asked to take one will not run without it",
                 hint="to install without a backup, pass --no-backup (backup_before=false); "
                      "your data is not touched by a bot install")
+        if opts.to_version is not None:
+            self._wanted_version(opts.to_version)  # bad input changes nothing: refuse it now
         if opts.dry_run:
             return await asyncio.to_thread(self._plan, opts)
         from gitrelease.lock import OperationLock
@@ -376,12 +382,7 @@ class ReleaseManager:
         current = snap.current
         warnings = [_moved_warning(tag) for tag in moved]
         if opts.to_version is not None:
-            wanted = parse_version(opts.to_version, field="to_version")
-            target = snap.find(wanted)
-            if target is None:
-                known = ", ".join(str(r.version) for r in snap.releases[-5:]) or "none"
-                raise NoSuchVersion(
-                    f"no release {wanted} among the tags (newest known: {known})")
+            target = self._named_release(snap, opts.to_version)
             if target.version.is_prerelease and snap.channel is Channel.STABLE:
                 warnings.append(f"{target.tag} is a pre-release, installed because it was named")
         else:
@@ -410,9 +411,28 @@ class ReleaseManager:
             reasons.append(f"it changes {(info.size or 0) // _MIB} MiB, more than "
                            f"max_update_size_mb ({self.settings.max_update_size_mb})")
         if reasons and not opts.force:
-            raise ConfirmationRequired("; ".join(reasons).capitalize())
+            raise ConfirmationRequired("; ".join(reasons))
         warnings += [f"installed with --force although {r}" for r in reasons]
         return _Resolution(target, snap, info, warnings)
+
+    def _wanted_version(self, name: str) -> Version:
+        """The version a person named, as a release tag name or as a bare version.
+
+        Checked before anything runs; the name itself is only ever looked up, never handed
+        to git.
+        """
+        pattern = TagPattern.parse(self.settings.tag_pattern)
+        return pattern.version_of(name) or parse_version(name, field="to_version")
+
+    def _named_release(self, snap: ReleaseSnapshot, name: str) -> Release:
+        by_tag = {r.tag: r for r in snap.releases}
+        if name in by_tag:
+            return by_tag[name]
+        found = snap.find(self._wanted_version(name))
+        if found is None:
+            known = ", ".join(str(r.version) for r in snap.releases[-5:]) or "none"
+            raise NoSuchVersion(f"no release {name} among the tags (newest known: {known})")
+        return found
 
     def _check_python(self, target: Release) -> None:
         project = releases.read_pyproject(self.repo, target.commit).get("project", {})

@@ -8,6 +8,7 @@ inside `SQLiteStore`. Schema versions are migrations applied in order.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -153,7 +154,7 @@ class SQLiteStore:
             if created:
                 os.chmod(path, 0o600)  # it names who did what; not for every local user
             await db.execute("PRAGMA busy_timeout = 10000")
-            await db.execute("PRAGMA journal_mode = WAL")
+            await store._enable_wal()
             # FULL: a journal row must survive power loss, not only a crash of the process.
             await db.execute("PRAGMA synchronous = FULL")
             await db.execute("PRAGMA foreign_keys = ON")
@@ -171,6 +172,18 @@ class SQLiteStore:
 
     async def close(self) -> None:
         await self._db.close()
+
+    async def _enable_wal(self) -> None:
+        # Switching a new file to WAL needs it to itself and SQLite answers "locked" at once
+        # (no busy handler) while another process is opening it too: wait a little, retry.
+        for attempt in range(200):
+            try:
+                await self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 199:
+                    raise
+                await asyncio.sleep(0.05)
 
     async def _migrate(self) -> None:
         # The version is read inside the write transaction: two processes opening a new

@@ -511,3 +511,35 @@ async def test_status_rejects_unknown_range(world: World) -> None:
             await manager.get_update_status("1y")
     assert caught.value.field == "time_range"
     assert not (world.deploy / "data" / "update_manager.db").exists()
+
+
+async def test_option_like_tag_names_from_the_remote_are_harmless(
+    world: World, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil"
+    evil.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    evil.chmod(0o755)
+    for name in ("-c", f"--upload-pack={evil}", f"--exec={evil}", "-oProxyCommand=x"):
+        git(world.release, "update-ref", f"refs/tags/{name}", "HEAD")
+        git(world.release, "push", "--quiet", "origin", f"refs/tags/{name}")
+    async with await open_manager(world) as manager:
+        report = await manager.check_for_updates("bot")
+        session = await manager.install_updates("bot", NO_BACKUP)
+    assert report.bot is not None and report.bot.version == "1.10.0"
+    assert not isinstance(session, InstallPlan) and session.status is UpdateStatus.COMPLETED
+    assert not marker.exists()
+
+
+async def test_named_target_by_tag_name_with_a_custom_pattern(world: World) -> None:
+    world.commit("feat: next")
+    world.tag("release-1.11.0", "Released under the new naming")
+    world.push()
+    (world.deploy / "data" / "settings.toml").write_text('tag_pattern = "release-*"\n')
+    async with await open_manager(world) as manager:
+        with pytest.raises(InvalidInput):  # refused before anything: not a version nor a tag
+            await manager.install_updates("bot", {"to": "release-next", "backup_before": False})
+        session = await manager.install_updates(  # force: rc1's "feat!:" is in the range
+            "bot", {"to": "release-1.11.0", "backup_before": False, "force_update": True})
+    assert world.head() == world.tag_commit("release-1.11.0")
+    assert not isinstance(session, InstallPlan) and session.target_tag == "release-1.11.0"
