@@ -18,22 +18,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from gitrelease import render
 from gitrelease.errors import GitReleaseError, InvalidInput, UnsupportedPlatform, UsageError
 
 if TYPE_CHECKING:
     from gitrelease.manager import ReleaseManager
-    from gitrelease.models import SystemInfo, UpdateSession
-    from gitrelease.reports import CheckReport, InstallPlan
+    from gitrelease.models import SystemInfo
+    from gitrelease.reports import CheckReport
 
 __all__ = ["main"]
 
 UPDATE_TYPES = ("all", "bot", "packages", "config", "dependencies")
 RANGES = ("1d", "7d", "30d")
+BACKUP_TYPES = ("full", "database", "config", "data_only")
+BACKUP_RANGES = ("7d", "30d", "90d", "all")
+BACKUP_SORTS = ("date", "size", "name", "type")
+RESTORE_TYPES = ("all", "database", "config", "data")
 # The engine names fields after the specification; a person typed these flags.
 _FLAG_FOR_FIELD = {
     "update_type": "--type", "check_type": "--type", "to_version": "--to",
-    "backup_name": "--backup-name", "time_range": "--range",
+    "time_range": "--range", "backup_type": "--type", "restore_type": "--type",
+    "description": "--description", "limit": "--limit", "sort_by": "--sort",
+    "confirm": "--yes", "backup_id": "ID",
 }
+_FLAG_FOR_FIELD_IN = {"install": {"backup_name": "--backup-name"},
+                      "backup": {"backup_name": "--name"}}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -76,24 +85,58 @@ def _parser() -> argparse.ArgumentParser:
     journal = commands.add_parser("journal", help="the journalled steps of an update session")
     journal.add_argument("session", nargs="?", help="session id (default: the latest)")
 
+    _backup_parser(commands)
+
     demo = commands.add_parser("demo", help="build a throw-away deployment and show "
                                "check -> install -> status on it")
     demo.add_argument("--keep", action="store_true", help="keep the demo directory")
     return parser
 
 
+def _backup_parser(commands: Any) -> None:
+    backup = commands.add_parser("backup", help="archives of the state git does not keep")
+    actions = backup.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser)
+    actions.required = True
+    create = actions.add_parser("create", help="take a backup now")
+    create.add_argument("--type", default="full", metavar="|".join(BACKUP_TYPES))
+    create.add_argument("--no-compress", action="store_true", help="a plain .tar archive")
+    create.add_argument("--name", metavar="NAME", help="a name to find it by (unique)")
+    create.add_argument("--include-logs", action="store_true", help="add the update logs")
+    create.add_argument("--description", metavar="TEXT")
+    create.add_argument("--keep", action="store_true", help="never prune this backup")
+    listing = actions.add_parser("list", help="backups, newest first")
+    listing.add_argument("--type", metavar="|".join(BACKUP_TYPES))
+    listing.add_argument("--range", default="30d", metavar="|".join(BACKUP_RANGES))
+    listing.add_argument("--limit", default="20", metavar="1-50")
+    listing.add_argument("--sort", default="date", metavar="|".join(BACKUP_SORTS))
+    verify = actions.add_parser("verify", help="re-read an archive against its checksums")
+    verify.add_argument("id", metavar="ID", help="backup id or name")
+    restore = actions.add_parser("restore", help="put a backup's files back in place")
+    restore.add_argument("id", metavar="ID", help="backup id or name")
+    restore.add_argument("--yes", action="store_true", help="confirm: live files are replaced")
+    restore.add_argument("--type", default="all", metavar="|".join(RESTORE_TYPES))
+    restore.add_argument("--no-verify", action="store_true", help="skip the verification")
+    delete = actions.add_parser("delete", help="delete a backup and its archive")
+    delete.add_argument("id", metavar="ID", help="backup id or name")
+    delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    prune = actions.add_parser("prune", help="apply max_backups and backup_retention_days")
+    prune.add_argument("--dry-run", action="store_true", help="show, delete nothing")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args_list  # until the command line parses, a good guess is enough
+    command = ""
     try:
         if os.name == "nt":
             raise UnsupportedPlatform("gitrelease supports Linux and macOS; Windows is not "
                                       "supported yet")
         args = _parser().parse_args(args_list)
-        as_json = args.json
-        return _COMMANDS[args.command](args)
+        as_json, command = args.json, args.command
+        return _COMMANDS[command](args)
     except InvalidInput as exc:
-        flag = _FLAG_FOR_FIELD.get(exc.field)
+        flag = _FLAG_FOR_FIELD_IN.get(command, {}).get(exc.field) or _FLAG_FOR_FIELD.get(
+            exc.field)
         return _fail(exc.renamed(flag) if flag else exc, as_json)
     except GitReleaseError as exc:
         return _fail(exc, as_json)
@@ -150,7 +193,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report.to_dict())
     else:
-        print(render_check(report, details=args.details))
+        print(render.render_check(report, details=args.details))
     return _check_exit_code(report)
 
 
@@ -182,9 +225,9 @@ def _cmd_install(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result.to_dict())
     elif args.dry_run:
-        print(render_plan(result))
+        print(render.render_plan(result))
     else:
-        print(render_session(result))
+        print(render.render_session(result))
     return 0
 
 
@@ -195,7 +238,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(info.to_dict())
     else:
-        print(render_status(info))
+        print(render.render_status(info))
     return 0
 
 
@@ -210,11 +253,88 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(result)
     else:
-        print(render_session_from_dict(result["session"]))
+        print(render.render_session_dict(result["session"]))
         for s in result["steps"]:
             detail = f"  {s['detail']}" if s["detail"] else ""
             print(f"  {s['seq']:>3}  {s['at'][:19]}  {s['step']:<10} {s['state']:<8}{detail}")
     return 0
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    progress = _ProgressBar() if not args.json and sys.stderr.isatty() else None
+    work = _backup_work(args, _actor(), progress)
+    try:
+        result = _run(args, work)
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        _print_json([b.to_dict() for b in result] if isinstance(result, list)
+                    else result.to_dict())
+    else:
+        print(_render_backup_result(args.action, result))
+    return 0
+
+
+def _backup_work(
+    args: argparse.Namespace, actor: str, progress: _ProgressBar | None
+) -> Callable[[ReleaseManager], Any]:
+    """The manager call a `backup ACTION` stands for, its flags checked first."""
+    if args.action == "create":
+        _choice("--type", args.type, BACKUP_TYPES)
+        options = {"compress": not args.no_compress, "backup_name": args.name,
+                   "include_logs": args.include_logs, "description": args.description,
+                   "keep": args.keep}
+        return lambda m: m.create_backup(args.type, options, actor=actor, progress=progress)
+    if args.action == "list":
+        if args.type is not None:
+            _choice("--type", args.type, BACKUP_TYPES)
+        _choice("--range", args.range, BACKUP_RANGES)
+        _choice("--sort", args.sort, BACKUP_SORTS)
+        filters = {"backup_type": args.type, "time_range": args.range,
+                   "limit": _integer("--limit", args.limit, 1, 50), "sort_by": args.sort}
+        return lambda m: m.list_backups({k: v for k, v in filters.items() if v is not None})
+    if args.action == "verify":
+        return lambda m: m.verify_backup(args.id, actor=actor)
+    if args.action == "restore":
+        _choice("--type", args.type, RESTORE_TYPES)
+        options = {"confirm": args.yes, "restore_type": args.type,
+                   "verify_backup": not args.no_verify}
+        return lambda m: m.restore_backup(args.id, options, actor=actor, progress=progress)
+    if args.action == "delete":
+        return lambda m: m.delete_backup(args.id, confirm=args.yes, actor=actor)
+    return lambda m: m.prune_backups(dry_run=args.dry_run, actor=actor)
+
+
+def _render_backup_result(action: str, result: Any) -> str:
+    from gitrelease import render
+
+    if action == "list":
+        return render.render_backups(result)
+    if action == "restore":
+        lines = [f"Restored {len(result.restored)} files from {result.backup.id} "
+                 f"({result.restore_type}):"] + [f"  {name}" for name in result.restored]
+        if result.safety_backup is not None:
+            lines.append(f"The state before the restore is in {result.safety_backup.id}.")
+        return "\n".join(lines)
+    if action == "prune":
+        verb = "Would delete" if result.dry_run else "Deleted"
+        lines = [f"{verb} {len(result.deleted)} backups"] + [
+            f"  {b.id} ({b.created_at:%Y-%m-%d})" for b in result.deleted]
+        lines += [f"kept {backup_id}: {why}" for backup_id, why in result.kept.items()]
+        return "\n".join(lines)
+    prefix = {"create": "Backup created", "verify": "Verified", "delete": "Deleted"}[action]
+    return f"{prefix}: " + render.render_backup(result)
+
+
+def _integer(flag: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise InvalidInput(flag, value, f"an integer from {low} to {high}") from None
+    if not low <= number <= high:
+        raise InvalidInput(flag, value, f"an integer from {low} to {high}")
+    return number
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -228,6 +348,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "install": _cmd_install,
     "status": _cmd_status,
     "journal": _cmd_journal,
+    "backup": _cmd_backup,
     "demo": _cmd_demo,
 }
 
@@ -255,124 +376,3 @@ class _ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-# -- rendering -----------------------------------------------------------------------------
-
-
-def _yes_no(value: bool | None) -> str:
-    return "not checked" if value is None else ("yes" if value else "no")
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "?"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"
-
-
-def render_check(report: CheckReport, *, details: bool = False) -> str:
-    data = report.to_dict()
-    lines = [
-        "Update check",
-        f"  current version: {data['current_version'] or '?'}",
-        f"  available updates: {data['total_updates']}   security: "
-        f"{'not checked' if data['security_updates'] is None else data['security_updates']}"
-        f"   breaking: {data['breaking_updates']}",
-    ]
-    bot = report.bot
-    if bot is not None:
-        lines += [
-            "", f"Bot release {bot.tag} ({bot.version}, current {bot.current_version})",
-            f"  released: {bot.release_date:%Y-%m-%d %H:%M} UTC   commit: {bot.commit}",
-            f"  changes: {bot.commit_count} commits, {bot.files_changed} files, "
-            f"{_size(bot.size)}",
-            f"  security: {_yes_no(bot.security_update)}   breaking: "
-            f"{_yes_no(bot.breaking_changes)}",
-        ]
-        changelog = bot.changelog or ""
-        if not details and changelog.count("\n") > 8:
-            changelog = "\n".join(changelog.splitlines()[:8]) + "\n... (--details for all)"
-        lines += ["  changelog:"] + [f"    {line}" for line in changelog.splitlines()]
-        if details and len(bot.releases) > 1:
-            lines += ["  newer releases:"] + [
-                f"    {r['tag']}  {r['release_date'][:10]}" for r in bot.releases]
-    elif "bot" not in report.errors and report.check_type.value in ("all", "bot"):
-        lines += ["", "Bot: up to date"]
-    for source, error in report.errors.items():
-        lines.append(f"{source}: {error.message}")
-    lines += [f"warning: {w}" for w in report.warnings]
-    if details and report.ignored_tags:
-        lines.append("ignored tags (not PEP 440 versions): " + ", ".join(report.ignored_tags))
-    return "\n".join(lines)
-
-
-def render_plan(plan: InstallPlan) -> str:
-    info = plan.update
-    lines = [
-        f"Dry run: would install {plan.target_tag} ({plan.current_version} -> "
-        f"{plan.target_version})",
-        f"  commit {plan.from_commit[:12]} -> {plan.to_commit[:12]}; {info.commit_count} "
-        f"commits, {info.files_changed} files, {_size(info.size)}",
-        f"  steps: {', '.join(plan.steps)}",
-        "  nothing was changed",
-    ]
-    return "\n".join(lines + [f"warning: {w}" for w in plan.warnings])
-
-
-def render_session(session: UpdateSession) -> str:
-    return render_session_from_dict(session.to_dict())
-
-
-def render_session_from_dict(s: dict[str, Any]) -> str:
-    lines = [
-        f"Update {s['id']}: {s['status']} ({s['progress']}%)",
-        f"  {s['current_version']} -> {s['target_version']}"
-        + (f" ({s['target_tag']})" if s.get("target_tag") else ""),
-        f"  steps: {', '.join(s['steps_completed']) or 'none'}",
-    ]
-    if s["error_message"]:
-        lines.append(f"  error: {s['error_message']}")
-    lines += [f"  warning: {w}" for w in s.get("warnings", [])]
-    if s.get("restart_needed") and s["status"] == "completed":
-        lines.append("  the running bot still runs the old code until it is restarted")
-    return "\n".join(lines)
-
-
-def render_status(info: SystemInfo) -> str:
-    stats = info.update_statistics
-    rate = stats.get("success_rate")
-    lines = [
-        "Status",
-        f"  version: {info.version}" + (f" (tag {info.tag})" if info.tag else ""),
-        f"  commit: {info.commit}",
-        f"  VERSION file: {info.bot_version or 'none'}"
-        + ("" if info.version_file_agrees is None else
-           (" (agrees)" if info.version_file_agrees else " (DISAGREES)")),
-        f"  python: {info.python_version}   gitrelease: {info.gitrelease_version}",
-        f"  uptime ({info.uptime_source}): {str(info.uptime).split('.')[0]}",
-        f"  last update: {info.last_update:%Y-%m-%d %H:%M} UTC" if info.last_update
-        else "  last update: never",
-        f"  updates in {stats['time_range']}: {stats['total']} "
-        f"(completed {stats['completed']}, failed {stats['failed']}, success rate "
-        f"{'n/a' if rate is None else f'{rate}%'})",
-    ]
-    if info.disk_usage:
-        d = info.disk_usage
-        lines.append(f"  disk: {_size(d['free_bytes'])} free of {_size(d['total_bytes'])}; "
-                     f"data dir {_size(d['data_dir_bytes'])}")
-    if info.memory_usage:
-        m = info.memory_usage
-        rss = f"; bot {_size(m['bot_rss_bytes'])}" if m.get("bot_rss_bytes") else ""
-        lines.append(f"  memory: {_size(m['available_bytes'])} available of "
-                     f"{_size(m['total_bytes'])}{rss}")
-    if info.recent_sessions:
-        lines.append("  recent updates:")
-        lines += [f"    {s.started_at:%Y-%m-%d %H:%M}  {s.id}  {s.status.value:<9} "
-                  f"{s.current_version} -> {s.target_version}" for s in info.recent_sessions]
-    lines += [f"warning: {w}" for w in info.warnings]
-    return "\n".join(lines)

@@ -102,8 +102,8 @@ def _isolated_git() -> Iterator[None]:
 
 
 def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
-    from gitrelease.cli import render_check, render_session, render_status
     from gitrelease.manager import InstallOptions, ReleaseManager
+    from gitrelease.render import render_check, render_session, render_status
 
     base = Path(tempfile.mkdtemp(prefix="gitrelease-demo-"))
     out = sys.stdout

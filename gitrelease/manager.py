@@ -12,8 +12,10 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -54,6 +56,15 @@ from gitrelease.settings import LoadedSettings, Settings, load_settings
 from gitrelease.versions import Channel, Release, TagPattern, parse_version
 
 if TYPE_CHECKING:
+    from gitrelease.backups import (
+        BackupOptions,
+        BackupService,
+        ListFilters,
+        PruneResult,
+        ReleasePoint,
+    )
+    from gitrelease.models import Backup
+    from gitrelease.restore import RestoreOptions, RestoreResult
     from gitrelease.store import IndexStore, JournalStep
 
 # The lock (filelock), the index (aiosqlite) and host metrics (psutil) are imported where
@@ -270,21 +281,145 @@ class ReleaseManager:
             self._wanted_version(opts.to_version)  # bad input changes nothing: refuse it now
         if opts.dry_run:
             return await asyncio.to_thread(self._plan, opts)
+        async with self._exclusive("install", opts.initiated_by, opts.to_version) as store:
+            return await self._install(store, opts, progress)
+
+    @asynccontextmanager
+    async def _exclusive(
+        self, operation: str, actor: str, target: str | None = None
+    ) -> AsyncIterator[IndexStore]:
+        """The operation lock, with what a crash may have left behind put in order first."""
         from gitrelease.lock import OperationLock
 
         store = await self.index()
-        lock = OperationLock(self.data_dir, "install", opts.initiated_by)
+        lock = OperationLock(self.data_dir, operation, actor)
         try:
             lock.acquire()
         except GitReleaseError as exc:
-            await store.audit(opts.initiated_by, "install", opts.to_version, "refused",
+            await store.audit(actor, operation, target, "refused",
                               {"code": exc.code, "reason": exc.message})
             raise
         try:
             await self._finish_interrupted(store)
-            return await self._install(store, opts, progress)
+            await self._backups(store).reconcile()
+            yield store
         finally:
             lock.release()
+
+    def _backups(self, store: IndexStore) -> BackupService:
+        from gitrelease.backups import BackupService
+        from gitrelease.sources import Layout
+
+        return BackupService(
+            Layout.of(self.root, self.data_dir, self.settings), self.settings, store,
+            python=self.settings.python_executable or sys.executable,
+            gitrelease_version=_own_version())
+
+    async def _release_point(self) -> ReleasePoint:
+        from gitrelease.backups import ReleasePoint
+
+        current = (await self._in_thread(self._snapshot)).current
+        return ReleasePoint(current.tag, current.commit, current.text)
+
+    # -- backups ---------------------------------------------------------------------------
+
+    async def create_backup(
+        self, backup_type: str = "full",
+        options: BackupOptions | Mapping[str, Any] | None = None, *,
+        actor: str = "system", progress: Progress | None = None,
+    ) -> Backup:
+        """Archive the state git does not version, indexed with the current tag."""
+        from gitrelease.backups import BackupOptions, parse_backup_type
+
+        kind = parse_backup_type(backup_type)
+        opts = options if isinstance(options, BackupOptions) else BackupOptions.from_mapping(
+            options or {})
+        if not self.settings.backup_enabled:
+            raise InvalidInput("backup_enabled", False, "true",
+                               reason="backups are switched off in the settings")
+        async with self._exclusive("backup", actor) as store:
+            service = self._backups(store)
+            backup = await service.create(kind, opts, await self._release_point(), progress)
+            await store.audit(actor, "backup_create", backup.id, "completed",
+                              {"type": kind.value, "size": backup.compressed_size})
+            if self.settings.auto_cleanup:
+                pruned = await service.prune(backup.tag, dry_run=False)
+                if pruned.deleted:
+                    await store.audit(actor, "backup_prune", None, "completed",
+                                      {"deleted": [b.id for b in pruned.deleted]})
+            return backup
+
+    async def list_backups(
+        self, filters: ListFilters | Mapping[str, Any] | None = None
+    ) -> list[Backup]:
+        from gitrelease.backups import ListFilters
+
+        chosen = filters if isinstance(filters, ListFilters) else ListFilters.from_mapping(
+            filters or {})
+        store = await self.existing_index()
+        if store is None:
+            return []
+        return await self._backups(store).list_backups(chosen)
+
+    async def verify_backup(self, backup_id: str, *, actor: str = "system") -> Backup:
+        """Re-read an archive against its checksums; a mismatch marks it CORRUPTED."""
+        async with self._exclusive("backup_verify", actor, backup_id) as store:
+            service = self._backups(store)
+            backup = await service.get(backup_id)
+            try:
+                return await service.verify(backup)
+            finally:
+                await store.audit(actor, "backup_verify", backup.id, backup.status.value)
+
+    async def delete_backup(
+        self, backup_id: str, *, confirm: bool = False, actor: str = "system"
+    ) -> Backup:
+        if confirm is not True:
+            raise InvalidInput("confirm", confirm, "true",
+                               reason="deleting a backup cannot be undone")
+        async with self._exclusive("backup_delete", actor, backup_id) as store:
+            service = self._backups(store)
+            backup = await service.get(backup_id)
+            if backup.id in await store.backups_in_use():
+                raise InvalidInput("backup_id", backup_id, "a backup no unfinished update needs",
+                                   reason="an unfinished update may still need it")
+            await service.delete(backup)
+            await store.audit(actor, "backup_delete", backup.id, "completed")
+            return backup
+
+    async def prune_backups(self, *, dry_run: bool = False, actor: str = "system") -> PruneResult:
+        """Apply max_backups and backup_retention_days, never touching protected backups."""
+        async with self._exclusive("backup_prune", actor) as store:
+            point = await self._release_point()
+            result = await self._backups(store).prune(point.tag, dry_run=dry_run)
+            if not dry_run:
+                await store.audit(actor, "backup_prune", None, "completed",
+                                  {"deleted": [b.id for b in result.deleted]})
+            return result
+
+    async def restore_backup(
+        self, backup_id: str, options: RestoreOptions | Mapping[str, Any] | None = None, *,
+        actor: str = "system", progress: Progress | None = None,
+    ) -> RestoreResult:
+        """Verify, take a safety backup, then put the backup's files back in place."""
+        from gitrelease.restore import RestoreOptions, restore
+
+        opts = options if isinstance(options, RestoreOptions) else RestoreOptions.from_mapping(
+            options or {})
+        async with self._exclusive("restore", actor, backup_id) as store:
+            service = self._backups(store)
+            backup = await service.get(backup_id)
+            try:
+                result = await restore(service, backup, opts, await self._release_point(),
+                                       progress)
+            except GitReleaseError as exc:
+                await store.audit(actor, "restore", backup.id, "failed", {"code": exc.code})
+                raise
+            await store.audit(actor, "restore", backup.id, "completed",
+                              {"type": opts.restore_type, "files": len(result.restored),
+                               "safety_backup": result.safety_backup.id
+                               if result.safety_backup else None})
+            return result
 
     def _plan(self, opts: InstallOptions) -> InstallPlan:
         snap = self._snapshot()

@@ -153,6 +153,7 @@ class UpdateSession:
     target_tag: str | None = None
     restart_needed: bool = False
     warnings: list[str] = field(default_factory=list)
+    backup_id: str | None = None  # the pre-update backup that is this update's way back
 
     @property
     def finished(self) -> bool:
@@ -178,6 +179,7 @@ class UpdateSession:
             "target_tag": self.target_tag,
             "restart_needed": self.restart_needed,
             "warnings": self.warnings,
+            "backup_id": self.backup_id,
         }
 
 
@@ -198,6 +200,10 @@ class Backup:
     metadata: dict[str, Any]
     tag: str | None = None
     commit: str | None = None
+    keep: bool = False  # never pruned
+    verified_at: datetime | None = None
+    problem: str | None = None  # why it is CORRUPTED or FAILED, for people
+    deleting: bool = False  # marked before its file is deleted, so a crash is reconciled
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -216,6 +222,10 @@ class Backup:
             "metadata": self.metadata,
             "tag": self.tag,
             "commit": self.commit,
+            "keep": self.keep,
+            "verified": self.verified_at is not None and self.status is BackupStatus.COMPLETED,
+            "verified_at": isoformat(self.verified_at),
+            "problem": self.problem,
         }
 
 

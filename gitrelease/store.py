@@ -23,6 +23,9 @@ import aiosqlite
 from gitrelease.errors import IndexStoreError
 from gitrelease.models import (
     TERMINAL_STATUSES,
+    Backup,
+    BackupStatus,
+    BackupType,
     UpdateSession,
     UpdateStatus,
     UpdateType,
@@ -30,6 +33,12 @@ from gitrelease.models import (
 )
 
 __all__ = ["INDEX_NAME", "AuditEntry", "IndexStore", "JournalStep", "SQLiteStore"]
+
+_BACKUP_COLUMNS = (
+    "id", "name", "backup_type", "status", "file_path", "file_size", "compressed_size",
+    "created_at", "completed_at", "description", "checksum", "auto_created", "metadata", "tag",
+    "commit_id", "keep", "verified_at", "problem", "deleting",
+)
 
 INDEX_NAME = "update_manager.db"
 
@@ -78,12 +87,39 @@ _MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX audit_log_at ON audit_log (at);
     """,
+    # 2: backups, indexed by the tag and commit they were taken at
+    """
+    CREATE TABLE backups (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        backup_type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        file_path TEXT,
+        file_size INTEGER,
+        compressed_size INTEGER,
+        created_at TEXT NOT NULL,
+        completed_at TEXT,
+        description TEXT,
+        checksum TEXT,
+        auto_created INTEGER NOT NULL,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        tag TEXT,
+        commit_id TEXT,
+        keep INTEGER NOT NULL DEFAULT 0,
+        verified_at TEXT,
+        problem TEXT,
+        deleting INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX backups_created_at ON backups (created_at);
+    ALTER TABLE update_sessions ADD COLUMN backup_id TEXT;
+    """,
 )
 
 _SESSION_COLUMNS = (
     "id", "update_type", "status", "progress", "started_at", "completed_at", "target_version",
     "current_version", "error_message", "steps_completed", "total_steps", "rollback_available",
     "initiated_by", "from_commit", "to_commit", "target_tag", "restart_needed", "warnings",
+    "backup_id",
 )
 
 
@@ -124,6 +160,11 @@ class IndexStore(Protocol):
         detail: dict[str, Any] | None = None,
     ) -> None: ...
     async def audit_entries(self, limit: int = 50) -> list[AuditEntry]: ...
+    async def save_backup(self, backup: Backup) -> None: ...
+    async def get_backup(self, id_or_name: str) -> Backup | None: ...
+    async def list_backups(self) -> list[Backup]: ...
+    async def delete_backup(self, backup_id: str) -> None: ...
+    async def backups_in_use(self) -> set[str]: ...
 
 
 def _ts(moment: datetime) -> str:
@@ -292,7 +333,7 @@ class SQLiteStore:
             _ts(s.completed_at) if s.completed_at else None, s.target_version,
             s.current_version, s.error_message, json.dumps(s.steps_completed), s.total_steps,
             int(s.rollback_available), s.initiated_by, s.from_commit, s.to_commit,
-            s.target_tag, int(s.restart_needed), json.dumps(s.warnings),
+            s.target_tag, int(s.restart_needed), json.dumps(s.warnings), s.backup_id,
         )
 
     @staticmethod
@@ -304,7 +345,7 @@ class SQLiteStore:
             steps_completed=json.loads(row[9]), total_steps=row[10],
             rollback_available=bool(row[11]), initiated_by=row[12], from_commit=row[13],
             to_commit=row[14], target_tag=row[15], restart_needed=bool(row[16]),
-            warnings=json.loads(row[17]),
+            warnings=json.loads(row[17]), backup_id=row[18],
         )
 
     # -- audit log -------------------------------------------------------------------------
@@ -329,3 +370,65 @@ class SQLiteStore:
             AuditEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]))
             for r in rows
         ]
+
+    # -- backups ---------------------------------------------------------------------------
+
+    async def save_backup(self, backup: Backup) -> None:
+        """Insert or update a backup's row."""
+        row = self._backup_row(backup)
+        columns = ", ".join(_BACKUP_COLUMNS)
+        marks = ", ".join("?" for _ in _BACKUP_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _BACKUP_COLUMNS[1:])
+        await self._db.execute(
+            f"INSERT INTO backups ({columns}) VALUES ({marks}) "  # noqa: S608
+            f"ON CONFLICT (id) DO UPDATE SET {updates}", row)
+
+    async def get_backup(self, id_or_name: str) -> Backup | None:
+        rows = await self._select_backups("WHERE id = ? OR name = ? ORDER BY id = ? DESC",
+                                          (id_or_name, id_or_name, id_or_name))
+        return rows[0] if rows else None
+
+    async def list_backups(self) -> list[Backup]:
+        return await self._select_backups("ORDER BY created_at DESC, id DESC", ())
+
+    async def delete_backup(self, backup_id: str) -> None:
+        await self._db.execute("DELETE FROM backups WHERE id = ?", (backup_id,))
+
+    async def backups_in_use(self) -> set[str]:
+        """Backups that an unfinished update session may still need for its way back."""
+        done = [s.value for s in TERMINAL_STATUSES]
+        marks = ", ".join("?" for _ in done)
+        async with self._db.execute(
+            f"SELECT backup_id FROM update_sessions WHERE backup_id IS NOT NULL "  # noqa: S608
+            f"AND status NOT IN ({marks})", tuple(done),
+        ) as cursor:
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def _select_backups(self, clause: str, params: Sequence[Any]) -> list[Backup]:
+        async with self._db.execute(
+            f"SELECT {', '.join(_BACKUP_COLUMNS)} FROM backups {clause}",  # noqa: S608
+            tuple(params),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._backup_from_row(row) for row in rows]
+
+    @staticmethod
+    def _backup_row(b: Backup) -> tuple[Any, ...]:
+        return (
+            b.id, b.name, b.backup_type.value, b.status.value, b.file_path, b.file_size,
+            b.compressed_size, _ts(b.created_at), _ts(b.completed_at) if b.completed_at else None,
+            b.description, b.checksum, int(b.auto_created), json.dumps(b.metadata), b.tag,
+            b.commit, int(b.keep), _ts(b.verified_at) if b.verified_at else None, b.problem,
+            int(b.deleting),
+        )
+
+    @staticmethod
+    def _backup_from_row(row: Sequence[Any]) -> Backup:
+        return Backup(
+            id=row[0], name=row[1], backup_type=BackupType(row[2]), status=BackupStatus(row[3]),
+            file_path=row[4], file_size=row[5], compressed_size=row[6],
+            created_at=datetime.fromisoformat(row[7]), completed_at=_dt(row[8]),
+            description=row[9], checksum=row[10], auto_created=bool(row[11]),
+            metadata=json.loads(row[12]), tag=row[13], commit=row[14], keep=bool(row[15]),
+            verified_at=_dt(row[16]), problem=row[17], deleting=bool(row[18]),
+        )

@@ -26,11 +26,11 @@ async def test_new_index_is_wal_versioned_and_private(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
-    assert {"update_sessions", "session_steps", "audit_log"} <= tables
+    assert {"update_sessions", "session_steps", "audit_log", "backups"} <= tables
     assert path.stat().st_mode & 0o777 == 0o600
     reopened = await SQLiteStore.open(path)  # migrations are not applied twice
     await reopened.close()

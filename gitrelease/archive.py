@@ -1,0 +1,327 @@
+"""Backup archives: streamed tar (plain, gzip or zstd) with a manifest, verified, unpacked safely.
+
+An archive holds the backed-up files under their member names (``root/...`` for files of the
+deployment root, ``data/...`` for files of the data dir) and, last, ``manifest.json`` with
+each member's size, mode and sha256. Writing is one pass: each file is hashed as it is copied
+into the tar, the archive's own sha256 as its bytes reach the disk. Memory does not grow with
+the data: files are streamed in chunks, never read whole.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any, BinaryIO
+
+from gitrelease.errors import GitReleaseError, VerificationFailed
+
+__all__ = [
+    "MANIFEST",
+    "ArchiveWritten",
+    "Member",
+    "UnsafeArchive",
+    "extract_safely",
+    "read_manifest",
+    "suffix_for",
+    "verify_archive",
+    "write_archive",
+]
+
+MANIFEST = "manifest.json"
+CHUNK = 1024 * 1024
+_SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
+
+
+class UnsafeArchive(GitReleaseError):
+    """An archive member that could write outside the staging dir, or is not in the manifest."""
+
+    code = "unsafe_archive"
+    exit_code = 16
+    default_hint = "this archive was not written by gitrelease as it is; do not restore it"
+
+
+@dataclass(frozen=True)
+class Member:
+    """One file to archive: where it is read from, the name it gets, what kind it is."""
+
+    source: Path
+    name: str  # "root/.env", "data/app.db"
+    kind: str  # "database", "config", "data" or "log"
+    mode: int | None = None  # None: the source file's mode
+
+
+@dataclass(frozen=True)
+class ArchiveWritten:
+    sha256: str
+    size: int  # bytes of the archive on disk
+    raw_size: int  # bytes of the files it holds
+    manifest: dict[str, Any]
+
+
+def suffix_for(compression: str) -> str:
+    return _SUFFIXES[compression]
+
+
+def compression_of(path: Path) -> str:
+    for compression, suffix in _SUFFIXES.items():
+        if path.name.endswith(suffix):
+            return compression
+    raise VerificationFailed(f"{path.name} is not a gitrelease archive (unknown suffix)")
+
+
+class _HashingSink(io.RawIOBase):
+    """The file an archive is written to, hashing every byte on its way to disk."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._handle.write(view)
+        self.digest.update(view)
+        self.size += len(view)
+        return len(view)
+
+
+class _HashingSource(io.RawIOBase):
+    """The archive read back: hashing every byte the decompressor pulls."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        count = self._handle.readinto(buffer)
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+        return count or 0
+
+
+class _HashingReader:
+    """A source file as tarfile reads it, hashed in the same pass."""
+
+    def __init__(self, handle: BinaryIO, progress: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._progress = progress
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        self._progress(len(data))
+        return data
+
+
+def _compressor(sink: IO[bytes], compression: str, level: int) -> IO[bytes]:
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=level, mtime=0)
+    if compression == "zstd":
+        import zstandard
+
+        # threads=-1: one worker per core, as `zstd -T0` does.
+        return zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(
+            sink, closefd=False)
+    return sink
+
+
+def _decompressor(source: IO[bytes], compression: str) -> IO[bytes]:
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=source, mode="rb")
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(
+            source, read_across_frames=True, closefd=False)
+    return source
+
+
+def write_archive(
+    path: Path,
+    members: Iterable[Member],
+    *,
+    compression: str,
+    level: int,
+    manifest: dict[str, Any],
+    progress: Callable[[int], None] = lambda n: None,
+) -> ArchiveWritten:
+    """Write the archive to `path` (a temporary name the caller renames) and fsync it."""
+    files: list[dict[str, Any]] = []
+    raw_size = 0
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.fchmod(fd, 0o600)  # whatever the umask: archives hold secrets
+    with os.fdopen(fd, "wb") as handle:
+        sink = _HashingSink(handle)
+        buffered = io.BufferedWriter(sink, buffer_size=CHUNK)
+        compressed = _compressor(buffered, compression, level)
+        with tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for member in members:
+                with member.source.open("rb") as source:
+                    info = tar.gettarinfo(fileobj=source, arcname=member.name)
+                    if not info.isreg():
+                        raise VerificationFailed(f"{member.source} is not a regular file")
+                    info.mode = member.mode if member.mode is not None else info.mode & 0o777
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    reader = _HashingReader(source, progress)  # type: ignore[arg-type]
+                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                files.append({"path": member.name, "kind": member.kind, "size": info.size,
+                              "mode": info.mode, "sha256": reader.digest.hexdigest()})
+                raw_size += info.size
+            document = json.dumps({**manifest, "files": files}, indent=2).encode()
+            info = tarfile.TarInfo(MANIFEST)
+            info.size = len(document)
+            info.mode = 0o600
+            info.mtime = int(manifest.get("created_at_epoch", 0))
+            tar.addfile(info, io.BytesIO(document))
+        if compressed is not buffered:
+            compressed.close()
+        buffered.flush()
+        handle.flush()
+        os.fsync(handle.fileno())
+    return ArchiveWritten(sink.digest.hexdigest(), sink.size, raw_size,
+                          {**manifest, "files": files})
+
+
+def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK):
+        yield chunk
+
+
+def _open_stream(path: Path) -> tuple[BinaryIO, _HashingSource, tarfile.TarFile]:
+    raw = path.open("rb")
+    source = _HashingSource(raw)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(source, buffer_size=CHUNK)
+    stream = _decompressor(buffered, compression_of(path))  # type: ignore[arg-type]
+    return raw, source, tarfile.open(fileobj=stream, mode="r|")
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """The manifest inside an archive (read by streaming through it to the last member)."""
+    raw, _source, tar = _open_stream(path)
+    try:
+        for info in tar:
+            if info.name == MANIFEST and info.isreg():
+                handle = tar.extractfile(info)
+                if handle is not None:
+                    return json.loads(handle.read(16 * 1024 * 1024))
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise VerificationFailed(f"{path.name} cannot be read: {exc}") from None
+    finally:
+        tar.close()
+        raw.close()
+    raise VerificationFailed(f"{path.name} has no {MANIFEST}")
+
+
+def verify_archive(path: Path, checksum: str | None, manifest: dict[str, Any]) -> None:
+    """Raise VerificationFailed naming the first problem: archive hash, a member, or the list."""
+    if not path.exists():
+        raise VerificationFailed(f"the archive {path.name} is missing")
+    expected = {f["path"]: f for f in manifest.get("files", [])}
+    seen: set[str] = set()
+    raw, source, tar = _open_stream(path)
+    try:
+        for info in tar:
+            if info.name == MANIFEST:
+                continue
+            entry = expected.get(info.name)
+            if entry is None or not info.isreg():
+                raise VerificationFailed(f"{path.name}: unexpected member {info.name!r}")
+            digest = hashlib.sha256()
+            handle = tar.extractfile(info)
+            assert handle is not None  # noqa: S101 - a regular member always has data
+            for chunk in _chunks(handle):
+                digest.update(chunk)
+            if info.size != entry["size"] or digest.hexdigest() != entry["sha256"]:
+                raise VerificationFailed(f"{path.name}: {info.name} does not match its checksum")
+            seen.add(info.name)
+        while raw.read(CHUNK):  # trailing bytes count toward the archive's checksum too
+            pass
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise VerificationFailed(f"{path.name} is damaged: {exc}") from None
+    finally:
+        tar.close()
+        raw.close()
+    missing = sorted(set(expected) - seen)
+    if missing:
+        raise VerificationFailed(f"{path.name}: {missing[0]} is missing from the archive")
+    if checksum is not None and source.digest.hexdigest() != checksum:
+        raise VerificationFailed(f"{path.name}: the archive's sha256 does not match the index")
+
+
+def extract_safely(
+    path: Path, staging: Path, manifest: dict[str, Any], *, wanted: set[str] | None = None
+) -> dict[str, Path]:
+    """Unpack regular files listed in the manifest into `staging`; nothing lands outside it.
+
+    Members pass tarfile's ``data`` filter (no absolute paths, ``..``, links out, devices,
+    setuid bits) and must be regular files named in the manifest with the size it records;
+    anything else refuses the whole archive. Returns member name -> staged path.
+    """
+    expected = {f["path"]: f for f in manifest.get("files", [])}
+    budget = sum(int(f["size"]) for f in expected.values())
+    staged: dict[str, Path] = {}
+    base = staging.resolve()
+    raw, _source, tar = _open_stream(path)
+    try:
+        for count, info in enumerate(tar, start=1):
+            if count > len(expected) + 1:
+                raise UnsafeArchive(f"{path.name} holds more members than its manifest lists")
+            if info.name == MANIFEST:
+                continue
+            try:
+                safe = tarfile.data_filter(info, str(base))
+            except tarfile.FilterError as exc:
+                raise UnsafeArchive(f"{path.name}: refused member {info.name!r}: {exc}") from None
+            entry = expected.get(info.name)
+            if entry is None or not safe.isreg() or safe.size != entry["size"]:
+                raise UnsafeArchive(
+                    f"{path.name}: member {info.name!r} is not a file listed in the manifest")
+            budget -= safe.size
+            if budget < 0:
+                raise UnsafeArchive(f"{path.name} holds more data than its manifest lists")
+            if wanted is not None and info.name not in wanted:
+                continue
+            target = (base / PurePosixPath(safe.name)).resolve()
+            if not target.is_relative_to(base):
+                raise UnsafeArchive(f"{path.name}: member {info.name!r} leaves the staging dir")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = tar.extractfile(safe)
+            assert handle is not None  # noqa: S101 - a regular member always has data
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(target, flags, 0o600)
+            digest = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out:
+                for chunk in _chunks(handle):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest.hexdigest() != entry["sha256"]:
+                raise VerificationFailed(f"{path.name}: {info.name} does not match its checksum")
+            os.chmod(target, stat.S_IMODE(int(entry["mode"])) & 0o777)
+            staged[info.name] = target
+    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
+        raise VerificationFailed(f"{path.name} cannot be unpacked: {exc}") from None
+    finally:
+        tar.close()
+        raw.close()
+    missing = (wanted if wanted is not None else set(expected)) - set(staged)
+    if missing:
+        raise VerificationFailed(f"{path.name}: {sorted(missing)[0]} is missing from the archive")
+    return staged

@@ -1,0 +1,86 @@
+"""SQLite databases, copied only through SQLite itself.
+
+A raw file copy of a live database can tear a page or miss transactions still in its
+``-wal`` file. The online backup API copies a consistent snapshot (everything committed
+before it started, WAL included) while other processes go on writing, and restoring through
+it keeps open connections of the bot valid: they see the restored data.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from gitrelease.errors import VerificationFailed
+
+__all__ = ["integrity_problem", "is_sqlite", "restore_database", "snapshot_database"]
+
+_MAGIC = b"SQLite format 3\x00"
+_BUSY_MS = 30_000
+
+
+def is_sqlite(path: Path) -> bool:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(len(_MAGIC)) == _MAGIC
+    except OSError:
+        return False
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
+    connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000,
+                                 isolation_level=None)
+    connection.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+    return connection
+
+
+def snapshot_database(source: Path, target: Path) -> None:
+    """Copy a consistent snapshot of `source` into a new file `target` (mode 0600)."""
+    target.touch(mode=0o600, exist_ok=False)
+    src = _connect(source, readonly=True)
+    try:
+        dst = sqlite3.connect(target, isolation_level=None)
+        try:
+            src.backup(dst, pages=-1)  # one step: one read transaction, one consistent view
+            dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise VerificationFailed(f"cannot snapshot the database {source}: {exc}") from None
+    finally:
+        src.close()
+    problem = integrity_problem(target)
+    if problem:
+        raise VerificationFailed(f"the snapshot of {source} fails its integrity check: {problem}")
+
+
+def integrity_problem(path: Path) -> str | None:
+    """None if `PRAGMA integrity_check` passes, else its first complaint."""
+    try:
+        connection = _connect(path, readonly=True)
+        try:
+            row = connection.execute("PRAGMA integrity_check").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None if row and row[0] == "ok" else str(row[0] if row else "no answer")
+
+
+def restore_database(snapshot: Path, live: Path) -> None:
+    """Write `snapshot` into the live database through SQLite, as one transaction."""
+    src = _connect(snapshot, readonly=True)
+    try:
+        dst = _connect(live)
+        try:
+            src.backup(dst, pages=-1)
+        finally:
+            dst.close()
+    except sqlite3.Error as exc:
+        raise VerificationFailed(f"cannot restore the database {live}: {exc}") from None
+    finally:
+        src.close()
+    problem = integrity_problem(live)
+    if problem:
+        raise VerificationFailed(f"{live} fails its integrity check after restore: {problem}")

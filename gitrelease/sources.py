@@ -1,0 +1,143 @@
+"""What a backup holds: the state git does not version, sorted into databases, config, data, logs.
+
+Member names say where a file lives: ``data/<path>`` under the data dir, ``root/<path>``
+under the deployment root. The index, backups, locks, temp files and SQLite's own ``-wal``
+``-shm`` ``-journal`` files are never members (a database is captured whole by its snapshot).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from gitrelease.errors import InvalidSetting
+from gitrelease.models import BackupType
+from gitrelease.settings import Settings
+from gitrelease.snapshot import is_sqlite
+
+__all__ = ["KINDS_OF", "Layout", "Source", "collect"]
+
+#: The member kinds each backup type holds.
+KINDS_OF = {
+    BackupType.DATABASE: {"database"},
+    BackupType.CONFIG: {"config"},
+    BackupType.DATA_ONLY: {"data"},
+    BackupType.FULL: {"database", "config", "data"},
+}
+_SIDECARS = ("-wal", "-shm", "-journal")
+_RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a deployment keeps things, resolved once from the settings."""
+
+    root: Path
+    data_dir: Path
+    backup_dir: Path
+    logs_dir: Path
+
+    @classmethod
+    def of(cls, root: Path, data_dir: Path, settings: Settings) -> Layout:
+        # Backups may live on another disk: an absolute backup_path is taken as it is.
+        return cls(root, data_dir,
+                   _under(root, settings.backup_path, "backup_path", absolute_ok=True),
+                   _under(root, settings.update_logs_path, "update_logs_path", absolute_ok=True))
+
+    def member_name(self, path: Path) -> str:
+        if path.is_relative_to(self.data_dir):
+            return "data/" + path.relative_to(self.data_dir).as_posix()
+        return "root/" + path.relative_to(self.root).as_posix()
+
+    def live_path(self, member: str) -> Path:
+        """Where a member is restored to; names come from a verified manifest."""
+        area, _, rest = member.partition("/")
+        base = {"data": self.data_dir, "root": self.root}.get(area)
+        relative = PurePosixPath(rest)
+        if base is None or not rest or relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"not a member name: {member!r}")
+        return base.joinpath(*relative.parts)
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    name: str
+    kind: str
+    size: int
+
+
+def _under(root: Path, configured: str, key: str, *, absolute_ok: bool = False) -> Path:
+    relative = PurePosixPath(configured)
+    if absolute_ok and relative.is_absolute() and ".." not in relative.parts:
+        return Path(configured)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise InvalidSetting("settings", key, f"is {configured!r}; it must be a path inside "
+                             "the deployment root, without '..'")
+    return root.joinpath(*relative.parts)
+
+
+def _walk(directory: Path, skip: set[Path]) -> Iterator[Path]:
+    """Regular files under `directory`, not following symlinks, skipping whole subtrees."""
+    if not directory.is_dir():
+        return
+    for current, dirs, files in os.walk(directory):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if here / d not in skip)
+        for name in sorted(files):
+            path = here / name
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def _is_runtime(path: Path, layout: Layout) -> bool:
+    name = path.name
+    if path.parent == layout.data_dir and name in _RUNTIME_FILES:
+        return True
+    if name.startswith("update_manager.db"):
+        return True
+    return name.startswith(".") and ".tmp" in name
+
+
+def _configured(layout: Layout, paths: list[str], key: str) -> list[Path]:
+    found = []
+    for configured in paths:
+        path = _under(layout.root, configured, key)
+        if path.is_file() and not path.is_symlink():
+            found.append(path)
+    return found
+
+
+def collect(
+    layout: Layout, settings: Settings, backup_type: BackupType, *, include_logs: bool
+) -> list[Source]:
+    """Every file a backup of this type takes, with its member name and kind."""
+    kinds = set(KINDS_OF[backup_type]) | ({"log"} if include_logs else set())
+    chosen: dict[Path, str] = {}
+    skip = {layout.backup_dir, layout.logs_dir}
+    databases = [p for p in _walk(layout.data_dir, skip)
+                 if not _is_runtime(p, layout) and not p.name.endswith(_SIDECARS)
+                 and is_sqlite(p)]
+    databases += [p for p in _configured(layout, settings.database_paths, "database_paths")
+                  if is_sqlite(p)]
+    sidecars = {Path(f"{db}{suffix}") for db in databases for suffix in _SIDECARS}
+    for path in databases:
+        chosen.setdefault(path, "database")
+    config = [layout.root / ".env", layout.data_dir / "settings.toml"]
+    config += _configured(layout, settings.config_paths, "config_paths")
+    config += _configured(layout, list(settings.config_templates.values()), "config_templates")
+    for path in config:
+        if path.is_file() and not path.is_symlink():
+            chosen.setdefault(path, "config")
+    for path in _walk(layout.logs_dir, set()):
+        chosen.setdefault(path, "log")
+    for path in _walk(layout.data_dir, skip):
+        if path in chosen or path in sidecars or _is_runtime(path, layout):
+            continue
+        chosen[path] = "log" if path.suffix == ".log" else "data"
+    return [
+        Source(path, layout.member_name(path), kind, path.stat().st_size)
+        for path, kind in chosen.items() if kind in kinds
+    ]
