@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO
 
 from gitrelease.errors import GitReleaseError, VerificationFailed
+from gitrelease.pausepoints import pause_point
 
 __all__ = [
     "MANIFEST",
@@ -183,6 +184,7 @@ def write_archive(
                 files.append({"path": member.name, "kind": member.kind, "size": info.size,
                               "mode": info.mode, "sha256": reader.digest.hexdigest()})
                 raw_size += info.size
+                pause_point("archive:member-written")
             document = json.dumps({**manifest, "files": files}, indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size = len(document)

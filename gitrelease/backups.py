@@ -10,6 +10,7 @@ process is writing an archive.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import platform
 import re
@@ -25,6 +26,7 @@ from typing import Any
 
 from gitrelease import archive
 from gitrelease.errors import (
+    BackupFailed,
     GitReleaseError,
     InsufficientDiskSpace,
     InvalidInput,
@@ -227,14 +229,21 @@ class BackupService:
                 if progress is not None:
                     progress("archive", 30 + int(done / total * 60), final.name)
 
-            written = archive.write_archive(
-                temporary, members, compression=compression,
-                level=self.settings.compression_level, progress=advance,
-                manifest=self._manifest(backup, point, options))
-            if self.settings.verify_backups:
-                _rehash(temporary, written.sha256)
-            os.replace(temporary, final)
-            fsync_dir(final.parent)
+            try:
+                written = archive.write_archive(
+                    temporary, members, compression=compression,
+                    level=self.settings.compression_level, progress=advance,
+                    manifest=self._manifest(backup, point, options))
+                if self.settings.verify_backups:
+                    _rehash(temporary, written.sha256)
+                os.replace(temporary, final)
+                fsync_dir(final.parent)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise InsufficientDiskSpace(
+                        f"the disk filled up while writing {final.name}; nothing was kept"
+                    ) from None
+                raise BackupFailed(f"cannot write {final.name}: {exc.strerror or exc}") from None
             if progress is not None:
                 progress("archive", 100, "written")
             return written
@@ -365,9 +374,15 @@ class BackupService:
         for backup_id in await self.store.backups_in_use():
             protected.setdefault(backup_id, "needed by an unfinished update")
         cutoff = utcnow() - timedelta(days=self.settings.backup_retention_days)
-        doomed = [b for b in completed[self.settings.max_backups:] if b.id not in protected]
-        doomed += [b for b in completed[: self.settings.max_backups]
-                   if b.created_at < cutoff and b.id not in protected]
+        # Protected backups count toward max_backups; the oldest others go until it is met.
+        excess = len(completed) - self.settings.max_backups
+        doomed: list[Backup] = []
+        for backup in reversed(completed):
+            if backup.id in protected:
+                continue
+            if excess > 0 or backup.created_at < cutoff:
+                doomed.append(backup)
+                excess -= 1
         # Failed attempts have no archive and never count; old ones are only clutter.
         doomed += [b for b in backups if b.status is BackupStatus.FAILED and b.created_at < cutoff]
         result.kept = {k: v for k, v in protected.items() if any(b.id == k for b in backups)}

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 __all__ = [
+    "BackupFailed",
     "BackupUnavailable",
     "ConfirmationRequired",
     "DirtyWorkingTree",
@@ -171,6 +172,13 @@ class ConfirmationRequired(GitReleaseError):
     code = "confirmation_required"
     exit_code = 15
     default_hint = "review it with `gitrelease check --details`, then install with --force"
+
+
+class BackupFailed(GitReleaseError):
+    """A backup could not be written; nothing of it is left behind."""
+
+    code = "backup_failed"
+    exit_code = 19
 
 
 class BackupUnavailable(GitReleaseError):

@@ -356,13 +356,39 @@ class ReleaseManager:
 
         chosen = filters if isinstance(filters, ListFilters) else ListFilters.from_mapping(
             filters or {})
+        store = await self.index()
+        service = self._backups(store)
+        await self._reconcile_if_idle(store)
+        return await service.list_backups(chosen)
+
+    async def _reconcile_if_idle(self, store: IndexStore) -> None:
+        """Reconcile when no operation runs (never wait for one): a list may follow a crash,
+        or a lost index that the archives can rebuild."""
+        from gitrelease.lock import OperationLock
+
+        lock = OperationLock(self.data_dir, "reconcile", "system")
+        try:
+            lock.acquire()
+        except GitReleaseError:
+            return
+        try:
+            await self._backups(store).reconcile()
+        finally:
+            lock.release()
+
+    async def _known_backup(self, backup_id: str) -> None:
+        """Refuse an unknown id before anything opens, locks or writes."""
+        from gitrelease.backups import BackupNotFound
+
+        if not isinstance(backup_id, str) or not backup_id or len(backup_id) > 100:
+            raise InvalidInput("backup_id", backup_id, "a backup id or name")
         store = await self.existing_index()
-        if store is None:
-            return []
-        return await self._backups(store).list_backups(chosen)
+        if store is None or await store.get_backup(backup_id) is None:
+            raise BackupNotFound(f"no backup with id or name {backup_id!r}")
 
     async def verify_backup(self, backup_id: str, *, actor: str = "system") -> Backup:
         """Re-read an archive against its checksums; a mismatch marks it CORRUPTED."""
+        await self._known_backup(backup_id)
         async with self._exclusive("backup_verify", actor, backup_id) as store:
             service = self._backups(store)
             backup = await service.get(backup_id)
@@ -377,6 +403,7 @@ class ReleaseManager:
         if confirm is not True:
             raise InvalidInput("confirm", confirm, "true",
                                reason="deleting a backup cannot be undone")
+        await self._known_backup(backup_id)
         async with self._exclusive("backup_delete", actor, backup_id) as store:
             service = self._backups(store)
             backup = await service.get(backup_id)
@@ -406,6 +433,7 @@ class ReleaseManager:
 
         opts = options if isinstance(options, RestoreOptions) else RestoreOptions.from_mapping(
             options or {})
+        await self._known_backup(backup_id)
         async with self._exclusive("restore", actor, backup_id) as store:
             service = self._backups(store)
             backup = await service.get(backup_id)

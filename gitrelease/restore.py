@@ -105,7 +105,10 @@ async def restore(
                            sorted({f.get("kind") for f in manifest.get("files", [])}),
                            reason=f"backup {backup.id} holds no such files")
     layout = service.layout
-    targets = {name: layout.live_path(name) for name in entries}
+    try:
+        targets = {name: layout.live_path(name) for name in entries}
+    except ValueError as exc:
+        raise archive.UnsafeArchive(f"backup {backup.id}: {exc}") from None
     result = RestoreResult(backup, options.restore_type, None)
     staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-", dir=layout.backup_dir))
     try:

@@ -109,6 +109,8 @@ class World:
                                                             ".git/config", ".git/index")
             if rel.startswith(".git/") and not kept:
                 continue
+            if rel.startswith("data/update_manager.db"):
+                continue  # compared by its rows below; SQLite's own files come and go
             if path.is_file():
                 files[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
         index = self.deploy / "data" / "update_manager.db"
