@@ -290,6 +290,10 @@ def extract_safely(
                 safe = tarfile.data_filter(info, str(base))
             except tarfile.FilterError as exc:
                 raise UnsafeArchive(f"{path.name}: refused member {info.name!r}: {exc}") from None
+            if safe.name != info.name or info.mode & 0o7000:
+                # The filter had to rewrite it (a leading "/", special bits): gitrelease
+                # never writes such members, so the archive is not what it claims to be.
+                raise UnsafeArchive(f"{path.name}: refused member {info.name!r}")
             entry = expected.get(info.name)
             if entry is None or not safe.isreg() or safe.size != entry["size"]:
                 raise UnsafeArchive(
