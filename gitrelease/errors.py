@@ -13,7 +13,6 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BackupFailed",
-    "BackupUnavailable",
     "ConfirmationRequired",
     "DirtyWorkingTree",
     "DowngradeRefused",
@@ -179,11 +178,6 @@ class BackupFailed(GitReleaseError):
 
     code = "backup_failed"
     exit_code = 19
-
-
-class BackupUnavailable(GitReleaseError):
-    code = "backup_unavailable"
-    exit_code = 9
 
 
 class GitCommandFailed(GitReleaseError):

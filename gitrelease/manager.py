@@ -7,6 +7,7 @@ async (the bot's event loop); git, disk and process work runs in threads.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import platform
 import re
@@ -26,7 +27,6 @@ from packaging.version import InvalidVersion, Version
 
 from gitrelease import releases
 from gitrelease.errors import (
-    BackupUnavailable,
     ConfirmationRequired,
     DirtyWorkingTree,
     DowngradeRefused,
@@ -41,6 +41,7 @@ from gitrelease.errors import (
     VerificationFailed,
 )
 from gitrelease.models import (
+    BackupType,
     Progress,
     SystemInfo,
     UpdateInfo,
@@ -271,12 +272,6 @@ class ReleaseManager:
             raise UnsupportedUpdateType(
                 f"installing {kind.value!r} updates is not available in this version",
                 hint="install the bot's release with update type 'bot'")
-        if opts.backup_before:
-            raise BackupUnavailable(
-                "this version of gitrelease cannot take backups yet, and an install that was "
-                "asked to take one will not run without it",
-                hint="to install without a backup, pass --no-backup (backup_before=false); "
-                     "your data is not touched by a bot install")
         if opts.to_version is not None:
             self._wanted_version(opts.to_version)  # bad input changes nothing: refuse it now
         if opts.dry_run:
@@ -461,7 +456,14 @@ class ReleaseManager:
         return InstallPlan(
             UpdateType.BOT, found.snapshot.current.text, str(found.target.version),
             found.target.tag, found.snapshot.current.commit, found.target.commit,
-            ["preflight", "fetch", "resolve", "checkout", "verify"], found.info, found.warnings)
+            self._steps(opts), found.info, found.warnings)
+
+    def _takes_backup(self, opts: InstallOptions) -> bool:
+        return opts.backup_before or self.settings.require_backup_before_update
+
+    def _steps(self, opts: InstallOptions) -> list[str]:
+        backup = ["backup"] if self._takes_backup(opts) else []
+        return ["preflight", "fetch", "resolve", *backup, "checkout", "verify"]
 
     async def _install(
         self, store: IndexStore, opts: InstallOptions, progress: Progress | None
@@ -472,7 +474,7 @@ class ReleaseManager:
             update_type=UpdateType.BOT, status=UpdateStatus.CHECKING, progress=0,
             started_at=utcnow(), completed_at=None,
             target_version=opts.to_version or "newest", current_version=snap.current.text,
-            error_message=None, steps_completed=[], total_steps=5,
+            error_message=None, steps_completed=[], total_steps=len(self._steps(opts)),
             rollback_available=False, initiated_by=opts.initiated_by,
             from_commit=snap.current.commit,
         )
@@ -493,6 +495,9 @@ class ReleaseManager:
                                                                    "code": exc.code})
             raise
         session.warnings = found.warnings
+        if not opts.backup_before and self._takes_backup(opts):
+            session.warnings.append("a backup was taken although none was asked for: the "
+                                    "setting require_backup_before_update is on")
         if found.target is None:
             session.target_version = session.current_version
             session.to_commit = session.from_commit
@@ -506,6 +511,17 @@ class ReleaseManager:
         session.target_tag = target.tag
         session.to_commit = target.commit
         session.rollback_available = True  # the previous release's code stays in git
+        if self._takes_backup(opts):
+            try:
+                backup = await step("backup", UpdateStatus.INSTALLING, 65,
+                                    self._pre_update_backup, store, opts, snap, target)
+            except GitReleaseError as exc:
+                await step.finish(UpdateStatus.FAILED, f"pre-update backup failed: {exc.message}")
+                await store.audit(opts.initiated_by, "install", session.target_version,
+                                  "failed", {"session": session.id, "code": exc.code})
+                raise
+            session.backup_id = backup.id
+            await store.save_session(session)
         try:
             await step("checkout", UpdateStatus.INSTALLING, 80,
                        self.repo.checkout_detached, target.commit)
@@ -526,6 +542,23 @@ class ReleaseManager:
                           {"session": session.id, "from": session.from_commit,
                            "to": session.to_commit})
         return session
+
+    async def _pre_update_backup(
+        self, store: IndexStore, opts: InstallOptions, snap: ReleaseSnapshot, target: Release
+    ) -> Backup:
+        """A full backup indexed with the current tag, COMPLETED and verified before any change."""
+        from gitrelease.backups import BackupOptions, ReleasePoint
+
+        service = self._backups(store)
+        current = snap.current
+        backup = await service.create(
+            BackupType.FULL,
+            BackupOptions(backup_name=opts.backup_name, auto_created=True,
+                          description=f"before installing {target.tag}"),
+            ReleasePoint(current.tag, current.commit, current.text))
+        if backup.verified_at is None:
+            backup = await service.verify(backup)
+        return backup
 
     def _check_tree(self) -> None:
         dirty = self.repo.dirty_files()
@@ -772,7 +805,10 @@ class _StepRunner:
         await self.store.save_session(self.session)
         self._report(name, self.session.progress, "started")
         try:
-            result = await asyncio.to_thread(work, *args)
+            if inspect.iscoroutinefunction(work):
+                result = await work(*args)
+            else:
+                result = await asyncio.to_thread(work, *args)
         except Exception as exc:
             detail = exc.message if isinstance(exc, GitReleaseError) else type(exc).__name__
             await self.store.add_step(self.session.id, name, "failed", detail)

@@ -471,7 +471,8 @@ async def test_retention_keeps_protected_backups(world: World) -> None:
 
 
 async def test_retention_days_and_newest_of_the_deployed_tag(world: World) -> None:
-    write_settings(world, "backup_retention_days = 30\nauto_cleanup = false\n")
+    write_settings(world, "backup_retention_days = 30\nauto_cleanup = false\n"
+                          "require_backup_before_update = false\n")
     async with await manager_for(world) as manager:
         store = await manager.index()
         of_tag = await manager.create_backup("config")  # at v1.0.0

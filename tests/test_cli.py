@@ -66,7 +66,7 @@ def test_install_and_journal_in_json(world: World, capsys: pytest.CaptureFixture
     assert code == 0
     assert journal["session"]["id"] == session["id"]
     assert [s["step"] for s in journal["steps"] if s["state"] == "done"] == [
-        "preflight", "fetch", "resolve", "checkout", "verify"]
+        "preflight", "fetch", "resolve", "backup", "checkout", "verify"]
     code, status, _ = run(world, "status", "--history", capsys=capsys)
     assert code == 0
     assert status["version"] == "1.10.0"
@@ -96,11 +96,14 @@ def test_errors_are_one_line_without_traceback(world: World) -> None:
 
 
 def test_json_error_shape(world: World) -> None:
+    (world.deploy / "bot.py").write_text("dirty\n")
     result = run_process("--json", "--root", str(world.deploy), "install", "--type", "bot")
-    assert result.returncode == 9
+    assert result.returncode == 3
+    assert result.stderr == ""
     error = json.loads(result.stdout)["error"]
-    assert error["code"] == "backup_unavailable"
-    assert "--no-backup" in error["hint"]
+    assert set(error) == {"code", "message", "hint"}
+    assert error["code"] == "dirty_working_tree"
+    assert "git status" in error["hint"]
 
 
 def test_root_from_environment_and_from_cwd(world: World) -> None:

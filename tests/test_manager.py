@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from gitrelease.errors import (
-    BackupUnavailable,
     ConfirmationRequired,
     DirtyWorkingTree,
     DowngradeRefused,
     FetchFailed,
     GitCommandFailed,
+    InsufficientDiskSpace,
     InvalidInput,
     NoSuchVersion,
     PythonVersionMismatch,
@@ -162,13 +162,13 @@ async def test_install_moves_head_and_leaves_untracked_state_alone(world: World)
     assert session.from_commit == world.tag_commit("v1.0.0")
     assert session.to_commit == world.tag_commit("v1.10.0")
     assert session.restart_needed is True
-    assert session.steps_completed[:5] == ["preflight", "fetch", "resolve", "checkout", "verify"]
+    steps_done = ["preflight", "fetch", "resolve", "backup", "checkout", "verify"]
+    assert session.steps_completed[:6] == steps_done
     assert digest(world.deploy / ".env") == env_before
     assert digest(world.deploy / "data" / "app.db") == db_before
     # The journal holds a row before and after every step.
     assert [(s.step, s.state) for s in steps] == [
-        (name, state) for name in ("preflight", "fetch", "resolve", "checkout", "verify")
-        for state in ("started", "done")]
+        (name, state) for name in steps_done for state in ("started", "done")]
     assert events[-1] == ("finished", 100, "completed")
     assert (world.deploy / "data" / "update_manager.db").stat().st_mode & 0o777 == 0o600
 
@@ -385,13 +385,49 @@ async def test_dry_run_returns_the_plan_and_changes_nothing(world: World) -> Non
     assert not (world.deploy / "data" / "update_manager.db").exists()
 
 
-async def test_install_without_no_backup_refuses_and_says_why(world: World) -> None:
-    before = world.state()
+async def test_install_takes_a_verified_backup_of_the_current_release_first(
+    world: World,
+) -> None:
     async with await open_manager(world) as manager:
-        with pytest.raises(BackupUnavailable) as caught:
-            await manager.install_updates("bot", {"backup_before": True})
-    assert "--no-backup" in caught.value.hint
-    assert world.state() == before
+        session = await manager.install_updates(
+            "bot", {"backup_name": "pre_v1_10", "initiated_by": "test"})
+        assert not isinstance(session, InstallPlan)
+        (backup,) = await manager.list_backups({"time_range": "all"})
+    assert session.backup_id == backup.id and backup.name == "pre_v1_10"
+    assert backup.tag == "v1.0.0" and backup.commit == world.tag_commit("v1.0.0")
+    assert backup.auto_created and backup.verified_at is not None
+    assert session.warnings == []
+
+
+async def test_no_backup_is_overruled_by_the_safety_setting(world: World) -> None:
+    async with await open_manager(world) as manager:
+        forced = await manager.install_updates("bot", {"backup_before": False, "to": "1.1.0"})
+    assert not isinstance(forced, InstallPlan) and forced.backup_id is not None
+    assert any("require_backup_before_update" in w for w in forced.warnings)
+    (world.deploy / "data" / "settings.toml").write_text("require_backup_before_update = false\n")
+    async with await open_manager(world) as manager:
+        skipped = await manager.install_updates("bot", {"backup_before": False})
+        listed = await manager.list_backups({"time_range": "all"})
+    assert not isinstance(skipped, InstallPlan) and skipped.backup_id is None
+    assert "backup" not in skipped.steps_completed
+    assert len(listed) == 1
+
+
+async def test_failed_pre_update_backup_stops_the_install(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gitrelease.backups import BackupService
+
+    def no_room(self: BackupService, sources: object) -> None:
+        raise InsufficientDiskSpace("a backup needs 9 MiB, 1 MiB are free")
+
+    monkeypatch.setattr(BackupService, "_check_space", no_room)
+    async with await open_manager(world) as manager:
+        with pytest.raises(InsufficientDiskSpace):
+            await manager.install_updates("bot", {})
+    assert world.head() == world.tag_commit("v1.0.0")
+    ((status, message),) = sessions(world)
+    assert status == "failed" and message.startswith("pre-update backup failed")
 
 
 @pytest.mark.parametrize("update_type", ["packages", "config", "dependencies", "all"])
