@@ -142,7 +142,9 @@ class NoSuchVersion(GitReleaseError):
 class DowngradeRefused(GitReleaseError):
     code = "downgrade_refused"
     exit_code = 5
-    default_hint = "installing an older release is a rollback; use the rollback command"
+    default_hint = (
+        "going back is a rollback, which this version cannot do yet: restore a backup taken at "
+        "that release (gitrelease backup list) and check its tag out by hand")
 
 
 class TagMoved(GitReleaseError):

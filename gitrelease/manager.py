@@ -33,6 +33,7 @@ from gitrelease.errors import (
     GitReleaseError,
     InsufficientDiskSpace,
     InvalidInput,
+    InvalidSetting,
     NoSuchVersion,
     PythonVersionMismatch,
     TagMoved,
@@ -251,12 +252,14 @@ class ReleaseManager:
         report.current_version = snap.current.text
         report.ignored_tags = snap.ignored
         report.warnings += [_moved_warning(tag) for tag in moved]
+        report.warnings += self._inert_settings()
         offered = snap.offered()
         if offered:
             report.bot = releases.update_info(
                 self.repo, snap, offered[-1], include_security=include_security,
-                download_url=self.repo.remote_url(self.settings.remote),
+                download_url=self._remote_url(),
             )
+            report.warnings += self._local_commit_warnings(snap, offered[-1])
 
     # -- install ---------------------------------------------------------------------------
 
@@ -289,7 +292,7 @@ class ReleaseManager:
         store = await self.index()
         lock = OperationLock(self.data_dir, operation, actor)
         try:
-            lock.acquire()
+            await asyncio.to_thread(lock.acquire)
         except GitReleaseError as exc:
             await store.audit(actor, operation, target, "refused",
                               {"code": exc.code, "reason": exc.message})
@@ -357,16 +360,17 @@ class ReleaseManager:
         return await service.list_backups(chosen)
 
     async def _reconcile_if_idle(self, store: IndexStore) -> None:
-        """Reconcile when no operation runs (never wait for one): a list may follow a crash,
-        or a lost index that the archives can rebuild."""
+        """Put things in order when no operation runs (never waiting for one): a list or a
+        status may follow a crash, or a lost index that the archives can rebuild."""
         from gitrelease.lock import OperationLock
 
         lock = OperationLock(self.data_dir, "reconcile", "system")
         try:
-            lock.acquire()
+            await asyncio.to_thread(lock.acquire)
         except GitReleaseError:
             return
         try:
+            await self._finish_interrupted(store)
             await self._backups(store).reconcile()
         finally:
             lock.release()
@@ -445,14 +449,13 @@ class ReleaseManager:
             return result
 
     def _plan(self, opts: InstallOptions) -> InstallPlan:
-        snap = self._snapshot()
         self._check_tree()
         moved = self._fetch().moved_tags
         found = self._resolve(opts, moved)
         if found.target is None or found.info is None:
-            raise NoSuchVersion(
-                f"already at {snap.current.text}: no newer release to plan for",
-                hint="nothing to do")
+            current = found.snapshot.current
+            return InstallPlan(UpdateType.BOT, current.text, current.text, None,
+                               current.commit, current.commit, [], None, found.warnings)
         return InstallPlan(
             UpdateType.BOT, found.snapshot.current.text, str(found.target.version),
             found.target.tag, found.snapshot.current.commit, found.target.commit,
@@ -523,8 +526,7 @@ class ReleaseManager:
             session.backup_id = backup.id
             await store.save_session(session)
         try:
-            await step("checkout", UpdateStatus.INSTALLING, 80,
-                       self.repo.checkout_detached, target.commit)
+            await step("checkout", UpdateStatus.INSTALLING, 80, self._checkout, target.commit)
             await step("verify", UpdateStatus.INSTALLING, 95, self._verify_head, target.commit)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
@@ -574,9 +576,14 @@ class ReleaseManager:
                 f"{self.settings.min_disk_space_mb} MiB needed")
 
     def _resolve(self, opts: InstallOptions, moved: tuple[str, ...]) -> _Resolution:
+        if self.settings.require_signed_tags:
+            raise VerificationFailed(
+                "require_signed_tags is on, but this version of gitrelease cannot verify tag "
+                "signatures yet, so it installs nothing",
+                hint="switch require_signed_tags off only if unsigned releases are acceptable")
         snap = self._snapshot()
         current = snap.current
-        warnings = [_moved_warning(tag) for tag in moved]
+        warnings = [_moved_warning(tag) for tag in moved] + self._inert_settings()
         if opts.to_version is not None:
             target = self._named_release(snap, opts.to_version)
             if target.version.is_prerelease and snap.channel is Channel.STABLE:
@@ -599,8 +606,13 @@ class ReleaseManager:
                 f"{target.tag} adds files that exist here untracked: {', '.join(in_the_way[:10])}")
         self._check_python(target)
         info = releases.update_info(self.repo, snap, target, include_security=True,
-                                    download_url=self.repo.remote_url(self.settings.remote))
+                                    download_url=self._remote_url())
         reasons = []
+        local = self._local_commit_warnings(snap, target)
+        if local and self.repo.head_branch() is None:
+            reasons += local  # detached: those commits would be left on no branch at all
+        else:
+            warnings += local
         if info.breaking_changes and self.settings.require_confirmation:
             reasons.append(f"{target.tag} has breaking changes")
         if (info.size or 0) > self.settings.max_update_size_mb * _MIB:
@@ -610,6 +622,30 @@ class ReleaseManager:
             raise ConfirmationRequired("; ".join(reasons))
         warnings += [f"installed with --force although {r}" for r in reasons]
         return _Resolution(target, snap, info, warnings)
+
+    def _local_commit_warnings(self, snap: ReleaseSnapshot, target: Release) -> list[str]:
+        """Commits at HEAD that the target does not contain: an install leaves them behind."""
+        local = self.repo.commits_between(target.commit, snap.current.commit)
+        if not local:
+            return []
+        branch = self.repo.head_branch()
+        where = (f"they stay on branch {branch}" if branch else
+                 "HEAD is detached, so no branch would hold them")
+        return [f"HEAD has {len(local)} commit(s) that {target.tag} does not contain ({where})"]
+
+    def _remote_url(self) -> str | None:
+        try:
+            return self.repo.remote_url(self.settings.remote)
+        except GitReleaseError:
+            return None
+
+    def _inert_settings(self) -> list[str]:
+        """Settings given a value although this version does not act on them yet."""
+        from gitrelease.settings import INERT
+
+        return [f"setting {name} = {self.settings.get(name)!r} has no effect in this version "
+                f"(set in {self.loaded.sources[name]})"
+                for name in INERT if self.loaded.sources[name] != "default"]
 
     def _wanted_version(self, name: str) -> Version:
         """The version a person named, as a release tag name or as a bare version.
@@ -657,8 +693,18 @@ class ReleaseManager:
                 capture_output=True, text=True, timeout=30, check=True).stdout
             return Version(out.strip())
         except (OSError, subprocess.SubprocessError, InvalidVersion):
-            raise InvalidInput("python_executable", executable,
-                               "a path to a working Python interpreter") from None
+            raise InvalidSetting(self.loaded.sources["python_executable"], "python_executable",
+                                 f"is {executable!r}, which is not a working Python "
+                                 "interpreter") from None
+
+    def _checkout(self, commit: str) -> None:
+        # Looked at again right before: the fetch and the backup take time, and an edit made
+        # meanwhile must stop the install rather than be caught up in it.
+        dirty = self.repo.dirty_files()
+        if dirty:
+            raise DirtyWorkingTree(f"tracked files changed during the install: "
+                                   f"{', '.join(dirty[:10])}")
+        self.repo.checkout_detached(commit)
 
     def _verify_head(self, commit: str) -> None:
         head = self.repo.head_commit()
@@ -670,25 +716,44 @@ class ReleaseManager:
         if commit is None:
             return "HEAD not restored: the starting commit is unknown"
         try:
-            if self.repo.head_commit() != commit or branch is not None:
-                self.repo.restore_head(commit, branch)
+            if self.repo.head_commit() == commit and self.repo.head_branch() == branch:
+                dirty = self.repo.dirty_files()
+                if dirty:
+                    return (f"HEAD did not move, but tracked files differ from it: "
+                            f"{', '.join(dirty[:10])} (left as they are; see git status)")
+                return "HEAD did not move; nothing was changed"
+            self.repo.restore_head(commit, branch)
             return f"HEAD restored to {branch or commit[:12]}"
         except GitReleaseError as exc:
             return f"HEAD could NOT be restored to {commit[:12]}: {exc.message}"
 
     async def _finish_interrupted(self, store: IndexStore) -> None:
-        """Sessions left unfinished by a process that died: record it (called under the lock)."""
+        """Bring sessions left by a process that died to an end (called under the lock)."""
         for session in await store.unfinished_sessions():
             steps = await store.steps(session.id)
             last = steps[-1].step if steps else "start"
-            head = await self._in_thread(self.repo.head_commit)
-            session.status = UpdateStatus.FAILED
+            status, what = await self._in_thread(self._settle, session)
+            session.status = status
             session.completed_at = utcnow()
-            session.error_message = (
-                f"interrupted during {last!r}: the process ended before finishing; "
-                f"HEAD is at {head[:12]} (started from {(session.from_commit or '?')[:12]})")
-            await store.add_step(session.id, "recovery", "done", session.error_message)
+            if status is UpdateStatus.COMPLETED:
+                session.progress = 100
+                session.restart_needed = True
+                session.steps_completed.append(f"recovery: {what}")
+            else:
+                session.error_message = f"interrupted during {last!r}: {what}"
+            await store.add_step(session.id, "recovery", "done", what)
             await store.save_session(session)
+
+    def _settle(self, session: UpdateSession) -> tuple[UpdateStatus, str]:
+        head = self.repo.head_commit()
+        if session.to_commit and session.to_commit != session.from_commit \
+                and head == session.to_commit:
+            return UpdateStatus.COMPLETED, f"HEAD is at the target {session.to_commit[:12]}"
+        if head == session.from_commit:
+            return UpdateStatus.FAILED, "the process ended before HEAD moved; nothing changed"
+        return UpdateStatus.FAILED, (
+            f"the process ended and HEAD has since moved to {head[:12]} (it started from "
+            f"{(session.from_commit or '?')[:12]}); left as it is")
 
     # -- status ----------------------------------------------------------------------------
 
@@ -702,6 +767,8 @@ class ReleaseManager:
         since = utcnow() - TIME_RANGES[time_range]
         snap = await self._in_thread(self._snapshot)
         store = await self.existing_index()
+        if store is not None:
+            await self._reconcile_if_idle(store)
         counts = await store.session_counts(since) if store else {}
         last = await store.last_completed() if store else None
         recent = await store.list_sessions(since, limit=10) if store and show_history else []
@@ -717,6 +784,8 @@ class ReleaseManager:
             "success_rate": round(completed / finished * 100, 1) if finished else None,
         }
         version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
+        python, python_warnings = await self._in_thread(self._python_text)
+        warnings += python_warnings + self._inert_settings()
         uptime, source = await self._in_thread(
             system.uptime, self.data_dir, this_process_is_bot=self._this_process_is_bot)
         disk: dict[str, Any] = {}
@@ -725,17 +794,34 @@ class ReleaseManager:
             disk = await self._in_thread(system.disk_usage, self.root, self.data_dir)
             memory = await self._in_thread(system.memory_usage, self.data_dir)
         return SystemInfo(
-            version=snap.current.text, python_version=str(self._python_text()),
+            version=snap.current.text, python_version=python,
             bot_version=version_file, last_update=last.completed_at if last else None,
             uptime=uptime, disk_usage=disk, memory_usage=memory, update_statistics=stats,
-            backup_statistics={}, tag=snap.current.tag, commit=snap.current.commit,
+            backup_statistics=self._backup_statistics(
+                await store.list_backups() if store else []),
+            tag=snap.current.tag, commit=snap.current.commit,
             version_file_agrees=agrees, uptime_source=source,
             gitrelease_version=_own_version(), recent_sessions=recent, warnings=warnings,
         )
 
-    def _python_text(self) -> str:
-        return platform.python_version() if not self.settings.python_executable else str(
-            self._deployment_python())
+    def _python_text(self) -> tuple[str, list[str]]:
+        try:
+            return str(self._deployment_python()), []
+        except InvalidSetting as exc:
+            return "unknown", [exc.message]
+
+    @staticmethod
+    def _backup_statistics(backups: list[Backup]) -> dict[str, Any]:
+        completed = [b for b in backups if b.status.value == "completed"]
+        return {
+            "total": len(backups),
+            "completed": len(completed),
+            "corrupted": sum(1 for b in backups if b.status.value == "corrupted"),
+            "failed": sum(1 for b in backups if b.status.value == "failed"),
+            "stored_bytes": sum(b.compressed_size or 0 for b in completed),
+            "latest": completed[0].id if completed else None,
+            "latest_at": completed[0].created_at.isoformat() if completed else None,
+        }
 
     def _version_file(self, snap: ReleaseSnapshot) -> tuple[str | None, bool | None, list[str]]:
         try:

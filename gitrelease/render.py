@@ -73,6 +73,8 @@ def render_check(report: CheckReport, *, details: bool = False) -> str:
 
 def render_plan(plan: InstallPlan) -> str:
     info = plan.update
+    if info is None:
+        return f"Dry run: already at {plan.current_version}; nothing would be installed"
     lines = [
         f"Dry run: would install {plan.target_tag} ({plan.current_version} -> "
         f"{plan.target_version})",

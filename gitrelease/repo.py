@@ -37,7 +37,11 @@ _FS = "\x1f"  # field separator in --format output
 _RS = "\x1e"  # record separator
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# Everything up to the last "@" before the host: passwords may hold "@" themselves.
+_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]*@")
+_SECRET_PARAMETER = re.compile(
+    r"(?P<key>[?&][^=&\s'\"]*(?:token|key|secret|passw|auth|sig|credential)[^=&\s'\"]*=)"
+    r"[^&\s'\"#]+", re.IGNORECASE)
 _CLOBBER = re.compile(
     r"^\s*!\s+\[rejected\]\s+(\S+)\s+->\s+\S+\s+\(would clobber existing tag\)", re.M)
 _NETWORK_HINTS = (
@@ -62,8 +66,8 @@ _ENVIRONMENT = {
 
 
 def redact(text: str) -> str:
-    """Remove credentials embedded in URLs (https://user:token@host) from text."""
-    return _CREDENTIALS.sub(r"\g<scheme>***@", text)
+    """Remove credentials from URLs in text: user:token@ parts and token-like parameters."""
+    return _SECRET_PARAMETER.sub(r"\g<key>***", _CREDENTIALS.sub(r"\g<scheme>***@", text))
 
 
 @dataclass(frozen=True)
@@ -164,18 +168,23 @@ class GitRepo:
         args: Sequence[str], status: int, err: bytes, timeout: float | None
     ) -> GitCommandFailed:
         text = redact(err.decode("utf-8", errors="replace")).strip()
-        lines = [line for line in text.splitlines() if line.strip()]
-        reason = lines[-1] if lines else f"exit status {status}"
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        # git says what went wrong first and "Aborting" last: keep what it said, briefly.
+        reason = "; ".join(line for line in lines if line.lower() != "aborting")[:500]
         return GitCommandFailed(
-            f"git {args[0]} failed: {reason}",
-            hint="see the message from git above; the working tree was left as it was",
+            f"git {_subcommand(args)} failed: {reason or f'exit status {status}'}",
+            hint="`git status` in the deployment shows where it stands",
             stderr=text,
         )
 
     # -- reading ---------------------------------------------------------------------------
 
     def head_commit(self) -> str:
-        return self.run("rev-parse", "--verify", "HEAD^{commit}").strip()
+        status, out = self.run_bytes("rev-parse", "--verify", "--quiet", "HEAD^{commit}")
+        if status != 0:
+            raise NotAGitRepository(f"{self.root} has no commit checked out yet",
+                                    hint="clone the bot's repository, or commit first")
+        return out.decode().strip()
 
     def list_tags(self) -> list[TagRef]:
         """Every tag with its peeled commit, date and message, in one `git for-each-ref`."""
@@ -244,19 +253,17 @@ class GitRepo:
         return [p for p in out.split("\0") if p]
 
     def diff_stats(self, old: str, new: str) -> DiffStats:
-        out = self.run("diff-tree", "-r", "-z", "--no-abbrev", "--no-renames", old, new)
-        fields = out.split("\0")
-        changed = 0
-        size = 0
-        # Records are ":oldmode newmode oldsha newsha status\0path\0".
-        for meta, _path in zip(fields[0::2], fields[1::2], strict=False):
-            if not meta.startswith(":"):
-                continue
-            changed += 1
-            _om, new_mode, _os, new_sha, status = meta[1:].split(" ")
-            if status != "D" and new_mode != "160000":  # submodule entries have no blob
-                size += self._repo.odb.info(bytes.fromhex(new_sha)).size
-        return DiffStats(changed, size)
+        """Files changed from `old` to `new`, and the size at `new` of those still there."""
+        changed = [p for p in self.run(
+            "diff", "--name-only", "-z", "--no-renames", old, new, "--").split("\0") if p]
+        # One ls-tree with sizes (-l) instead of a process, or a shared one, per blob.
+        sizes: dict[str, int] = {}
+        for record in self.run("ls-tree", "-r", "-l", "-z", new).split("\0"):
+            meta, _, path = record.partition("\t")
+            fields = meta.split()
+            if len(fields) == 4 and fields[1] == "blob" and fields[3].isdigit():
+                sizes[path] = int(fields[3])
+        return DiffStats(len(changed), sum(sizes.get(p, 0) for p in changed))
 
     def commits_between(self, old: str | None, new: str) -> list[Commit]:
         """Commits reachable from `new` but not from `old`, newest first."""
@@ -285,7 +292,7 @@ class GitRepo:
         return out.decode().strip() if status == 0 else None
 
     def remote_names(self) -> list[str]:
-        return [r.name for r in self._repo.remotes]
+        return self.run("remote").split()
 
     def remote_url(self, remote: str) -> str | None:
         self._check_remote(remote)
@@ -297,9 +304,11 @@ class GitRepo:
     def fetch_tags(self, remote: str, timeout: float) -> FetchResult:
         """Fetch tags without --force: a tag moved on the remote is reported, never followed."""
         self._check_remote(remote)
+        # An explicit, non-forcing refspec, and --refmap= so that no configured refspec (such
+        # as a "+refs/tags/*:refs/tags/*" someone added) can force-update a tag behind our back.
         status, _out, err = self._execute(
-            ["fetch", "--tags", "--no-recurse-submodules", "--no-progress", "--", remote], timeout
-        )
+            ["fetch", "--no-tags", "--refmap=", "--no-recurse-submodules", "--no-progress",
+             "--no-write-fetch-head", "--", remote, "refs/tags/*:refs/tags/*"], timeout)
         text = redact(err.decode("utf-8", errors="replace")).strip()
         moved = tuple(_CLOBBER.findall(text))
         if status == 0 or moved:
@@ -325,18 +334,17 @@ class GitRepo:
         return out.decode().strip() if status == 0 else None
 
     def restore_head(self, commit: str, branch: str | None) -> None:
-        """Undo a failed checkout: back to `branch` (which gitrelease never moves) or `commit`.
+        """Undo a checkout: back to `branch` (which gitrelease never moves) or `commit`.
 
-        Forced, because a checkout that failed half-way leaves tracked files between the two
-        commits; the tree was clean before the install, so nothing of the operator's is lost.
+        Never forced: if tracked files changed meanwhile, git refuses and says which, and they
+        are left for the operator rather than overwritten.
         """
         _require_sha(commit)
         target = branch if branch is not None else commit
         if branch is not None and (branch.startswith("-") or "\n" in branch):
             target = commit  # never hand git something that could read as an option
         detach = [] if target == branch else ["--detach"]
-        self.run("-c", "advice.detachedHead=false", "checkout", "--force", "--quiet", *detach,
-                 target, "--")
+        self.run("-c", "advice.detachedHead=false", "checkout", "--quiet", *detach, target, "--")
 
     def _check_remote(self, remote: str) -> None:
         if not _REMOTE_NAME.match(remote):
@@ -346,6 +354,14 @@ class GitRepo:
                 f"no remote named {remote!r} is configured in {self.root}",
                 hint="add it with `git remote add` or set the `remote` setting",
             )
+
+
+def _subcommand(args: Sequence[str]) -> str:
+    """The git command in an argument list, past any "-c name=value" options."""
+    rest = list(args)
+    while rest and rest[0].startswith("-"):
+        rest = rest[2:] if rest[0] == "-c" else rest[1:]
+    return rest[0] if rest else "command"
 
 
 def _require_sha(commit: str) -> None:

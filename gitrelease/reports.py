@@ -83,16 +83,21 @@ class InstallPlan:
     update_type: UpdateType
     current_version: str
     target_version: str
-    target_tag: str
+    target_tag: str | None  # None: already at the newest release, nothing to do
     from_commit: str
     to_commit: str
     steps: list[str]
-    update: UpdateInfo
+    update: UpdateInfo | None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.update is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "dry_run": True,
+            "up_to_date": self.up_to_date,
             "update_type": self.update_type.value,
             "current_version": self.current_version,
             "target_version": self.target_version,
@@ -100,6 +105,6 @@ class InstallPlan:
             "from_commit": self.from_commit,
             "to_commit": self.to_commit,
             "steps": self.steps,
-            "update": self.update.to_dict(),
+            "update": self.update.to_dict() if self.update else None,
             "warnings": self.warnings,
         }

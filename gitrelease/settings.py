@@ -24,6 +24,7 @@ from gitrelease.errors import InvalidSetting
 
 __all__ = [
     "CATEGORIES",
+    "INERT",
     "LoadedSettings",
     "SettingSpec",
     "Settings",
@@ -32,6 +33,18 @@ __all__ = [
 ]
 
 CATEGORIES = ("update", "backup", "notification", "schedule")
+#: Settings of the specification this version does not act on yet; a value given for one is
+#: reported, never silently ignored. (require_signed_tags refuses installs instead.)
+INERT = (
+    "auto_updates_enabled", "update_check_interval", "notify_on_completion", "auto_restart",
+    "health_check_command", "post_update_command", "restart_method", "restart_command",
+    "timezone", "test_updates", "rollback_on_failure", "verify_downloads", "log_level",
+    "max_log_files", "log_rotation_size", "scheduling_enabled",
+    "default_time", "max_schedules", "allowed_update_types", "require_backup_before_schedule",
+    "update_start_notifications", "update_progress_notifications",
+    "update_completion_notifications", "error_notifications", "backup_notifications",
+    "notify_channels",
+)
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -251,7 +264,8 @@ def load_settings(root: Path, data_dir: Path) -> LoadedSettings:
     values: dict[str, Any] = {}
     sources = dict.fromkeys(specs, "default")
     pyproject = root / "pyproject.toml"
-    table = _read_toml(pyproject).get("tool", {}).get("gitrelease", {})
+    tool = _read_toml(pyproject).get("tool", {})
+    table = tool.get("gitrelease", {}) if isinstance(tool, dict) else {}
     _merge(table, specs, str(pyproject), values, sources)
     runtime = data_dir / "settings.toml"
     _merge(_read_toml(runtime), specs, str(runtime), values, sources)

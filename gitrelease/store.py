@@ -167,6 +167,10 @@ class IndexStore(Protocol):
     async def backups_in_use(self) -> set[str]: ...
 
 
+# A session that found nothing to do starts and ends at the same commit.
+_CHANGED = "(from_commit IS NULL OR to_commit IS NULL OR from_commit <> to_commit)"
+
+
 def _ts(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
@@ -294,8 +298,9 @@ class SQLiteStore:
             f"WHERE status NOT IN ({marks}) ORDER BY started_at", tuple(done))
 
     async def last_completed(self) -> UpdateSession | None:
+        """The last update that changed something (an "already up to date" run does not)."""
         rows = await self._select_sessions(
-            "WHERE status = ? ORDER BY completed_at DESC LIMIT 1",
+            f"WHERE status = ? AND {_CHANGED} ORDER BY completed_at DESC LIMIT 1",
             (UpdateStatus.COMPLETED.value,))
         return rows[0] if rows else None
 
@@ -308,7 +313,9 @@ class SQLiteStore:
         return [JournalStep(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
 
     async def session_counts(self, since: datetime | None = None) -> dict[str, int]:
-        where, params = ("WHERE started_at >= ?", (_ts(since),)) if since else ("", ())
+        """Sessions by status, leaving out the runs that found nothing to install."""
+        where, params = (f"WHERE {_CHANGED} AND started_at >= ?", (_ts(since),)) if since \
+            else (f"WHERE {_CHANGED}", ())
         async with self._db.execute(
             f"SELECT status, COUNT(*) FROM update_sessions {where} GROUP BY status",  # noqa: S608
             params,
