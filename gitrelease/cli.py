@@ -46,6 +46,13 @@ _FLAG_FOR_FIELD_IN = {"install": {"backup_name": "--backup-name"},
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.prog != "gitrelease":
+            # --json is also taken after the command: `gitrelease check --json`.
+            self.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                              help="print results as JSON on stdout")
+
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")
 
@@ -55,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="gitrelease",
         description="Git-native release manager: releases are git tags.",
     )
-    parser.add_argument("--root", type=Path, help="the deployment's git working tree "
+    parser.add_argument("--root", type=_path, help="the deployment's git working tree "
                         "(default: $GITRELEASE_ROOT, else the git top-level of the cwd)")
     parser.add_argument("--json", action="store_true", help="print results as JSON on stdout")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -123,6 +130,12 @@ def _backup_parser(commands: Any) -> None:
     prune.add_argument("--dry-run", action="store_true", help="show, delete nothing")
 
 
+def _path(text: str) -> Path:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path")
+    return Path(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args_list  # until the command line parses, a good guess is enough
@@ -142,6 +155,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, as_json)
     except KeyboardInterrupt:
         return _fail(GitReleaseError("interrupted", hint="run the command again"), as_json, 130)
+    except BrokenPipeError:
+        # The reader went away (`gitrelease status | head`): not an error worth a trace.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return _fail(GitReleaseError(f"{exc.strerror or exc}{where}",
+                                     hint="check the path and its permissions"), as_json, 74)
     except Exception as exc:  # the one place an unexpected error becomes a line, not a trace
         error = GitReleaseError(
             f"internal error: {type(exc).__name__}: {exc}",
@@ -166,7 +187,7 @@ def _run(args: argparse.Namespace, work: Callable[[ReleaseManager], Any]) -> Any
     from gitrelease.manager import ReleaseManager
 
     root = args.root
-    if root is not None and not root.is_dir():
+    if root is not None and (not str(root).strip() or not root.is_dir()):
         raise InvalidInput("--root", str(root), "an existing directory: the bot's git checkout")
 
     async def session() -> Any:

@@ -51,6 +51,7 @@ from gitrelease.models import (
     UpdateType,
     utcnow,
 )
+from gitrelease.pausepoints import pause_point
 from gitrelease.releases import ReleaseSnapshot
 from gitrelease.repo import FetchResult, GitRepo, find_toplevel
 from gitrelease.reports import NOT_IMPLEMENTED, CheckReport, InstallPlan, SourceError
@@ -890,6 +891,7 @@ class _StepRunner:
         await self.store.add_step(self.session.id, name, "started")
         await self.store.save_session(self.session)
         self._report(name, self.session.progress, "started")
+        pause_point(f"install:{name}")
         try:
             if inspect.iscoroutinefunction(work):
                 result = await work(*args)
@@ -904,6 +906,7 @@ class _StepRunner:
         await self.store.add_step(self.session.id, name, "done")
         await self.store.save_session(self.session)
         self._report(name, percent, "done")
+        pause_point(f"install:{name}:done")
         return result
 
     async def finish(self, status: UpdateStatus, error: str | None) -> None:

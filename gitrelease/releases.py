@@ -72,7 +72,8 @@ class ReleaseSnapshot:
         return [
             r for r in self.releases
             if self.current.is_older_than(r)
-            and (self.channel is Channel.PRE or not r.version.is_prerelease)
+            and (self.channel is Channel.PRE
+                 or not (r.version.is_prerelease or r.version.local))  # local: a build, no release
         ]
 
     def find(self, version: Version) -> Release | None:

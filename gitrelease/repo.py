@@ -7,6 +7,7 @@ arguments: versions are matched against the listed tags and git is handed commit
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -130,6 +131,9 @@ class GitRepo:
         self.git_dir = Path(self._repo.git_dir)
         self.timeout = timeout
         self._repo.git.update_environment(**_ENVIRONMENT)
+        if "GIT_SSH_COMMAND" not in os.environ and "GIT_SSH" not in os.environ:
+            # ssh prompts on its own terminal, past GIT_TERMINAL_PROMPT: forbid it.
+            self._repo.git.update_environment(GIT_SSH_COMMAND="ssh -o BatchMode=yes")
 
     def close(self) -> None:
         self._repo.close()

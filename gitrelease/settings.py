@@ -16,6 +16,7 @@ import re
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def _meta(
     maximum: int | None = None,
     pattern: re.Pattern[str] | None = None,
     pattern_text: str = "",
+    check: Callable[[Any], bool] | None = None,
 ) -> dict[str, Any]:
     return {
         "category": category,
@@ -66,7 +68,18 @@ def _meta(
         "maximum": maximum,
         "pattern": pattern,
         "pattern_text": pattern_text,
+        "check": check,
     }
+
+
+def _is_timezone(name: str) -> bool:
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -114,7 +127,8 @@ class Settings:
     require_signed_tags: bool = field(default=False, metadata=_meta(
         "update", "install only release tags with a valid signature"))
     timezone: str = field(default="UTC", metadata=_meta(
-        "update", "IANA time zone that schedules are read in"))
+        "update", "IANA time zone that schedules are read in", check=_is_timezone,
+        pattern_text="an IANA time zone such as UTC or Europe/Berlin"))
     config_templates: dict[str, str] = field(
         default_factory=lambda: {".env.example": ".env", "config.example.toml": "config.toml"},
         metadata=_meta("update", "tracked template -> live untracked config file"))
@@ -209,6 +223,7 @@ class SettingSpec:
     maximum: int | None
     pattern: re.Pattern[str] | None
     pattern_text: str
+    check: Callable[[Any], bool] | None
 
     def allowed(self) -> str:
         if self.choices:
@@ -236,6 +251,8 @@ class SettingSpec:
             raise InvalidSetting(file, self.name, f"is {value}; allowed: {self.allowed()}")
         if self.pattern is not None and not self.pattern.match(value):
             raise InvalidSetting(file, self.name, f"is {value!r}; allowed: {self.allowed()}")
+        if self.check is not None and not self.check(value):
+            raise InvalidSetting(file, self.name, f"is {value!r}; allowed: {self.allowed()}")
         return value
 
 
@@ -248,7 +265,7 @@ def schema() -> dict[str, SettingSpec]:
         m = f.metadata
         specs[f.name] = SettingSpec(
             f.name, m["category"], m["description"], hints[f.name], default, m["choices"],
-            m["minimum"], m["maximum"], m["pattern"], m["pattern_text"])
+            m["minimum"], m["maximum"], m["pattern"], m["pattern_text"], m["check"])
     return specs
 
 

@@ -133,3 +133,12 @@ def test_toplevel_from_a_subdirectory(world: World) -> None:
 ])
 def test_redact(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("https://user:p@ss@host/x.git", "https://***@host/x.git"),
+    ("https://host/x.git?access_token=abc&ref=main", "https://host/x.git?access_token=***&ref=main"),
+    ("https://host/x?private_key=k1&sig=s2", "https://host/x?private_key=***&sig=***"),
+])
+def test_redact_more(text: str, expected: str) -> None:
+    assert redact(text) == expected
