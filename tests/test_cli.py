@@ -236,3 +236,19 @@ def test_demo_runs_end_to_end() -> None:
     assert data["install"]["status"] == "completed"
     assert data["status"]["version"] == "1.2.0"
     assert data["untracked_state_unchanged"] is True
+
+
+def test_readme_command_lines_parse() -> None:
+    """Every `gitrelease ...` line in README's examples is accepted by the parser."""
+    import re
+    import shlex
+
+    from gitrelease.cli import _parser
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    lines = [line.split("  #")[0].strip() for line in readme.splitlines()
+             if line.startswith("gitrelease ")]
+    assert len(lines) >= 8
+    for line in lines:
+        words = shlex.split(re.sub(r"\[[^\]]*\]", "", line))[1:]
+        _parser().parse_args(words)
