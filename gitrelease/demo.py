@@ -103,7 +103,7 @@ def _isolated_git() -> Iterator[None]:
 
 def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
     from gitrelease.manager import InstallOptions, ReleaseManager
-    from gitrelease.render import render_check, render_session, render_status
+    from gitrelease.render import render_backups, render_check, render_session, render_status
 
     base = Path(tempfile.mkdtemp(prefix="gitrelease-demo-"))
     out = sys.stdout
@@ -122,11 +122,14 @@ def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
             say("$ gitrelease check")
             report = await manager.check_for_updates("bot")
             say(render_check(report) + "\n")
-            say("$ gitrelease install --type bot --no-backup")
+            say("$ gitrelease install --type bot")
             session = await manager.install_updates(
-                "bot", InstallOptions(backup_before=False, initiated_by="demo"),
+                "bot", InstallOptions(initiated_by="demo"),
                 progress=lambda step, pct, detail: say(f"  [{pct:>3}%] {step}: {detail}"))
             say(render_session(session) + "\n")  # type: ignore[arg-type]
+            say("$ gitrelease backup list")
+            backups = await manager.list_backups()
+            say(render_backups(backups) + "\n")
             say("$ gitrelease status --history")
             info = await manager.get_update_status(show_history=True)
             say(render_status(info) + "\n")
@@ -135,6 +138,7 @@ def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
             verdict = "unchanged" if before[name] == after[name] else "CHANGED"
             say(f"{name}: sha256 {before[name]} before, {after[name]} after: {verdict}")
         return {"check": report.to_dict(), "install": session.to_dict(),
+                "backups": [b.to_dict() for b in backups],
                 "status": info.to_dict(), "untracked_state_unchanged": before == after}
 
     try:

@@ -123,6 +123,12 @@ def render_status(info: SystemInfo) -> str:
         f"(completed {stats['completed']}, failed {stats['failed']}, success rate "
         f"{'n/a' if rate is None else f'{rate}%'})",
     ]
+    b = info.backup_statistics
+    if b:
+        latest = f", latest {b['latest']}" if b.get("latest") else ""
+        bad = f", {b['corrupted']} CORRUPTED" if b.get("corrupted") else ""
+        lines.append(f"  backups: {b['completed']} ({size(b['stored_bytes'])} stored{latest})"
+                     f"{bad}")
     if info.disk_usage:
         d = info.disk_usage
         lines.append(f"  disk: {size(d['free_bytes'])} free of {size(d['total_bytes'])}; "
