@@ -94,3 +94,33 @@ async def test_two_connections_opening_a_new_index_at_once(tmp_path: Path) -> No
     stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(4)))
     for store in stores:
         await store.close()
+
+
+async def test_a_version_1_index_is_migrated_in_place(tmp_path: Path) -> None:
+    from gitrelease import store as store_module
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(store_module._MIGRATIONS[0])
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO update_sessions (id, update_type, status, progress, started_at, "
+            "target_version, current_version, steps_completed, total_steps, "
+            "rollback_available, initiated_by) VALUES ('s1', 'bot', 'completed', 100, "
+            "'2024-01-01T00:00:00+00:00', '1.1.0', '1.0.0', '[]', 5, 0, 'cli')")
+    db.close()
+    store = await SQLiteStore.open(path)
+    try:
+        old = await store.get_session("s1")
+        assert old is not None and old.backup_id is None
+        assert await store.list_backups() == []
+    finally:
+        await store.close()
+    assert rows_of(path, "PRAGMA user_version") == [(2,)]
+
+
+def rows_of(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        result = db.execute(sql).fetchall()
+    db.close()
+    return result
