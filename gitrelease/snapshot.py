@@ -35,24 +35,30 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     return connection
 
 
-def snapshot_database(source: Path, target: Path) -> None:
-    """Copy a consistent snapshot of `source` into a new file `target` (mode 0600)."""
-    target.touch(mode=0o600, exist_ok=False)
+def _copy(source: Path, target: Path, *, new_file: bool, what: str) -> None:
+    """One backup-API step (one read transaction, one consistent view), then a check."""
     src = _connect(source, readonly=True)
     try:
-        dst = sqlite3.connect(target, isolation_level=None)
+        dst = sqlite3.connect(target, isolation_level=None) if new_file else _connect(target)
         try:
-            src.backup(dst, pages=-1)  # one step: one read transaction, one consistent view
-            dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
+            src.backup(dst, pages=-1)
+            if new_file:
+                dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
         finally:
             dst.close()
     except sqlite3.Error as exc:
-        raise VerificationFailed(f"cannot snapshot the database {source}: {exc}") from None
+        raise VerificationFailed(f"cannot {what}: {exc}") from None
     finally:
         src.close()
     problem = integrity_problem(target)
     if problem:
-        raise VerificationFailed(f"the snapshot of {source} fails its integrity check: {problem}")
+        raise VerificationFailed(f"{what}: the result fails its integrity check: {problem}")
+
+
+def snapshot_database(source: Path, target: Path) -> None:
+    """Copy a consistent snapshot of `source` into a new file `target` (mode 0600)."""
+    target.touch(mode=0o600, exist_ok=False)
+    _copy(source, target, new_file=True, what=f"snapshot the database {source}")
 
 
 def integrity_problem(path: Path) -> str | None:
@@ -70,17 +76,4 @@ def integrity_problem(path: Path) -> str | None:
 
 def restore_database(snapshot: Path, live: Path) -> None:
     """Write `snapshot` into the live database through SQLite, as one transaction."""
-    src = _connect(snapshot, readonly=True)
-    try:
-        dst = _connect(live)
-        try:
-            src.backup(dst, pages=-1)
-        finally:
-            dst.close()
-    except sqlite3.Error as exc:
-        raise VerificationFailed(f"cannot restore the database {live}: {exc}") from None
-    finally:
-        src.close()
-    problem = integrity_problem(live)
-    if problem:
-        raise VerificationFailed(f"{live} fails its integrity check after restore: {problem}")
+    _copy(snapshot, live, new_file=False, what=f"restore the database {live}")
