@@ -23,7 +23,14 @@ from gitrelease.versions import (
     select_releases,
 )
 
-__all__ = ["CurrentVersion", "ReleaseSnapshot", "read_pyproject", "snapshot", "update_info"]
+__all__ = [
+    "CurrentVersion",
+    "ReleaseSnapshot",
+    "local_commit_warnings",
+    "read_pyproject",
+    "snapshot",
+    "update_info",
+]
 
 _CHANGELOG_COMMITS = 50  # commit subjects listed in a changelog; the count says how many more
 
@@ -166,3 +173,14 @@ def _changelog(target: Release, between: list[Release], subjects: list[str]) -> 
             shown.append(f"- ... and {len(subjects) - _CHANGELOG_COMMITS} more commits")
         parts.append("Commits:\n" + "\n".join(shown))
     return "\n\n".join(parts)
+
+
+def local_commit_warnings(repo: GitRepo, snap: ReleaseSnapshot, target: Release) -> list[str]:
+    """Commits at HEAD that the target does not contain: an install leaves them behind."""
+    local = repo.commits_between(target.commit, snap.current.commit)
+    if not local:
+        return []
+    branch = repo.head_branch()
+    where = (f"they stay on branch {branch}" if branch else
+             "HEAD is detached, so no branch would hold them")
+    return [f"HEAD has {len(local)} commit(s) that {target.tag} does not contain ({where})"]

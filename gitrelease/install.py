@@ -1,0 +1,404 @@
+"""Installing a release as a transaction: preflight, fetch, resolve, backup, checkout, verify.
+
+`Installer` holds the steps; `ReleaseManager.install_updates` takes the lock and calls it.
+Every step is journalled before and after it runs (`journal.StepRunner`), so a process that
+dies at any point is found and settled at the next start (`finish_interrupted`).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import Version
+
+from gitrelease import releases
+from gitrelease.errors import (
+    ConfirmationRequired,
+    DirtyWorkingTree,
+    DowngradeRefused,
+    GitReleaseError,
+    InsufficientDiskSpace,
+    InvalidInput,
+    NoSuchVersion,
+    PythonVersionMismatch,
+    TagMoved,
+    UntrackedFilesInTheWay,
+    VerificationFailed,
+)
+from gitrelease.journal import StepRunner
+from gitrelease.models import (
+    BackupType,
+    Progress,
+    UpdateInfo,
+    UpdateSession,
+    UpdateStatus,
+    UpdateType,
+    utcnow,
+)
+from gitrelease.releases import ReleaseSnapshot
+from gitrelease.reports import InstallPlan
+from gitrelease.versions import Channel, Release, TagPattern, parse_version
+
+if TYPE_CHECKING:
+    from gitrelease.manager import ReleaseManager
+    from gitrelease.models import Backup
+    from gitrelease.store import IndexStore
+
+__all__ = ["InstallOptions", "Installer", "Resolution", "moved_warning", "parse_update_type"]
+
+# A version, or a tag name as people type them; never starting with "-", so never an option.
+_TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!/-]{0,99}$")
+_BACKUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_MIB = 1024 * 1024
+
+
+def parse_update_type(value: str, *, field: str = "update_type") -> UpdateType:
+    try:
+        return UpdateType(value)
+    except ValueError:
+        raise InvalidInput(field, value, [t.value for t in UpdateType]) from None
+
+
+@dataclass(frozen=True)
+class InstallOptions:
+    """How to install; `from_mapping` accepts the specification's option names."""
+
+    to_version: str | None = None
+    backup_before: bool = True
+    restart_required: bool = True
+    force: bool = False
+    backup_name: str | None = None
+    dry_run: bool = False
+    initiated_by: str = "system"
+
+    def __post_init__(self) -> None:
+        for name in ("backup_before", "restart_required", "force", "dry_run"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInput(name, getattr(self, name), "true or false")
+        if self.to_version is not None:
+            allowed = "a release version such as 2.1.0, or a release tag name such as v2.1.0"
+            if not isinstance(self.to_version, str):
+                raise InvalidInput("to_version", self.to_version, allowed)
+            if not _TAG_NAME.match(self.to_version) or ".." in self.to_version:
+                raise InvalidInput("to_version", self.to_version, allowed)
+        if self.backup_name is not None:
+            if not isinstance(self.backup_name, str) or not _BACKUP_NAME.match(self.backup_name):
+                raise InvalidInput(
+                    "backup_name", self.backup_name,
+                    "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+            if not self.backup_before:
+                raise InvalidInput(
+                    "backup_name", self.backup_name, "a name only when a backup is taken",
+                    reason="no backup is taken with backup_before off")
+        if not isinstance(self.initiated_by, str) or not 0 < len(self.initiated_by) <= 100:
+            raise InvalidInput("initiated_by", self.initiated_by, "1-100 characters")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> InstallOptions:
+        aliases = {"force_update": "force", "to": "to_version", "user_id": "initiated_by",
+                   "target_version": "to_version"}
+        known = set(cls.__dataclass_fields__)
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            name = aliases.get(key, key)
+            if name not in known:
+                raise InvalidInput("option", key, sorted(known | set(aliases)))
+            values[name] = str(value) if name == "initiated_by" else value
+        return cls(**values)
+
+
+@dataclass
+class Resolution:
+    """The release an install moves to, and what was found on the way."""
+
+    target: Release | None  # None: already at the newest release
+    snapshot: ReleaseSnapshot
+    info: UpdateInfo | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Installer:
+    """The install steps of one deployment; `m` is its manager (repo, settings, index)."""
+
+    def __init__(self, manager: ReleaseManager) -> None:
+        self.m = manager
+
+    def plan(self, opts: InstallOptions) -> InstallPlan:
+        self.check_tree()
+        moved = self.m._fetch().moved_tags
+        found = self._resolve(opts, moved)
+        if found.target is None or found.info is None:
+            current = found.snapshot.current
+            return InstallPlan(UpdateType.BOT, current.text, current.text, None,
+                               current.commit, current.commit, [], None, found.warnings)
+        return InstallPlan(
+            UpdateType.BOT, found.snapshot.current.text, str(found.target.version),
+            found.target.tag, found.snapshot.current.commit, found.target.commit,
+            self.steps(opts), found.info, found.warnings)
+
+    def takes_backup(self, opts: InstallOptions) -> bool:
+        return opts.backup_before or self.m.settings.require_backup_before_update
+
+    def steps(self, opts: InstallOptions) -> list[str]:
+        backup = ["backup"] if self.takes_backup(opts) else []
+        return ["preflight", "fetch", "resolve", *backup, "checkout", "verify"]
+
+    async def run(
+        self, store: IndexStore, opts: InstallOptions, progress: Progress | None
+    ) -> UpdateSession:
+        snap = await self.m._in_thread(self.m._snapshot)
+        session = UpdateSession(
+            id=f"upd_{utcnow():%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}",
+            update_type=UpdateType.BOT, status=UpdateStatus.CHECKING, progress=0,
+            started_at=utcnow(), completed_at=None,
+            target_version=opts.to_version or "newest", current_version=snap.current.text,
+            error_message=None, steps_completed=[], total_steps=len(self.steps(opts)),
+            rollback_available=False, initiated_by=opts.initiated_by,
+            from_commit=snap.current.commit,
+        )
+        await store.create_session(session)
+        step = StepRunner(store, session, progress)
+        branch = await self.m._in_thread(self.m.repo.head_branch)
+        try:
+            await step("preflight", UpdateStatus.CHECKING, 10, self.check_tree)
+            fetched = await step("fetch", UpdateStatus.DOWNLOADING, 30, self.m._fetch)
+            found = await step(
+                "resolve", UpdateStatus.CHECKING, 50, self._resolve, opts, fetched.moved_tags)
+        except GitReleaseError as exc:
+            refused = step.current in ("preflight", "resolve")
+            await step.finish(UpdateStatus.CANCELLED if refused else UpdateStatus.FAILED,
+                              exc.message)
+            await store.audit(opts.initiated_by, "install", session.target_version,
+                              "refused" if refused else "failed", {"session": session.id,
+                                                                   "code": exc.code})
+            raise
+        session.warnings = found.warnings
+        if not opts.backup_before and self.takes_backup(opts):
+            session.warnings.append("a backup was taken although none was asked for: the "
+                                    "setting require_backup_before_update is on")
+        if found.target is None:
+            session.target_version = session.current_version
+            session.to_commit = session.from_commit
+            session.steps_completed.append(f"already at {session.current_version}")
+            await step.finish(UpdateStatus.COMPLETED, None)
+            await store.audit(opts.initiated_by, "install", session.target_version,
+                              "up_to_date", {"session": session.id})
+            return session
+        target = found.target
+        session.target_version = str(target.version)
+        session.target_tag = target.tag
+        session.to_commit = target.commit
+        session.rollback_available = True  # the previous release's code stays in git
+        if self.takes_backup(opts):
+            try:
+                backup = await step("backup", UpdateStatus.INSTALLING, 65,
+                                    self._pre_update_backup, store, opts, snap, target)
+            except GitReleaseError as exc:
+                await step.finish(UpdateStatus.FAILED, f"pre-update backup failed: {exc.message}")
+                await store.audit(opts.initiated_by, "install", session.target_version,
+                                  "failed", {"session": session.id, "code": exc.code})
+                raise
+            session.backup_id = backup.id
+            await store.save_session(session)
+        try:
+            await step("checkout", UpdateStatus.INSTALLING, 80, self._checkout, target.commit)
+            await step("verify", UpdateStatus.INSTALLING, 95, self._verify_head, target.commit)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
+            undo = await self.m._in_thread(self._restore_head, session.from_commit, branch)
+            await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
+            await store.audit(opts.initiated_by, "install", session.target_version, "failed",
+                              {"session": session.id, "undo": undo})
+            raise
+        session.restart_needed = True
+        session.steps_completed.append(
+            "restart: not performed (this version does not restart the bot); restart it to run "
+            f"{target.tag}" if opts.restart_required else "restart: skipped as asked")
+        await step.finish(UpdateStatus.COMPLETED, None)
+        await store.audit(opts.initiated_by, "install", session.target_version, "completed",
+                          {"session": session.id, "from": session.from_commit,
+                           "to": session.to_commit})
+        return session
+
+    async def _pre_update_backup(
+        self, store: IndexStore, opts: InstallOptions, snap: ReleaseSnapshot, target: Release
+    ) -> Backup:
+        """A full backup indexed with the current tag, COMPLETED and verified before any change."""
+        from gitrelease.backups import BackupOptions, ReleasePoint
+
+        service = self.m._backups(store)
+        current = snap.current
+        backup = await service.create(
+            BackupType.FULL,
+            BackupOptions(backup_name=opts.backup_name, auto_created=True,
+                          description=f"before installing {target.tag}"),
+            ReleasePoint(current.tag, current.commit, current.text))
+        if backup.verified_at is None:
+            backup = await service.verify(backup)
+        return backup
+
+    def check_tree(self) -> None:
+        dirty = self.m.repo.dirty_files()
+        if dirty:
+            shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10
+                                              else "")
+            raise DirtyWorkingTree(f"tracked files have local changes: {shown}")
+        free = shutil.disk_usage(self.m.root).free
+        needed = self.m.settings.min_disk_space_mb * _MIB
+        if free < needed:
+            raise InsufficientDiskSpace(
+                f"{free // _MIB} MiB free under {self.m.root}, "
+                f"{self.m.settings.min_disk_space_mb} MiB needed")
+
+    def _resolve(self, opts: InstallOptions, moved: tuple[str, ...]) -> Resolution:
+        if self.m.settings.require_signed_tags:
+            raise VerificationFailed(
+                "require_signed_tags is on, but this version of gitrelease cannot verify tag "
+                "signatures yet, so it installs nothing",
+                hint="switch require_signed_tags off only if unsigned releases are acceptable")
+        snap = self.m._snapshot()
+        current = snap.current
+        warnings = [moved_warning(tag) for tag in moved] + self.m._inert_settings()
+        if opts.to_version is not None:
+            target = self._named_release(snap, opts.to_version)
+            if target.version.is_prerelease and snap.channel is Channel.STABLE:
+                warnings.append(f"{target.tag} is a pre-release, installed because it was named")
+        else:
+            offered = snap.offered()
+            target = offered[-1] if offered else None
+        if target is None or (target.commit == current.commit and current.tag is not None
+                              and target.version == current.version):
+            return Resolution(None, snap, warnings=warnings)
+        if not current.is_older_than(target):
+            raise DowngradeRefused(
+                f"{target.tag} is not newer than the current version {current.text}")
+        if target.tag in moved and not opts.force:
+            raise TagMoved(f"{target.tag} points elsewhere on the remote than it did when fetched")
+        in_the_way = [p for p in self.m.repo.paths_added(current.commit, target.commit)
+                      if (self.m.root / p).exists() or (self.m.root / p).is_symlink()]
+        if in_the_way:
+            raise UntrackedFilesInTheWay(
+                f"{target.tag} adds files that exist here untracked: {', '.join(in_the_way[:10])}")
+        self._check_python(target)
+        info = releases.update_info(self.m.repo, snap, target, include_security=True,
+                                    download_url=self.m._remote_url())
+        reasons = []
+        local = releases.local_commit_warnings(self.m.repo, snap, target)
+        if local and self.m.repo.head_branch() is None:
+            reasons += local  # detached: those commits would be left on no branch at all
+        else:
+            warnings += local
+        if info.breaking_changes and self.m.settings.require_confirmation:
+            reasons.append(f"{target.tag} has breaking changes")
+        if (info.size or 0) > self.m.settings.max_update_size_mb * _MIB:
+            reasons.append(f"it changes {(info.size or 0) // _MIB} MiB, more than "
+                           f"max_update_size_mb ({self.m.settings.max_update_size_mb})")
+        if reasons and not opts.force:
+            raise ConfirmationRequired("; ".join(reasons))
+        warnings += [f"installed with --force although {r}" for r in reasons]
+        return Resolution(target, snap, info, warnings)
+
+    def wanted_version(self, name: str) -> Version:
+        """The version a person named, as a release tag name or as a bare version.
+
+        Checked before anything runs; the name itself is only ever looked up, never handed
+        to git.
+        """
+        pattern = TagPattern.parse(self.m.settings.tag_pattern)
+        return pattern.version_of(name) or parse_version(name, field="to_version")
+
+    def _named_release(self, snap: ReleaseSnapshot, name: str) -> Release:
+        by_tag = {r.tag: r for r in snap.releases}
+        if name in by_tag:
+            return by_tag[name]
+        found = snap.find(self.wanted_version(name))
+        if found is None:
+            known = ", ".join(str(r.version) for r in snap.releases[-5:]) or "none"
+            raise NoSuchVersion(f"no release {name} among the tags (newest known: {known})")
+        return found
+
+    def _check_python(self, target: Release) -> None:
+        project = releases.read_pyproject(self.m.repo, target.commit).get("project", {})
+        spec_text = project.get("requires-python") if isinstance(project, dict) else None
+        if not spec_text:
+            return
+        python = self.m._deployment_python()
+        try:
+            allowed = SpecifierSet(str(spec_text)).contains(python, prereleases=True)
+        except InvalidSpecifier:
+            raise PythonVersionMismatch(
+                f"{target.tag} declares requires-python {spec_text!r}, which is not valid",
+                hint="fix requires-python in the release's pyproject.toml") from None
+        if not allowed:
+            raise PythonVersionMismatch(
+                f"{target.tag} requires Python {spec_text}, the deployment runs {python}",
+                hint="upgrade the deployment's interpreter (setting python_executable) first")
+
+    def _checkout(self, commit: str) -> None:
+        # Looked at again right before: the fetch and the backup take time, and an edit made
+        # meanwhile must stop the install rather than be caught up in it.
+        dirty = self.m.repo.dirty_files()
+        if dirty:
+            raise DirtyWorkingTree(f"tracked files changed during the install: "
+                                   f"{', '.join(dirty[:10])}")
+        self.m.repo.checkout_detached(commit)
+
+    def _verify_head(self, commit: str) -> None:
+        head = self.m.repo.head_commit()
+        if head != commit:
+            raise VerificationFailed(f"after checkout HEAD is {head[:12]}, not {commit[:12]}")
+
+    def _restore_head(self, commit: str | None, branch: str | None) -> str:
+        """Put HEAD back where the install found it; says what it did, for the journal."""
+        if commit is None:
+            return "HEAD not restored: the starting commit is unknown"
+        try:
+            if self.m.repo.head_commit() == commit and self.m.repo.head_branch() == branch:
+                dirty = self.m.repo.dirty_files()
+                if dirty:
+                    return (f"HEAD did not move, but tracked files differ from it: "
+                            f"{', '.join(dirty[:10])} (left as they are; see git status)")
+                return "HEAD did not move; nothing was changed"
+            self.m.repo.restore_head(commit, branch)
+            return f"HEAD restored to {branch or commit[:12]}"
+        except GitReleaseError as exc:
+            return f"HEAD could NOT be restored to {commit[:12]}: {exc.message}"
+
+    async def finish_interrupted(self, store: IndexStore) -> None:
+        """Bring sessions left by a process that died to an end (called under the lock)."""
+        for session in await store.unfinished_sessions():
+            steps = await store.steps(session.id)
+            last = steps[-1].step if steps else "start"
+            status, what = await self.m._in_thread(self._settle, session)
+            session.status = status
+            session.completed_at = utcnow()
+            if status is UpdateStatus.COMPLETED:
+                session.progress = 100
+                session.restart_needed = True
+                session.steps_completed.append(f"recovery: {what}")
+            else:
+                session.error_message = f"interrupted during {last!r}: {what}"
+            await store.add_step(session.id, "recovery", "done", what)
+            await store.save_session(session)
+
+    def _settle(self, session: UpdateSession) -> tuple[UpdateStatus, str]:
+        head = self.m.repo.head_commit()
+        if session.to_commit and session.to_commit != session.from_commit \
+                and head == session.to_commit:
+            return UpdateStatus.COMPLETED, f"HEAD is at the target {session.to_commit[:12]}"
+        if head == session.from_commit:
+            return UpdateStatus.FAILED, "the process ended before HEAD moved; nothing changed"
+        return UpdateStatus.FAILED, (
+            f"the process ended and HEAD has since moved to {head[:12]} (it started from "
+            f"{(session.from_commit or '?')[:12]}); left as it is")
+
+
+def moved_warning(tag: str) -> str:
+    return (f"tag {tag} was moved on the remote; the local tag is kept and the move is not "
+            "followed")

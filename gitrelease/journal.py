@@ -1,0 +1,68 @@
+"""The update journal: a row before and after every step, so a crash leaves a trace."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from gitrelease.errors import GitReleaseError
+from gitrelease.models import Progress, UpdateSession, UpdateStatus, utcnow
+from gitrelease.pausepoints import pause_point
+
+if TYPE_CHECKING:
+    from gitrelease.store import IndexStore
+
+__all__ = ["StepRunner"]
+
+T = TypeVar("T")
+
+
+class StepRunner:
+    """Journals a step before and after it runs, so a crash leaves a trace of where it was."""
+
+    def __init__(self, store: IndexStore, session: UpdateSession, progress: Progress | None):
+        self.store = store
+        self.session = session
+        self.progress = progress
+        self.current = ""
+
+    async def __call__(
+        self, name: str, status: UpdateStatus, percent: int, work: Callable[..., T], *args: Any
+    ) -> T:
+        self.current = name
+        self.session.status = status
+        await self.store.add_step(self.session.id, name, "started")
+        await self.store.save_session(self.session)
+        self._report(name, self.session.progress, "started")
+        pause_point(f"install:{name}")
+        try:
+            if inspect.iscoroutinefunction(work):
+                result = await work(*args)
+            else:
+                result = await asyncio.to_thread(work, *args)
+        except Exception as exc:
+            detail = exc.message if isinstance(exc, GitReleaseError) else type(exc).__name__
+            await self.store.add_step(self.session.id, name, "failed", detail)
+            raise
+        self.session.steps_completed.append(name)
+        self.session.progress = percent
+        await self.store.add_step(self.session.id, name, "done")
+        await self.store.save_session(self.session)
+        self._report(name, percent, "done")
+        pause_point(f"install:{name}:done")
+        return result
+
+    async def finish(self, status: UpdateStatus, error: str | None) -> None:
+        self.session.status = status
+        self.session.error_message = error
+        self.session.completed_at = utcnow()
+        if status is UpdateStatus.COMPLETED:
+            self.session.progress = 100
+        await self.store.save_session(self.session)
+        self._report("finished", self.session.progress, status.value)
+
+    def _report(self, step: str, percent: int, detail: str) -> None:
+        if self.progress is not None:
+            self.progress(step, percent, detail)
