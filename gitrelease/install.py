@@ -48,7 +48,7 @@ from gitrelease.versions import Channel, Release, TagPattern, parse_version
 if TYPE_CHECKING:
     from gitrelease.manager import ReleaseManager
     from gitrelease.models import Backup
-    from gitrelease.store import IndexStore
+    from gitrelease.store import IndexStore, JournalStep
 
 __all__ = ["InstallOptions", "Installer", "Resolution", "moved_warning", "parse_update_type"]
 
@@ -165,6 +165,7 @@ class Installer:
         await store.create_session(session)
         step = StepRunner(store, session, progress)
         branch = await self.m._in_thread(self.m.repo.head_branch)
+        await step.note("origin", f"branch={branch or ''}")
         try:
             await step("preflight", UpdateStatus.CHECKING, 10, self.check_tree)
             fetched = await step("fetch", UpdateStatus.DOWNLOADING, 30, self.m._fetch)
@@ -207,11 +208,12 @@ class Installer:
             session.backup_id = backup.id
             await store.save_session(session)
         try:
-            await step("checkout", UpdateStatus.INSTALLING, 80, self._checkout, target.commit)
-            await step("verify", UpdateStatus.INSTALLING, 95, self._verify_head, target.commit)
+            await step("checkout", UpdateStatus.INSTALLING, 75, self._checkout, target.commit)
+            await step("verify", UpdateStatus.INSTALLING, 80, self._verify_head, target.commit)
+            await self._release_steps(step, session)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
-            undo = await self.m._in_thread(self._restore_head, session.from_commit, branch)
+            undo = await self._undo(store, session, branch, step.started, message)
             await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
             await store.audit(opts.initiated_by, "install", session.target_version, "failed",
                               {"session": session.id, "undo": undo})
@@ -225,6 +227,77 @@ class Installer:
                           {"session": session.id, "from": session.from_commit,
                            "to": session.to_commit})
         return session
+
+    async def _release_steps(self, step: StepRunner, session: UpdateSession) -> None:
+        """The target release's own post-update command and health check, if it has them."""
+        from gitrelease.settings import command_argv, load_settings
+
+        # The release is checked out: its [tool.gitrelease] (with the runtime overrides) now
+        # says what to run, so each release carries its own migrations and health check.
+        loaded = await self.m._in_thread(load_settings, self.m.root, self.m.data_dir)
+        target = loaded.settings
+        if command_argv(target.post_update_command):
+            await step("post_update", UpdateStatus.INSTALLING, 88, self._run, session,
+                       "post-update command", target.post_update_command,
+                       target.post_update_timeout)
+        if command_argv(target.health_check_command):
+            await step("health_check", UpdateStatus.INSTALLING, 95, self._run, session,
+                       "health check", target.health_check_command, target.health_check_timeout)
+
+    def _run(
+        self, session: UpdateSession, name: str, command: str | list[str], timeout: int
+    ) -> None:
+        from gitrelease.commands import run_command
+        from gitrelease.settings import command_argv
+        from gitrelease.sources import Layout
+
+        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        run_command(
+            name, command_argv(command), cwd=self.m.root, timeout=timeout,
+            log=layout.logs_dir / f"{session.id}.log",
+            environment={
+                "GITRELEASE_SESSION_ID": session.id,
+                "GITRELEASE_ROOT": str(self.m.root),
+                "GITRELEASE_DATA_DIR": str(self.m.data_dir),
+                "GITRELEASE_FROM_COMMIT": session.from_commit or "",
+                "GITRELEASE_TO_COMMIT": session.to_commit or "",
+                "GITRELEASE_FROM_VERSION": session.current_version,
+                "GITRELEASE_TO_VERSION": session.target_version,
+            })
+
+    async def _undo(
+        self, store: IndexStore, session: UpdateSession, branch: str | None,
+        started: list[str], reason: str,
+    ) -> str:
+        """After a failure past the checkout: back to where the install started, and why."""
+        from gitrelease.quarantine import mark_bad
+
+        if session.to_commit and session.target_tag:
+            await self.m._in_thread(mark_bad, self.m.data_dir, session.target_tag,
+                                    session.to_commit, reason, session.id)
+        if not self.m.settings.rollback_on_failure:
+            return (f"left at {session.target_tag} because rollback_on_failure is off; "
+                    "the release is marked bad")
+        parts = [await self.m._in_thread(self._restore_head, session.from_commit, branch)]
+        if "post_update" in started:
+            parts.append(await self._restore_data(store, session))
+        parts.append("the release is marked bad")
+        return "rolled back: " + "; ".join(parts)
+
+    async def _restore_data(self, store: IndexStore, session: UpdateSession) -> str:
+        """The post-update command may have changed the data: put the pre-update backup back."""
+        from gitrelease.restore import RestoreOptions, restore
+
+        if session.backup_id is None:
+            return "the data could NOT be restored: no pre-update backup was taken"
+        service = self.m._backups(store)
+        try:
+            backup = await service.get(session.backup_id)
+            await restore(service, backup, RestoreOptions(confirm=True),
+                          await self.m._release_point())
+        except GitReleaseError as exc:
+            return f"the data could NOT be restored from {session.backup_id}: {exc.message}"
+        return f"data restored from {session.backup_id}"
 
     async def _pre_update_backup(
         self, store: IndexStore, opts: InstallOptions, snap: ReleaseSnapshot, target: Release
@@ -269,9 +342,17 @@ class Installer:
             target = self._named_release(snap, opts.to_version)
             if target.version.is_prerelease and snap.channel is Channel.STABLE:
                 warnings.append(f"{target.tag} is a pre-release, installed because it was named")
+            if target.commit in snap.bad:
+                if not opts.force:
+                    raise ConfirmationRequired(
+                        f"{target.tag} failed to install before ({snap.bad[target.commit]})",
+                        hint="install it anyway only by naming it with --force")
+                warnings.append(f"{target.tag} failed before; installed because it was named "
+                                "with --force")
         else:
             offered = snap.offered()
             target = offered[-1] if offered else None
+            warnings += snap.bad_warnings()
         if target is None or (target.commit == current.commit and current.tag is not None
                               and target.version == current.version):
             return Resolution(None, snap, warnings=warnings)
@@ -371,11 +452,15 @@ class Installer:
             return f"HEAD could NOT be restored to {commit[:12]}: {exc.message}"
 
     async def finish_interrupted(self, store: IndexStore) -> None:
-        """Bring sessions left by a process that died to an end (called under the lock)."""
+        """Bring sessions left by a process that died to an end (called under the lock).
+
+        Finished if HEAD reached the target, every step up to it completed and the health
+        check passes; otherwise rolled back. Never left half-way.
+        """
         for session in await store.unfinished_sessions():
-            steps = await store.steps(session.id)
-            last = steps[-1].step if steps else "start"
-            status, what = await self.m._in_thread(self._settle, session)
+            journal = await store.steps(session.id)
+            last = next((s.step for s in reversed(journal) if s.state != "note"), "start")
+            status, what = await self._settle(store, session, journal)
             session.status = status
             session.completed_at = utcnow()
             if status is UpdateStatus.COMPLETED:
@@ -387,16 +472,48 @@ class Installer:
             await store.add_step(session.id, "recovery", "done", what)
             await store.save_session(session)
 
-    def _settle(self, session: UpdateSession) -> tuple[UpdateStatus, str]:
-        head = self.m.repo.head_commit()
-        if session.to_commit and session.to_commit != session.from_commit \
-                and head == session.to_commit:
-            return UpdateStatus.COMPLETED, f"HEAD is at the target {session.to_commit[:12]}"
+    async def _settle(
+        self, store: IndexStore, session: UpdateSession, journal: list[JournalStep]
+    ) -> tuple[UpdateStatus, str]:
+        started = [s.step for s in journal if s.state == "started"]
+        done = {s.step for s in journal if s.state == "done"}
+        branch = next((s.detail.removeprefix("branch=") or None for s in journal
+                       if s.step == "origin"), None)
+        head = await self.m._in_thread(self.m.repo.head_commit)
+        moved = session.to_commit is not None and session.to_commit != session.from_commit
+        if moved and head == session.to_commit:
+            # A health check cut off is simply run again; any other step cut off after the
+            # checkout (verify, the post-update command) means the release is not whole.
+            unfinished = [name for name in started if name not in done and name != "health_check"]
+            if not unfinished:
+                try:
+                    if "health_check" not in done:
+                        await self._release_steps_after_crash(session)
+                    return UpdateStatus.COMPLETED, f"HEAD is at the target {session.target_tag}"
+                except GitReleaseError as exc:
+                    started.append("health_check")
+                    reason = exc.message
+            else:
+                reason = f"the process ended during {unfinished[0]!r}"
+            undo = await self._undo(store, session, branch, started, reason)
+            return UpdateStatus.FAILED, f"{reason}; {undo}"
         if head == session.from_commit:
+            if "post_update" in started:  # killed while rolling back: finish putting data back
+                return UpdateStatus.FAILED, await self._restore_data(store, session)
             return UpdateStatus.FAILED, "the process ended before HEAD moved; nothing changed"
         return UpdateStatus.FAILED, (
             f"the process ended and HEAD has since moved to {head[:12]} (it started from "
             f"{(session.from_commit or '?')[:12]}); left as it is")
+
+    async def _release_steps_after_crash(self, session: UpdateSession) -> None:
+        """The health check of a release whose install was cut off after its last step."""
+        from gitrelease.settings import command_argv, load_settings
+
+        loaded = await self.m._in_thread(load_settings, self.m.root, self.m.data_dir)
+        target = loaded.settings
+        if command_argv(target.health_check_command):
+            await self.m._in_thread(self._run, session, "health check",
+                                    target.health_check_command, target.health_check_timeout)
 
 
 def moved_warning(tag: str) -> str:

@@ -22,21 +22,27 @@ T = TypeVar("T")
 class StepRunner:
     """Journals a step before and after it runs, so a crash leaves a trace of where it was."""
 
-    def __init__(self, store: IndexStore, session: UpdateSession, progress: Progress | None):
+    def __init__(
+        self, store: IndexStore, session: UpdateSession, progress: Progress | None, *,
+        operation: str = "install",
+    ) -> None:
         self.store = store
         self.session = session
         self.progress = progress
+        self.operation = operation  # names the pause points: "install:checkout"
         self.current = ""
+        self.started: list[str] = []
 
     async def __call__(
         self, name: str, status: UpdateStatus, percent: int, work: Callable[..., T], *args: Any
     ) -> T:
         self.current = name
+        self.started.append(name)
         self.session.status = status
         await self.store.add_step(self.session.id, name, "started")
         await self.store.save_session(self.session)
         self._report(name, self.session.progress, "started")
-        pause_point(f"install:{name}")
+        pause_point(f"{self.operation}:{name}")
         try:
             if inspect.iscoroutinefunction(work):
                 result = await work(*args)
@@ -51,8 +57,12 @@ class StepRunner:
         await self.store.add_step(self.session.id, name, "done")
         await self.store.save_session(self.session)
         self._report(name, percent, "done")
-        pause_point(f"install:{name}:done")
+        pause_point(f"{self.operation}:{name}:done")
         return result
+
+    async def note(self, name: str, detail: str) -> None:
+        """A fact for whoever reads the journal later (recovery included), not a step."""
+        await self.store.add_step(self.session.id, name, "note", detail)
 
     async def finish(self, status: UpdateStatus, error: str | None) -> None:
         self.session.status = status

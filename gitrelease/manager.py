@@ -172,7 +172,7 @@ class ReleaseManager:
         report.current_version = snap.current.text
         report.ignored_tags = snap.ignored
         report.warnings += [moved_warning(tag) for tag in moved]
-        report.warnings += self._inert_settings()
+        report.warnings += self._inert_settings() + snap.bad_warnings()
         offered = snap.offered()
         if offered:
             report.bot = releases.update_info(
@@ -506,8 +506,11 @@ class ReleaseManager:
     # -- shared ----------------------------------------------------------------------------
 
     def _snapshot(self) -> ReleaseSnapshot:
+        from gitrelease.quarantine import load_bad
+
         pattern = TagPattern.parse(self.settings.tag_pattern)
-        return releases.snapshot(self.repo, pattern, Channel(self.settings.channel))
+        bad = {commit: b.reason for commit, b in load_bad(self.data_dir).items()}
+        return releases.snapshot(self.repo, pattern, Channel(self.settings.channel), bad)
 
     def _fetch(self) -> FetchResult:
         return self.repo.fetch_tags(self.settings.remote, self.settings.fetch_timeout)

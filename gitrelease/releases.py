@@ -6,7 +6,7 @@ Blocking (git) functions: the manager runs them in a thread.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC
 from typing import Any
 
@@ -73,8 +73,9 @@ class ReleaseSnapshot:
     ignored: list[str]  # tags matching the glob that are not PEP 440 versions
     current: CurrentVersion
     channel: Channel
+    bad: dict[str, str] = field(default_factory=dict)  # commit -> why it was marked bad
 
-    def offered(self) -> list[Release]:
+    def newer(self) -> list[Release]:
         """Releases newer than the current version on the configured channel, oldest first."""
         return [
             r for r in self.releases
@@ -83,12 +84,22 @@ class ReleaseSnapshot:
                  or not (r.version.is_prerelease or r.version.local))  # local: a build, no release
         ]
 
+    def offered(self) -> list[Release]:
+        """The newer releases a plain install may pick: not those that failed before."""
+        return [r for r in self.newer() if r.commit not in self.bad]
+
+    def bad_warnings(self) -> list[str]:
+        return [f"{r.tag} is skipped: it failed to install before ({self.bad[r.commit]})"
+                for r in self.newer() if r.commit in self.bad]
+
     def find(self, version: Version) -> Release | None:
         matches = [r for r in self.releases if r.version == version]
         return matches[-1] if matches else None
 
 
-def snapshot(repo: GitRepo, pattern: TagPattern, channel: Channel) -> ReleaseSnapshot:
+def snapshot(
+    repo: GitRepo, pattern: TagPattern, channel: Channel, bad: dict[str, str] | None = None
+) -> ReleaseSnapshot:
     """One `for-each-ref`, one `describe`: the releases and where HEAD stands among them."""
     releases, ignored = select_releases(repo.list_tags(), pattern, Channel.PRE)
     head = repo.head_commit()
@@ -103,7 +114,7 @@ def snapshot(repo: GitRepo, pattern: TagPattern, channel: Channel) -> ReleaseSna
             by_name = {r.tag: r for r in releases}
             if name in by_name:
                 current = CurrentVersion(head, by_name[name], int(distance))
-    return ReleaseSnapshot(releases, ignored, current, channel)
+    return ReleaseSnapshot(releases, ignored, current, channel, bad or {})
 
 
 def read_pyproject(repo: GitRepo, commit: str) -> dict[str, Any]:

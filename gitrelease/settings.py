@@ -29,6 +29,7 @@ __all__ = [
     "LoadedSettings",
     "SettingSpec",
     "Settings",
+    "command_argv",
     "load_settings",
     "schema",
 ]
@@ -38,8 +39,8 @@ CATEGORIES = ("update", "backup", "notification", "schedule")
 #: reported, never silently ignored. (require_signed_tags refuses installs instead.)
 INERT = (
     "auto_updates_enabled", "update_check_interval", "notify_on_completion", "auto_restart",
-    "health_check_command", "post_update_command", "restart_method", "restart_command",
-    "timezone", "test_updates", "rollback_on_failure", "verify_downloads", "log_level",
+    "restart_method", "restart_command",
+    "timezone", "test_updates", "verify_downloads", "log_level",
     "max_log_files", "log_rotation_size", "scheduling_enabled",
     "default_time", "max_schedules", "allowed_update_types", "require_backup_before_schedule",
     "update_start_notifications", "update_progress_notifications",
@@ -70,6 +71,25 @@ def _meta(
         "pattern_text": pattern_text,
         "check": check,
     }
+
+
+def _is_command(value: str | list[str]) -> bool:
+    try:
+        command_argv(value)
+    except ValueError:
+        return False
+    return True
+
+
+def command_argv(value: str | list[str]) -> list[str]:
+    """The argument list of a command setting: a TOML array as it is, a string split the way
+    a shell would split it (quotes respected), never run through a shell. Empty: []."""
+    import shlex
+
+    argv = shlex.split(value) if isinstance(value, str) else list(value)
+    if argv and (not all(isinstance(a, str) and a for a in argv) or argv[0].startswith("-")):
+        raise ValueError(f"not a command: {value!r}")
+    return argv
 
 
 def _is_timezone(name: str) -> bool:
@@ -115,10 +135,17 @@ class Settings:
         "update", "seconds any local git command may take", minimum=1, maximum=3600))
     python_executable: str = field(default="", metadata=_meta(
         "update", "the deployment's interpreter (empty: the one running gitrelease)"))
-    health_check_command: str = field(default="", metadata=_meta(
-        "update", "command that must succeed after an update (empty: none)"))
-    post_update_command: str = field(default="", metadata=_meta(
-        "update", "command run after a successful update (empty: none)"))
+    health_check_command: str | list[str] = field(default="", metadata=_meta(
+        "update", "command that must succeed after an update, or it is rolled back "
+        "(a list of arguments, or a string split like a shell would; empty: none)",
+        check=_is_command, pattern_text="a string or a list of strings (no shell)"))
+    health_check_timeout: int = field(default=120, metadata=_meta(
+        "update", "seconds the health check may take", minimum=1, maximum=3600))
+    post_update_command: str | list[str] = field(default="", metadata=_meta(
+        "update", "command run after the checkout, e.g. migrations (same form; empty: none)",
+        check=_is_command, pattern_text="a string or a list of strings (no shell)"))
+    post_update_timeout: int = field(default=600, metadata=_meta(
+        "update", "seconds the post-update command may take", minimum=1, maximum=86_400))
     restart_method: str = field(default="none", metadata=_meta(
         "update", "how the bot is restarted after an update",
         choices=("none", "command", "signal", "exit")))
@@ -339,4 +366,6 @@ def _type_name(kind: Any) -> str:
         return f"a list of {_type_name(typing.get_args(kind)[0])}"
     if origin is dict:
         return "a table of strings"
+    if isinstance(kind, types.UnionType):
+        return " or ".join(_type_name(k) for k in typing.get_args(kind))
     return {bool: "true or false", int: "an integer", str: "a string"}.get(kind, str(kind))
