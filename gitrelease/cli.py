@@ -39,7 +39,7 @@ _FLAG_FOR_FIELD = {
     "update_type": "--type", "check_type": "--type", "to_version": "--to",
     "time_range": "--range", "backup_type": "--type", "restore_type": "--type",
     "description": "--description", "limit": "--limit", "sort_by": "--sort",
-    "confirm": "--yes", "backup_id": "ID",
+    "confirm": "--yes", "backup_id": "ID", "target_version": "TARGET",
 }
 _FLAG_FOR_FIELD_IN = {"install": {"backup_name": "--backup-name"},
                       "backup": {"backup_name": "--name"}}
@@ -91,6 +91,17 @@ def _parser() -> argparse.ArgumentParser:
 
     journal = commands.add_parser("journal", help="the journalled steps of an update session")
     journal.add_argument("session", nargs="?", help="session id (default: the latest)")
+
+    rollback = commands.add_parser("rollback", help="back to an older release, data included")
+    rollback.add_argument("target", metavar="TARGET",
+                          help="a version or tag (2.0.0, v2.0.0), previous, or last_backup")
+    rollback.add_argument("--yes", action="store_true", help="confirm the rollback")
+    rollback.add_argument("--no-backup", action="store_true",
+                          help="skip the backup of the current state")
+    rollback.add_argument("--no-restore-config", action="store_true",
+                          help="keep today's config files (.env, settings)")
+    rollback.add_argument("--force", action="store_true",
+                          help="roll back the code even without a backup of that release")
 
     _backup_parser(commands)
 
@@ -281,6 +292,24 @@ def _cmd_journal(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    options = {"confirm": args.yes, "create_backup": not args.no_backup,
+               "restore_config": not args.no_restore_config, "force": args.force,
+               "initiated_by": _actor()}
+    progress = _ProgressBar() if not args.json and sys.stderr.isatty() else None
+    try:
+        session = _run(args, lambda m: m.rollback_to_version(args.target, options,
+                                                             progress=progress))
+    finally:
+        if progress is not None:
+            progress.close()
+    if args.json:
+        _print_json(session.to_dict())
+    else:
+        print(render.render_session(session))
+    return 0
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     progress = _ProgressBar() if not args.json and sys.stderr.isatty() else None
     work = _backup_work(args, _actor(), progress)
@@ -369,6 +398,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "install": _cmd_install,
     "status": _cmd_status,
     "journal": _cmd_journal,
+    "rollback": _cmd_rollback,
     "backup": _cmd_backup,
     "demo": _cmd_demo,
 }

@@ -50,7 +50,15 @@ if TYPE_CHECKING:
     from gitrelease.models import Backup
     from gitrelease.store import IndexStore, JournalStep
 
-__all__ = ["InstallOptions", "Installer", "Resolution", "moved_warning", "parse_update_type"]
+__all__ = [
+    "DATA_STEPS",
+    "UPDATE_TYPES",
+    "InstallOptions",
+    "Installer",
+    "Resolution",
+    "moved_warning",
+    "parse_update_type",
+]
 
 # A version, or a tag name as people type them; never starting with "-", so never an option.
 _TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!/-]{0,99}$")
@@ -58,11 +66,17 @@ _BACKUP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _MIB = 1024 * 1024
 
 
+#: What check and install take; a rollback is its own command.
+UPDATE_TYPES = tuple(t for t in UpdateType if t is not UpdateType.ROLLBACK)
+#: Steps after which the data may differ from the pre-change backup.
+DATA_STEPS = frozenset({"post_update", "restore"})
+
+
 def parse_update_type(value: str, *, field: str = "update_type") -> UpdateType:
-    try:
-        return UpdateType(value)
-    except ValueError:
-        raise InvalidInput(field, value, [t.value for t in UpdateType]) from None
+    allowed = [t.value for t in UPDATE_TYPES]
+    if value not in allowed:
+        raise InvalidInput(field, value, allowed)
+    return UpdateType(value)
 
 
 @dataclass(frozen=True)
@@ -272,17 +286,19 @@ class Installer:
         """After a failure past the checkout: back to where the install started, and why."""
         from gitrelease.quarantine import mark_bad
 
-        if session.to_commit and session.target_tag:
+        install = session.update_type is not UpdateType.ROLLBACK
+        if install and session.to_commit and session.target_tag:
             await self.m._in_thread(mark_bad, self.m.data_dir, session.target_tag,
                                     session.to_commit, reason, session.id)
-        if not self.m.settings.rollback_on_failure:
+        if install and not self.m.settings.rollback_on_failure:
             return (f"left at {session.target_tag} because rollback_on_failure is off; "
                     "the release is marked bad")
         parts = [await self.m._in_thread(self._restore_head, session.from_commit, branch)]
-        if "post_update" in started:
+        if DATA_STEPS.intersection(started):
             parts.append(await self._restore_data(store, session))
-        parts.append("the release is marked bad")
-        return "rolled back: " + "; ".join(parts)
+        if install:
+            parts.append("the release is marked bad")
+        return ("rolled back: " if install else "undone: ") + "; ".join(parts)
 
     async def _restore_data(self, store: IndexStore, session: UpdateSession) -> str:
         """The post-update command may have changed the data: put the pre-update backup back."""
@@ -487,7 +503,7 @@ class Installer:
             unfinished = [name for name in started if name not in done and name != "health_check"]
             if not unfinished:
                 try:
-                    if "health_check" not in done:
+                    if "health_check" not in done and session.update_type is UpdateType.BOT:
                         await self._release_steps_after_crash(session)
                     return UpdateStatus.COMPLETED, f"HEAD is at the target {session.target_tag}"
                 except GitReleaseError as exc:
@@ -498,7 +514,7 @@ class Installer:
             undo = await self._undo(store, session, branch, started, reason)
             return UpdateStatus.FAILED, f"{reason}; {undo}"
         if head == session.from_commit:
-            if "post_update" in started:  # killed while rolling back: finish putting data back
+            if DATA_STEPS.intersection(started):  # killed while undoing: finish putting data back
                 return UpdateStatus.FAILED, await self._restore_data(store, session)
             return UpdateStatus.FAILED, "the process ended before HEAD moved; nothing changed"
         return UpdateStatus.FAILED, (

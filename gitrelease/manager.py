@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     )
     from gitrelease.models import Backup
     from gitrelease.restore import RestoreOptions, RestoreResult
+    from gitrelease.rollback import RollbackOptions
     from gitrelease.store import IndexStore, JournalStep
 
 # The lock (filelock), the index (aiosqlite) and host metrics (psutil) are imported where
@@ -239,6 +240,22 @@ class ReleaseManager:
 
         current = (await self._in_thread(self._snapshot)).current
         return ReleasePoint(current.tag, current.commit, current.text)
+
+    # -- rollback --------------------------------------------------------------------------
+
+    async def rollback_to_version(
+        self, target_version: str, options: RollbackOptions | Mapping[str, Any] | None = None,
+        *, progress: Progress | None = None,
+    ) -> UpdateSession:
+        """Back to an older release (a version, `previous` or `last_backup`), data included."""
+        from gitrelease.rollback import Rollback, RollbackOptions
+
+        opts = options if isinstance(options, RollbackOptions) else \
+            RollbackOptions.from_mapping(options or {})
+        rollback = Rollback(self)
+        rollback.check_target(target_version)
+        async with self._exclusive("rollback", opts.initiated_by, target_version) as store:
+            return await rollback.run(store, target_version, opts, progress)
 
     # -- backups ---------------------------------------------------------------------------
 

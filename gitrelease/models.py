@@ -48,6 +48,7 @@ class UpdateType(Enum):
     PACKAGES = "packages"
     CONFIG = "config"
     DEPENDENCIES = "dependencies"
+    ROLLBACK = "rollback"  # a session that went back to an older release (not an install type)
 
 
 class UpdateStatus(Enum):

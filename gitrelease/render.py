@@ -140,8 +140,12 @@ def render_status(info: SystemInfo) -> str:
                      f"{size(m['total_bytes'])}{rss}")
     if info.recent_sessions:
         lines.append("  recent updates:")
-        lines += [f"    {s.started_at:%Y-%m-%d %H:%M}  {s.id}  {s.status.value:<9} "
-                  f"{s.current_version} -> {s.target_version}" for s in info.recent_sessions]
+        for s in info.recent_sessions:
+            kind = "rollback " if s.update_type.value == "rollback" else ""
+            lines.append(f"    {s.started_at:%Y-%m-%d %H:%M}  {s.id}  {s.status.value:<9} "
+                         f"{kind}{s.current_version} -> {s.target_version}")
+            if s.error_message:
+                lines.append(f"      why: {s.error_message}")
     lines += [f"warning: {w}" for w in info.warnings]
     return "\n".join(lines)
 

@@ -36,6 +36,8 @@ RESTORE_TYPES = {
     "database": {"database"},
     "config": {"config"},
     "data": {"data"},
+    # What a rollback restores when told to keep today's config: all but the config files.
+    "all_but_config": {"database", "data", "log"},
 }
 
 
@@ -86,9 +88,13 @@ class RestoreResult:
 
 async def restore(
     service: BackupService, backup: Backup, options: RestoreOptions, point: ReleasePoint,
-    progress: Progress | None = None,
+    progress: Progress | None = None, *, safety_backup: Backup | None = None,
 ) -> RestoreResult:
-    """Restore `backup`; the caller holds the operation lock."""
+    """Restore `backup`; the caller holds the operation lock.
+
+    `safety_backup`: a backup of the current state the caller has just taken (a rollback
+    takes one first); without it, one is taken here before anything is replaced.
+    """
     report = progress or (lambda step, percent, detail: None)
     if backup.status is not BackupStatus.COMPLETED:
         raise VerificationFailed(
@@ -117,7 +123,7 @@ async def restore(
             archive.extract_safely, Path(backup.file_path or ""), staging, manifest,
             wanted=set(entries))
         report("safety backup", 40, "current state")
-        result.safety_backup = await service.create(
+        result.safety_backup = safety_backup or await service.create(
             BackupType.FULL,
             BackupOptions(auto_created=True,
                           include_logs=any(e["kind"] == "log" for e in entries.values()),

@@ -1,0 +1,225 @@
+"""Rollback: back to an older release, code and data together.
+
+The target is a version or tag, ``previous`` (what ran before the current release, from the
+session history) or ``last_backup`` (the release the newest backup was taken at). Its data
+comes from the newest completed backup taken at that commit. Steps: preflight, a
+pre-rollback backup, checkout, verify, restore; a failure after the checkout undoes them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from gitrelease.errors import (
+    ConfirmationRequired,
+    GitReleaseError,
+    InvalidInput,
+    NoSuchVersion,
+    VerificationFailed,
+)
+from gitrelease.install import Installer
+from gitrelease.journal import StepRunner
+from gitrelease.models import (
+    Backup,
+    BackupStatus,
+    BackupType,
+    Progress,
+    UpdateSession,
+    UpdateStatus,
+    UpdateType,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from gitrelease.manager import ReleaseManager
+    from gitrelease.store import IndexStore
+
+__all__ = ["SPECIAL_TARGETS", "Rollback", "RollbackOptions"]
+
+SPECIAL_TARGETS = ("previous", "last_backup")
+
+
+@dataclass(frozen=True)
+class RollbackOptions:
+    confirm: bool = False
+    create_backup: bool = True
+    restore_config: bool = True
+    force: bool = False
+    initiated_by: str = "system"
+
+    def __post_init__(self) -> None:
+        if self.confirm is not True:
+            raise InvalidInput("confirm", self.confirm, "true",
+                               reason="a rollback replaces the code and the data")
+        for name in ("create_backup", "restore_config", "force"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidInput(name, getattr(self, name), "true or false")
+        if not isinstance(self.initiated_by, str) or not 0 < len(self.initiated_by) <= 100:
+            raise InvalidInput("initiated_by", self.initiated_by, "1-100 characters")
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> RollbackOptions:
+        aliases = {"force_update": "force", "user_id": "initiated_by"}
+        known = set(cls.__dataclass_fields__)
+        values: dict[str, Any] = {}
+        for key, value in options.items():
+            name = aliases.get(key, key)
+            if name not in known:
+                raise InvalidInput("option", key, sorted(known | set(aliases)))
+            values[name] = value
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Target:
+    commit: str
+    label: str  # a version or tag, for people
+    tag: str | None
+    backup: Backup | None  # the data to bring back
+
+
+class Rollback:
+    def __init__(self, manager: ReleaseManager) -> None:
+        self.m = manager
+        self.installer = Installer(manager)
+        self._session_backup: str | None = None  # the pre-rollback backup, once taken
+
+    def check_target(self, target: str) -> None:
+        """Refuse a target that is neither a special word, a version nor a tag name."""
+        if not isinstance(target, str) or not target.strip():
+            raise InvalidInput("target_version", target,
+                               "a version or tag such as 2.0.0, or previous, or last_backup")
+        if target not in SPECIAL_TARGETS:
+            self.installer.wanted_version(target)
+
+    async def run(
+        self, store: IndexStore, target_text: str, opts: RollbackOptions,
+        progress: Progress | None,
+    ) -> UpdateSession:
+        snap = await self.m._in_thread(self.m._snapshot)
+        target = await self._target(store, target_text, snap)
+        if target.commit == snap.current.commit:
+            raise NoSuchVersion(f"already at {target.label}: nothing to roll back",
+                                hint="name an older version")
+        warnings = []
+        if target.backup is None:
+            if not opts.force:
+                raise ConfirmationRequired(
+                    f"no backup was taken at {target.label}, so a rollback would bring back "
+                    "its code but leave the data as it is now",
+                    hint="pass --force to roll back the code alone")
+            warnings.append(f"no backup of {target.label}: the code was rolled back, the data "
+                            "was left as it was")
+        session = UpdateSession(
+            id=f"rbk_{utcnow():%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}",
+            update_type=UpdateType.ROLLBACK, status=UpdateStatus.CHECKING, progress=0,
+            started_at=utcnow(), completed_at=None, target_version=target.label,
+            current_version=snap.current.text, error_message=None, steps_completed=[],
+            total_steps=5, rollback_available=True, initiated_by=opts.initiated_by,
+            from_commit=snap.current.commit, to_commit=target.commit, target_tag=target.tag,
+            warnings=warnings)
+        await store.create_session(session)
+        step = StepRunner(store, session, progress, operation="rollback")
+        branch = await self.m._in_thread(self.m.repo.head_branch)
+        await step.note("origin", f"branch={branch or ''}")
+        await step.note("request", f"rollback to {target_text!r} ({target.label}) by "
+                                   f"{opts.initiated_by}")
+        try:
+            await step("preflight", UpdateStatus.CHECKING, 10, self.installer.check_tree)
+            if opts.create_backup:
+                backup = await step("backup", UpdateStatus.INSTALLING, 40, self._safety_backup,
+                                    store, snap, target)
+                session.backup_id = self._session_backup = backup.id
+                await store.save_session(session)
+        except GitReleaseError as exc:
+            await step.finish(UpdateStatus.CANCELLED if step.current == "preflight"
+                              else UpdateStatus.FAILED, exc.message)
+            await store.audit(opts.initiated_by, "rollback", target.label, "refused",
+                              {"session": session.id, "code": exc.code})
+            raise
+        try:
+            await step("checkout", UpdateStatus.INSTALLING, 60, self.installer._checkout,
+                       target.commit)
+            await step("verify", UpdateStatus.INSTALLING, 70, self._verify, target)
+            if target.backup is not None:
+                await step("restore", UpdateStatus.INSTALLING, 95, self._restore, store,
+                           target.backup, opts)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
+            undo = await self.installer._undo(store, session, branch, step.started, message)
+            await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
+            await store.audit(opts.initiated_by, "rollback", target.label, "failed",
+                              {"session": session.id, "undo": undo})
+            raise
+        session.restart_needed = True
+        await step.finish(UpdateStatus.COMPLETED, None)
+        await store.audit(opts.initiated_by, "rollback", target.label, "completed",
+                          {"session": session.id, "from": session.from_commit,
+                           "to": target.commit,
+                           "backup": target.backup.id if target.backup else None})
+        return session
+
+    async def _target(self, store: IndexStore, text: str, snap: Any) -> _Target:
+        backups = [b for b in await store.list_backups()
+                   if b.status is BackupStatus.COMPLETED and not b.deleting and b.commit]
+        if text == "last_backup":
+            if not backups:
+                raise NoSuchVersion("there is no completed backup to roll back to")
+            newest = backups[0]  # the index lists newest first
+            return _Target(newest.commit or "", newest.tag or (newest.commit or "")[:12],
+                           newest.tag, newest)
+        if text == "previous":
+            commit, label = await self._previous(store, snap.current.commit)
+            tag = next((r.tag for r in snap.releases if r.commit == commit), None)
+        else:
+            release = self.installer._named_release(snap, text)
+            commit, label, tag = release.commit, release.tag, release.tag
+        # The newest backup taken at that commit, a full one if there is one.
+        at_commit = sorted((b for b in backups if b.commit == commit),
+                           key=lambda b: b.backup_type is not BackupType.FULL)
+        return _Target(commit, label, tag, at_commit[0] if at_commit else None)
+
+    @staticmethod
+    async def _previous(store: IndexStore, head: str) -> tuple[str, str]:
+        """What ran before the current release: the session that brought HEAD here."""
+        for session in await store.list_sessions(limit=200):
+            if (session.status is UpdateStatus.COMPLETED and session.to_commit == head
+                    and session.from_commit and session.from_commit != head):
+                return session.from_commit, session.current_version
+        raise NoSuchVersion("no completed update or rollback led to the current version, so "
+                            "there is no 'previous' to go back to",
+                            hint="name the version to roll back to")
+
+    async def _safety_backup(self, store: IndexStore, snap: Any, target: _Target) -> Backup:
+        from gitrelease.backups import BackupOptions, ReleasePoint
+
+        service = self.m._backups(store)
+        current = snap.current
+        backup = await service.create(
+            BackupType.FULL,
+            BackupOptions(auto_created=True, description=f"before rolling back to "
+                                                         f"{target.label}"),
+            ReleasePoint(current.tag, current.commit, current.text))
+        if backup.verified_at is None:
+            backup = await service.verify(backup)
+        return backup
+
+    def _verify(self, target: _Target) -> None:
+        self.installer._verify_head(target.commit)
+        now = self.m._snapshot().current
+        if target.tag is not None and now.tag is None:
+            raise VerificationFailed(f"after checkout the version is {now.text}, "
+                                     f"not {target.label}")
+
+    async def _restore(self, store: IndexStore, backup: Backup, opts: RollbackOptions) -> None:
+        from gitrelease.restore import RestoreOptions, restore
+
+        service = self.m._backups(store)
+        safety = await service.get(self._session_backup) if self._session_backup else None
+        await restore(service, backup,
+                      RestoreOptions(confirm=True, restore_type="all" if opts.restore_config
+                                     else "all_but_config"),
+                      await self.m._release_point(), safety_backup=safety)
