@@ -230,12 +230,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _check_exit_code(report: CheckReport) -> int:
-    from gitrelease.reports import NOT_IMPLEMENTED
-
-    for source, error in report.errors.items():
-        asked_alone = report.check_type.value == source
-        if error.code != NOT_IMPLEMENTED or asked_alone:
-            return error.exit_code
+    """A source that could not be checked makes the exit code say so."""
+    for error in report.errors.values():
+        return error.exit_code
     return 0
 
 

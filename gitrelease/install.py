@@ -425,7 +425,7 @@ class Installer:
         spec_text = project.get("requires-python") if isinstance(project, dict) else None
         if not spec_text:
             return
-        python = self.m._deployment_python()
+        python = self.m.deployment_python()
         try:
             allowed = SpecifierSet(str(spec_text)).contains(python, prereleases=True)
         except InvalidSpecifier:

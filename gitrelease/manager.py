@@ -38,7 +38,7 @@ from gitrelease.models import (
 )
 from gitrelease.releases import ReleaseSnapshot
 from gitrelease.repo import FetchResult, GitRepo, find_toplevel
-from gitrelease.reports import NOT_IMPLEMENTED, CheckReport, InstallPlan, SourceError
+from gitrelease.reports import CheckReport, InstallPlan, SourceError
 from gitrelease.settings import LoadedSettings, Settings, load_settings
 from gitrelease.versions import Channel, TagPattern
 
@@ -149,33 +149,42 @@ class ReleaseManager:
         """What is available, per source; one failing source does not sink the others."""
         kind = parse_update_type(check_type, field="check_type")
         report = CheckReport(kind, utcnow(), "", security_checked=include_security)
-        if kind in (UpdateType.ALL, UpdateType.BOT):
-            await asyncio.to_thread(self._check_bot, report, include_security)
-        else:
-            report.current_version = (await self._in_thread(self._snapshot)).current.text
-        for source in (UpdateType.PACKAGES, UpdateType.CONFIG, UpdateType.DEPENDENCIES):
-            if kind in (UpdateType.ALL, source):
-                report.errors[source.value] = SourceError(
-                    NOT_IMPLEMENTED,
-                    f"checking {source.value} is not implemented in this version of gitrelease",
-                    UnsupportedUpdateType.exit_code,
-                )
+        await asyncio.to_thread(self._check_bot, report, include_security, kind)
+        others = [s for s in (UpdateType.PACKAGES, UpdateType.DEPENDENCIES, UpdateType.CONFIG)
+                  if kind in (UpdateType.ALL, s)]
+        if others:
+            await asyncio.to_thread(self._check_others, report, include_security, others)
         return report
 
-    def _check_bot(self, report: CheckReport, include_security: bool) -> None:
+    def _check_others(
+        self, report: CheckReport, include_security: bool, sources: list[UpdateType]
+    ) -> None:
+        from gitrelease import checks
+
+        snap = self._snapshot()
+        if UpdateType.PACKAGES in sources:
+            checks.check_packages(self, report, snap, include_security)
+        if UpdateType.DEPENDENCIES in sources:
+            checks.check_dependencies(self, report, snap)
+        if UpdateType.CONFIG in sources:
+            checks.check_config_source(self, report, snap)
+
+    def _check_bot(self, report: CheckReport, include_security: bool, kind: UpdateType) -> None:
         moved: tuple[str, ...] = ()
         try:
             moved = self._fetch().moved_tags
         except GitReleaseError as exc:
-            report.errors["bot"] = SourceError.from_exception(exc)
-            report.warnings.append("showing the releases already known locally")
+            if kind in (UpdateType.ALL, UpdateType.BOT):
+                report.errors["bot"] = SourceError.from_exception(exc)
+            report.warnings.append(f"showing the releases already known locally "
+                                   f"({exc.message})")
         snap = self._snapshot()
         report.current_version = snap.current.text
         report.ignored_tags = snap.ignored
         report.warnings += [moved_warning(tag) for tag in moved]
         report.warnings += self._inert_settings() + snap.bad_warnings()
         offered = snap.offered()
-        if offered:
+        if offered and kind in (UpdateType.ALL, UpdateType.BOT):
             report.bot = releases.update_info(
                 self.repo, snap, offered[-1], include_security=include_security,
                 download_url=self._remote_url(),
@@ -232,7 +241,7 @@ class ReleaseManager:
 
         return BackupService(
             Layout.of(self.root, self.data_dir, self.settings), self.settings, store,
-            python=self.settings.python_executable or sys.executable,
+            python=self.python_executable(),
             gitrelease_version=_own_version())
 
     async def _release_point(self) -> ReleasePoint:
@@ -402,7 +411,11 @@ class ReleaseManager:
                 f"(set in {self.loaded.sources[name]})"
                 for name in INERT if self.loaded.sources[name] != "default"]
 
-    def _deployment_python(self) -> Version:
+    def python_executable(self) -> str:
+        """The deployment's interpreter: the setting, else the one running gitrelease."""
+        return self.settings.python_executable or sys.executable
+
+    def deployment_python(self) -> Version:
         executable = self.settings.python_executable
         if not executable:
             return Version(platform.python_version())
@@ -467,7 +480,7 @@ class ReleaseManager:
 
     def _python_text(self) -> tuple[str, list[str]]:
         try:
-            return str(self._deployment_python()), []
+            return str(self.deployment_python()), []
         except InvalidSetting as exc:
             return "unknown", [exc.message]
 

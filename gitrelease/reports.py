@@ -9,9 +9,7 @@ from typing import Any
 from gitrelease.errors import GitReleaseError
 from gitrelease.models import UpdateInfo, UpdateType
 
-__all__ = ["NOT_IMPLEMENTED", "CheckReport", "InstallPlan", "SourceError"]
-
-NOT_IMPLEMENTED = "not_implemented"
+__all__ = ["CheckReport", "InstallPlan", "SourceError"]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ ISOLATED_ENV = {
     "GIT_COMMITTER_EMAIL": "release@example.invalid",
     "GITRELEASE_ROOT": "",
     "GITRELEASE_DATA_DIR": "",
+    # No test reaches a package index: pip finds packages only where a test points it.
+    "PIP_NO_INDEX": "1",
+    "PIP_FIND_LINKS": "",
 }
 for _key, _value in ISOLATED_ENV.items():
     if _value:

@@ -109,13 +109,18 @@ async def test_security_marker_from_commit_in_range(world: World) -> None:
     assert unchecked.to_dict()["security_updates"] is None
 
 
-async def test_other_sources_say_not_implemented(world: World) -> None:
+async def test_check_all_reports_every_source(world: World) -> None:
     async with await open_manager(world) as manager:
         report = await manager.check_for_updates("all")
-    errors = report.to_dict()["errors"]
-    assert set(errors) == {"packages", "config", "dependencies"}
-    assert all(e["code"] == "not_implemented" for e in errors.values())
-    assert report.bot is not None  # one source's gap does not sink the others
+    data = report.to_dict()
+    assert data["errors"] == {}
+    assert report.bot is not None
+    (discord,) = [p for p in data["packages"] if p["package"] == "discord.py"]
+    assert discord["required_target"] == ">=2.3" and discord["satisfied"] is True
+    assert discord["current_version"] is not None
+    (python,) = [d for d in data["dependencies"] if d["kind"] == "python"]
+    assert python["satisfied"] is True and python["requires_python"] == ">=3.11"
+    assert data["config"] is None  # the world has no config templates
 
 
 async def test_check_with_unreachable_remote_reports_and_uses_local_tags(world: World) -> None:
