@@ -28,7 +28,6 @@ __all__ = [
     "PythonVersionMismatch",
     "TagMoved",
     "UnsupportedPlatform",
-    "UnsupportedUpdateType",
     "UntrackedFilesInTheWay",
     "UpdateInProgress",
     "UsageError",
@@ -102,11 +101,6 @@ class InvalidSetting(GitReleaseError):
             file=file,
             key=key,
         )
-
-
-class UnsupportedUpdateType(GitReleaseError):
-    code = "unsupported_update_type"
-    exit_code = 2
 
 
 class UnsupportedPlatform(GitReleaseError):

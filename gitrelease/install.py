@@ -70,6 +70,10 @@ _MIB = 1024 * 1024
 UPDATE_TYPES = tuple(t for t in UpdateType if t is not UpdateType.ROLLBACK)
 #: Steps after which the data may differ from the pre-change backup.
 DATA_STEPS = frozenset({"post_update", "restore"})
+#: Steps that change the deployment; a session that started none of them changed nothing.
+CHANGE_STEPS = frozenset({"checkout", "packages", "dependencies", "config", *DATA_STEPS})
+#: Update types that move HEAD to a release.
+MOVES_CODE = frozenset({UpdateType.BOT, UpdateType.ALL})
 
 
 def parse_update_type(value: str, *, field: str = "update_type") -> UpdateType:
@@ -143,36 +147,48 @@ class Installer:
     def __init__(self, manager: ReleaseManager) -> None:
         self.m = manager
 
-    def plan(self, opts: InstallOptions) -> InstallPlan:
+    def plan(self, opts: InstallOptions, kind: UpdateType = UpdateType.BOT) -> InstallPlan:
         self.check_tree()
+        if kind not in MOVES_CODE:
+            current = self.m._snapshot().current
+            return InstallPlan(kind, current.text, current.text, None, current.commit,
+                               current.commit, self.steps(opts, kind), None, [])
         moved = self.m._fetch().moved_tags
         found = self._resolve(opts, moved)
         if found.target is None or found.info is None:
             current = found.snapshot.current
-            return InstallPlan(UpdateType.BOT, current.text, current.text, None,
-                               current.commit, current.commit, [], None, found.warnings)
+            steps = [] if kind is UpdateType.BOT else self.steps(opts, kind)
+            return InstallPlan(kind, current.text, current.text, None,
+                               current.commit, current.commit, steps, None, found.warnings)
         return InstallPlan(
-            UpdateType.BOT, found.snapshot.current.text, str(found.target.version),
+            kind, found.snapshot.current.text, str(found.target.version),
             found.target.tag, found.snapshot.current.commit, found.target.commit,
-            self.steps(opts), found.info, found.warnings)
+            self.steps(opts, kind), found.info, found.warnings)
 
     def takes_backup(self, opts: InstallOptions) -> bool:
         return opts.backup_before or self.m.settings.require_backup_before_update
 
-    def steps(self, opts: InstallOptions) -> list[str]:
+    def steps(self, opts: InstallOptions, kind: UpdateType = UpdateType.BOT) -> list[str]:
         backup = ["backup"] if self.takes_backup(opts) else []
-        return ["preflight", "fetch", "resolve", *backup, "checkout", "verify"]
+        code = ["fetch", "resolve"] if kind in MOVES_CODE else []
+        move = ["checkout", "verify"] if kind in MOVES_CODE else []
+        rest = {UpdateType.PACKAGES: ["packages"], UpdateType.DEPENDENCIES: ["dependencies"],
+                UpdateType.CONFIG: ["config"], UpdateType.ALL: ["packages", "config"]}
+        return ["preflight", *code, *backup, *move, *rest.get(kind, [])]
 
     async def run(
-        self, store: IndexStore, opts: InstallOptions, progress: Progress | None
+        self, store: IndexStore, opts: InstallOptions, progress: Progress | None,
+        kind: UpdateType = UpdateType.BOT,
     ) -> UpdateSession:
         snap = await self.m._in_thread(self.m._snapshot)
         session = UpdateSession(
             id=f"upd_{utcnow():%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}",
-            update_type=UpdateType.BOT, status=UpdateStatus.CHECKING, progress=0,
+            update_type=kind, status=UpdateStatus.CHECKING, progress=0,
             started_at=utcnow(), completed_at=None,
-            target_version=opts.to_version or "newest", current_version=snap.current.text,
-            error_message=None, steps_completed=[], total_steps=len(self.steps(opts)),
+            target_version=opts.to_version or ("newest" if kind in MOVES_CODE
+                                               else snap.current.text),
+            current_version=snap.current.text,
+            error_message=None, steps_completed=[], total_steps=len(self.steps(opts, kind)),
             rollback_available=False, initiated_by=opts.initiated_by,
             from_commit=snap.current.commit,
         )
@@ -182,9 +198,15 @@ class Installer:
         await step.note("origin", f"branch={branch or ''}")
         try:
             await step("preflight", UpdateStatus.CHECKING, 10, self.check_tree)
-            fetched = await step("fetch", UpdateStatus.DOWNLOADING, 30, self.m._fetch)
-            found = await step(
-                "resolve", UpdateStatus.CHECKING, 50, self._resolve, opts, fetched.moved_tags)
+            if kind in MOVES_CODE:
+                fetched = await step("fetch", UpdateStatus.DOWNLOADING, 30, self.m._fetch)
+                found = await step("resolve", UpdateStatus.CHECKING, 50, self._resolve, opts,
+                                   fetched.moved_tags)
+            else:
+                found = Resolution(None, snap)
+            if kind is UpdateType.DEPENDENCIES:
+                await step("resolve", UpdateStatus.CHECKING, 50, self._check_python_at,
+                           snap.current.commit, snap.current.text)
         except GitReleaseError as exc:
             refused = step.current in ("preflight", "resolve")
             await step.finish(UpdateStatus.CANCELLED if refused else UpdateStatus.FAILED,
@@ -197,7 +219,7 @@ class Installer:
         if not opts.backup_before and self.takes_backup(opts):
             session.warnings.append("a backup was taken although none was asked for: the "
                                     "setting require_backup_before_update is on")
-        if found.target is None:
+        if found.target is None and kind is UpdateType.BOT:
             session.target_version = session.current_version
             session.to_commit = session.from_commit
             session.steps_completed.append(f"already at {session.current_version}")
@@ -206,14 +228,19 @@ class Installer:
                               "up_to_date", {"session": session.id})
             return session
         target = found.target
-        session.target_version = str(target.version)
-        session.target_tag = target.tag
-        session.to_commit = target.commit
+        if target is not None:
+            session.target_version = str(target.version)
+            session.target_tag = target.tag
+            session.to_commit = target.commit
+        else:
+            session.target_version = session.current_version
+            session.to_commit = session.from_commit
         session.rollback_available = True  # the previous release's code stays in git
         if self.takes_backup(opts):
             try:
                 backup = await step("backup", UpdateStatus.INSTALLING, 65,
-                                    self._pre_update_backup, store, opts, snap, target)
+                                    self._pre_update_backup, store, opts, snap,
+                                    target.tag if target else session.current_version)
             except GitReleaseError as exc:
                 await step.finish(UpdateStatus.FAILED, f"pre-update backup failed: {exc.message}")
                 await store.audit(opts.initiated_by, "install", session.target_version,
@@ -222,9 +249,23 @@ class Installer:
             session.backup_id = backup.id
             await store.save_session(session)
         try:
-            await step("checkout", UpdateStatus.INSTALLING, 75, self._checkout, target.commit)
-            await step("verify", UpdateStatus.INSTALLING, 80, self._verify_head, target.commit)
-            await self._release_steps(step, session)
+            if target is not None:
+                await step("checkout", UpdateStatus.INSTALLING, 70, self._checkout,
+                           target.commit)
+                await step("verify", UpdateStatus.INSTALLING, 75, self._verify_head,
+                           target.commit)
+            if kind in (UpdateType.PACKAGES, UpdateType.ALL, UpdateType.DEPENDENCIES):
+                name = "dependencies" if kind is UpdateType.DEPENDENCIES else "packages"
+                frozen = await self.m._in_thread(self._freeze)
+                await step.note("freeze", frozen)
+                await step(name, UpdateStatus.INSTALLING, 82, self._packages, session,
+                           kind is not UpdateType.DEPENDENCIES)
+            if kind in (UpdateType.CONFIG, UpdateType.ALL):
+                added = await step("config", UpdateStatus.INSTALLING, 86, self._merge_config)
+                session.steps_completed.append(
+                    f"config: added {', '.join(added)}" if added else "config: nothing missing")
+            if target is not None:
+                await self._release_steps(step, session)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
             undo = await self._undo(store, session, branch, step.started, message)
@@ -235,7 +276,7 @@ class Installer:
         session.restart_needed = True
         session.steps_completed.append(
             "restart: not performed (this version does not restart the bot); restart it to run "
-            f"{target.tag}" if opts.restart_required else "restart: skipped as asked")
+            "what was installed" if opts.restart_required else "restart: skipped as asked")
         await step.finish(UpdateStatus.COMPLETED, None)
         await store.audit(opts.initiated_by, "install", session.target_version, "completed",
                           {"session": session.id, "from": session.from_commit,
@@ -257,6 +298,34 @@ class Installer:
         if command_argv(target.health_check_command):
             await step("health_check", UpdateStatus.INSTALLING, 95, self._run, session,
                        "health check", target.health_check_command, target.health_check_timeout)
+
+    def _freeze(self) -> str:
+        from gitrelease.packages import freeze
+
+        return freeze(self.m.python_executable())
+
+    def _packages(self, session: UpdateSession, upgrade: bool) -> None:
+        """The requirements HEAD declares (the release, once checked out), through pip."""
+        from gitrelease.packages import PackageError, install_requirements, read_requirements
+        from gitrelease.sources import Layout
+
+        head = self.m.repo.head_commit()
+        self._check_python_at(head, session.target_version)
+        wanted = read_requirements(self.m.repo, head)
+        if wanted.source is None:
+            return
+        if wanted.problems and not wanted.requirements:
+            raise PackageError(f"the requirements could not be read: {wanted.problems[0]}")
+        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        install_requirements(self.m.python_executable(), wanted.requirements, upgrade=upgrade,
+                             log=layout.logs_dir / f"{session.id}.log",
+                             timeout=self.m.settings.pip_timeout)
+
+    def _merge_config(self) -> list[str]:
+        from gitrelease.configsync import merge_config
+
+        return merge_config(self.m.repo, self.m.root, self.m.settings.config_templates,
+                            self.m.repo.head_commit())
 
     def _run(
         self, session: UpdateSession, name: str, command: str | list[str], timeout: int
@@ -287,21 +356,45 @@ class Installer:
         from gitrelease.quarantine import mark_bad
 
         install = session.update_type is not UpdateType.ROLLBACK
-        if install and session.to_commit and session.target_tag:
+        release = install and session.target_tag is not None and "checkout" in started
+        if release and session.to_commit and session.target_tag:
             await self.m._in_thread(mark_bad, self.m.data_dir, session.target_tag,
                                     session.to_commit, reason, session.id)
         if install and not self.m.settings.rollback_on_failure:
-            return (f"left at {session.target_tag} because rollback_on_failure is off; "
-                    "the release is marked bad")
+            return ("left as it is because rollback_on_failure is off"
+                    + ("; the release is marked bad" if release else ""))
         parts = [await self.m._in_thread(self._restore_head, session.from_commit, branch)]
+        if {"packages", "dependencies"}.intersection(started):
+            parts.append(await self._restore_packages(store, session))
         if DATA_STEPS.intersection(started):
-            parts.append(await self._restore_data(store, session))
-        if install:
+            parts.append(await self._restore_data(store, session, "all"))
+        elif "config" in started:
+            parts.append(await self._restore_data(store, session, "config"))
+        if release:
             parts.append("the release is marked bad")
         return ("rolled back: " if install else "undone: ") + "; ".join(parts)
 
-    async def _restore_data(self, store: IndexStore, session: UpdateSession) -> str:
-        """The post-update command may have changed the data: put the pre-update backup back."""
+    async def _restore_packages(self, store: IndexStore, session: UpdateSession) -> str:
+        """Back to the `pip freeze` taken before the packages step."""
+        from gitrelease.packages import restore_freeze
+        from gitrelease.sources import Layout
+
+        notes = [s.detail for s in await store.steps(session.id) if s.step == "freeze"]
+        if not notes:
+            return "the packages could NOT be put back: no pip freeze was saved"
+        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        try:
+            await self.m._in_thread(restore_freeze, self.m.python_executable(), notes[-1],
+                                    log=layout.logs_dir / f"{session.id}.log",
+                                    timeout=self.m.settings.pip_timeout)
+        except GitReleaseError as exc:
+            return f"the packages could NOT be put back: {exc.message}"
+        return "packages put back as they were"
+
+    async def _restore_data(
+        self, store: IndexStore, session: UpdateSession, restore_type: str = "all"
+    ) -> str:
+        """Put the pre-update backup back (`restore_type` of it) after a step changed data."""
         from gitrelease.restore import RestoreOptions, restore
 
         if session.backup_id is None:
@@ -309,14 +402,16 @@ class Installer:
         service = self.m._backups(store)
         try:
             backup = await service.get(session.backup_id)
-            await restore(service, backup, RestoreOptions(confirm=True),
+            await restore(service, backup,
+                          RestoreOptions(confirm=True, restore_type=restore_type),
                           await self.m._release_point())
         except GitReleaseError as exc:
             return f"the data could NOT be restored from {session.backup_id}: {exc.message}"
-        return f"data restored from {session.backup_id}"
+        return f"{'config' if restore_type == 'config' else 'data'} restored from " \
+               f"{session.backup_id}"
 
     async def _pre_update_backup(
-        self, store: IndexStore, opts: InstallOptions, snap: ReleaseSnapshot, target: Release
+        self, store: IndexStore, opts: InstallOptions, snap: ReleaseSnapshot, target: str
     ) -> Backup:
         """A full backup indexed with the current tag, COMPLETED and verified before any change."""
         from gitrelease.backups import BackupOptions, ReleasePoint
@@ -326,7 +421,7 @@ class Installer:
         backup = await service.create(
             BackupType.FULL,
             BackupOptions(backup_name=opts.backup_name, auto_created=True,
-                          description=f"before installing {target.tag}"),
+                          description=f"before installing {target}"),
             ReleasePoint(current.tag, current.commit, current.text))
         if backup.verified_at is None:
             backup = await service.verify(backup)
@@ -421,7 +516,11 @@ class Installer:
         return found
 
     def _check_python(self, target: Release) -> None:
-        project = releases.read_pyproject(self.m.repo, target.commit).get("project", {})
+        self._check_python_at(target.commit, target.tag)
+
+    def _check_python_at(self, commit: str, label: str) -> None:
+        """The release's requires-python against the deployment's interpreter."""
+        project = releases.read_pyproject(self.m.repo, commit).get("project", {})
         spec_text = project.get("requires-python") if isinstance(project, dict) else None
         if not spec_text:
             return
@@ -430,11 +529,11 @@ class Installer:
             allowed = SpecifierSet(str(spec_text)).contains(python, prereleases=True)
         except InvalidSpecifier:
             raise PythonVersionMismatch(
-                f"{target.tag} declares requires-python {spec_text!r}, which is not valid",
+                f"{label} declares requires-python {spec_text!r}, which is not valid",
                 hint="fix requires-python in the release's pyproject.toml") from None
         if not allowed:
             raise PythonVersionMismatch(
-                f"{target.tag} requires Python {spec_text}, the deployment runs {python}",
+                f"{label} requires Python {spec_text}, the deployment runs {python}",
                 hint="upgrade the deployment's interpreter (setting python_executable) first")
 
     def _checkout(self, commit: str) -> None:
@@ -496,30 +595,31 @@ class Installer:
         branch = next((s.detail.removeprefix("branch=") or None for s in journal
                        if s.step == "origin"), None)
         head = await self.m._in_thread(self.m.repo.head_commit)
-        moved = session.to_commit is not None and session.to_commit != session.from_commit
-        if moved and head == session.to_commit:
-            # A health check cut off is simply run again; any other step cut off after the
-            # checkout (verify, the post-update command) means the release is not whole.
-            unfinished = [name for name in started if name not in done and name != "health_check"]
-            if not unfinished:
-                try:
-                    if "health_check" not in done and session.update_type is UpdateType.BOT:
-                        await self._release_steps_after_crash(session)
-                    return UpdateStatus.COMPLETED, f"HEAD is at the target {session.target_tag}"
-                except GitReleaseError as exc:
-                    started.append("health_check")
-                    reason = exc.message
-            else:
-                reason = f"the process ended during {unfinished[0]!r}"
-            undo = await self._undo(store, session, branch, started, reason)
-            return UpdateStatus.FAILED, f"{reason}; {undo}"
-        if head == session.from_commit:
-            if DATA_STEPS.intersection(started):  # killed while undoing: finish putting data back
-                return UpdateStatus.FAILED, await self._restore_data(store, session)
-            return UpdateStatus.FAILED, "the process ended before HEAD moved; nothing changed"
-        return UpdateStatus.FAILED, (
-            f"the process ended and HEAD has since moved to {head[:12]} (it started from "
-            f"{(session.from_commit or '?')[:12]}); left as it is")
+        intended = session.to_commit or session.from_commit
+        changes = [name for name in started if name in CHANGE_STEPS]
+        if not changes:
+            return UpdateStatus.FAILED, "the process ended before anything changed"
+        if head not in (session.from_commit, intended):
+            return UpdateStatus.FAILED, (
+                f"the process ended and HEAD has since moved to {head[:12]} (it started from "
+                f"{(session.from_commit or '?')[:12]}); left as it is")
+        # A health check cut off is simply run again; any other step cut off means the
+        # update is not whole.
+        unfinished = [name for name in started if name not in done and name != "health_check"]
+        if head == intended and not unfinished and "recovery" not in done:
+            try:
+                if "health_check" not in done and session.update_type in MOVES_CODE:
+                    await self._release_steps_after_crash(session)
+                return UpdateStatus.COMPLETED, f"everything up to {session.target_version} " \
+                                               "had been done"
+            except GitReleaseError as exc:
+                started.append("health_check")
+                reason = exc.message
+        else:
+            reason = (f"the process ended during {unfinished[0]!r}" if unfinished
+                      else "the process ended while undoing")
+        undo = await self._undo(store, session, branch, started, reason)
+        return UpdateStatus.FAILED, f"{reason}; {undo}"
 
     async def _release_steps_after_crash(self, session: UpdateSession) -> None:
         """The health check of a release whose install was cut off after its last step."""

@@ -25,7 +25,6 @@ from gitrelease.errors import (
     GitReleaseError,
     InvalidInput,
     InvalidSetting,
-    UnsupportedUpdateType,
 )
 from gitrelease.install import Installer, InstallOptions, moved_warning, parse_update_type
 from gitrelease.models import (
@@ -197,21 +196,21 @@ class ReleaseManager:
         self, update_type: str, options: InstallOptions | Mapping[str, Any] | None = None,
         *, progress: Progress | None = None,
     ) -> UpdateSession | InstallPlan:
-        """Install the newest release (or `to_version`); a dry run returns the plan instead."""
+        """Install an update of one type, or all of them in one session; a dry run returns
+        the plan instead. `bot` moves to the newest release (or `to_version`); `packages`
+        and `dependencies` bring the interpreter's packages to what HEAD requires (upgrading,
+        or only as far as needed); `config` adds keys the templates have and the live files
+        lack; `all` does them all after the bot's checkout, and undoes them together."""
         kind = parse_update_type(update_type)
         opts = options if isinstance(options, InstallOptions) else InstallOptions.from_mapping(
             options or {})
-        if kind is not UpdateType.BOT:
-            raise UnsupportedUpdateType(
-                f"installing {kind.value!r} updates is not available in this version",
-                hint="install the bot's release with update type 'bot'")
         if opts.to_version is not None:
             # Bad input changes nothing: refuse it before anything runs.
             Installer(self).wanted_version(opts.to_version)
         if opts.dry_run:
-            return await asyncio.to_thread(Installer(self).plan, opts)
+            return await asyncio.to_thread(Installer(self).plan, opts, kind)
         async with self._exclusive("install", opts.initiated_by, opts.to_version) as store:
-            return await Installer(self).run(store, opts, progress)
+            return await Installer(self).run(store, opts, progress, kind)
 
     @asynccontextmanager
     async def _exclusive(

@@ -144,6 +144,8 @@ class Settings:
     post_update_command: str | list[str] = field(default="", metadata=_meta(
         "update", "command run after the checkout, e.g. migrations (same form; empty: none)",
         check=_is_command, pattern_text="a string or a list of strings (no shell)"))
+    pip_timeout: int = field(default=900, metadata=_meta(
+        "update", "seconds a pip install may take", minimum=10, maximum=86_400))
     post_update_timeout: int = field(default=600, metadata=_meta(
         "update", "seconds the post-update command may take", minimum=1, maximum=86_400))
     restart_method: str = field(default="none", metadata=_meta(

@@ -173,7 +173,6 @@ BAD_COMMAND_LINES = [
     (["install", "--type", "bot", "--no-backup", "--force=yes"], "usage_error", None),
     (["install", "--type", "bot", "--no-backup", "--no-restart=0"], "usage_error", None),
     (["install", "--type", "bot", "--no-backup=1"], "usage_error", None),
-    (["install", "--type", "packages", "--no-backup"], "unsupported_update_type", None),
     (["status", "--range", "1y"], "invalid_input", "--range"),
     (["status", "--range", "7"], "invalid_input", "--range"),
     (["status", "--history=1"], "usage_error", None),

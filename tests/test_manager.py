@@ -23,7 +23,6 @@ from gitrelease.errors import (
     NoSuchVersion,
     PythonVersionMismatch,
     TagMoved,
-    UnsupportedUpdateType,
     UntrackedFilesInTheWay,
     UpdateInProgress,
 )
@@ -435,12 +434,13 @@ async def test_failed_pre_update_backup_stops_the_install(
     assert status == "failed" and message.startswith("pre-update backup failed")
 
 
-@pytest.mark.parametrize("update_type", ["packages", "config", "dependencies", "all"])
-async def test_other_update_types_are_refused_clearly(world: World, update_type: str) -> None:
+@pytest.mark.parametrize("update_type", ["rollback", "everything", "", "BOT"])
+async def test_unknown_update_types_are_refused_clearly(world: World, update_type: str) -> None:
     before = world.state()
     async with await open_manager(world) as manager:
-        with pytest.raises(UnsupportedUpdateType):
+        with pytest.raises(InvalidInput) as caught:
             await manager.install_updates(update_type, NO_BACKUP)
+    assert caught.value.field == "update_type"
     assert world.state() == before
 
 
