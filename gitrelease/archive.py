@@ -16,7 +16,9 @@ import json
 import os
 import stat
 import tarfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO
@@ -205,39 +207,50 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
         yield chunk
 
 
-def _open_stream(path: Path) -> tuple[BinaryIO, _HashingSource, tarfile.TarFile]:
+@contextmanager
+def _reading(
+    path: Path, trouble: str
+) -> Iterator[tuple[BinaryIO, _HashingSource, tarfile.TarFile]]:
+    """The archive as a tar stream; any way it can be damaged becomes VerificationFailed."""
+    import zstandard
+
+    damage = (tarfile.TarError, OSError, EOFError, ValueError, zlib.error,
+              zstandard.ZstdError)
+    if not path.is_file():
+        raise VerificationFailed(f"the archive {path.name} is missing")
     raw = path.open("rb")
-    source = _HashingSource(raw)  # type: ignore[arg-type]
-    buffered = io.BufferedReader(source, buffer_size=CHUNK)
-    stream = _decompressor(buffered, compression_of(path))  # type: ignore[arg-type]
-    return raw, source, tarfile.open(fileobj=stream, mode="r|")
+    tar: tarfile.TarFile | None = None
+    try:
+        source = _HashingSource(raw)  # type: ignore[arg-type]
+        buffered = io.BufferedReader(source, buffer_size=CHUNK)
+        stream = _decompressor(buffered, compression_of(path))  # type: ignore[arg-type]
+        tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed below
+        yield raw, source, tar
+    except damage as exc:
+        raise VerificationFailed(f"{path.name} {trouble}: {exc or type(exc).__name__}") from None
+    finally:
+        with suppress(Exception):  # closing a damaged stream may complain again
+            if tar is not None:
+                tar.close()
+        raw.close()
 
 
 def read_manifest(path: Path) -> dict[str, Any]:
     """The manifest inside an archive (read by streaming through it to the last member)."""
-    raw, _source, tar = _open_stream(path)
-    try:
+    with _reading(path, "cannot be read") as (_raw, _source, tar):
         for info in tar:
             if info.name == MANIFEST and info.isreg():
                 handle = tar.extractfile(info)
                 if handle is not None:
                     return json.loads(handle.read(16 * 1024 * 1024))
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise VerificationFailed(f"{path.name} cannot be read: {exc}") from None
-    finally:
-        tar.close()
-        raw.close()
     raise VerificationFailed(f"{path.name} has no {MANIFEST}")
 
 
 def verify_archive(path: Path, checksum: str | None, manifest: dict[str, Any]) -> None:
     """Raise VerificationFailed naming the first problem: archive hash, a member, or the list."""
-    if not path.exists():
-        raise VerificationFailed(f"the archive {path.name} is missing")
     expected = {f["path"]: f for f in manifest.get("files", [])}
     seen: set[str] = set()
-    raw, source, tar = _open_stream(path)
-    try:
+    with _reading(path, "is damaged") as (raw, source, tar):
         for info in tar:
             if info.name == MANIFEST:
                 continue
@@ -254,11 +267,6 @@ def verify_archive(path: Path, checksum: str | None, manifest: dict[str, Any]) -
             seen.add(info.name)
         while raw.read(CHUNK):  # trailing bytes count toward the archive's checksum too
             pass
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise VerificationFailed(f"{path.name} is damaged: {exc}") from None
-    finally:
-        tar.close()
-        raw.close()
     missing = sorted(set(expected) - seen)
     if missing:
         raise VerificationFailed(f"{path.name}: {missing[0]} is missing from the archive")
@@ -279,8 +287,7 @@ def extract_safely(
     budget = sum(int(f["size"]) for f in expected.values())
     staged: dict[str, Path] = {}
     base = staging.resolve()
-    raw, _source, tar = _open_stream(path)
-    try:
+    with _reading(path, "cannot be unpacked") as (_raw, _source, tar):
         for count, info in enumerate(tar, start=1):
             if count > len(expected) + 1:
                 raise UnsafeArchive(f"{path.name} holds more members than its manifest lists")
@@ -322,11 +329,6 @@ def extract_safely(
                 raise VerificationFailed(f"{path.name}: {info.name} does not match its checksum")
             os.chmod(target, stat.S_IMODE(int(entry["mode"])) & 0o777)
             staged[info.name] = target
-    except (tarfile.TarError, OSError, EOFError, ValueError) as exc:
-        raise VerificationFailed(f"{path.name} cannot be unpacked: {exc}") from None
-    finally:
-        tar.close()
-        raw.close()
     missing = (wanted if wanted is not None else set(expected)) - set(staged)
     if missing:
         raise VerificationFailed(f"{path.name}: {sorted(missing)[0]} is missing from the archive")

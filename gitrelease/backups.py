@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -157,12 +157,14 @@ class BackupService:
     def __init__(
         self, layout: Layout, settings: Settings, store: IndexStore, *,
         python: str, gitrelease_version: str,
+        tracked_files: Callable[[], frozenset[str]] = frozenset,
     ) -> None:
         self.layout = layout
         self.settings = settings
         self.store = store
         self.python = python
         self.gitrelease_version = gitrelease_version
+        self.tracked_files = tracked_files  # versioned paths: never backed up nor restored
 
     # -- create ----------------------------------------------------------------------------
 
@@ -172,7 +174,12 @@ class BackupService:
     ) -> Backup:
         """Take a backup; the caller holds the operation lock."""
         sources = await asyncio.to_thread(
-            collect, self.layout, self.settings, backup_type, include_logs=options.include_logs)
+            collect, self.layout, self.settings, backup_type, include_logs=options.include_logs,
+            tracked=await asyncio.to_thread(self.tracked_files))
+        if not sources:
+            raise BackupFailed(f"there is nothing to back up for a {backup_type.value} backup",
+                               hint="check database_paths and config_paths, or pick another "
+                                    "type")
         existing = await self.store.list_backups()
         backup_id = _new_id(existing, self.layout.backup_dir)
         name = options.backup_name or backup_id

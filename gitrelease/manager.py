@@ -241,7 +241,7 @@ class ReleaseManager:
         return BackupService(
             Layout.of(self.root, self.data_dir, self.settings), self.settings, store,
             python=self.python_executable(),
-            gitrelease_version=_own_version())
+            gitrelease_version=_own_version(), tracked_files=self.repo.tracked_files)
 
     async def _release_point(self) -> ReleasePoint:
         from gitrelease.backups import ReleasePoint

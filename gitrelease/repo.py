@@ -295,6 +295,10 @@ class GitRepo:
         status, out = self.run_bytes(*args, "HEAD")
         return out.decode().strip() if status == 0 else None
 
+    def tracked_files(self) -> frozenset[str]:
+        """Every path git versions at HEAD (restores never write these)."""
+        return frozenset(p for p in self.run("ls-files", "-z").split("\0") if p)
+
     def remote_names(self) -> list[str]:
         return self.run("remote").split()
 

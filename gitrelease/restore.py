@@ -111,8 +111,12 @@ async def restore(
                            sorted({f.get("kind") for f in manifest.get("files", [])}),
                            reason=f"backup {backup.id} holds no such files")
     layout = service.layout
+    tracked = await asyncio.to_thread(service.tracked_files)
+    # Versioned files are git's to restore (a backup may hold one, e.g. data/.gitkeep).
+    entries = {name: e for name, e in entries.items() if not _versioned(layout, name, tracked)}
     try:
-        targets = {name: layout.live_path(name) for name in entries}
+        targets = {name: layout.restorable(name, service.settings, tracked)
+                   for name in entries}
     except ValueError as exc:
         raise archive.UnsafeArchive(f"backup {backup.id}: {exc}") from None
     result = RestoreResult(backup, options.restore_type, None)
@@ -149,6 +153,15 @@ async def restore(
         return result
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
+
+
+def _versioned(layout: Layout, name: str, tracked: frozenset[str]) -> bool:
+    try:
+        path = layout.live_path(name)
+    except ValueError:
+        return False  # refused below, with the reason
+    return path.is_relative_to(layout.root) and \
+        path.relative_to(layout.root).as_posix() in tracked
 
 
 def _apply(staged: Path, live: Path, is_database: bool) -> None:

@@ -27,7 +27,8 @@ KINDS_OF = {
     BackupType.FULL: {"database", "config", "data"},
 }
 _SIDECARS = ("-wal", "-shm", "-journal")
-_RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db"}
+_RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db",
+                  "bad_releases.json", "audit_cache.json"}
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,47 @@ class Layout:
         return "root/" + path.relative_to(self.root).as_posix()
 
     def live_path(self, member: str) -> Path:
-        """Where a member is restored to; names come from a verified manifest."""
+        """Where a member is restored to (the name only; `restorable` decides if it may be)."""
         area, _, rest = member.partition("/")
         base = {"data": self.data_dir, "root": self.root}.get(area)
         relative = PurePosixPath(rest)
         if base is None or not rest or relative.is_absolute() or ".." in relative.parts:
             raise ValueError(f"not a member name: {member!r}")
         return base.joinpath(*relative.parts)
+
+    def restorable(
+        self, member: str, settings: Settings, tracked: frozenset[str]
+    ) -> Path:
+        """The live path of a member a gitrelease backup could hold, else ValueError.
+
+        An archive is only data: whatever its manifest says, a restore never writes into
+        .git, over versioned files, over the index, locks, backups or logs, anywhere else
+        in the root than the configured config and database files, or through a symlinked
+        directory.
+        """
+        path = self.live_path(member)
+        relative = path.relative_to(self.root) if path.is_relative_to(self.root) else None
+        if ".git" in PurePosixPath(member).parts:
+            raise ValueError(f"{member!r} is inside .git")
+        if relative is not None and relative.as_posix() in tracked:
+            raise ValueError(f"{member!r} is a versioned file; git restores those")
+        if member.startswith("root/"):
+            allowed = {".env", *settings.config_paths, *settings.database_paths,
+                       *settings.config_templates.values()}
+            if member.removeprefix("root/") not in {PurePosixPath(a).as_posix() for a in allowed}:
+                raise ValueError(f"{member!r} is not a configured config or database file")
+        reserved = (self.backup_dir, self.logs_dir)
+        if any(path == r or path.is_relative_to(r) for r in reserved) and not (
+                path.is_relative_to(self.logs_dir) and path.suffix == ".log"):
+            raise ValueError(f"{member!r} is inside the backups or logs")
+        if path.parent == self.data_dir and (path.name in _RUNTIME_FILES
+                                             or path.name.startswith("update_manager.db")):
+            raise ValueError(f"{member!r} is gitrelease's own state")
+        base = self.data_dir if member.startswith("data/") else self.root
+        for parent in [*path.relative_to(base).parents][:-1]:
+            if (base / parent).is_symlink():
+                raise ValueError(f"{member!r} would be written through a symlink")
+        return path
 
 
 @dataclass(frozen=True)
@@ -111,7 +146,8 @@ def _configured(layout: Layout, paths: list[str], key: str) -> list[Path]:
 
 
 def collect(
-    layout: Layout, settings: Settings, backup_type: BackupType, *, include_logs: bool
+    layout: Layout, settings: Settings, backup_type: BackupType, *, include_logs: bool,
+    tracked: frozenset[str] = frozenset(),
 ) -> list[Source]:
     """Every file a backup of this type takes, with its member name and kind."""
     kinds = set(KINDS_OF[backup_type]) | ({"log"} if include_logs else set())
@@ -137,7 +173,11 @@ def collect(
         if path in chosen or path in sidecars or _is_runtime(path, layout):
             continue
         chosen[path] = "log" if path.suffix == ".log" else "data"
+    def versioned(path: Path) -> bool:
+        return path.is_relative_to(layout.root) and \
+            path.relative_to(layout.root).as_posix() in tracked
+
     return [
         Source(path, layout.member_name(path), kind, path.stat().st_size)
-        for path, kind in chosen.items() if kind in kinds
+        for path, kind in chosen.items() if kind in kinds and not versioned(path)
     ]

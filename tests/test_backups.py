@@ -85,7 +85,7 @@ async def test_full_backup_holds_databases_config_and_data(
     assert backup.compressed_size == path.stat().st_size
     members = members_of(path)
     assert set(members) == {"manifest.json", "data/app.db", "root/.env", "data/settings.toml",
-                            "data/.gitkeep", "data/files/user0.json", "data/files/user1.json",
+                            "data/files/user0.json", "data/files/user1.json",
                             "data/files/user2.json", "data/files/user3.json",
                             "data/files/user4.json"}
     assert members["root/.env"] == ENV_SECRET.encode()
