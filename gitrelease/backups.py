@@ -49,11 +49,15 @@ __all__ = [
     "ReleasePoint",
 ]
 
+MISSING = "the archive is missing"
 BACKUP_RANGES = {"7d": timedelta(days=7), "30d": timedelta(days=30),
                  "90d": timedelta(days=90), "all": None}
 SORTS = ("date", "size", "name", "type")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ARCHIVE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.tar(\.gz|\.zst)?$")
+# Only archives named the way gitrelease names them are ever adopted: any other file in the
+# backups dir (a dump someone left there) is not read at all, let alone on every command.
+_ARCHIVE = re.compile(r"^(backup_\d{8}_\d{6}(?:_\d+)?)\.tar(?:\.gz|\.zst)?$")
+_SHA40 = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
 class BackupNotFound(GitReleaseError):
@@ -183,10 +187,13 @@ class BackupService:
         existing = await self.store.list_backups()
         backup_id = _new_id(existing, self.layout.backup_dir)
         name = options.backup_name or backup_id
-        if options.backup_name is not None and any(
-                b.name == name or b.id == name for b in existing):
-            raise InvalidInput("backup_name", name, "a name no other backup has",
-                               reason="already used")
+        for other in existing:
+            if other.name == name and other.status is BackupStatus.FAILED and other.id != name:
+                other.name = other.id  # a failed attempt does not keep its name from a retry
+                await self.store.save_backup(other)
+            elif options.backup_name is not None and name in (other.name, other.id):
+                raise InvalidInput("backup_name", name, "a name no other backup has",
+                                   reason="already used")
         compression = (self.settings.compression if options.compress
                        and self.settings.compression_enabled else "none")
         final = self.layout.backup_dir / f"{backup_id}{archive.suffix_for(compression)}"
@@ -423,10 +430,21 @@ class BackupService:
                 await self.store.save_backup(backup)
                 notes.append(f"{backup.id} was interrupted: marked failed")
             elif backup.status is BackupStatus.COMPLETED and (path is None or not path.exists()):
+                if path is not None and not path.parent.is_dir():
+                    notes.append(f"{path.parent} is not there (a disk not mounted?): "
+                                 "nothing marked")
+                    continue
                 backup.status = BackupStatus.CORRUPTED
-                backup.problem = "the archive is missing"
+                backup.problem = MISSING
                 await self.store.save_backup(backup)
                 notes.append(f"{backup.id}: archive missing")
+            elif backup.status is BackupStatus.CORRUPTED and backup.problem == MISSING \
+                    and path is not None and path.exists():
+                backup.status = BackupStatus.COMPLETED  # it is back; `verify` will tell
+                backup.problem = None
+                backup.verified_at = None
+                await self.store.save_backup(backup)
+                notes.append(f"{backup.id}: archive found again (not verified)")
         known = {Path(b.file_path).name for b in rows if b.file_path}
         for path in await asyncio.to_thread(_archives, directory):
             if path.name not in known:
@@ -436,24 +454,42 @@ class BackupService:
         return notes
 
     async def _adopt(self, path: Path) -> Backup | None:
-        """A row for an archive the index does not know, from the archive's own manifest."""
+        """A row for an archive the index does not know, from the archive's own manifest.
+
+        The manifest is the archive's word, so nothing in it is taken on trust: the id must
+        be the file's own name, text fields must be plain, a date cannot lie in the future,
+        and an adopted archive is never `keep` (an operator marks that again).
+        """
+        match = _ARCHIVE.match(path.name)
+        if match is None:
+            return None
         try:
             manifest = await asyncio.to_thread(archive.read_manifest, path)
             checksum = await asyncio.to_thread(_sha256_file, path)
-            created = datetime.fromisoformat(manifest["created_at"]).astimezone(UTC)
-            backup_id = str(manifest["backup_id"])
-            name = str(manifest.get("name") or backup_id)
-            if await self.store.get_backup(name) is not None:
+            backup_id = match.group(1)
+            if manifest.get("backup_id") != backup_id:
+                return None
+            stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            created = min(datetime.fromisoformat(manifest["created_at"]).astimezone(UTC),
+                          stamp, utcnow())
+            name = manifest.get("name")
+            if not isinstance(name, str) or not _NAME.match(name) or \
+                    await self.store.get_backup(name) is not None:
                 name = backup_id
+            description = manifest.get("description")
+            if not isinstance(description, str) or not description.isprintable():
+                description = None
+            tag, commit = manifest.get("tag"), manifest.get("commit")
             backup = Backup(
                 id=backup_id, name=name,
                 backup_type=BackupType(manifest["backup_type"]), status=BackupStatus.COMPLETED,
                 file_path=str(path), file_size=sum(int(f["size"]) for f in manifest["files"]),
                 compressed_size=path.stat().st_size, created_at=created, completed_at=created,
-                description=manifest.get("description"), checksum=checksum,
+                description=description[:500] if description else None, checksum=checksum,
                 auto_created=bool(manifest.get("auto_created")),
-                metadata={"manifest": manifest, "adopted": True}, tag=manifest.get("tag"),
-                commit=manifest.get("commit"), keep=bool(manifest.get("keep")))
+                metadata={"manifest": manifest, "adopted": True},
+                tag=tag if isinstance(tag, str) and _NAME.match(tag.replace("/", "-")) else None,
+                commit=commit if isinstance(commit, str) and _SHA40.match(commit) else None)
         except (GitReleaseError, KeyError, TypeError, ValueError, OSError):
             return None
         if await self.store.get_backup(backup.id) is not None:

@@ -328,8 +328,22 @@ class ReleaseManager:
         if not isinstance(backup_id, str) or not backup_id or len(backup_id) > 100:
             raise InvalidInput("backup_id", backup_id, "a backup id or name")
         store = await self.existing_index()
-        if store is None or await store.get_backup(backup_id) is None:
-            raise BackupNotFound(f"no backup with id or name {backup_id!r}")
+        if store is not None and await store.get_backup(backup_id) is not None:
+            return
+        # The index may have been lost while the archives were not: rebuild it, then look.
+        if (store is None and self._has_archives()) or store is not None:
+            store = await self.index()
+            await self._reconcile_if_idle(store)
+            if await store.get_backup(backup_id) is not None:
+                return
+        raise BackupNotFound(f"no backup with id or name {backup_id!r}")
+
+    def _has_archives(self) -> bool:
+        from gitrelease.sources import Layout
+
+        directory = Layout.of(self.root, self.data_dir, self.settings).backup_dir
+        return directory.is_dir() and any(p.name.startswith("backup_")
+                                          for p in directory.iterdir())
 
     async def verify_backup(self, backup_id: str, *, actor: str = "system") -> Backup:
         """Re-read an archive against its checksums; a mismatch marks it CORRUPTED."""
