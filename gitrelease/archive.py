@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, BinaryIO
 
-from gitrelease.errors import GitReleaseError, VerificationFailed
+from gitrelease.errors import BackupFailed, GitReleaseError, VerificationFailed
 from gitrelease.pausepoints import pause_point
 
 __all__ = [
@@ -173,8 +173,16 @@ def write_archive(
         buffered = io.BufferedWriter(sink, buffer_size=CHUNK)
         compressed = _compressor(buffered, compression, level)
         with tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            skipped: list[str] = []
             for member in members:
-                with member.source.open("rb") as source:
+                try:
+                    source = member.source.open("rb")
+                except FileNotFoundError:
+                    skipped.append(member.name)  # deleted since it was listed: nothing to keep
+                    continue
+                except OSError as exc:
+                    raise BackupFailed(f"cannot read {member.source}: {exc.strerror}") from None
+                with source:
                     info = tar.gettarinfo(fileobj=source, arcname=member.name)
                     if not info.isreg():
                         raise VerificationFailed(f"{member.source} is not a regular file")
@@ -182,12 +190,19 @@ def write_archive(
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""
                     reader = _HashingReader(source, progress)  # type: ignore[arg-type]
-                    tar.addfile(info, reader)  # type: ignore[arg-type]
+                    try:
+                        tar.addfile(info, reader)  # type: ignore[arg-type]
+                    except OSError as exc:
+                        if exc.errno is not None:  # the disk, not the file: the caller says
+                            raise
+                        raise BackupFailed(f"{member.source} shrank while it was archived; "
+                                           "run the backup again") from None
                 files.append({"path": member.name, "kind": member.kind, "size": info.size,
                               "mode": info.mode, "sha256": reader.digest.hexdigest()})
                 raw_size += info.size
                 pause_point("archive:member-written")
-            document = json.dumps({**manifest, "files": files}, indent=2).encode()
+            document = json.dumps({**manifest, "files": files, "skipped": skipped},
+                                  indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
             info.size = len(document)
             info.mode = 0o600
@@ -199,7 +214,7 @@ def write_archive(
         handle.flush()
         os.fsync(handle.fileno())
     return ArchiveWritten(sink.digest.hexdigest(), sink.size, raw_size,
-                          {**manifest, "files": files})
+                          {**manifest, "files": files, "skipped": skipped})
 
 
 def _chunks(handle: IO[bytes]) -> Iterator[bytes]:

@@ -17,8 +17,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -204,12 +206,22 @@ class BackupService:
             auto_created=options.auto_created, metadata={}, tag=point.tag,
             commit=point.commit, keep=options.keep)
         await self.store.save_backup(backup)
+        # A thread cannot be cancelled: on cancellation (Ctrl-C, a cancelled task) it is told
+        # to stop and waited for, so no archive lands after the row says FAILED and the lock
+        # is not released while it still writes.
+        stop = threading.Event()
+        writing = asyncio.ensure_future(asyncio.to_thread(
+            self._write, backup, sources, compression, final, point, options, progress, stop))
         try:
-            written = await asyncio.to_thread(
-                self._write, backup, sources, compression, final, point, options, progress)
+            written = await asyncio.shield(writing)
         except BaseException as exc:
+            stop.set()
+            with suppress(BaseException):
+                await writing
             backup.status = BackupStatus.FAILED
-            backup.problem = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
+            backup.problem = (exc.message if isinstance(exc, GitReleaseError)
+                              else "cancelled" if isinstance(exc, asyncio.CancelledError)
+                              else repr(exc))
             backup.completed_at = utcnow()
             await asyncio.shield(self.store.save_backup(backup))
             raise
@@ -227,6 +239,7 @@ class BackupService:
     def _write(
         self, backup: Backup, sources: list[Source], compression: str, final: Path,
         point: ReleasePoint, options: BackupOptions, progress: Progress | None,
+        stop: threading.Event,
     ) -> archive.ArchiveWritten:
         self.layout.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._check_space(sources)
@@ -234,11 +247,13 @@ class BackupService:
         temporary = self.layout.backup_dir / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
         try:
             members = self._members(sources, work, progress)
-            total = max(1, sum(m.source.stat().st_size for m in members))
+            total = max(1, sum(s.size for s in sources))
             done = 0
 
             def advance(count: int) -> None:
                 nonlocal done
+                if stop.is_set():
+                    raise BackupFailed("the backup was cancelled; nothing was kept")
                 done += count
                 if progress is not None:
                     progress("archive", 30 + int(done / total * 60), final.name)
@@ -250,6 +265,8 @@ class BackupService:
                     manifest=self._manifest(backup, point, options))
                 if self.settings.verify_backups:
                     _rehash(temporary, written.sha256)
+                if stop.is_set():
+                    raise BackupFailed("the backup was cancelled; nothing was kept")
                 os.replace(temporary, final)
                 fsync_dir(final.parent)
             except OSError as exc:
@@ -287,6 +304,8 @@ class BackupService:
     def _check_space(self, sources: list[Source]) -> None:
         # Worst case: nothing compresses, and each database is written twice (snapshot, tar).
         needed = sum(s.size * (2 if s.kind == "database" else 1) for s in sources)
+        # A database's snapshot can be as large as the file and its -wal together.
+        needed += sum(_size(Path(f"{s.path}-wal")) for s in sources if s.kind == "database")
         needed += 16 * 1024 * 1024
         free = shutil.disk_usage(self.layout.backup_dir).free
         if free < needed:
@@ -496,6 +515,13 @@ class BackupService:
             return None
         await self.store.save_backup(backup)
         return backup
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _new_id(existing: list[Backup], directory: Path) -> str:

@@ -165,6 +165,8 @@ def _versioned(layout: Layout, name: str, tracked: frozenset[str]) -> bool:
 
 
 def _apply(staged: Path, live: Path, is_database: bool) -> None:
+    if live.is_symlink() and live.resolve().is_file():
+        live = live.resolve()  # the operator's link (to where secrets live) stays a link
     if is_database and live.is_file() and is_sqlite(live):
         restore_database(staged, live)
         return

@@ -11,12 +11,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from gitrelease.errors import VerificationFailed
+from gitrelease.errors import InsufficientDiskSpace, VerificationFailed
 
 __all__ = ["integrity_problem", "is_sqlite", "restore_database", "snapshot_database"]
 
 _MAGIC = b"SQLite format 3\x00"
 _BUSY_MS = 30_000
+_SQLITE_FULL = 13
 
 
 def is_sqlite(path: Path) -> bool:
@@ -47,6 +48,8 @@ def _copy(source: Path, target: Path, *, new_file: bool, what: str) -> None:
         finally:
             dst.close()
     except sqlite3.Error as exc:
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            raise InsufficientDiskSpace(f"cannot {what}: the disk is full") from None
         raise VerificationFailed(f"cannot {what}: {exc}") from None
     finally:
         src.close()

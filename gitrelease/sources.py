@@ -42,10 +42,14 @@ class Layout:
 
     @classmethod
     def of(cls, root: Path, data_dir: Path, settings: Settings) -> Layout:
-        # Backups may live on another disk: an absolute backup_path is taken as it is.
-        return cls(root, data_dir,
-                   _under(root, settings.backup_path, "backup_path", absolute_ok=True),
-                   _under(root, settings.update_logs_path, "update_logs_path", absolute_ok=True))
+        backups = _place(root, data_dir, settings.backup_path, "backup_path")
+        logs = _place(root, data_dir, settings.update_logs_path, "update_logs_path")
+        for key, path in (("backup_path", backups), ("update_logs_path", logs)):
+            if path in (root, data_dir) or data_dir.is_relative_to(path) or \
+                    root.is_relative_to(path):
+                raise InvalidSetting("settings", key, f"is {path}, which holds the deployment "
+                                     "or its data dir; it needs a directory of its own")
+        return cls(root, data_dir, backups, logs)
 
     def member_name(self, path: Path) -> str:
         if path.is_relative_to(self.data_dir):
@@ -104,6 +108,16 @@ class Source:
     size: int
 
 
+def _place(root: Path, data_dir: Path, configured: str, key: str) -> Path:
+    """Backups and logs may live on another disk (an absolute path); a relative path that
+    starts with "data/" is inside the data dir wherever GITRELEASE_DATA_DIR puts it."""
+    relative = PurePosixPath(configured)
+    if not relative.is_absolute() and relative.parts[:1] == ("data",) and \
+            ".." not in relative.parts:
+        return data_dir.joinpath(*relative.parts[1:])
+    return _under(root, configured, key, absolute_ok=True)
+
+
 def _under(root: Path, configured: str, key: str, *, absolute_ok: bool = False) -> Path:
     relative = PurePosixPath(configured)
     if absolute_ok and relative.is_absolute() and ".." not in relative.parts:
@@ -140,7 +154,7 @@ def _configured(layout: Layout, paths: list[str], key: str) -> list[Path]:
     found = []
     for configured in paths:
         path = _under(layout.root, configured, key)
-        if path.is_file() and not path.is_symlink():
+        if path.is_file():
             found.append(path)
     return found
 
@@ -165,7 +179,9 @@ def collect(
     config += _configured(layout, settings.config_paths, "config_paths")
     config += _configured(layout, list(settings.config_templates.values()), "config_templates")
     for path in config:
-        if path.is_file() and not path.is_symlink():
+        # A config file may be a symlink to where the operator keeps secrets: its content
+        # is what is backed up, and a restore writes through the link.
+        if path.is_file():
             chosen.setdefault(path, "config")
     for path in _walk(layout.logs_dir, set()):
         chosen.setdefault(path, "log")

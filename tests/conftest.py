@@ -108,8 +108,8 @@ class World:
         files: dict[str, str] = {}
         for path in sorted(self.deploy.rglob("*")):
             rel = path.relative_to(self.deploy).as_posix()
-            kept = rel.startswith(".git/refs/") or rel in (".git/HEAD", ".git/packed-refs",
-                                                            ".git/config", ".git/index")
+            kept = rel.startswith((".git/refs/", ".git/hooks/")) or rel in (
+                ".git/HEAD", ".git/packed-refs", ".git/config", ".git/index")
             if rel.startswith(".git/") and not kept:
                 continue
             if rel.startswith("data/update_manager.db"):
@@ -120,7 +120,7 @@ class World:
         rows: dict[str, int] = {}
         if index.exists():
             with sqlite3.connect(index) as db:
-                for table in ("update_sessions", "session_steps", "audit_log"):
+                for table in ("update_sessions", "session_steps", "audit_log", "backups"):
                     rows[table] = db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608
             db.close()
         return {

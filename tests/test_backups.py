@@ -298,7 +298,11 @@ async def test_bad_list_filters(world: World, filters: dict[str, object]) -> Non
 
 
 def corrupt(path: Path, how: str) -> None:
-    if how == "byte":
+    if how == "empty":
+        path.write_bytes(b"")
+    elif how == "header":
+        path.write_bytes(b"XXXX" + path.read_bytes()[4:])
+    elif how == "byte":
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0xFF
         path.write_bytes(bytes(data))
@@ -308,13 +312,16 @@ def corrupt(path: Path, how: str) -> None:
         path.unlink()
 
 
-@pytest.mark.parametrize("how", ["byte", "truncated", "missing"])
+@pytest.mark.parametrize("compression", ["none", "gzip", "zstd"])
+@pytest.mark.parametrize("how", ["byte", "truncated", "missing", "empty", "header"])
 async def test_damaged_archive_fails_verify_and_restore_touches_nothing(
-    world: World, how: str
+    world: World, how: str, compression: str
 ) -> None:
     (world.deploy / "data" / "blob.bin").write_bytes(os.urandom(300_000))
+    if compression != "none":
+        write_settings(world, f'compression = "{compression}"\n')
     async with await manager_for(world) as manager:
-        backup = await manager.create_backup("full", {"compress": False})
+        backup = await manager.create_backup("full", {"compress": compression != "none"})
         corrupt(Path(backup.file_path or ""), how)
         (world.deploy / ".env").write_text("DISCORD_TOKEN=new\n")
         before = world.state()
@@ -327,7 +334,6 @@ async def test_damaged_archive_fails_verify_and_restore_touches_nothing(
     assert listed.status is BackupStatus.CORRUPTED
     assert listed.problem == caught.value.message
     after = world.state()
-    assert after["files"] == {k: v for k, v in after["files"].items()}  # sanity
     for name in (".env", "data/app.db", "data/blob.bin"):
         assert after["files"][name] == before["files"][name]
     assert len([b for b in await _all(world)]) == 1  # no safety backup was even taken
@@ -424,23 +430,32 @@ async def test_failure_half_way_puts_back_what_was_replaced(
 
     async with await manager_for(world) as manager:
         backup = await manager.create_backup("full")
+        members = [f["path"] for f in backup.metadata["manifest"]["files"]]
+        with sqlite3.connect(world.deploy / "data" / "app.db") as db:
+            db.execute("UPDATE guilds SET prefix = 'changed'")
+        db.close()
         (world.deploy / ".env").write_text("DISCORD_TOKEN=rotated\n")
         for n in range(5):
             (world.deploy / "data" / "files" / f"user{n}.json").write_text("changed")
         real_apply = restore_module._apply
-        calls = []
+        last = sorted(members)[-1]  # everything before it is replaced, then it fails
+        calls: list[str] = []
 
         def apply_then_fail(staged: Path, live: Path, is_database: bool) -> None:
             calls.append(live.name)
-            if len(calls) == 4:
+            if len(calls) == len(members):
                 raise OSError(errno.EIO, "Input/output error")
             real_apply(staged, live, is_database)
 
         monkeypatch.setattr(restore_module, "_apply", apply_then_fail)
         with pytest.raises(restore_module.RestoreFailed) as caught:
             await manager.restore_backup(backup.id, {"confirm": True})
+        monkeypatch.undo()
+    assert f"failed at {last}" in caught.value.message
     assert "were put back" in caught.value.message
     assert (world.deploy / ".env").read_text() == "DISCORD_TOKEN=rotated\n"
+    assert rows(world.deploy / "data" / "app.db", "SELECT DISTINCT prefix FROM guilds") == [
+        ("changed",)]
     for n in range(5):
         assert (world.deploy / "data" / "files" / f"user{n}.json").read_text() == "changed"
 
