@@ -367,7 +367,7 @@ class BackupService:
         try:
             await asyncio.to_thread(
                 archive.verify_archive, Path(backup.file_path or ""), backup.checksum,
-                backup.metadata.get("manifest", {}))
+                await self.store.backup_manifest(backup))
         except VerificationFailed as exc:
             backup.status = BackupStatus.CORRUPTED
             backup.problem = exc.message

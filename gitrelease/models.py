@@ -26,6 +26,7 @@ __all__ = [
     "UpdateSession",
     "UpdateStatus",
     "UpdateType",
+    "compact_metadata",
     "isoformat",
     "utcnow",
 ]
@@ -220,7 +221,7 @@ class Backup:
             "description": self.description,
             "checksum": self.checksum,
             "auto_created": self.auto_created,
-            "metadata": self.metadata,
+            "metadata": compact_metadata(self.metadata),
             "tag": self.tag,
             "commit": self.commit,
             "keep": self.keep,
@@ -228,6 +229,15 @@ class Backup:
             "verified_at": isoformat(self.verified_at),
             "problem": self.problem,
         }
+
+
+def compact_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Metadata as shown to people: a manifest's file list becomes its length."""
+    manifest = metadata.get("manifest")
+    if isinstance(manifest, dict) and "files" in manifest:
+        rest = {k: v for k, v in manifest.items() if k != "files"}
+        return {**metadata, "manifest": {**rest, "file_count": len(manifest["files"])}}
+    return metadata
 
 
 @dataclass

@@ -103,7 +103,7 @@ async def restore(
     if options.verify_backup:
         report("verify", 5, backup.id)
         await service.verify(backup)
-    manifest = backup.metadata.get("manifest", {})
+    manifest = await service.store.backup_manifest(backup)
     kinds = RESTORE_TYPES[options.restore_type]
     entries = {f["path"]: f for f in manifest.get("files", []) if f.get("kind") in kinds}
     if not entries:
@@ -143,7 +143,7 @@ async def restore(
                     _apply, staged_path, targets[name], entries[name]["kind"] == "database")
                 applied.append(name)
         except BaseException as exc:
-            undo = await _put_back(layout, result.safety_backup, applied, existed, staging)
+            undo = await _put_back(service, result.safety_backup, applied, existed, staging)
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
             raise RestoreFailed(f"restoring {backup.id} failed at {name}: {message}; {undo}",
                                 hint=f"the safety backup {result.safety_backup.id} holds the "
@@ -187,13 +187,13 @@ def _apply(staged: Path, live: Path, is_database: bool) -> None:
 
 
 async def _put_back(
-    layout: Layout, safety: Backup, applied: list[str], existed: dict[str, bool],
+    service: BackupService, safety: Backup, applied: list[str], existed: dict[str, bool],
     staging: Path,
 ) -> str:
     """Undo a half-done restore from the safety backup; says what it did."""
     if not applied:
         return "nothing had been replaced yet"
-    manifest = safety.metadata.get("manifest", {})
+    manifest = await service.store.backup_manifest(safety)
     in_safety = {f["path"] for f in manifest.get("files", [])}
     back = staging / "put-back"
     back.mkdir()
@@ -203,7 +203,7 @@ async def _put_back(
             archive.extract_safely, Path(safety.file_path or ""), back, manifest,
             wanted=wanted) if wanted else {}
         for name in applied:
-            live = layout.live_path(name)
+            live = service.layout.live_path(name)
             if name in staged:
                 entry = next(f for f in manifest["files"] if f["path"] == name)
                 await asyncio.to_thread(_apply, staged[name], live, entry["kind"] == "database")

@@ -29,6 +29,7 @@ from gitrelease.models import (
     UpdateSession,
     UpdateStatus,
     UpdateType,
+    compact_metadata,
     utcnow,
 )
 
@@ -113,6 +114,14 @@ _MIGRATIONS: Sequence[str] = (
     CREATE INDEX backups_created_at ON backups (created_at);
     ALTER TABLE update_sessions ADD COLUMN backup_id TEXT;
     """,
+    # 3: each archive's file list in a table of its own, read only by verify and restore, so
+    # that listing thousands of backups of thousands of files stays small and fast
+    """
+    CREATE TABLE backup_manifests (
+        backup_id TEXT PRIMARY KEY,
+        files TEXT NOT NULL
+    );
+    """,
 )
 
 _SESSION_COLUMNS = (
@@ -165,6 +174,7 @@ class IndexStore(Protocol):
     async def list_backups(self) -> list[Backup]: ...
     async def delete_backup(self, backup_id: str) -> None: ...
     async def backups_in_use(self) -> set[str]: ...
+    async def backup_manifest(self, backup: Backup) -> dict[str, Any]: ...
 
 
 # A session that found nothing to do starts and ends at the same commit.
@@ -381,7 +391,13 @@ class SQLiteStore:
     # -- backups ---------------------------------------------------------------------------
 
     async def save_backup(self, backup: Backup) -> None:
-        """Insert or update a backup's row."""
+        """Insert or update a backup's row; a manifest's file list goes to its own table."""
+        manifest = backup.metadata.get("manifest")
+        if isinstance(manifest, dict) and "files" in manifest:
+            await self._db.execute(
+                "INSERT INTO backup_manifests (backup_id, files) VALUES (?, ?) "
+                "ON CONFLICT (backup_id) DO UPDATE SET files = excluded.files",
+                (backup.id, json.dumps(manifest["files"])))
         row = self._backup_row(backup)
         columns = ", ".join(_BACKUP_COLUMNS)
         marks = ", ".join("?" for _ in _BACKUP_COLUMNS)
@@ -399,7 +415,17 @@ class SQLiteStore:
         return await self._select_backups("ORDER BY created_at DESC, id DESC", ())
 
     async def delete_backup(self, backup_id: str) -> None:
+        await self._db.execute("DELETE FROM backup_manifests WHERE backup_id = ?", (backup_id,))
         await self._db.execute("DELETE FROM backups WHERE id = ?", (backup_id,))
+
+    async def backup_manifest(self, backup: Backup) -> dict[str, Any]:
+        """A backup's whole manifest: the summary in its row and the list of its files."""
+        async with self._db.execute(
+            "SELECT files FROM backup_manifests WHERE backup_id = ?", (backup.id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        summary = backup.metadata.get("manifest", {})
+        return {**summary, "files": json.loads(row[0]) if row else summary.get("files", [])}
 
     async def backups_in_use(self) -> set[str]:
         """Backups that an unfinished update session may still need for its way back."""
@@ -424,9 +450,9 @@ class SQLiteStore:
         return (
             b.id, b.name, b.backup_type.value, b.status.value, b.file_path, b.file_size,
             b.compressed_size, _ts(b.created_at), _ts(b.completed_at) if b.completed_at else None,
-            b.description, b.checksum, int(b.auto_created), json.dumps(b.metadata), b.tag,
-            b.commit, int(b.keep), _ts(b.verified_at) if b.verified_at else None, b.problem,
-            int(b.deleting),
+            b.description, b.checksum, int(b.auto_created),
+            json.dumps(compact_metadata(b.metadata)), b.tag, b.commit, int(b.keep),
+            _ts(b.verified_at) if b.verified_at else None, b.problem, int(b.deleting),
         )
 
     @staticmethod

@@ -26,7 +26,7 @@ async def test_new_index_is_wal_versioned_and_private(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 3
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
@@ -116,7 +116,7 @@ async def test_a_version_1_index_is_migrated_in_place(tmp_path: Path) -> None:
         assert await store.list_backups() == []
     finally:
         await store.close()
-    assert rows_of(path, "PRAGMA user_version") == [(2,)]
+    assert rows_of(path, "PRAGMA user_version") == [(3,)]
 
 
 def rows_of(path: Path, sql: str) -> list[tuple]:
@@ -124,3 +124,25 @@ def rows_of(path: Path, sql: str) -> list[tuple]:
         result = db.execute(sql).fetchall()
     db.close()
     return result
+
+
+async def test_backup_rows_stay_small_whatever_the_file_count(tmp_path: Path) -> None:
+    from gitrelease.models import Backup, BackupStatus, BackupType
+
+    store = await SQLiteStore.open(tmp_path / "i.db")
+    files = [{"path": f"data/f{n}.json", "kind": "data", "size": 1, "mode": 420,
+              "sha256": "0" * 64} for n in range(5000)]
+    backup = Backup("b1", "b1", BackupType.FULL, BackupStatus.COMPLETED, None, 1, 1, utcnow(),
+                    utcnow(), None, None, False, {"manifest": {"backup_id": "b1",
+                                                               "files": files}})
+    try:
+        await store.save_backup(backup)
+        (listed,) = await store.list_backups()
+        assert "files" not in listed.metadata["manifest"]
+        assert listed.metadata["manifest"]["file_count"] == 5000
+        assert (await store.backup_manifest(listed))["files"] == files
+        await store.delete_backup("b1")
+        assert (await store.backup_manifest(listed))["files"] == []
+    finally:
+        await store.close()
+    assert rows_of(tmp_path / "i.db", "SELECT MAX(LENGTH(metadata)) FROM backups") == [(None,)]
