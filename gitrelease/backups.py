@@ -36,6 +36,7 @@ from gitrelease.errors import (
 )
 from gitrelease.fsutil import fsync_dir
 from gitrelease.models import Backup, BackupStatus, BackupType, Progress, utcnow
+from gitrelease.options import options_from
 from gitrelease.settings import Settings
 from gitrelease.snapshot import snapshot_database
 from gitrelease.sources import Layout, Source, collect
@@ -103,15 +104,7 @@ class BackupOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> BackupOptions:
-        aliases = {"name": "backup_name"}
-        known = set(cls.__dataclass_fields__)
-        values = {}
-        for key, value in options.items():
-            name = aliases.get(key, key)
-            if name not in known:
-                raise InvalidInput("option", key, sorted(known))
-            values[name] = value
-        return cls(**values)
+        return options_from(cls, options, {"name": "backup_name"})
 
 
 @dataclass(frozen=True)

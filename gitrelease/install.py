@@ -41,6 +41,7 @@ from gitrelease.models import (
     UpdateType,
     utcnow,
 )
+from gitrelease.options import options_from
 from gitrelease.releases import ReleaseSnapshot
 from gitrelease.reports import InstallPlan
 from gitrelease.versions import Channel, Release, TagPattern, parse_version
@@ -119,16 +120,9 @@ class InstallOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> InstallOptions:
-        aliases = {"force_update": "force", "to": "to_version", "user_id": "initiated_by",
-                   "target_version": "to_version"}
-        known = set(cls.__dataclass_fields__)
-        values: dict[str, Any] = {}
-        for key, value in options.items():
-            name = aliases.get(key, key)
-            if name not in known:
-                raise InvalidInput("option", key, sorted(known | set(aliases)))
-            values[name] = str(value) if name == "initiated_by" else value
-        return cls(**values)
+        return options_from(cls, options, {
+            "force_update": "force", "to": "to_version", "target_version": "to_version",
+            "user_id": "initiated_by"})
 
 
 @dataclass

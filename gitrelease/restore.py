@@ -25,6 +25,7 @@ from gitrelease.backups import BackupOptions, BackupService, ReleasePoint
 from gitrelease.errors import GitReleaseError, InvalidInput, VerificationFailed
 from gitrelease.fsutil import fsync_dir
 from gitrelease.models import Backup, BackupStatus, BackupType, Progress
+from gitrelease.options import options_from
 from gitrelease.snapshot import is_sqlite, restore_database
 from gitrelease.sources import Layout
 
@@ -63,11 +64,7 @@ class RestoreOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> RestoreOptions:
-        known = set(cls.__dataclass_fields__)
-        unknown = set(options) - known
-        if unknown:
-            raise InvalidInput("option", sorted(unknown)[0], sorted(known))
-        return cls(**options)
+        return options_from(cls, options)
 
 
 @dataclass

@@ -32,6 +32,7 @@ from gitrelease.models import (
     UpdateType,
     utcnow,
 )
+from gitrelease.options import options_from
 
 if TYPE_CHECKING:
     from gitrelease.manager import ReleaseManager
@@ -62,15 +63,7 @@ class RollbackOptions:
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> RollbackOptions:
-        aliases = {"force_update": "force", "user_id": "initiated_by"}
-        known = set(cls.__dataclass_fields__)
-        values: dict[str, Any] = {}
-        for key, value in options.items():
-            name = aliases.get(key, key)
-            if name not in known:
-                raise InvalidInput("option", key, sorted(known | set(aliases)))
-            values[name] = value
-        return cls(**values)
+        return options_from(cls, options, {"force_update": "force", "user_id": "initiated_by"})
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +40,31 @@ for _key, _value in ISOLATED_ENV.items():
         os.environ.pop(_key, None)
 
 ENV_SECRET = "DISCORD_TOKEN=super-secret-token-value\n"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def kill_at(deploy: Path, point: str, *args: str) -> None:
+    """Run `gitrelease --root DEPLOY ARGS` until it reaches pause point `point`, then
+    SIGKILL it: a crash at a chosen step, for real."""
+    marker = deploy.parent / f"paused-{point.replace(':', '-')}"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gitrelease", "--root", str(deploy), *args], cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "GITRELEASE_PAUSE_AT": point, "GITRELEASE_PAUSE_MARKER": str(marker)})
+    deadline = time.time() + 60
+    while not marker.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert marker.exists(), f"gitrelease {' '.join(args)} never reached {point}"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def guilds(deploy: Path) -> list[tuple]:
+    """The rows of the bot's own database in the test world."""
+    with sqlite3.connect(deploy / "data" / "app.db") as db:
+        result = db.execute("SELECT * FROM guilds ORDER BY id").fetchall()
+    db.close()
+    return result
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:

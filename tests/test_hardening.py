@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from gitrelease.errors import (
 from gitrelease.manager import InstallOptions, ReleaseManager
 from gitrelease.models import UpdateStatus
 from gitrelease.reports import InstallPlan
-from tests.conftest import World, git
+from tests.conftest import World, git, kill_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NO_BACKUP = {"backup_before": False}
@@ -201,17 +198,7 @@ async def test_dry_run_when_up_to_date(world: World) -> None:
 def test_kill_9_during_an_install_is_settled_at_the_next_start(
     world: World, point: str, status: str, head_tag: str
 ) -> None:
-    marker = world.base / "paused"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gitrelease", "--root", str(world.deploy), "install", "--type",
-         "bot"], cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "GITRELEASE_PAUSE_AT": point, "GITRELEASE_PAUSE_MARKER": str(marker)})
-    deadline = time.time() + 60
-    while not marker.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), f"the install never reached {point}"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at(world.deploy, point, "install", "--type", "bot")
     result = subprocess.run(
         [sys.executable, "-m", "gitrelease", "--root", str(world.deploy), "--json", "status",
          "--history", "--no-metrics"], cwd=REPO_ROOT, capture_output=True, text=True,

@@ -11,16 +11,10 @@ from gitrelease.cli import main
 from gitrelease.errors import ConfirmationRequired, InvalidInput, NoSuchVersion
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import UpdateStatus, UpdateType
-from tests.conftest import ENV_SECRET, World, git
+from tests.conftest import ENV_SECRET, World, git, guilds
 
 YES = {"confirm": True}
 
-
-def guilds(world: World) -> list[tuple]:
-    with sqlite3.connect(world.deploy / "data" / "app.db") as db:
-        result = db.execute("SELECT * FROM guilds ORDER BY id").fetchall()
-    db.close()
-    return result
 
 
 async def installed_then_changed(world: World) -> None:
@@ -45,7 +39,7 @@ async def test_rollback_brings_back_code_and_data(world: World, target: str) -> 
     finally:
         bot.close()
     assert world.head() == world.tag_commit("v1.0.0")
-    assert guilds(world) == [(1, "!"), (2, "?")]
+    assert guilds(world.deploy) == [(1, "!"), (2, "?")]
     assert (world.deploy / ".env").read_text() == ENV_SECRET
     assert session.update_type is UpdateType.ROLLBACK
     assert session.status is UpdateStatus.COMPLETED
@@ -57,7 +51,7 @@ async def test_keeping_todays_config(world: World) -> None:
     await installed_then_changed(world)
     async with await ReleaseManager.open(world.deploy) as manager:
         await manager.rollback_to_version("previous", {**YES, "restore_config": False})
-    assert guilds(world) == [(1, "!"), (2, "?")]
+    assert guilds(world.deploy) == [(1, "!"), (2, "?")]
     assert (world.deploy / ".env").read_text() == "DISCORD_TOKEN=rotated\n"
 
 
@@ -70,7 +64,7 @@ async def test_no_backup_of_the_target_needs_force(world: World) -> None:
         assert world.head() == world.tag_commit("v1.10.0")
         session = await manager.rollback_to_version("1.9.0", {**YES, "force": True})
     assert world.head() == world.tag_commit("v1.9.0")
-    assert guilds(world)[0] == (1, "new")  # the data stayed
+    assert guilds(world.deploy)[0] == (1, "new")  # the data stayed
     assert any("data was left as it was" in w for w in session.warnings)
 
 
@@ -113,7 +107,7 @@ async def test_failed_restore_undoes_the_rollback(
             await manager.rollback_to_version("previous", YES)
         session, _ = await manager.journal()
     assert world.head() == world.tag_commit("v1.10.0")
-    assert guilds(world)[0] == (1, "new")
+    assert guilds(world.deploy)[0] == (1, "new")
     assert session.status is UpdateStatus.FAILED
     assert "undone" in (session.error_message or "")
 

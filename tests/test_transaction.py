@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +18,7 @@ from gitrelease.errors import ConfirmationRequired
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import UpdateStatus
 from gitrelease.reports import InstallPlan
-from tests.conftest import World, git
+from tests.conftest import World, git, guilds, kill_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -46,12 +44,6 @@ def fingerprint(world: World) -> dict[str, str]:
     names = [".env", "data/app.db", "bot.py", "pyproject.toml"]
     return {n: hashlib.sha256((world.deploy / n).read_bytes()).hexdigest() for n in names}
 
-
-def guilds(world: World) -> list[tuple]:
-    with sqlite3.connect(world.deploy / "data" / "app.db") as db:
-        result = db.execute("SELECT * FROM guilds ORDER BY id").fetchall()
-    db.close()
-    return result
 
 
 async def test_passing_commands_complete_the_install_and_are_logged(world: World) -> None:
@@ -122,7 +114,7 @@ async def test_post_update_command_that_breaks_the_database_is_undone(world: Wor
     finally:
         bot.close()
     assert "migration 7 failed" in caught.value.message
-    assert guilds(world) == [(1, "!"), (2, "?")]
+    assert guilds(world.deploy) == [(1, "!"), (2, "?")]
     assert world.head() == world.tag_commit("v1.0.0")
     after = fingerprint(world)
     assert after[".env"] == before[".env"] and after["bot.py"] == before["bot.py"]
@@ -168,17 +160,7 @@ def test_kill_9_at_each_step_after_the_checkout_is_settled(
               "c.execute(\"UPDATE guilds SET prefix = 'migrated'\"); c.commit()")
     release_with(world, "1.11.0", post_update_command=[PY, "-c", script],
                  health_check_command=[PY, "-c", "print('ok')"])
-    marker = world.base / "paused"
-    process = subprocess.Popen(
-        [PY, "-m", "gitrelease", "--root", str(world.deploy), "install", "--type", "bot"],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "GITRELEASE_PAUSE_AT": point, "GITRELEASE_PAUSE_MARKER": str(marker)})
-    deadline = time.time() + 60
-    while not marker.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    assert marker.exists(), f"never reached {point}"
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    kill_at(world.deploy, point, "install", "--type", "bot")
     result = subprocess.run(
         [PY, "-m", "gitrelease", "--root", str(world.deploy), "--json", "status", "--history",
          "--no-metrics"], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
@@ -187,7 +169,7 @@ def test_kill_9_at_each_step_after_the_checkout_is_settled(
     assert world.head() == world.tag_commit(head_tag)
     expected = [(1, "migrated"), (2, "migrated")] if status == "completed" else [
         (1, "!"), (2, "?")]
-    assert guilds(world) == expected
+    assert guilds(world.deploy) == expected
 
 
 async def test_dry_run_lists_no_release_commands(world: World) -> None:
