@@ -31,6 +31,7 @@ __all__ = [
     "install_requirements",
     "installed_versions",
     "newest_versions",
+    "pinned",
     "pip_check",
     "read_requirements",
     "restore_freeze",
@@ -175,8 +176,7 @@ def install_requirements(
 
 def restore_freeze(python: str, frozen: str, *, log: Path, timeout: float) -> None:
     """Put the environment back to a `pip freeze` exactly: pinned versions, extras removed."""
-    wanted = {canonicalize_name(line.split("==")[0]): line for line in frozen.splitlines()
-              if "==" in line and not line.startswith("#")}
+    wanted = {name: f"{name}=={version}" for name, version in pinned(frozen).items()}
     with tempfile.TemporaryDirectory() as scratch:
         listing = Path(scratch) / "frozen.txt"
         listing.write_text("".join(f"{line}\n" for line in wanted.values()))
@@ -184,7 +184,7 @@ def restore_freeze(python: str, frozen: str, *, log: Path, timeout: float) -> No
                       log=log)
     if result.returncode != 0:
         raise _fail("reinstalling the saved packages", result)
-    extra = [name for name in _frozen_names(freeze(python)) if name not in wanted]
+    extra = [name for name in pinned(freeze(python)) if name not in wanted]
     if extra:
         result = _pip(python, ["uninstall", "--yes", *extra], timeout=timeout, log=log)
         if result.returncode != 0:
@@ -199,9 +199,12 @@ def pip_check(python: str) -> list[str]:
     return [line.strip() for line in result.stdout.splitlines() if line.strip()]
 
 
-def _frozen_names(text: str) -> list[str]:
-    return [canonicalize_name(line.split("==")[0]) for line in text.splitlines()
-            if "==" in line and not line.startswith("#")]
+def pinned(frozen: str) -> dict[str, str]:
+    """name -> version of the `==` lines of a `pip freeze`."""
+    return {canonicalize_name(line.split("==")[0]): line.split("==", 1)[1].strip()
+            for line in frozen.splitlines() if "==" in line and not line.startswith("#")}
+
+
 
 
 def requirement_diff(old: Requirements, new: Requirements) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class Rollback:
             update_type=UpdateType.ROLLBACK, status=UpdateStatus.CHECKING, progress=0,
             started_at=utcnow(), completed_at=None, target_version=target.label,
             current_version=snap.current.text, error_message=None, steps_completed=[],
-            total_steps=5, rollback_available=True, initiated_by=opts.initiated_by,
+            total_steps=6, rollback_available=True, initiated_by=opts.initiated_by,
             from_commit=snap.current.commit, to_commit=target.commit, target_tag=target.tag,
             warnings=warnings)
         await store.create_session(session)
@@ -138,8 +138,13 @@ class Rollback:
                        target.commit)
             await step("verify", UpdateStatus.INSTALLING, 70, self._verify, target)
             if target.backup is not None:
-                await step("restore", UpdateStatus.INSTALLING, 95, self._restore, store,
+                await step("restore", UpdateStatus.INSTALLING, 90, self._restore, store,
                            target.backup, opts)
+                frozen = await self._frozen_then(store, target.backup)
+                if frozen is not None:
+                    await step.note("freeze", await self.m._in_thread(self.installer._freeze))
+                    await step("packages", UpdateStatus.INSTALLING, 97, self._packages,
+                               session, frozen)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
             undo = await self.installer._undo(store, session, branch, step.started, message)
@@ -206,6 +211,25 @@ class Rollback:
         if target.tag is not None and now.tag is None:
             raise VerificationFailed(f"after checkout the version is {now.text}, "
                                      f"not {target.label}")
+
+    async def _frozen_then(self, store: IndexStore, backup: Backup) -> str | None:
+        """The package set recorded with the backup, if it differs from what is installed."""
+        from gitrelease.packages import pinned
+
+        then = (await store.backup_manifest(backup)).get("pip_freeze")
+        if not then:
+            return None
+        now = await self.m._in_thread(self.installer._freeze)
+        return then if pinned(then) != pinned(now) else None
+
+    def _packages(self, session: UpdateSession, frozen: str) -> None:
+        from gitrelease.packages import restore_freeze
+        from gitrelease.sources import Layout
+
+        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        restore_freeze(self.m.python_executable(), frozen,
+                       log=layout.logs_dir / f"{session.id}.log",
+                       timeout=self.m.settings.pip_timeout)
 
     async def _restore(self, store: IndexStore, backup: Backup, opts: RollbackOptions) -> None:
         from gitrelease.restore import RestoreOptions, restore

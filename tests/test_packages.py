@@ -245,3 +245,17 @@ async def test_requires_python_mismatch_is_refused(deployment: tuple[World, Path
         with pytest.raises(PythonVersionMismatch):
             await manager.install_updates("dependencies", {})
     assert freeze(venv) == before
+
+
+async def test_rollback_brings_back_the_package_set_of_the_backup(
+    deployment: tuple[World, Path],
+) -> None:
+    world, venv = deployment
+    before = freeze(venv)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        await manager.install_updates("all", {})
+        assert "tinyalpha==2.0" in freeze(venv)
+        session = await manager.rollback_to_version("previous", {"confirm": True})
+    assert world.head() == world.tag_commit("v1.11.0")
+    assert freeze(venv) == before
+    assert session.steps_completed[-1] == "packages"
