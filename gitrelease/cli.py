@@ -40,6 +40,7 @@ _FLAG_FOR_FIELD = {
     "time_range": "--range", "backup_type": "--type", "restore_type": "--type",
     "description": "--description", "limit": "--limit", "sort_by": "--sort",
     "confirm": "--yes", "backup_id": "ID", "target_version": "TARGET",
+    "setting_category": "CATEGORY", "setting_name": "NAME", "setting_value": "VALUE",
 }
 _FLAG_FOR_FIELD_IN = {"install": {"backup_name": "--backup-name"},
                       "backup": {"backup_name": "--name"}}
@@ -104,6 +105,22 @@ def _parser() -> argparse.ArgumentParser:
                           help="roll back the code even without a backup of that release")
 
     _backup_parser(commands)
+
+    settings = commands.add_parser("settings", help="show and change settings")
+    settings_actions = settings.add_subparsers(dest="action", metavar="ACTION",
+                                               parser_class=_Parser)
+    settings_actions.required = True
+    show = settings_actions.add_parser("show", help="each value and the layer it comes from")
+    show.add_argument("category", nargs="?", metavar="CATEGORY",
+                      help="update, backup, notification or schedule")
+    change = settings_actions.add_parser("set", help="set a runtime value (data/settings.toml)")
+    change.add_argument("category", metavar="CATEGORY")
+    change.add_argument("name", metavar="NAME")
+    change.add_argument("value", metavar="VALUE", help="true/false, a number, text, or a list "
+                        "as a,b,c or a JSON array")
+    reset = settings_actions.add_parser("reset", help="remove a runtime value")
+    reset.add_argument("category", metavar="CATEGORY")
+    reset.add_argument("name", metavar="NAME")
 
     demo = commands.add_parser("demo", help="build a throw-away deployment and show "
                                "check -> install -> status on it")
@@ -307,6 +324,35 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_settings(args: argparse.Namespace) -> int:
+    async def show(manager: ReleaseManager) -> list[dict[str, Any]]:
+        return manager.settings_view(args.category)
+
+    if args.action == "show":
+        rows = _run(args, show)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        else:
+            for row in rows:
+                value = _redacted(row["name"], row["value"])
+                print(f"{row['category']:<12} {row['name']:<32} {value!s:<24} "
+                      f"({row['source']})")
+        return 0
+    value = args.value if args.action == "set" else None
+    change = _run(args, lambda m: m.change_setting(args.category, args.name, value,
+                                                   actor=_actor()))
+    if args.json:
+        _print_json(change.to_dict())
+    else:
+        print(f"{change.category}.{change.name}: {_redacted(change.name, change.previous)} -> "
+              f"{_redacted(change.name, change.new)} (now from {change.source})")
+    return 0
+
+
+def _redacted(name: str, value: Any) -> Any:
+    return "(set)" if name.endswith("_command") and value else value
+
+
 def _cmd_backup(args: argparse.Namespace) -> int:
     progress = _ProgressBar() if not args.json and sys.stderr.isatty() else None
     work = _backup_work(args, _actor(), progress)
@@ -396,6 +442,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "status": _cmd_status,
     "journal": _cmd_journal,
     "rollback": _cmd_rollback,
+    "settings": _cmd_settings,
     "backup": _cmd_backup,
     "demo": _cmd_demo,
 }

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from gitrelease.models import Backup
     from gitrelease.restore import RestoreOptions, RestoreResult
     from gitrelease.rollback import RollbackOptions
+    from gitrelease.settings_edit import SettingChange
     from gitrelease.store import IndexStore, JournalStep
 
 # The lock (filelock), the index (aiosqlite) and host metrics (psutil) are imported where
@@ -264,6 +265,41 @@ class ReleaseManager:
         rollback.check_target(target_version)
         async with self._exclusive("rollback", opts.initiated_by, target_version) as store:
             return await rollback.run(store, target_version, opts, progress)
+
+    # -- settings --------------------------------------------------------------------------
+
+    def settings_view(self, category: str | None = None) -> list[dict[str, Any]]:
+        """Every setting (of one category) with its value and the layer it comes from."""
+        from gitrelease.settings import CATEGORIES, schema
+
+        if category is not None and category not in CATEGORIES:
+            raise InvalidInput("setting_category", category, CATEGORIES)
+        return [{"category": spec.category, "name": name, "value": self.settings.get(name),
+                 "default": spec.default, "source": self.loaded.sources[name],
+                 "allowed": spec.allowed(), "description": spec.description}
+                for name, spec in schema().items() if category in (None, spec.category)]
+
+    async def change_setting(
+        self, category: str, name: str, value: str | None, *, actor: str = "system"
+    ) -> SettingChange:
+        """Set a runtime setting from text, or reset it with `value` None; audited."""
+        from gitrelease.settings_edit import change_setting, parse_value, spec_for
+
+        if value is not None:
+            if not isinstance(value, str):
+                raise InvalidInput("setting_value", value, "text")
+            parse_value(spec_for(category, name), value)  # bad input changes nothing
+        else:
+            spec_for(category, name)
+        change = await self._in_thread(change_setting, self.root, self.data_dir, category,
+                                       name, value)
+        self.loaded = await self._in_thread(load_settings, self.root, self.data_dir)
+        store = await self.index()
+        await store.audit(actor, "settings_reset" if value is None else "settings_set",
+                          f"{category}.{name}", "completed",
+                          {"previous": _shown(name, change.previous),
+                           "new": _shown(name, change.new)})
+        return change
 
     # -- backups ---------------------------------------------------------------------------
 
@@ -561,6 +597,11 @@ class ReleaseManager:
     @staticmethod
     async def _in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(func, *args, **kwargs)
+
+
+def _shown(name: str, value: Any) -> Any:
+    """A setting's value as it may be written to the audit log (never a command's secrets)."""
+    return "(set)" if name.endswith("_command") and value else value
 
 
 def _own_version() -> str:
