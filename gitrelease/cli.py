@@ -106,6 +106,24 @@ def _parser() -> argparse.ArgumentParser:
 
     _backup_parser(commands)
 
+    schedule = commands.add_parser("schedule", help="automatic updates")
+    schedule_actions = schedule.add_subparsers(dest="action", metavar="ACTION",
+                                               parser_class=_Parser)
+    schedule_actions.required = True
+    add = schedule_actions.add_parser("add", help="a new schedule")
+    add.add_argument("--type", required=True, metavar="daily|weekly|monthly|custom")
+    add.add_argument("--time", metavar="HH:MM", help="in the timezone setting")
+    add.add_argument("--days", metavar="D1,D2", help="weekdays, days of the month, or a "
+                     "5-field cron expression for custom")
+    add.add_argument("--update-types", required=True, metavar="T1,T2",
+                     help="bot, packages, config, dependencies, or all")
+    add.add_argument("--disabled", action="store_true", help="add it switched off")
+    schedule_actions.add_parser("list", help="schedules with their next run")
+    for action in ("remove", "enable", "disable"):
+        one = schedule_actions.add_parser(action, help=f"{action} a schedule")
+        one.add_argument("id", metavar="ID")
+    schedule_actions.add_parser("run-due", help="run what is due (for cron or a systemd timer)")
+
     settings = commands.add_parser("settings", help="show and change settings")
     settings_actions = settings.add_subparsers(dest="action", metavar="ACTION",
                                                parser_class=_Parser)
@@ -324,6 +342,45 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_schedule(args: argparse.Namespace) -> int:
+    actor = _actor()
+    work: Callable[[ReleaseManager], Any]
+    if args.action == "add":
+        work = lambda m: m.add_schedule(  # noqa: E731
+            args.type, args.time, args.days, args.update_types, not args.disabled, actor=actor)
+    elif args.action == "list":
+        work = lambda m: m.list_schedules()  # noqa: E731
+    elif args.action == "remove":
+        work = lambda m: m.remove_schedule(args.id, actor=actor)  # noqa: E731
+    elif args.action in ("enable", "disable"):
+        work = lambda m: m.set_schedule_enabled(  # noqa: E731
+            args.id, args.action == "enable", actor=actor)
+    else:
+        work = lambda m: m.run_due_schedules()  # noqa: E731
+    result = _run(args, work)
+    if args.json:
+        _print_json([s.to_dict() for s in result] if isinstance(result, list)
+                    else result.to_dict())
+    elif isinstance(result, list):
+        for s in result or []:
+            state = "enabled" if s.enabled else "disabled"
+            print(f"{s.id}  {s.schedule_type.value:<8} {s.update_time} "
+                  f"{','.join(s.update_days) or '-':<20} "
+                  f"{','.join(t.value for t in s.update_types):<24} {state:<9} next: "
+                  f"{s.next_run:%Y-%m-%d %H:%M} UTC" if s.next_run else f"{s.id} {state}")
+        if not result:
+            print("No schedules.")
+    elif args.action == "run-due":
+        print(f"ran {len(result.ran)}, skipped {len(result.skipped)}")
+        for item in result.ran:
+            print(f"  {item['schedule']}: {item['outcome']}")
+    else:
+        print(f"{result.id}: {args.action} done; next run "
+              f"{result.next_run:%Y-%m-%d %H:%M} UTC" if result.next_run else
+              f"{result.id}: {args.action} done")
+    return 0
+
+
 def _cmd_settings(args: argparse.Namespace) -> int:
     async def show(manager: ReleaseManager) -> list[dict[str, Any]]:
         return manager.settings_view(args.category)
@@ -443,6 +500,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "journal": _cmd_journal,
     "rollback": _cmd_rollback,
     "settings": _cmd_settings,
+    "schedule": _cmd_schedule,
     "backup": _cmd_backup,
     "demo": _cmd_demo,
 }

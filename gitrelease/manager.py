@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -49,9 +49,10 @@ if TYPE_CHECKING:
         PruneResult,
         ReleasePoint,
     )
-    from gitrelease.models import Backup
+    from gitrelease.models import Backup, UpdateSchedule
     from gitrelease.restore import RestoreOptions, RestoreResult
     from gitrelease.rollback import RollbackOptions
+    from gitrelease.scheduler import RunReport
     from gitrelease.settings_edit import SettingChange
     from gitrelease.store import IndexStore, JournalStep
 
@@ -265,6 +266,40 @@ class ReleaseManager:
         rollback.check_target(target_version)
         async with self._exclusive("rollback", opts.initiated_by, target_version) as store:
             return await rollback.run(store, target_version, opts, progress)
+
+    # -- schedules -------------------------------------------------------------------------
+
+    async def add_schedule(
+        self, schedule_type: str, update_time: str | None = None, update_days: str | None = None,
+        update_types: str = "all", enabled: bool = True, *, actor: str = "system",
+    ) -> UpdateSchedule:
+        """A daily, weekly, monthly or custom automatic update, in the configured time zone."""
+        from gitrelease.scheduler import Scheduler
+
+        return await Scheduler(self).add(schedule_type, update_time, update_days, update_types,
+                                         enabled, actor)
+
+    async def list_schedules(self) -> list[UpdateSchedule]:
+        store = await self.existing_index()
+        return await store.list_schedules() if store else []
+
+    async def set_schedule_enabled(
+        self, schedule_id: str, enabled: bool, *, actor: str = "system"
+    ) -> UpdateSchedule:
+        from gitrelease.scheduler import Scheduler
+
+        return await Scheduler(self).set_enabled(schedule_id, enabled, actor)
+
+    async def remove_schedule(self, schedule_id: str, *, actor: str = "system") -> UpdateSchedule:
+        from gitrelease.scheduler import Scheduler
+
+        return await Scheduler(self).remove(schedule_id, actor)
+
+    async def run_due_schedules(self, now: datetime | None = None) -> RunReport:
+        """Run every schedule that is due (claimed first: never twice by two runners)."""
+        from gitrelease.scheduler import Scheduler
+
+        return await Scheduler(self).run_due(now)
 
     # -- settings --------------------------------------------------------------------------
 
@@ -498,6 +533,10 @@ class ReleaseManager:
         completed = counts.get(UpdateStatus.COMPLETED.value, 0)
         failed = counts.get(UpdateStatus.FAILED.value, 0)
         finished = completed + failed
+        analytics = await store.session_analytics(since) if store else {}
+        schedules = await store.list_schedules() if store else []
+        upcoming = min((s.next_run for s in schedules if s.enabled and s.next_run),
+                       default=None)
         stats = {
             "time_range": time_range,
             "total": sum(counts.values()),
@@ -505,6 +544,11 @@ class ReleaseManager:
             "completed": completed,
             "failed": failed,
             "success_rate": round(completed / finished * 100, 1) if finished else None,
+            "by_type": analytics.get("by_type", {}),
+            "rollbacks": sum(analytics.get("by_type", {}).get("rollback", {}).values()),
+            "mean_duration_seconds": analytics.get("mean_duration_seconds"),
+            "longest_duration_seconds": analytics.get("longest_duration_seconds"),
+            "next_scheduled_run": upcoming.isoformat() if upcoming else None,
         }
         version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
         python, python_warnings = await self._in_thread(self._python_text)
@@ -514,7 +558,8 @@ class ReleaseManager:
         disk: dict[str, Any] = {}
         memory: dict[str, Any] = {}
         if show_metrics:
-            disk = await self._in_thread(system.disk_usage, self.root, self.data_dir)
+            disk = await self._in_thread(system.disk_usage, self.root, self.data_dir,
+                                         self.settings.min_disk_space_mb)
             memory = await self._in_thread(system.memory_usage, self.data_dir)
         return SystemInfo(
             version=snap.current.text, python_version=python,
@@ -544,6 +589,7 @@ class ReleaseManager:
             "stored_bytes": sum(b.compressed_size or 0 for b in completed),
             "latest": completed[0].id if completed else None,
             "latest_at": completed[0].created_at.isoformat() if completed else None,
+            "newest_verified": next((b.id for b in completed if b.verified_at), None),
         }
 
     def _version_file(self, snap: ReleaseSnapshot) -> tuple[str | None, bool | None, list[str]]:

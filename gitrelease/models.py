@@ -254,6 +254,7 @@ class UpdateSchedule:
     last_run: datetime | None
     next_run: datetime | None
     max_backups_to_keep: int
+    last_outcome: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -269,6 +270,7 @@ class UpdateSchedule:
             "last_run": isoformat(self.last_run),
             "next_run": isoformat(self.next_run),
             "max_backups_to_keep": self.max_backups_to_keep,
+            "last_outcome": self.last_outcome,
         }
 
 

@@ -40,9 +40,7 @@ CATEGORIES = ("update", "backup", "notification", "schedule")
 INERT = (
     "auto_updates_enabled", "update_check_interval", "notify_on_completion", "auto_restart",
     "restart_method", "restart_command",
-    "timezone", "test_updates", "verify_downloads", "log_level",
-    "max_log_files", "log_rotation_size", "scheduling_enabled",
-    "default_time", "max_schedules", "allowed_update_types", "require_backup_before_schedule",
+    "test_updates", "verify_downloads", "log_level", "max_log_files", "log_rotation_size",
     "update_start_notifications", "update_progress_notifications",
     "update_completion_notifications", "error_notifications", "backup_notifications",
     "notify_channels",
@@ -222,6 +220,9 @@ class Settings:
         "schedule", "update types a schedule may run"))
     require_backup_before_schedule: bool = field(default=True, metadata=_meta(
         "schedule", "take a backup before every scheduled update"))
+    schedule_grace_minutes: int = field(default=60, metadata=_meta(
+        "schedule", "a run missed by more than this (the bot was down) is skipped, not run late",
+        minimum=1, maximum=7 * 24 * 60))
     # -- notification ---------------------------------------------------------------------
     update_start_notifications: bool = field(default=True, metadata=_meta(
         "notification", "announce updates when they start"))

@@ -26,6 +26,8 @@ from gitrelease.models import (
     Backup,
     BackupStatus,
     BackupType,
+    ScheduleType,
+    UpdateSchedule,
     UpdateSession,
     UpdateStatus,
     UpdateType,
@@ -122,6 +124,24 @@ _MIGRATIONS: Sequence[str] = (
         files TEXT NOT NULL
     );
     """,
+    # 4: update schedules; a runner claims a due run by moving next_run (compare-and-set)
+    """
+    CREATE TABLE schedules (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        schedule_type TEXT NOT NULL,
+        update_time TEXT,
+        update_days TEXT NOT NULL,
+        update_types TEXT NOT NULL,
+        enabled INTEGER NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        last_run TEXT,
+        next_run TEXT,
+        max_backups_to_keep INTEGER NOT NULL,
+        last_outcome TEXT
+    );
+    """,
 )
 
 _SESSION_COLUMNS = (
@@ -164,6 +184,7 @@ class IndexStore(Protocol):
     async def steps(self, session_id: str) -> list[JournalStep]: ...
     async def session_counts(self, since: datetime | None = None) -> dict[str, int]: ...
     async def last_completed(self) -> UpdateSession | None: ...
+    async def session_analytics(self, since: datetime | None = None) -> dict[str, Any]: ...
     async def audit(
         self, actor: str, action: str, target: str | None, outcome: str,
         detail: dict[str, Any] | None = None,
@@ -175,6 +196,12 @@ class IndexStore(Protocol):
     async def delete_backup(self, backup_id: str) -> None: ...
     async def backups_in_use(self) -> set[str]: ...
     async def backup_manifest(self, backup: Backup) -> dict[str, Any]: ...
+    async def save_schedule(self, schedule: UpdateSchedule) -> None: ...
+    async def list_schedules(self) -> list[UpdateSchedule]: ...
+    async def delete_schedule(self, schedule_id: str) -> bool: ...
+    async def claim_schedule(
+        self, schedule_id: str, due: datetime, following: datetime | None
+    ) -> bool: ...
 
 
 # A session that found nothing to do starts and ends at the same commit.
@@ -333,6 +360,29 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return {status: count for status, count in rows}
 
+    async def session_analytics(self, since: datetime | None = None) -> dict[str, Any]:
+        """Counts by type and outcome and durations, computed by SQL over the journal."""
+        where, params = (f"WHERE {_CHANGED} AND started_at >= ?", (_ts(since),)) if since \
+            else (f"WHERE {_CHANGED}", ())
+        seconds = "(julianday(completed_at) - julianday(started_at)) * 86400.0"
+        async with self._db.execute(
+            f"SELECT update_type, status, COUNT(*), AVG({seconds}), MAX({seconds}) "  # noqa: S608
+            f"FROM update_sessions {where} GROUP BY update_type, status", params,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        by_type: dict[str, dict[str, int]] = {}
+        total = weighted = 0.0
+        longest = None
+        for kind, status, count, mean, most in rows:
+            by_type.setdefault(kind, {})[status] = count
+            if mean is not None:
+                total += count
+                weighted += mean * count
+                longest = most if longest is None else max(longest, most)
+        return {"by_type": by_type,
+                "mean_duration_seconds": round(weighted / total, 3) if total else None,
+                "longest_duration_seconds": round(longest, 3) if longest is not None else None}
+
     async def _select_sessions(
         self, clause: str, params: Sequence[Any]
     ) -> list[UpdateSession]:
@@ -465,3 +515,53 @@ class SQLiteStore:
             metadata=json.loads(row[12]), tag=row[13], commit=row[14], keep=bool(row[15]),
             verified_at=_dt(row[16]), problem=row[17], deleting=bool(row[18]),
         )
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def save_schedule(self, schedule: UpdateSchedule) -> None:
+        row = (
+            schedule.id, schedule.name, schedule.schedule_type.value, schedule.update_time,
+            json.dumps(schedule.update_days), json.dumps([t.value for t in schedule.update_types]),
+            int(schedule.enabled), schedule.created_by, _ts(schedule.created_at),
+            _ts(schedule.last_run) if schedule.last_run else None,
+            _ts(schedule.next_run) if schedule.next_run else None,
+            schedule.max_backups_to_keep, schedule.last_outcome,
+        )
+        await self._db.execute(
+            "INSERT INTO schedules (id, name, schedule_type, update_time, update_days, "
+            "update_types, enabled, created_by, created_at, last_run, next_run, "
+            "max_backups_to_keep, last_outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "update_time = excluded.update_time, update_days = excluded.update_days, "
+            "update_types = excluded.update_types, enabled = excluded.enabled, "
+            "last_run = excluded.last_run, next_run = excluded.next_run, "
+            "last_outcome = excluded.last_outcome", row)
+
+    async def list_schedules(self) -> list[UpdateSchedule]:
+        async with self._db.execute(
+            "SELECT id, name, schedule_type, update_time, update_days, update_types, enabled, "
+            "created_by, created_at, last_run, next_run, max_backups_to_keep, last_outcome "
+            "FROM schedules ORDER BY created_at, id") as cursor:
+            rows = await cursor.fetchall()
+        return [UpdateSchedule(
+            id=r[0], name=r[1], schedule_type=ScheduleType(r[2]), update_time=r[3],
+            update_days=json.loads(r[4]), update_types=[UpdateType(t) for t in json.loads(r[5])],
+            enabled=bool(r[6]), created_by=r[7], created_at=datetime.fromisoformat(r[8]),
+            last_run=_dt(r[9]), next_run=_dt(r[10]), max_backups_to_keep=r[11],
+            last_outcome=r[12]) for r in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        cursor = await self._db.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        return cursor.rowcount > 0
+
+    async def claim_schedule(
+        self, schedule_id: str, due: datetime, following: datetime | None
+    ) -> bool:
+        """Take the run due at `due` by moving next_run on: true for exactly one runner,
+        however many try at once. A runner that dies after this loses that one run rather
+        than holding the schedule forever."""
+        cursor = await self._db.execute(
+            "UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ?",
+            (_ts(following) if following else None, schedule_id, _ts(due)))
+        return cursor.rowcount == 1

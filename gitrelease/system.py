@@ -18,9 +18,11 @@ __all__ = ["PID_FILE", "disk_usage", "memory_usage", "uptime"]
 PID_FILE = "bot.pid"
 
 
-def disk_usage(root: Path, data_dir: Path) -> dict[str, Any]:
+def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0) -> dict[str, Any]:
     usage = shutil.disk_usage(root)
     return {
+        "min_free_bytes": min_free_mb * 1024 * 1024,
+        "enough_free": usage.free >= min_free_mb * 1024 * 1024,
         "total_bytes": usage.total,
         "used_bytes": usage.used,
         "free_bytes": usage.free,

@@ -1,0 +1,140 @@
+"""Schedules in the index, and the runner that installs what is due.
+
+`run_due` is what a cron job or systemd timer calls (`gitrelease schedule run-due`) and what
+the bot's loop will call: each due schedule is claimed in the index first (compare-and-set
+on its `next_run`), so two runners started together never run one schedule twice. A run
+missed by more than `schedule_grace_minutes` (the bot was down) is skipped and logged.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from gitrelease.errors import GitReleaseError, InvalidInput
+from gitrelease.models import UpdateSchedule, UpdateType, utcnow
+from gitrelease.schedule import next_run, parse_request
+
+if TYPE_CHECKING:
+    from gitrelease.manager import ReleaseManager
+
+__all__ = ["RunReport", "Scheduler"]
+
+
+@dataclass
+class RunReport:
+    now: datetime
+    ran: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"now": self.now.isoformat(), "ran": self.ran, "skipped": self.skipped}
+
+
+class Scheduler:
+    def __init__(self, manager: ReleaseManager) -> None:
+        self.m = manager
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.m.settings.timezone)
+
+    async def add(
+        self, schedule_type: str, update_time: str | None, update_days: str | None,
+        update_types: str, enabled: bool, actor: str,
+    ) -> UpdateSchedule:
+        settings = self.m.settings
+        request = parse_request(schedule_type, update_time, update_days, update_types,
+                                enabled, default_time=settings.default_time,
+                                allowed_types=settings.allowed_update_types)
+        store = await self.m.index()
+        existing = await store.list_schedules()
+        if len(existing) >= settings.max_schedules:
+            raise InvalidInput("schedule_type", schedule_type,
+                               f"at most {settings.max_schedules} schedules (max_schedules)",
+                               reason="remove one first")
+        now = utcnow()
+        schedule = UpdateSchedule(
+            id=f"sch_{uuid.uuid4().hex[:8]}", name=f"{request.schedule_type.value} "
+            f"{request.update_time}", schedule_type=request.schedule_type,
+            update_time=request.update_time, update_days=request.update_days,
+            update_types=request.update_types, enabled=request.enabled, created_by=actor,
+            created_at=now, last_run=None, next_run=None,
+            max_backups_to_keep=settings.max_backups)
+        schedule.next_run = next_run(schedule, now, self.zone)
+        await store.save_schedule(schedule)
+        await store.audit(actor, "schedule_add", schedule.id, "completed", schedule.to_dict())
+        return schedule
+
+    async def get(self, schedule_id: str) -> UpdateSchedule:
+        store = await self.m.existing_index()
+        found = [s for s in (await store.list_schedules() if store else [])
+                 if s.id == schedule_id]
+        if not found:
+            raise InvalidInput("schedule_id", schedule_id, "an id listed by `schedule list`",
+                               reason="no such schedule")
+        return found[0]
+
+    async def set_enabled(self, schedule_id: str, enabled: bool, actor: str) -> UpdateSchedule:
+        schedule = await self.get(schedule_id)
+        schedule.enabled = enabled
+        schedule.next_run = next_run(schedule, utcnow(), self.zone)
+        store = await self.m.index()
+        await store.save_schedule(schedule)
+        await store.audit(actor, "schedule_enable" if enabled else "schedule_disable",
+                          schedule.id, "completed")
+        return schedule
+
+    async def remove(self, schedule_id: str, actor: str) -> UpdateSchedule:
+        schedule = await self.get(schedule_id)
+        store = await self.m.index()
+        await store.delete_schedule(schedule.id)
+        await store.audit(actor, "schedule_remove", schedule.id, "completed")
+        return schedule
+
+    async def run_due(self, now: datetime | None = None) -> RunReport:
+        moment = now or utcnow()
+        report = RunReport(moment)
+        store = await self.m.existing_index()
+        if store is None or not self.m.settings.scheduling_enabled:
+            return report
+        grace = timedelta(minutes=self.m.settings.schedule_grace_minutes)
+        for schedule in await store.list_schedules():
+            due = schedule.next_run
+            if not schedule.enabled or due is None or due > moment:
+                continue
+            schedule.next_run = next_run(schedule, moment, self.zone)
+            if not await store.claim_schedule(schedule.id, due, schedule.next_run):
+                continue  # another runner took it
+            if moment - due > grace:
+                late = int((moment - due).total_seconds() // 60)
+                schedule.last_outcome = f"skipped: missed by {late} minutes"
+                report.skipped.append({"schedule": schedule.id, "due": due.isoformat()})
+            else:
+                schedule.last_run = moment
+                schedule.last_outcome = await self._run(schedule)
+                report.ran.append({"schedule": schedule.id, "due": due.isoformat(),
+                                   "outcome": schedule.last_outcome})
+            await store.save_schedule(schedule)
+            await store.audit(f"schedule:{schedule.id}", "schedule_run", schedule.id,
+                              schedule.last_outcome or "")
+        return report
+
+    async def _run(self, schedule: UpdateSchedule) -> str:
+        """Install each of the schedule's types in turn (bot first); stop at a failure."""
+        outcomes = []
+        for kind in schedule.update_types:
+            if kind is UpdateType.ALL:
+                continue
+            try:
+                session = await self.m.install_updates(kind.value, {
+                    "backup_before": self.m.settings.require_backup_before_schedule,
+                    "initiated_by": f"schedule:{schedule.id}"})
+            except GitReleaseError as exc:
+                outcomes.append(f"{kind.value}: failed ({exc.code})")
+                break
+            outcomes.append(f"{kind.value}: {session.status.value}")  # type: ignore[union-attr]
+        return "; ".join(outcomes)

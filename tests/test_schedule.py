@@ -1,0 +1,178 @@
+"""Schedules: next runs across DST and month ends, and run-due exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from gitrelease.cli import main
+from gitrelease.errors import InvalidInput
+from gitrelease.manager import ReleaseManager
+from gitrelease.models import ScheduleType, UpdateSchedule, UpdateType
+from gitrelease.schedule import next_run
+from tests.conftest import World
+
+LONDON = ZoneInfo("Europe/London")
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def schedule(kind: ScheduleType, at: str, days: list[str]) -> UpdateSchedule:
+    return UpdateSchedule("s", "s", kind, at, days, [UpdateType.BOT], True, "t",
+                          datetime(2024, 1, 1, tzinfo=UTC), None, None, 10)
+
+
+def utc(*parts: int) -> datetime:
+    return datetime(*parts, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("zone", "kind", "at", "days", "after", "expected"), [
+    # London springs forward 2024-03-31 01:00 -> 02:00: 01:30 does not exist, 02:00 runs.
+    (LONDON, ScheduleType.DAILY, "01:30", [], utc(2024, 3, 30, 12), utc(2024, 3, 31, 1, 0)),
+    (LONDON, ScheduleType.DAILY, "01:30", [], utc(2024, 3, 31, 1, 0), utc(2024, 4, 1, 0, 30)),
+    # London falls back 2024-10-27 02:00 -> 01:00: 01:30 happens twice, it runs once.
+    (LONDON, ScheduleType.DAILY, "01:30", [], utc(2024, 10, 26, 12), utc(2024, 10, 27, 0, 30)),
+    (LONDON, ScheduleType.DAILY, "01:30", [], utc(2024, 10, 27, 0, 30),
+     utc(2024, 10, 28, 1, 30)),
+    # New York springs forward 2024-03-10 02:00 -> 03:00.
+    (NEW_YORK, ScheduleType.DAILY, "02:30", [], utc(2024, 3, 9, 12), utc(2024, 3, 10, 7, 0)),
+    (NEW_YORK, ScheduleType.DAILY, "03:00", [], utc(2024, 11, 2, 12), utc(2024, 11, 3, 8, 0)),
+    (LONDON, ScheduleType.WEEKLY, "03:00", ["sunday", "wednesday"], utc(2024, 2, 1),
+     utc(2024, 2, 4, 3, 0)),
+    # The 31st in a month without one runs on its last day, leap year or not.
+    (LONDON, ScheduleType.MONTHLY, "03:00", ["31"], utc(2024, 2, 1), utc(2024, 2, 29, 3, 0)),
+    (LONDON, ScheduleType.MONTHLY, "03:00", ["30"], utc(2023, 2, 1), utc(2023, 2, 28, 3, 0)),
+    (LONDON, ScheduleType.MONTHLY, "03:00", ["1", "31"], utc(2024, 4, 2), utc(2024, 4, 30, 2, 0)),
+    (LONDON, ScheduleType.CUSTOM, "04:00", ["monday", "thursday"], utc(2024, 2, 2),
+     utc(2024, 2, 5, 4, 0)),
+    (NEW_YORK, ScheduleType.CUSTOM, "00:00", ["0 4 * * 1"], utc(2024, 2, 1),
+     utc(2024, 2, 5, 9, 0)),
+])
+def test_next_run(zone: ZoneInfo, kind: ScheduleType, at: str, days: list[str],
+                  after: datetime, expected: datetime) -> None:
+    assert next_run(schedule(kind, at, days), after, zone) == expected
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (("hourly", "03:00", None, "bot"), "schedule_type"),
+    (("daily", "3am", None, "bot"), "update_time"),
+    (("daily", "24:00", None, "bot"), "update_time"),
+    (("daily", "03:00", "monday", "bot"), "update_days"),
+    (("weekly", "03:00", None, "bot"), "update_days"),
+    (("weekly", "03:00", "funday", "bot"), "update_days"),
+    (("monthly", "03:00", "0,32", "bot"), "update_days"),
+    (("custom", "03:00", "61 * * * *", "bot"), "update_days"),
+    (("daily", "03:00", None, "dependencies"), "update_types"),  # not in allowed_update_types
+    (("daily", "03:00", None, ""), "update_types"),
+    (("daily", "03:00", None, "bot,rollback"), "update_types"),
+])
+async def test_bad_schedules_change_nothing(
+    world: World, args: tuple, field: str
+) -> None:
+    before = world.state()
+    async with await ReleaseManager.open(world.deploy) as manager:
+        with pytest.raises(InvalidInput) as caught:
+            await manager.add_schedule(*args)
+    assert caught.value.field == field
+    assert world.state() == before
+
+
+async def test_max_schedules(world: World) -> None:
+    (world.deploy / "data" / "settings.toml").write_text("max_schedules = 1\n")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        await manager.add_schedule("daily", "03:00", None, "bot")
+        with pytest.raises(InvalidInput):
+            await manager.add_schedule("daily", "04:00", None, "bot")
+
+
+async def test_run_due_runs_each_due_schedule_once_even_with_two_runners(world: World) -> None:
+    (world.deploy / "data" / "settings.toml").write_text('timezone = "Europe/London"\n')
+    async with await ReleaseManager.open(world.deploy) as manager:
+        daily = await manager.add_schedule("daily", "03:00", None, "bot", actor="ops")
+        assert daily.next_run is not None
+        due = daily.next_run + timedelta(minutes=5)
+        async with await ReleaseManager.open(world.deploy) as other:
+            first, second = await asyncio.gather(manager.run_due_schedules(due),
+                                                 other.run_due_schedules(due))
+        again = await manager.run_due_schedules(due)
+        (after,) = await manager.list_schedules()
+        info = await manager.get_update_status(show_history=True, show_metrics=False)
+    assert len(first.ran) + len(second.ran) == 1
+    assert again.ran == [] and again.skipped == []
+    assert after.last_run == due and after.next_run == daily.next_run + timedelta(days=1)
+    assert after.last_outcome == "bot: completed"
+    assert world.head() == world.tag_commit("v1.10.0")
+    (session,) = info.recent_sessions
+    assert session.initiated_by == f"schedule:{daily.id}"
+    assert session.backup_id is not None  # require_backup_before_schedule
+
+
+async def test_a_run_missed_beyond_the_grace_period_is_skipped(world: World) -> None:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        daily = await manager.add_schedule("daily", "03:00", None, "bot")
+        assert daily.next_run is not None
+        report = await manager.run_due_schedules(daily.next_run + timedelta(hours=5))
+        (after,) = await manager.list_schedules()
+    assert report.ran == [] and len(report.skipped) == 1
+    assert (after.last_outcome or "").startswith("skipped: missed by 300 minutes")
+    assert world.head() == world.tag_commit("v1.0.0")
+
+
+async def test_disabled_schedules_never_run(world: World) -> None:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        added = await manager.add_schedule("daily", "03:00", None, "bot", enabled=False)
+        assert added.next_run is None
+        report = await manager.run_due_schedules(datetime.now(UTC) + timedelta(days=3))
+        enabled = await manager.set_schedule_enabled(added.id, True)
+        assert enabled.next_run is not None
+        await manager.remove_schedule(added.id)
+        assert await manager.list_schedules() == []
+    assert report.ran == []
+
+
+def test_schedule_cli(world: World, capsys: pytest.CaptureFixture[str]) -> None:
+    root = ["--root", str(world.deploy), "--json"]
+    assert main([*root, "schedule", "add", "--type", "weekly", "--time", "03:00", "--days",
+                 "sunday", "--update-types", "packages,bot"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["update_types"] == ["bot", "packages"] and added["update_days"] == ["sunday"]
+    assert main([*root, "schedule", "list"]) == 0
+    assert [s["id"] for s in json.loads(capsys.readouterr().out)] == [added["id"]]
+    assert main([*root, "schedule", "disable", added["id"]]) == 0
+    assert json.loads(capsys.readouterr().out)["enabled"] is False
+    assert main([*root, "schedule", "remove", "sch_nope"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_input"
+    assert main([*root, "schedule", "run-due"]) == 0
+    assert json.loads(capsys.readouterr().out)["ran"] == []
+    assert main([*root, "schedule", "add", "--type", "daily", "--update-types", "bot",
+                 "--time", "9:00"]) == 2
+
+
+async def test_status_analytics_over_a_seeded_index(world: World) -> None:
+    from gitrelease.models import UpdateSession, UpdateStatus, utcnow
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        store = await manager.index()
+        now = utcnow()
+        seeds = [("bot", UpdateStatus.COMPLETED, 10), ("bot", UpdateStatus.COMPLETED, 30),
+                 ("bot", UpdateStatus.FAILED, 20), ("rollback", UpdateStatus.COMPLETED, 40)]
+        for n, (kind, status, seconds) in enumerate(seeds):
+            started = now - timedelta(hours=n + 1)
+            await store.create_session(UpdateSession(
+                f"s{n}", UpdateType(kind), status, 100, started,
+                started + timedelta(seconds=seconds), "2", "1", None, [], 5, False, "t",
+                from_commit="a" * 40, to_commit="b" * 40))
+        added = await manager.add_schedule("daily", "03:00", None, "bot")
+        info = await manager.get_update_status("1d")
+    stats = info.update_statistics
+    assert stats["by_type"] == {"bot": {"completed": 2, "failed": 1},
+                                "rollback": {"completed": 1}}
+    assert stats["rollbacks"] == 1
+    assert stats["success_rate"] == 75.0
+    assert stats["mean_duration_seconds"] == pytest.approx(25.0, abs=0.01)
+    assert stats["longest_duration_seconds"] == pytest.approx(40.0, abs=0.01)
+    assert stats["next_scheduled_run"] == added.next_run.isoformat()  # type: ignore[union-attr]
+    assert info.disk_usage["enough_free"] is True
