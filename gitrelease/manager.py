@@ -301,6 +301,12 @@ class ReleaseManager:
 
         return await Scheduler(self).run_due(now)
 
+    async def run_schedules_forever(self, stop: asyncio.Event) -> None:
+        """For the bot: run due schedules until `stop` is set, sleeping until the next one."""
+        from gitrelease.scheduler import Scheduler
+
+        await Scheduler(self).run_forever(stop)
+
     # -- settings --------------------------------------------------------------------------
 
     def settings_view(self, category: str | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,9 @@ missed by more than `schedule_grace_minutes` (the bot was down) is skipped and l
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -122,6 +124,23 @@ class Scheduler:
             await store.audit(f"schedule:{schedule.id}", "schedule_run", schedule.id,
                               schedule.last_outcome or "")
         return report
+
+    async def run_forever(self, stop: asyncio.Event, *, longest_sleep: float = 3600.0) -> None:
+        """The bot's runner: run what is due (a run missed while the bot was down, within
+        the grace period, runs now), then sleep until the next run is due, not polling; it
+        wakes at least every `longest_sleep` seconds to see schedules added meanwhile."""
+        while not stop.is_set():
+            # A failing run is recorded in the schedule and the audit log; the loop goes on.
+            with suppress(GitReleaseError):
+                await self.run_due()
+            store = await self.m.existing_index()
+            upcoming = [s.next_run for s in (await store.list_schedules() if store else [])
+                        if s.enabled and s.next_run]
+            delay = longest_sleep
+            if upcoming:
+                delay = max(1.0, min(delay, (min(upcoming) - utcnow()).total_seconds()))
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def _run(self, schedule: UpdateSchedule) -> str:
         """Install each of the schedule's types in turn (bot first); stop at a failure."""

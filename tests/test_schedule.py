@@ -176,3 +176,24 @@ async def test_status_analytics_over_a_seeded_index(world: World) -> None:
     assert stats["longest_duration_seconds"] == pytest.approx(40.0, abs=0.01)
     assert stats["next_scheduled_run"] == added.next_run.isoformat()  # type: ignore[union-attr]
     assert info.disk_usage["enough_free"] is True
+
+
+async def test_the_bot_loop_runs_a_run_missed_within_grace_then_sleeps(world: World) -> None:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        daily = await manager.add_schedule("daily", "03:00", None, "bot")
+        store = await manager.index()
+        daily.next_run = datetime.now(UTC) - timedelta(minutes=10)  # the bot was down
+        await store.save_schedule(daily)
+        stop = asyncio.Event()
+        loop = asyncio.ensure_future(manager.run_schedules_forever(stop))
+        deadline = asyncio.get_running_loop().time() + 60
+        while asyncio.get_running_loop().time() < deadline:
+            (current,) = await manager.list_schedules()
+            if current.last_run is not None:
+                break
+            await asyncio.sleep(0.1)
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
+    assert current.last_outcome == "bot: completed"
+    assert current.next_run is not None and current.next_run > datetime.now(UTC)
+    assert world.head() == world.tag_commit("v1.10.0")
