@@ -190,6 +190,7 @@ class Installer:
         step = StepRunner(store, session, progress)
         branch = await self.m._in_thread(self.m.repo.head_branch)
         await step.note("origin", f"branch={branch or ''}")
+        await step.note("plan", ",".join(self.steps(opts, kind)))
         try:
             await step("preflight", UpdateStatus.CHECKING, 10, self.check_tree)
             if kind in MOVES_CODE:
@@ -285,6 +286,11 @@ class Installer:
         # says what to run, so each release carries its own migrations and health check.
         loaded = await self.m._in_thread(load_settings, self.m.root, self.m.data_dir)
         target = loaded.settings
+        planned = [name for name, command in (("post_update", target.post_update_command),
+                                              ("health_check", target.health_check_command))
+                   if command_argv(command)]
+        # Written before either runs: recovery must know they were due even if neither began.
+        await step.note("plan:release", ",".join(planned))
         if command_argv(target.post_update_command):
             await step("post_update", UpdateStatus.INSTALLING, 88, self._run, session,
                        "post-update command", target.post_update_command,
@@ -344,13 +350,14 @@ class Installer:
 
     async def _undo(
         self, store: IndexStore, session: UpdateSession, branch: str | None,
-        started: list[str], reason: str,
+        started: list[str], reason: str, *, blame: bool = True,
     ) -> str:
         """After a failure past the checkout: back to where the install started, and why."""
         from gitrelease.quarantine import mark_bad
 
         install = session.update_type is not UpdateType.ROLLBACK
-        release = install and session.target_tag is not None and "checkout" in started
+        release = install and session.target_tag is not None and "checkout" in started \
+            and blame
         if release and session.to_commit and session.target_tag:
             await self.m._in_thread(mark_bad, self.m.data_dir, session.target_tag,
                                     session.to_commit, reason, session.id)
@@ -597,9 +604,15 @@ class Installer:
             return UpdateStatus.FAILED, (
                 f"the process ended and HEAD has since moved to {head[:12]} (it started from "
                 f"{(session.from_commit or '?')[:12]}); left as it is")
-        # A health check cut off is simply run again; any other step cut off means the
-        # update is not whole.
-        unfinished = [name for name in started if name not in done and name != "health_check"]
+        # A health check cut off is simply run again; any other planned step that did not
+        # finish (or never began) means the update is not whole.
+        planned = [name for s in journal if s.step.startswith("plan") and s.state == "note"
+                   for name in s.detail.split(",") if name]
+        unfinished = [name for name in dict.fromkeys(started + planned)
+                      if name not in done and name != "health_check"]
+        if session.update_type in MOVES_CODE and "checkout" in started and not any(
+                s.step == "plan:release" for s in journal):
+            unfinished.append("the release's own commands")
         if head == intended and not unfinished and "recovery" not in done:
             try:
                 if "health_check" not in done and session.update_type in MOVES_CODE:
@@ -610,8 +623,11 @@ class Installer:
                 started.append("health_check")
                 reason = exc.message
         else:
-            reason = (f"the process ended during {unfinished[0]!r}" if unfinished
+            reason = (f"the process ended before {unfinished[0]!r} was done" if unfinished
                       else "the process ended while undoing")
+            # A crash says nothing against the release: it is not marked bad for it.
+            undo = await self._undo(store, session, branch, started, reason, blame=False)
+            return UpdateStatus.FAILED, f"{reason}; {undo}"
         undo = await self._undo(store, session, branch, started, reason)
         return UpdateStatus.FAILED, f"{reason}; {undo}"
 

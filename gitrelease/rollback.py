@@ -120,6 +120,10 @@ class Rollback:
         await step.note("origin", f"branch={branch or ''}")
         await step.note("request", f"rollback to {target_text!r} ({target.label}) by "
                                    f"{opts.initiated_by}")
+        frozen = await self._frozen_then(store, target.backup) if target.backup else None
+        plan = ["preflight", *(["backup"] if opts.create_backup else []), "checkout", "verify",
+                *(["restore"] if target.backup else []), *(["packages"] if frozen else [])]
+        await step.note("plan", ",".join(plan))
         try:
             await step("preflight", UpdateStatus.CHECKING, 10, self.installer.check_tree)
             if opts.create_backup:
@@ -140,7 +144,6 @@ class Rollback:
             if target.backup is not None:
                 await step("restore", UpdateStatus.INSTALLING, 90, self._restore, store,
                            target.backup, opts)
-                frozen = await self._frozen_then(store, target.backup)
                 if frozen is not None:
                     await step.note("freeze", await self.m._in_thread(self.installer._freeze))
                     await step("packages", UpdateStatus.INSTALLING, 97, self._packages,

@@ -192,7 +192,7 @@ async def test_dry_run_when_up_to_date(world: World) -> None:
 
 @pytest.mark.parametrize(("point", "status", "head_tag"), [
     ("install:checkout", "failed", "v1.0.0"),
-    ("install:checkout:done", "completed", "v1.10.0"),
+    ("install:checkout:done", "failed", "v1.0.0"),  # verify never ran: not whole
     ("install:backup", "failed", "v1.0.0"),
 ])
 def test_kill_9_during_an_install_is_settled_at_the_next_start(

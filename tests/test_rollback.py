@@ -11,7 +11,7 @@ from gitrelease.cli import main
 from gitrelease.errors import ConfirmationRequired, InvalidInput, NoSuchVersion
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import UpdateStatus, UpdateType
-from tests.conftest import ENV_SECRET, World, git, guilds
+from tests.conftest import ENV_SECRET, World, git, guilds, kill_at
 
 YES = {"confirm": True}
 
@@ -124,3 +124,16 @@ def test_rollback_cli(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--root", str(world.deploy), "status", "--history"]) == 0
     assert "rollback 1.10.0 -> 1.0.0" in capsys.readouterr().out
     git(world.deploy, "status")
+
+
+@pytest.mark.parametrize("point", ["rollback:verify:done", "rollback:restore", "rollback:checkout"])
+def test_kill_9_during_a_rollback_is_undone_at_the_next_start(world: World, point: str) -> None:
+    import asyncio
+
+    asyncio.run(installed_then_changed(world))
+    kill_at(world.deploy, point, "rollback", "previous", "--yes")
+    assert main(["--root", str(world.deploy), "--json", "status", "--history",
+                 "--no-metrics"]) == 0
+    assert world.head() == world.tag_commit("v1.10.0")
+    assert guilds(world.deploy)[0] == (1, "new")  # the data is as it was before the rollback
+    assert (world.deploy / ".env").read_text() == "DISCORD_TOKEN=rotated\n"

@@ -148,6 +148,8 @@ async def test_rollback_on_failure_off_leaves_the_release_in_place(world: World)
 
 @pytest.mark.parametrize(("point", "status", "head_tag"), [
     ("install:verify", "failed", "v1.0.0"),
+    ("install:checkout:done", "failed", "v1.0.0"),
+    ("install:verify:done", "failed", "v1.0.0"),  # the post-update command never ran
     ("install:post_update", "failed", "v1.0.0"),
     ("install:post_update:done", "completed", "v1.11.0"),
     ("install:health_check", "completed", "v1.11.0"),
@@ -170,6 +172,9 @@ def test_kill_9_at_each_step_after_the_checkout_is_settled(
     expected = [(1, "migrated"), (2, "migrated")] if status == "completed" else [
         (1, "!"), (2, "?")]
     assert guilds(world.deploy) == expected
+    from gitrelease.quarantine import load_bad
+
+    assert load_bad(world.deploy / "data") == {}  # a crash says nothing against the release
 
 
 async def test_dry_run_lists_no_release_commands(world: World) -> None:
