@@ -51,8 +51,11 @@ def check_packages(m: ReleaseManager, report: CheckReport, snap: ReleaseSnapshot
 def _packages(m: ReleaseManager, report: CheckReport, snap: ReleaseSnapshot,
               include_security: bool) -> None:
     target, _label = target_of(snap)
-    now = packages.read_requirements(m.repo, snap.current.commit).by_name()
-    then = packages.read_requirements(m.repo, target).by_name()
+    version = str(m.deployment_python())
+    now_reqs = packages.read_requirements(m.repo, snap.current.commit, version)
+    then_reqs = packages.read_requirements(m.repo, target, version)
+    now, then = now_reqs.by_name(), then_reqs.by_name()
+    report.warnings += [f"requirements: {p}" for p in then_reqs.problems]
     python = m.python_executable()
     installed = packages.installed_versions(python)
     names = sorted(set(now) | set(then))

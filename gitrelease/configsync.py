@@ -120,6 +120,8 @@ def merge_config(repo: GitRepo, root: Path, templates: dict[str, str], commit: s
             continue
         text = raw.decode("utf-8", "replace")
         path = root / live
+        if path.is_symlink() and path.resolve().is_file():
+            path = path.resolve()  # the operator's link stays a link
         current = path.read_text() if path.is_file() else ""
         toml = _is_toml(template)
         merged, keys = (_merge_toml if toml else _merge_env)(current, text, template)

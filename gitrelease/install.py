@@ -311,11 +311,16 @@ class Installer:
 
         head = self.m.repo.head_commit()
         self._check_python_at(head, session.target_version)
-        wanted = read_requirements(self.m.repo, head)
+        wanted = read_requirements(self.m.repo, head, str(self.m.deployment_python()))
         if wanted.source is None:
             return
-        if wanted.problems and not wanted.requirements:
-            raise PackageError(f"the requirements could not be read: {wanted.problems[0]}")
+        if wanted.problems:
+            # A line skipped could be an index option or a package the bot needs: installing
+            # the rest could fetch from the wrong index or leave the bot broken.
+            raise PackageError(
+                f"{len(wanted.problems)} requirement line(s) cannot be installed by gitrelease: "
+                f"{'; '.join(wanted.problems[:3])}",
+                hint="use plain requirements (name and version specifiers) in the release")
         layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
         install_requirements(self.m.python_executable(), wanted.requirements, upgrade=upgrade,
                              log=layout.logs_dir / f"{session.id}.log",

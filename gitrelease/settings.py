@@ -268,7 +268,19 @@ class SettingSpec:
         return kind
 
     def validate(self, value: Any, file: str) -> Any:
-        """The value if the schema allows it, else InvalidSetting naming file, key and why."""
+        """The value if the schema allows it, else InvalidSetting naming file, key and why.
+
+        A command's value is never repeated in the message: commands may carry tokens.
+        """
+        try:
+            return self._validate(value, file)
+        except InvalidSetting:
+            if self.name.endswith("_command"):
+                raise InvalidSetting(file, self.name, f"is not valid; allowed: "
+                                     f"{self.allowed()}") from None
+            raise
+
+    def _validate(self, value: Any, file: str) -> Any:
         if not _is_instance(value, self.type):
             raise InvalidSetting(
                 file, self.name,

@@ -232,3 +232,54 @@ async def test_secret_url_parameters_are_redacted(world: World) -> None:
     assert "TOKEN123" not in text and "ss@127" not in text
     assert report.bot is not None and report.bot.download_url is not None
     assert "access_token=***" in report.bot.download_url
+
+
+async def test_requirements_gitrelease_cannot_install_refuse_the_install(world: World) -> None:
+    world.commit("private index", {"requirements.txt":
+                                   "--extra-index-url https://pypi.example.invalid/simple\n"
+                                   "internal-package==1.0\n"})
+    world.tag("v1.11.0", "private")
+    world.push()
+    git(world.deploy, "fetch", "--quiet", "--tags", "origin")
+    git(world.deploy, "checkout", "--quiet", "v1.11.0")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        with pytest.raises(Exception) as caught:
+            await manager.install_updates("packages", {})
+    assert getattr(caught.value, "code", "") == "package_error"
+    assert "--extra-index-url" in caught.value.message  # type: ignore[attr-defined]
+
+
+def test_markers_are_judged_for_the_deployments_python(world: World) -> None:
+    from gitrelease.packages import read_requirements
+    from gitrelease.repo import GitRepo
+
+    lines = 'newlib>=1; python_version >= "3.12"\nold>=1; python_version < "3.12"\n'
+    world.commit("markers", {"requirements.txt": lines})
+    world.tag("v1.11.0", "markers")
+    world.push()
+    git(world.deploy, "fetch", "--quiet", "--tags", "origin")
+    repo = GitRepo(world.deploy)
+    try:
+        commit = world.tag_commit("v1.11.0")
+        assert [r.name for r in read_requirements(repo, commit, "3.12.1").requirements] == [
+            "newlib"]
+        assert [r.name for r in read_requirements(repo, commit, "3.11.7").requirements] == [
+            "old"]
+    finally:
+        repo.close()
+
+
+async def test_config_merge_writes_through_a_symlinked_env(world: World, tmp_path: Path) -> None:
+    world.commit("template", {".env.example": "DISCORD_TOKEN=\nSTATS=1\n"})
+    world.tag("v1.11.0", "template")
+    world.push()
+    git(world.deploy, "fetch", "--quiet", "--tags", "origin")
+    git(world.deploy, "checkout", "--quiet", "v1.11.0")
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("DISCORD_TOKEN=abc\n")
+    (world.deploy / ".env").unlink()
+    (world.deploy / ".env").symlink_to(secrets)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        await manager.install_updates("config", {})
+    assert (world.deploy / ".env").is_symlink()
+    assert secrets.read_text().endswith("STATS=1\n")
