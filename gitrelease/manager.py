@@ -13,7 +13,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = ["TIME_RANGES", "InstallOptions", "ReleaseManager", "parse_update_type"]
 
 T = TypeVar("T")
+LAST_CHECK = "last_check.json"
 TIME_RANGES = {"1d": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # A version, or a tag name as people type them; never starting with "-", so never an option.
 _TAG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!/-]{0,99}$")
@@ -155,7 +156,28 @@ class ReleaseManager:
                   if kind in (UpdateType.ALL, s)]
         if others:
             await asyncio.to_thread(self._check_others, report, include_security, others)
+        await asyncio.to_thread(self._remember_check, report)
         return report
+
+    def _remember_check(self, report: CheckReport) -> None:
+        """When the last check ran and what it found, for `status` (a small JSON file, so
+        that `check` needs no database)."""
+        import json
+
+        from gitrelease.fsutil import atomic_write
+
+        summary = {"at": report.last_check.isoformat(), "check_type": report.check_type.value,
+                   "total_updates": report.to_dict()["total_updates"]}
+        with suppress(OSError):  # a read-only data dir must not make the check itself fail
+            atomic_write(self.data_dir / LAST_CHECK, json.dumps(summary).encode())
+
+    def _last_check(self) -> dict[str, Any] | None:
+        import json
+
+        try:
+            return json.loads((self.data_dir / LAST_CHECK).read_text())
+        except (OSError, ValueError):
+            return None
 
     def _check_others(
         self, report: CheckReport, include_security: bool, sources: list[UpdateType]
@@ -555,6 +577,7 @@ class ReleaseManager:
             "mean_duration_seconds": analytics.get("mean_duration_seconds"),
             "longest_duration_seconds": analytics.get("longest_duration_seconds"),
             "next_scheduled_run": upcoming.isoformat() if upcoming else None,
+            "last_check": await self._in_thread(self._last_check),
         }
         version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
         python, python_warnings = await self._in_thread(self._python_text)

@@ -28,7 +28,7 @@ KINDS_OF = {
 }
 _SIDECARS = ("-wal", "-shm", "-journal")
 _RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db",
-                  "bad_releases.json", "audit_cache.json"}
+                  "bad_releases.json", "audit_cache.json", "last_check.json"}
 
 
 @dataclass(frozen=True)

@@ -166,6 +166,7 @@ async def test_status_analytics_over_a_seeded_index(world: World) -> None:
                 started + timedelta(seconds=seconds), "2", "1", None, [], 5, False, "t",
                 from_commit="a" * 40, to_commit="b" * 40))
         added = await manager.add_schedule("daily", "03:00", None, "bot")
+        await manager.check_for_updates("bot")
         info = await manager.get_update_status("1d")
     stats = info.update_statistics
     assert stats["by_type"] == {"bot": {"completed": 2, "failed": 1},
@@ -176,6 +177,8 @@ async def test_status_analytics_over_a_seeded_index(world: World) -> None:
     assert stats["longest_duration_seconds"] == pytest.approx(40.0, abs=0.01)
     assert stats["next_scheduled_run"] == added.next_run.isoformat()  # type: ignore[union-attr]
     assert info.disk_usage["enough_free"] is True
+    assert stats["last_check"]["check_type"] == "bot"
+    assert stats["last_check"]["total_updates"] == 1
 
 
 async def test_the_bot_loop_runs_a_run_missed_within_grace_then_sleeps(world: World) -> None:

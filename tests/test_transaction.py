@@ -18,7 +18,7 @@ from gitrelease.errors import ConfirmationRequired
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import UpdateStatus
 from gitrelease.reports import InstallPlan
-from tests.conftest import World, git, guilds, kill_at
+from tests.conftest import World, guilds, kill_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -178,7 +178,6 @@ def test_kill_9_at_each_step_after_the_checkout_is_settled(
 
 
 async def test_dry_run_lists_no_release_commands(world: World) -> None:
-    git(world.deploy, "status")  # nothing special: the plan only names the fixed steps
     async with await ReleaseManager.open(world.deploy) as manager:
         plan = await manager.install_updates("bot", {"dry_run": True})
     assert isinstance(plan, InstallPlan)
