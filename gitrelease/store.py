@@ -295,9 +295,9 @@ class SQLiteStore:
     # -- update sessions -------------------------------------------------------------------
 
     async def create_session(self, session: UpdateSession) -> None:
-        placeholders = ", ".join("?" for _ in _SESSION_COLUMNS)
+        marks = ", ".join("?" for _ in _SESSION_COLUMNS)
         await self._db.execute(
-            f"INSERT INTO update_sessions ({', '.join(_SESSION_COLUMNS)}) VALUES ({placeholders})",  # noqa: S608
+            f"INSERT INTO update_sessions ({', '.join(_SESSION_COLUMNS)}) VALUES ({marks})",  # noqa: S608
             self._session_row(session),
         )
 
