@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from gitrelease import render
+from gitrelease import cli_restart, render
 from gitrelease.errors import GitReleaseError, InvalidInput, UnsupportedPlatform, UsageError
 
 if TYPE_CHECKING:
@@ -140,6 +140,7 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("category", metavar="CATEGORY")
     reset.add_argument("name", metavar="NAME")
 
+    cli_restart.add_parsers(commands)
     demo = commands.add_parser("demo", help="build a throw-away deployment and show "
                                "check -> install -> status on it")
     demo.add_argument("--keep", action="store_true", help="keep the demo directory")
@@ -503,6 +504,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "schedule": _cmd_schedule,
     "backup": _cmd_backup,
     "demo": _cmd_demo,
+    **cli_restart.COMMANDS,
 }
 
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 __all__ = [
     "BackupFailed",
     "ConfirmationRequired",
+    "DetachedHead",
     "DirtyWorkingTree",
     "DowngradeRefused",
     "FetchFailed",
@@ -203,6 +204,30 @@ class IndexStoreError(GitReleaseError):
 
     code = "index_error"
     exit_code = 14
+
+
+class RestartFailed(GitReleaseError):
+    """The bot could not be restarted by the configured restart_method."""
+
+    code = "restart_failed"
+    exit_code = 23
+
+
+class SignatureRefused(GitReleaseError):
+    """require_signed_tags is on and a release tag's signature is missing, unknown or bad."""
+
+    code = "signature_refused"
+    exit_code = 24
+    default_hint = ("import the release signer's key (GPG) or list it in "
+                    "gpg.ssh.allowedSignersFile (SSH), or ask for a properly signed tag")
+
+
+class DetachedHead(GitReleaseError):
+    """A release is committed to a branch, and HEAD is on none."""
+
+    code = "detached_head"
+    exit_code = 3
+    default_hint = "check out the branch to release from (git switch main)"
 
 
 def _shorten(text: str, limit: int = 80) -> str:

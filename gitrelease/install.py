@@ -27,6 +27,7 @@ from gitrelease.errors import (
     InvalidInput,
     NoSuchVersion,
     PythonVersionMismatch,
+    SignatureRefused,
     TagMoved,
     UntrackedFilesInTheWay,
     VerificationFailed,
@@ -268,14 +269,15 @@ class Installer:
             await store.audit(opts.initiated_by, "install", session.target_version, "failed",
                               {"session": session.id, "undo": undo})
             raise
-        session.restart_needed = True
-        session.steps_completed.append(
-            "restart: not performed (this version does not restart the bot); restart it to run "
-            "what was installed" if opts.restart_required else "restart: skipped as asked")
-        await step.finish(UpdateStatus.COMPLETED, None)
+        from gitrelease.boot import restart_after_update
+
         await store.audit(opts.initiated_by, "install", session.target_version, "completed",
                           {"session": session.id, "from": session.from_commit,
                            "to": session.to_commit})
+        status = await restart_after_update(self.m, store, session,
+                                            wanted=opts.restart_required)
+        if status is UpdateStatus.COMPLETED:
+            await step.finish(UpdateStatus.COMPLETED, None)
         return session
 
     async def _release_steps(self, step: StepRunner, session: UpdateSession) -> None:
@@ -447,11 +449,6 @@ class Installer:
                 f"{self.m.settings.min_disk_space_mb} MiB needed")
 
     def _resolve(self, opts: InstallOptions, moved: tuple[str, ...]) -> Resolution:
-        if self.m.settings.require_signed_tags:
-            raise VerificationFailed(
-                "require_signed_tags is on, but this version of gitrelease cannot verify tag "
-                "signatures yet, so it installs nothing",
-                hint="switch require_signed_tags off only if unsigned releases are acceptable")
         snap = self.m._snapshot()
         current = snap.current
         warnings = [moved_warning(tag) for tag in moved] + self.m._inert_settings()
@@ -483,9 +480,14 @@ class Installer:
         if in_the_way:
             raise UntrackedFilesInTheWay(
                 f"{target.tag} adds files that exist here untracked: {', '.join(in_the_way[:10])}")
-        self._check_python(target)
         info = releases.update_info(self.m.repo, snap, target, include_security=True,
                                     download_url=self.m._remote_url())
+        if self.m.settings.require_signed_tags and info.signature != "valid":
+            # Never --force-able: the point of the setting is that nothing else is run.
+            raise SignatureRefused(f"{target.tag} is refused: require_signed_tags is on and "
+                                   f"its signature is {info.signature} "
+                                   f"({info.signature_detail})")
+        self._check_python(target)
         reasons = []
         local = releases.local_commit_warnings(self.m.repo, snap, target)
         if local and self.m.repo.head_branch() is None:

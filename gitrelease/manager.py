@@ -49,7 +49,9 @@ if TYPE_CHECKING:
         PruneResult,
         ReleasePoint,
     )
+    from gitrelease.boot import StartCheck
     from gitrelease.models import Backup, UpdateSchedule
+    from gitrelease.restart import RestartOutcome
     from gitrelease.restore import RestoreOptions, RestoreResult
     from gitrelease.rollback import RollbackOptions
     from gitrelease.scheduler import RunReport
@@ -213,6 +215,10 @@ class ReleaseManager:
                 download_url=self._remote_url(),
             )
             report.warnings += releases.local_commit_warnings(self.repo, snap, offered[-1])
+            if self.settings.require_signed_tags and report.bot.signature != "valid":
+                report.warnings.append(
+                    f"{report.bot.tag} would be refused: require_signed_tags is on and its "
+                    f"signature is {report.bot.signature} ({report.bot.signature_detail})")
 
     # -- install ---------------------------------------------------------------------------
 
@@ -277,17 +283,19 @@ class ReleaseManager:
 
     async def rollback_to_version(
         self, target_version: str, options: RollbackOptions | Mapping[str, Any] | None = None,
-        *, progress: Progress | None = None,
+        *, progress: Progress | None = None, commit: str | None = None,
     ) -> UpdateSession:
-        """Back to an older release (a version, `previous` or `last_backup`), data included."""
+        """Back to an older release (a version, `previous` or `last_backup`), data included.
+        `commit` pins where `target_version` is (boot-check's way back to what ran before)."""
         from gitrelease.rollback import Rollback, RollbackOptions
 
         opts = options if isinstance(options, RollbackOptions) else \
             RollbackOptions.from_mapping(options or {})
         rollback = Rollback(self)
-        rollback.check_target(target_version)
+        if commit is None:
+            rollback.check_target(target_version)
         async with self._exclusive("rollback", opts.initiated_by, target_version) as store:
-            return await rollback.run(store, target_version, opts, progress)
+            return await rollback.run(store, target_version, opts, progress, commit=commit)
 
     # -- schedules -------------------------------------------------------------------------
 
@@ -328,6 +336,38 @@ class ReleaseManager:
         from gitrelease.scheduler import Scheduler
 
         await Scheduler(self).run_forever(stop)
+
+    # -- restarts and starts ---------------------------------------------------------------
+
+    async def restart(self, *, actor: str = "system") -> RestartOutcome:
+        """Restart the bot now by restart_method."""
+        from gitrelease.restart import restart_bot
+
+        outcome = await self._in_thread(restart_bot, self.root, self.data_dir, self.settings,
+                                        reason="asked")
+        store = await self.index()
+        await store.audit(actor, "restart", None,
+                          "requested" if outcome.performed else "not_performed",
+                          {"method": outcome.method, "detail": outcome.detail})
+        return outcome
+
+    async def restart_after_checkout(self, old: str, new: str) -> RestartOutcome:
+        """The post-checkout hook's call: a checkout by hand moved HEAD from `old` to `new`."""
+        from gitrelease.boot import restart_after_checkout
+
+        return await restart_after_checkout(self, old, new)
+
+    async def confirm_start(self, *, actor: str = "bot") -> StartCheck:
+        """Called by the bot once it is up: the version it runs, recorded and confirmed."""
+        from gitrelease.boot import confirm_start
+
+        return await confirm_start(self, actor=actor)
+
+    async def boot_check(self) -> StartCheck:
+        """Before each start: count unconfirmed starts and roll back a crash loop."""
+        from gitrelease.boot import boot_check
+
+        return await boot_check(self)
 
     # -- settings --------------------------------------------------------------------------
 

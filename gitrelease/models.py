@@ -108,7 +108,8 @@ class UpdateInfo:
     commit: str | None = None
     commit_count: int = 0
     files_changed: int = 0
-    signature: str | None = None
+    signature: str | None = None  # valid, unsigned, unknown_key, bad or name_mismatch
+    signature_detail: str | None = None
     releases: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -129,6 +130,7 @@ class UpdateInfo:
             "commit_count": self.commit_count,
             "files_changed": self.files_changed,
             "signature": self.signature,
+            "signature_detail": self.signature_detail,
             "releases": self.releases,
         }
 

@@ -144,6 +144,9 @@ def update_info(
     messages = [r.ref.message for r in between] + [c.message for c in commits]
     project = read_pyproject(repo, target.commit).get("project", {})
     dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
+    # Unsigned tags are judged without a process; only signed ones run `git verify-tag`.
+    signatures = {r.tag: repo.verify_tag(r.ref) for r in between}
+    signature = signatures.get(target.tag) or repo.verify_tag(target.ref)
     return UpdateInfo(
         update_type=UpdateType.BOT,
         version=str(target.version),
@@ -160,6 +163,8 @@ def update_info(
         commit=target.commit,
         commit_count=len(commits),
         files_changed=stats.files_changed,
+        signature=signature.state,
+        signature_detail=signature.detail,
         releases=[
             {
                 "version": str(r.version),
@@ -168,6 +173,7 @@ def update_info(
                 "release_date": r.ref.date.astimezone(UTC).isoformat(),
                 "security_update": is_security([r.ref.message]) if include_security else None,
                 "prerelease": r.version.is_prerelease,
+                "signature": signatures[r.tag].state,
             }
             for r in reversed(between)
         ],

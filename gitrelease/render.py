@@ -52,7 +52,7 @@ def render_check(report: CheckReport, *, details: bool = False) -> str:
             f"  changes: {bot.commit_count} commits, {bot.files_changed} files, "
             f"{size(bot.size)}",
             f"  security: {_yes_no(bot.security_update)}   breaking: "
-            f"{_yes_no(bot.breaking_changes)}",
+            f"{_yes_no(bot.breaking_changes)}   signature: {bot.signature}",
         ]
         changelog = bot.changelog or ""
         if not details and changelog.count("\n") > 8:
@@ -60,7 +60,8 @@ def render_check(report: CheckReport, *, details: bool = False) -> str:
         lines += ["  changelog:"] + [f"    {line}" for line in changelog.splitlines()]
         if details and len(bot.releases) > 1:
             lines += ["  newer releases:"] + [
-                f"    {r['tag']}  {r['release_date'][:10]}" for r in bot.releases]
+                f"    {r['tag']}  {r['release_date'][:10]}  signature: {r['signature']}"
+                for r in bot.releases]
     elif "bot" not in report.errors and report.check_type.value in ("all", "bot"):
         lines += ["", "Bot: up to date"]
     for source, error in report.errors.items():

@@ -63,6 +63,9 @@ _ENVIRONMENT = {
     "GIT_SSH_VARIANT": "ssh",
     # Read-only commands such as `git status` must not take index.lock behind the bot's back.
     "GIT_OPTIONAL_LOCKS": "0",
+    # Tells hooks/post-checkout that gitrelease moved HEAD: an install or rollback restarts
+    # the bot itself once its checks pass, never half-way.
+    "GITRELEASE_SESSION": "gitrelease",
 }
 
 
@@ -82,6 +85,27 @@ class TagRef:
     date: datetime  # tagger date, else the commit's committer date
     message: str  # annotated tag message (its changelog); empty for a lightweight tag
     object_tag_name: str | None  # the name written inside the tag object itself
+    signed: bool = False  # the tag object carries a signature (GPG, X.509 or SSH)
+
+
+@dataclass(frozen=True)
+class TagSignature:
+    """valid | unsigned | unknown_key | bad | name_mismatch, with git's words for it."""
+
+    state: str
+    detail: str
+
+    @property
+    def valid(self) -> bool:
+        return self.state == "valid"
+
+
+_UNKNOWN_KEY = ("no principal matched", "no public key", "allowedsignersfile",
+                "can't check signature", "errsig", "no_pubkey", "not a trusted")
+
+
+def _first(lines: list[str], default: str) -> str:
+    return lines[0][:300] if lines else default
 
 
 @dataclass(frozen=True)
@@ -204,6 +228,7 @@ class GitRepo:
             "%(tag)",
             "%(contents:subject)",
             "%(contents:body)",
+            "%(contents:signature)",
         )
         fmt = "%1f".join(fields) + "%1e"
         out = self.run("for-each-ref", f"--format={fmt}", "refs/tags")
@@ -215,7 +240,8 @@ class GitRepo:
             parts = record.split(_FS)
             if len(parts) != len(fields):
                 continue  # a message holding our separators: not a tag we can trust to parse
-            name, otype, oid, ptype, pid, tagger, cdate, pcdate, inner, subject, body = parts
+            (name, otype, oid, ptype, pid, tagger, cdate, pcdate, inner, subject, body,
+             signature) = parts
             if otype == "commit":
                 commit, annotated, when = oid, False, cdate
             elif otype == "tag" and ptype == "commit":
@@ -232,9 +258,35 @@ class GitRepo:
                     date=datetime.fromisoformat(when),
                     message=message.strip() if annotated else "",
                     object_tag_name=inner or None,
+                    signed=annotated and bool(signature.strip()),
                 )
             )
         return tags
+
+    def verify_tag(self, tag: TagRef) -> TagSignature:
+        """The tag's signature as `git verify-tag` judges it, and whether the name inside
+        the tag object is the ref's own (a ref moved onto another signed tag is not)."""
+        if not tag.annotated:
+            return TagSignature("unsigned", "a lightweight tag carries no signature")
+        if tag.object_tag_name != tag.name:
+            return TagSignature("name_mismatch", f"the tag object is named "
+                                f"{tag.object_tag_name!r}, not {tag.name!r}: the ref was moved "
+                                "onto another tag")
+        if not tag.signed:
+            return TagSignature("unsigned", "the annotated tag is not signed")
+        _require_sha(tag.object)
+        status, out, err = self._execute(("verify-tag", "--raw", tag.object), None)
+        text = redact((err + b"\n" + out).decode("utf-8", errors="replace")).strip()
+        lines = [line for line in text.splitlines() if line.strip()]
+        if status == 0:
+            good = next((line for line in lines if "Good" in line or "GOODSIG" in line),
+                        lines[0] if lines else "")
+            return TagSignature("valid", good.removeprefix("[GNUPG:] "))
+        lowered = text.lower()
+        if any(marker in lowered for marker in _UNKNOWN_KEY):
+            return TagSignature("unknown_key", _first(lines, "the signing key is not trusted "
+                                                            "here"))
+        return TagSignature("bad", _first(lines, f"git verify-tag exited with {status}"))
 
     def dirty_files(self) -> list[str]:
         """Tracked files with changes (staged or not). Untracked and ignored files don't count."""

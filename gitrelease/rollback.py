@@ -49,13 +49,14 @@ class RollbackOptions:
     create_backup: bool = True
     restore_config: bool = True
     force: bool = False
+    restart: bool = True  # restart the bot afterwards by restart_method (boot-check: no)
     initiated_by: str = "system"
 
     def __post_init__(self) -> None:
         if self.confirm is not True:
             raise InvalidInput("confirm", self.confirm, "true",
                                reason="a rollback replaces the code and the data")
-        for name in ("create_backup", "restore_config", "force"):
+        for name in ("create_backup", "restore_config", "force", "restart"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")
         if not isinstance(self.initiated_by, str) or not 0 < len(self.initiated_by) <= 100:
@@ -90,13 +91,17 @@ class Rollback:
 
     async def run(
         self, store: IndexStore, target_text: str, opts: RollbackOptions,
-        progress: Progress | None,
+        progress: Progress | None, *, commit: str | None = None,
     ) -> UpdateSession:
+        """Roll back to `target_text`; `commit`, if given, is where that is (boot-check
+        names the commit that ran before, which need not be a release)."""
         snap = await self.m._in_thread(self.m._snapshot)
-        target = await self._target(store, target_text, snap)
+        target = await self._target(store, target_text, snap, commit)
         if target.commit == snap.current.commit:
             raise NoSuchVersion(f"already at {target.label}: nothing to roll back",
                                 hint="name an older version")
+        if self.m.settings.require_signed_tags and commit is None:
+            await self.m._in_thread(self._check_signature, snap, target)
         warnings = []
         if target.backup is None:
             if not opts.force:
@@ -156,6 +161,8 @@ class Rollback:
                               {"session": session.id, "undo": undo})
             raise
         session.restart_needed = True
+        if opts.restart:
+            await self._restart(session)
         await step.finish(UpdateStatus.COMPLETED, None)
         await store.audit(opts.initiated_by, "rollback", target.label, "completed",
                           {"session": session.id, "from": session.from_commit,
@@ -163,16 +170,54 @@ class Rollback:
                            "backup": target.backup.id if target.backup else None})
         return session
 
-    async def _target(self, store: IndexStore, text: str, snap: Any) -> _Target:
+    def _check_signature(self, snap: Any, target: _Target) -> None:
+        """With require_signed_tags, code is checked out only from a valid signed tag; boot-
+        check's way back (to what ran before) is exempt, as it ran here already."""
+        from gitrelease.errors import SignatureRefused
+
+        release = next((r for r in snap.releases if r.tag == target.tag), None)
+        if release is None:
+            raise SignatureRefused(f"{target.label} is no release tag, and require_signed_tags "
+                                   "is on")
+        signature = self.m.repo.verify_tag(release.ref)
+        if not signature.valid:
+            raise SignatureRefused(f"{release.tag} is refused: require_signed_tags is on and its "
+                                   f"signature is {signature.state} ({signature.detail})")
+
+    async def _restart(self, session: UpdateSession) -> None:
+        """A rollback is not undone for a failed restart: the old release is back in place."""
+        from gitrelease.errors import RestartFailed
+        from gitrelease.restart import restart_bot
+
+        try:
+            outcome = await self.m._in_thread(
+                restart_bot, self.m.root, self.m.data_dir, self.m.settings, reason="rollback",
+                environment={"GITRELEASE_SESSION": session.id,
+                             "GITRELEASE_VERSION": session.target_version},
+                log=self.m.data_dir / "update_logs" / f"{session.id}.log")
+        except RestartFailed as exc:
+            session.warnings.append(f"the bot was not restarted ({exc.message}); restart it "
+                                    f"to run {session.target_version}")
+            return
+        if outcome.performed:
+            session.restart_needed = False
+            session.steps_completed.append(f"restart: {outcome.detail}")
+
+    async def _target(
+        self, store: IndexStore, text: str, snap: Any, commit: str | None = None
+    ) -> _Target:
         backups = [b for b in await store.list_backups()
                    if b.status is BackupStatus.COMPLETED and not b.deleting and b.commit]
-        if text == "last_backup":
+        if text == "last_backup" and commit is None:
             if not backups:
                 raise NoSuchVersion("there is no completed backup to roll back to")
             newest = backups[0]  # the index lists newest first
             return _Target(newest.commit or "", newest.tag or (newest.commit or "")[:12],
                            newest.tag, newest)
-        if text == "previous":
+        if commit is not None:
+            label = text
+            tag = next((r.tag for r in snap.releases if r.commit == commit), None)
+        elif text == "previous":
             commit, label = await self._previous(store, snap.current.commit)
             tag = next((r.tag for r in snap.releases if r.commit == commit), None)
         else:

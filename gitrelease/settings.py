@@ -36,10 +36,9 @@ __all__ = [
 
 CATEGORIES = ("update", "backup", "notification", "schedule")
 #: Settings of the specification this version does not act on yet; a value given for one is
-#: reported, never silently ignored. (require_signed_tags refuses installs instead.)
+#: reported, never silently ignored.
 INERT = (
-    "auto_updates_enabled", "update_check_interval", "notify_on_completion", "auto_restart",
-    "restart_method", "restart_command",
+    "auto_updates_enabled", "update_check_interval", "notify_on_completion",
     "test_updates", "verify_downloads", "log_level", "max_log_files", "log_rotation_size",
     "update_start_notifications", "update_progress_notifications",
     "update_completion_notifications", "error_notifications", "backup_notifications",
@@ -147,12 +146,20 @@ class Settings:
     post_update_timeout: int = field(default=600, metadata=_meta(
         "update", "seconds the post-update command may take", minimum=1, maximum=86_400))
     restart_method: str = field(default="none", metadata=_meta(
-        "update", "how the bot is restarted after an update",
-        choices=("none", "command", "signal", "exit")))
-    restart_command: str = field(default="", metadata=_meta(
-        "update", "command run for restart_method = command"))
+        "update", "how the bot is restarted after an update: command (run restart_command), "
+        "signal (SIGTERM to the pid in data/bot.pid), exit (the bot exits with status 75 for "
+        "its supervisor), none", choices=("none", "command", "signal", "exit")))
+    restart_command: str | list[str] = field(default="", metadata=_meta(
+        "update", "command run for restart_method = command, e.g. systemctl restart --no-block "
+        "mybot (same form as the health check)", check=_is_command,
+        pattern_text="a string or a list of strings (no shell)"))
+    restart_timeout: int = field(default=60, metadata=_meta(
+        "update", "seconds the restart command may take", minimum=1, maximum=3600))
+    max_boot_failures: int = field(default=3, metadata=_meta(
+        "update", "starts of a freshly updated version that never confirmed before boot-check "
+        "rolls it back", minimum=1, maximum=100))
     require_signed_tags: bool = field(default=False, metadata=_meta(
-        "update", "install only release tags with a valid signature"))
+        "update", "install only release tags whose signature git verify-tag accepts"))
     timezone: str = field(default="UTC", metadata=_meta(
         "update", "IANA time zone that schedules are read in", check=_is_timezone,
         pattern_text="an IANA time zone such as UTC or Europe/Berlin"))

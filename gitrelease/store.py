@@ -329,7 +329,9 @@ class SQLiteStore:
             f"{where} ORDER BY started_at DESC LIMIT ?", (*params, limit))
 
     async def unfinished_sessions(self) -> list[UpdateSession]:
-        done = [s.value for s in TERMINAL_STATUSES]
+        """Sessions a dead process left half-way. One that is RESTARTING did all its steps
+        and waits for the restarted bot to confirm (gitrelease.boot): it is not half-way."""
+        done = [s.value for s in (*TERMINAL_STATUSES, UpdateStatus.RESTARTING)]
         marks = ", ".join("?" for _ in done)
         return await self._select_sessions(
             f"WHERE status NOT IN ({marks}) ORDER BY started_at", tuple(done))

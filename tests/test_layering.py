@@ -12,7 +12,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gitrelease"
 FRONT_END_ONLY = {"discord", "argparse", "tqdm"}
-CLI_MODULES = {"cli.py", "__main__.py", "demo.py"}
+CLI_MODULES = {"cli.py", "cli_restart.py", "cli_release.py", "__main__.py", "demo.py"}
 
 
 def imported_roots(path: Path) -> set[str]:

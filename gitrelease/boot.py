@@ -1,0 +1,229 @@
+"""Around a start of the bot: the restart an update asks for, the confirmation, crash loops.
+
+Every code move (an install, or a checkout made by hand and seen by the post-checkout hook)
+leaves a `PendingStart`. The bot, once it is up, confirms it (`confirm_start`; the cog does
+this on ready, a plain bot calls ``gitrelease confirm``); only then is an install that
+restarted the bot COMPLETED. ``gitrelease boot-check`` runs before every start
+(``ExecStartPre=``): it counts starts of the new version that never confirmed, and after
+``max_boot_failures`` of them rolls back to the version before and marks the release bad.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from gitrelease.errors import GitReleaseError, InvalidInput, RestartFailed
+from gitrelease.models import UpdateSession, UpdateStatus, utcnow
+from gitrelease.restart import (
+    PendingStart,
+    RestartOutcome,
+    clear_pending,
+    new_pending,
+    read_pending,
+    restart_bot,
+    write_pending,
+)
+
+if TYPE_CHECKING:
+    from gitrelease.manager import ReleaseManager
+    from gitrelease.store import IndexStore
+
+__all__ = ["StartCheck", "boot_check", "confirm_start", "restart_after_checkout",
+           "restart_after_update"]
+
+_COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+
+
+@dataclass(frozen=True)
+class StartCheck:
+    """What `confirm_start` or `boot_check` found and did."""
+
+    action: str  # nothing_pending | confirmed | mismatch | stale | counted | rolled_back
+    detail: str
+    pending: PendingStart | None = None
+    rollback_session: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["pending"] = self.pending.to_dict() if self.pending else None
+        return data
+
+
+async def restart_after_update(
+    m: ReleaseManager, store: IndexStore, session: UpdateSession, *, wanted: bool,
+) -> UpdateStatus:
+    """The last step of an install that moved the code: restart the bot, if configured.
+
+    Returns the status the session ends this process in: RESTARTING when a restart was set
+    off (the restarted bot confirms it), else COMPLETED with restart_needed.
+    """
+    moved = bool(session.to_commit) and session.to_commit != session.from_commit
+    if moved:
+        pending = new_pending(
+            target_commit=session.to_commit or "", target_version=session.target_version,
+            from_commit=session.from_commit or "", from_version=session.current_version,
+            reason="install", session_id=session.id)
+        # Written first: a restarted bot may run boot-check before this process goes on.
+        await m._in_thread(write_pending, m.data_dir, pending)
+    settings = m.settings
+    session.restart_needed = True
+    if not wanted:
+        session.steps_completed.append("restart: skipped as asked; restart the bot to run "
+                                       f"{session.target_version}")
+        return UpdateStatus.COMPLETED
+    if settings.restart_method == "none" or not settings.auto_restart:
+        outcome = await m._in_thread(restart_bot, m.root, m.data_dir, settings,
+                                     reason="install")
+        session.steps_completed.append(f"restart: {outcome.detail}")
+        return UpdateStatus.COMPLETED
+    # Saved before the restart, so that a fast confirmation is never overwritten. Only a
+    # move of the code waits for a confirmation; a package or config update is done here.
+    session.status = UpdateStatus.RESTARTING if moved else session.status
+    session.progress = 100
+    session.steps_completed.append(
+        f"restart: by {settings.restart_method}; waiting for the bot to confirm it runs "
+        f"{session.target_version}" if moved else f"restart: by {settings.restart_method}")
+    await store.add_step(session.id, "restart", "started")
+    await store.save_session(session)
+    try:
+        outcome = await m._in_thread(
+            restart_bot, m.root, m.data_dir, settings, reason="install",
+            environment={"GITRELEASE_SESSION": session.id,
+                         "GITRELEASE_VERSION": session.target_version},
+            log=m.data_dir / "update_logs" / f"{session.id}.log")
+    except RestartFailed as exc:
+        # The release is installed and checked; only the restart is missing, so the update
+        # is not undone for it. The pending start stays for whoever restarts the bot.
+        await store.add_step(session.id, "restart", "failed", exc.message)
+        session.steps_completed[-1] = f"restart: failed: {exc.message}"
+        session.warnings.append(f"the bot was not restarted ({exc.message}); restart it "
+                                f"to run {session.target_version}")
+        return UpdateStatus.COMPLETED
+    await store.add_step(session.id, "restart", "done", outcome.detail)
+    await store.audit(session.initiated_by, "restart", session.target_version, "requested",
+                      {"session": session.id, "method": outcome.method,
+                       "detail": outcome.detail})
+    if not moved:
+        session.restart_needed = False
+        return UpdateStatus.COMPLETED
+    return UpdateStatus.RESTARTING
+
+
+async def restart_after_checkout(m: ReleaseManager, old: str, new: str) -> RestartOutcome:
+    """The post-checkout hook: a checkout made by hand moved HEAD from `old` to `new`."""
+    for name, value in (("old", old), ("new", new)):
+        if not _COMMIT.match(value or ""):
+            raise InvalidInput(name, value, "a full commit id, as git passes to the hook")
+    snap = await m._in_thread(m._snapshot)
+    if snap.current.commit != new:
+        raise InvalidInput("new", new, f"HEAD ({snap.current.commit[:12]})",
+                           reason="HEAD is not where the checkout says it went")
+    before = next((r.tag for r in snap.releases if r.commit == old), old[:12])
+    pending = new_pending(target_commit=new, target_version=snap.current.text,
+                          from_commit=old, from_version=before, reason="checkout",
+                          session_id=None)
+    await m._in_thread(write_pending, m.data_dir, pending)
+    store = await m.index()
+    try:
+        outcome = await m._in_thread(
+            restart_bot, m.root, m.data_dir, m.settings, reason="checkout",
+            environment={"GITRELEASE_VERSION": snap.current.text})
+    except GitReleaseError as exc:
+        await store.audit("post-checkout hook", "restart", snap.current.text, "failed",
+                          {"from": old, "to": new, "reason": exc.message})
+        raise
+    await store.audit("post-checkout hook", "restart", snap.current.text,
+                      "requested" if outcome.performed else "not_performed",
+                      {"from": old, "to": new, "method": outcome.method,
+                       "detail": outcome.detail})
+    return outcome
+
+
+async def confirm_start(m: ReleaseManager, *, actor: str = "bot") -> StartCheck:
+    """The bot is up: record the version it came up at and end the session waiting on it."""
+    pending = await m._in_thread(read_pending, m.data_dir)
+    if pending is None:
+        return StartCheck("nothing_pending", "no update or checkout is waiting for a start")
+    head = await m._in_thread(m.repo.head_commit)
+    store = await m.index()
+    session = await store.get_session(pending.session_id) if pending.session_id else None
+    if head == pending.target_commit:
+        action, detail = "confirmed", (f"the bot came up at {pending.target_version} "
+                                       f"after {pending.starts or 1} start(s)")
+        if session is not None:
+            if session.status is UpdateStatus.RESTARTING:
+                session.status = UpdateStatus.COMPLETED
+                session.completed_at = utcnow()
+            session.restart_needed = False
+            session.steps_completed.append(f"restart: confirmed: {detail}")
+    else:
+        action, detail = "mismatch", (
+            f"the bot came up at {head[:12]}, not at {pending.target_version} "
+            f"({pending.target_commit[:12]}): HEAD moved since")
+        if session is not None and session.status is UpdateStatus.RESTARTING:
+            session.status = UpdateStatus.FAILED
+            session.completed_at = utcnow()
+            session.error_message = detail
+    if session is not None:
+        await store.add_step(session.id, "confirm", "done", detail)
+        await store.save_session(session)
+    await store.audit(actor, "confirm", pending.target_version, action,
+                      {"session": pending.session_id, "commit": head})
+    await m._in_thread(clear_pending, m.data_dir)
+    return StartCheck(action, detail, pending)
+
+
+async def boot_check(m: ReleaseManager) -> StartCheck:
+    """Before a start: count it, and roll back a version that keeps failing to come up."""
+    pending = await m._in_thread(read_pending, m.data_dir)
+    if pending is None:
+        return StartCheck("nothing_pending", "no update is waiting for its first start")
+    head = await m._in_thread(m.repo.head_commit)
+    if head != pending.target_commit:
+        await m._in_thread(clear_pending, m.data_dir)
+        return StartCheck("stale", f"HEAD is {head[:12]}, not the pending "
+                                   f"{pending.target_version}; nothing to count", pending)
+    limit = m.settings.max_boot_failures
+    if pending.starts < limit:
+        pending.starts += 1
+        await m._in_thread(write_pending, m.data_dir, pending)
+        return StartCheck("counted", f"start {pending.starts} of {pending.target_version} "
+                                     f"(rolled back after {limit} starts that never "
+                                     "confirmed)", pending)
+    return await _roll_back_crash_loop(m, pending, limit)
+
+
+async def _roll_back_crash_loop(m: ReleaseManager, pending: PendingStart, limit: int) -> StartCheck:
+    from gitrelease.quarantine import mark_bad
+    from gitrelease.rollback import RollbackOptions
+
+    reason = (f"{pending.target_version} started {pending.starts} times without confirming "
+              f"(max_boot_failures = {limit})")
+    snap = await m._in_thread(m._snapshot)
+    tag = next((r.tag for r in snap.releases if r.commit == pending.target_commit), None)
+    if tag is not None:
+        await m._in_thread(mark_bad, m.data_dir, tag, pending.target_commit, reason,
+                           pending.session_id or "boot-check")
+    if not pending.from_commit:
+        raise RestartFailed(f"{reason}, and there is no earlier version to roll back to")
+    rollback = await m.rollback_to_version(
+        pending.from_version, RollbackOptions(confirm=True, force=True, restart=False,
+                                              initiated_by="boot-check"),
+        commit=pending.from_commit)
+    store = await m.index()
+    if pending.session_id:
+        session = await store.get_session(pending.session_id)
+        if session is not None:
+            session.status = UpdateStatus.FAILED
+            session.completed_at = session.completed_at or utcnow()
+            session.error_message = f"{reason}; rolled back to {pending.from_version} " \
+                                    f"(session {rollback.id})"
+            await store.add_step(session.id, "boot-check", "done", session.error_message)
+            await store.save_session(session)
+    await store.audit("boot-check", "rollback", pending.from_version, "completed",
+                      {"reason": reason, "session": rollback.id, "bad": tag})
+    await m._in_thread(clear_pending, m.data_dir)
+    return StartCheck("rolled_back", f"{reason}; rolled back to {pending.from_version}"
+                      + (f" and marked {tag} bad" if tag else ""), pending, rollback.id)
