@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from gitrelease import cli_restart, render
+from gitrelease import cli_release, cli_restart, render
 from gitrelease.errors import GitReleaseError, InvalidInput, UnsupportedPlatform, UsageError
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     reset.add_argument("name", metavar="NAME")
 
     cli_restart.add_parsers(commands)
+    cli_release.add_parsers(commands)
     demo = commands.add_parser("demo", help="build a throw-away deployment and show "
                                "check -> install -> status on it")
     demo.add_argument("--keep", action="store_true", help="keep the demo directory")
@@ -505,6 +506,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "backup": _cmd_backup,
     "demo": _cmd_demo,
     **cli_restart.COMMANDS,
+    **cli_release.COMMANDS,
 }
 
 
