@@ -91,6 +91,13 @@ def _problems(
         problems.append(f"is a lightweight tag (a {kind}); release tags are annotated, with "
                         f"the changelog as their message: git tag -d {name}, then "
                         "gitrelease release")
+    else:
+        # Deployments refuse a ref whose tag object names another tag (a moved signed tag).
+        header = repo.run("cat-file", "tag", ref.local_sha).split("\n\n", 1)[0]
+        inner = next((line[4:] for line in header.splitlines() if line.startswith("tag ")), "")
+        if inner != name:
+            problems.append(f"points at the tag object named {inner!r}; a release tag's object "
+                            "carries its own name (create it with gitrelease release)")
     version = pattern.version_of(name)
     if version is None:
         example = pattern.tag_for(Version("1.2.0"))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shlex
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -93,14 +92,9 @@ def fresh(tmp_path: Path, version: str | None = "1.2.0", *, tag: bool = True) ->
 
 
 def install_pre_push(clone: Path) -> None:
-    """What `gitrelease hooks install --release` does, reduced to copying the script."""
-    script = (REPO_ROOT / "gitrelease" / "hookscripts" / "pre-push").read_text()
-    lines = [f"GITRELEASE_PYTHON={shlex.quote(sys.executable)}"
-             if line.rstrip().endswith("# gitrelease:python") else line
-             for line in script.splitlines()]
-    hook = clone / ".git" / "hooks" / "pre-push"
-    hook.write_text("\n".join(lines) + "\n")
-    hook.chmod(0o755)
+    result = cli(clone, "hooks", "install", "--release")
+    assert result.returncode == 0, result.stderr
+    assert os.access(clone / ".git" / "hooks" / "pre-push", os.X_OK)
 
 
 def push(repo: Path, *refs: str) -> subprocess.CompletedProcess[str]:
@@ -509,6 +503,17 @@ def test_pre_push_judges_a_tag_by_its_name_on_the_remote(world: World) -> None:
     assert result.returncode != 0
     assert "tag v9.0.0: is a lightweight tag (a commit)" in result.stderr
     assert "VERSION at the tagged commit says '2.0.0rc1'" in result.stderr
+
+
+def test_pre_push_refuses_a_ref_moved_onto_another_tag_object(world: World) -> None:
+    install_pre_push(world.release)
+    world.commit("chore: bump", {"VERSION": "2.1.0\n"})
+    git(world.release, "tag", "--annotate", "v2.1.0", "-m", "fine")
+    # refs/tags/v2.2.0 made to point at v2.1.0's tag object: deployments refuse it as moved.
+    git(world.release, "update-ref", "refs/tags/v2.2.0", git(world.release, "rev-parse", "v2.1.0"))
+    result = push(world.release, "v2.2.0")
+    assert result.returncode != 0
+    assert "tag v2.2.0: points at the tag object named 'v2.1.0'" in result.stderr
 
 
 def test_check_push_reads_git_input(world: World, tmp_path: Path) -> None:
