@@ -205,3 +205,38 @@ def world(template_world: World, tmp_path: Path) -> Iterator[World]:
     for clone in (copy.release, copy.deploy):
         git(clone, "remote", "set-url", "origin", str(copy.origin))
     yield copy
+
+
+# -- a bot process, for the restart tests ---------------------------------------------------
+
+BOT = Path(__file__).with_name("botproc.py")
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+class Bot:
+    def __init__(self, world: World, mode: str) -> None:
+        self.ready = world.base / f"bot-ready-{time.monotonic_ns()}"
+        self.process = subprocess.Popen(
+            [sys.executable, str(BOT), str(world.deploy / "data"), mode, str(self.ready)],
+            cwd=world.deploy)
+        deadline = time.time() + 30
+        while not self.ready.exists() and time.time() < deadline:
+            assert self.process.poll() is None, "the bot died at start"
+            time.sleep(0.02)
+        assert self.ready.exists()
+
+    def wait(self) -> int:
+        return self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture
+def bots() -> Iterator[list[Bot]]:
+    started: list[Bot] = []
+    yield started
+    for bot in started:
+        bot.stop()

@@ -12,17 +12,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gitrelease.hooks import render_hook
 from gitrelease.restart import PENDING_FILE, RESTART_EXIT_CODE, write_pid_file
-from tests.conftest import REPO_ROOT, World, git, guilds
-
-BOT = Path(__file__).with_name("botproc.py")
-SIGTERM_EXIT = 143
+from tests.conftest import REPO_ROOT, SIGTERM_EXIT, Bot, World, git, guilds
 
 
 def cli(world: World, *args: str, check: bool = True, env: dict[str, str] | None = None,
@@ -52,35 +48,6 @@ def recorder(world: World) -> tuple[str, Path]:
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
-
-
-class Bot:
-    def __init__(self, world: World, mode: str) -> None:
-        self.ready = world.base / f"bot-ready-{time.monotonic_ns()}"
-        self.process = subprocess.Popen(
-            [sys.executable, str(BOT), str(world.deploy / "data"), mode, str(self.ready)],
-            cwd=world.deploy)
-        deadline = time.time() + 30
-        while not self.ready.exists() and time.time() < deadline:
-            assert self.process.poll() is None, "the bot died at start"
-            time.sleep(0.02)
-        assert self.ready.exists()
-
-    def wait(self) -> int:
-        return self.process.wait(timeout=30)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-
-@pytest.fixture
-def bots() -> Iterator[list[Bot]]:
-    started: list[Bot] = []
-    yield started
-    for bot in started:
-        bot.stop()
 
 
 # -- the hook ------------------------------------------------------------------------------
