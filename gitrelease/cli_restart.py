@@ -30,6 +30,10 @@ def add_parsers(commands: Any) -> None:
                                         "update waiting on the restart completes)")
     commands.add_parser("boot-check", help="before each start (ExecStartPre): count starts "
                                            "that never confirmed; roll back a crash loop")
+    bot = commands.add_parser("bot", help="run a minimal Discord bot with the update "
+                                           "commands (token: DISCORD_TOKEN or .env)")
+    bot.add_argument("--sync", action="store_true", help="sync the slash commands at start")
+    bot.add_argument("--guild", metavar="ID", help="with --sync: to this guild only (instant)")
     hooks = commands.add_parser("hooks", help="install, remove or show gitrelease's git hooks")
     hooks.add_argument("action", metavar="|".join(HOOK_ACTIONS))
     hooks.add_argument("--release", action="store_true",
@@ -117,7 +121,26 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bot(args: argparse.Namespace) -> int:
+    from gitrelease.repo import find_toplevel
+
+    guild = None
+    if args.guild is not None:
+        if not args.guild.isdigit() or not 15 <= len(args.guild) <= 20:
+            raise InvalidInput("--guild", args.guild, "a Discord guild id (a snowflake)")
+        guild = int(args.guild)
+    if guild is not None and not args.sync:
+        raise InvalidInput("--guild", args.guild, "only with --sync")
+    if args.root is not None and not args.root.is_dir():
+        raise InvalidInput("--root", str(args.root), "an existing directory: a git checkout")
+    root = (args.root or find_toplevel(Path.cwd())).resolve()
+    from gitrelease_discord.bot import run_bot
+
+    return run_bot(root, sync=args.sync, guild=guild)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "bot": _cmd_bot,
     "restart": _cmd_restart,
     "confirm": _cmd_confirm,
     "boot-check": _cmd_boot_check,

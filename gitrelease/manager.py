@@ -337,6 +337,15 @@ class ReleaseManager:
 
         await Scheduler(self).run_forever(stop)
 
+    async def recover(self) -> None:
+        """Settle what a dead process left half-way, unless an operation is running now."""
+        await self._reconcile_if_idle(await self.index())
+
+    async def release_tags(self) -> list[str]:
+        """Every release tag known locally, newest first (for autocomplete)."""
+        snap = await self._in_thread(self._snapshot)
+        return [r.tag for r in reversed(snap.releases)]
+
     # -- restarts and starts ---------------------------------------------------------------
 
     async def restart(self, *, actor: str = "system") -> RestartOutcome:

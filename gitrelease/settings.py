@@ -37,12 +37,10 @@ __all__ = [
 CATEGORIES = ("update", "backup", "notification", "schedule")
 #: Settings of the specification this version does not act on yet; a value given for one is
 #: reported, never silently ignored.
+#: (The notification settings are acted on by the Discord extension.)
 INERT = (
-    "auto_updates_enabled", "update_check_interval", "notify_on_completion",
+    "auto_updates_enabled", "update_check_interval",
     "test_updates", "verify_downloads", "log_level", "max_log_files", "log_rotation_size",
-    "update_start_notifications", "update_progress_notifications",
-    "update_completion_notifications", "error_notifications", "backup_notifications",
-    "notify_channels",
 )
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 

@@ -1,0 +1,64 @@
+"""Embeds that always fit Discord's limits, built from the engine's own text renderings."""
+
+from __future__ import annotations
+
+import discord
+
+from gitrelease.repo import redact
+
+__all__ = ["COLOURS", "LIMITS", "cut", "fit", "report_embed"]
+
+LIMITS = {"content": 2000, "title": 256, "description": 4096, "field_name": 256,
+          "field_value": 1024, "fields": 25, "footer": 2048, "total": 6000}
+COLOURS = {"ok": discord.Colour.green(), "info": discord.Colour.blurple(),
+           "warn": discord.Colour.orange(), "error": discord.Colour.red()}
+
+
+def cut(value: str, limit: int, more: str = "…") -> str:
+    """`value` within `limit` characters, marked where it was cut."""
+    return value if len(value) <= limit else value[: limit - len(more)] + more
+
+
+def block(value: str, limit: int) -> str:
+    """A code block of `value` that fits in `limit` characters, lines cut at the end."""
+    body = redact(value).replace("```", "`\u200b``")
+    room = limit - 8
+    if len(body) > room:
+        lines, kept, used = body.splitlines(), [], 0
+        for line in lines:
+            if used + len(line) + 1 > room - 20:
+                kept.append(f"… {len(lines) - len(kept)} more lines")
+                break
+            kept.append(line)
+            used += len(line) + 1
+        body = "\n".join(kept)
+    return f"```\n{body}\n```"
+
+
+def fit(embed: discord.Embed) -> discord.Embed:
+    """Cut an embed to Discord's limits: each part, at most 25 fields, 6000 in all."""
+    if embed.title:
+        embed.title = cut(embed.title, LIMITS["title"])
+    if embed.description:
+        embed.description = cut(embed.description, LIMITS["description"])
+    fields = [(cut(f.name or "-", LIMITS["field_name"]), cut(f.value or "-", LIMITS["field_value"]),
+               f.inline) for f in embed.fields]
+    embed.clear_fields()
+    dropped = max(0, len(fields) - (LIMITS["fields"] - 1)) if len(fields) > LIMITS["fields"] else 0
+    for name, value, inline in fields[: len(fields) - dropped]:
+        embed.add_field(name=name, value=value, inline=inline)
+    while len(embed) > LIMITS["total"] and embed.fields:
+        embed.remove_field(len(embed.fields) - 1)
+        dropped += 1
+    if dropped:
+        embed.add_field(name="…", value=f"{dropped} more not shown", inline=False)
+    if len(embed) > LIMITS["total"] and embed.description:
+        embed.description = cut(embed.description, max(1, len(embed.description)
+                                                         - (len(embed) - LIMITS["total"])))
+    return embed
+
+
+def report_embed(title: str, rendered: str, colour: str = "info") -> discord.Embed:
+    """The engine's text rendering of a result, in an embed."""
+    return fit(discord.Embed(title=title, description=block(rendered, LIMITS["description"]),
+                             colour=COLOURS[colour]))

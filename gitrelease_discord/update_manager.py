@@ -1,0 +1,606 @@
+"""The nine slash commands: parse, authorise, defer, call `ReleaseManager`, render.
+
+Load it into a bot with ``await bot.load_extension("gitrelease_discord")``. It finds the
+deployment through ``GITRELEASE_ROOT``, else the git top-level of the working directory. Every
+value is checked again here (Discord does not enforce choices or ranges for a bot), and the
+permission check runs inside each command: owner for install, rollback, schedule, restore and
+settings; owner or a member with Administrator for the rest (owner only in direct messages).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, Literal
+
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from gitrelease import render
+from gitrelease.errors import GitReleaseError, InvalidInput
+from gitrelease.manager import ReleaseManager
+from gitrelease.models import UpdateStatus
+from gitrelease.repo import redact
+from gitrelease_discord.embeds import COLOURS, LIMITS, cut, fit, report_embed
+from gitrelease_discord.i18n import describe, locale_name, text
+from gitrelease_discord.views import ConfirmView, PagedView
+
+__all__ = ["NotAllowed", "UpdateManager", "setup"]
+
+log = logging.getLogger("gitrelease.discord")
+Level = Literal["owner", "admin"]
+Choice = app_commands.Choice
+UPDATE_TYPES = ("all", "bot", "packages", "config", "dependencies")
+TIME_RANGES = ("1d", "7d", "30d")
+SCHEDULE_TYPES = ("daily", "weekly", "monthly", "custom")
+BACKUP_TYPES = ("full", "database", "config", "data_only")
+BACKUP_RANGES = ("7d", "30d", "90d", "all")
+SORTS = ("date", "size", "name", "type")
+RESTORE_TYPES = ("all", "database", "config", "data")
+CATEGORIES = ("update", "backup", "notification", "schedule")
+PAGE_SIZE = 10
+PROGRESS_INTERVAL = 1.0  # seconds between edits of a progress message
+
+
+def _choices(values: tuple[str, ...]) -> list[Choice[str]]:
+    return [Choice(name=value, value=value) for value in values]
+
+
+def _params(command: str, *names: str) -> dict[str, app_commands.locale_str]:
+    return {name: describe(f"commands.{command}.params.{name}") for name in names}
+
+
+class NotAllowed(app_commands.CheckFailure):
+    """The invoking user may not run this command; `message` says what is needed."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _Progress:
+    """Engine progress → edits of the original response, about one a second.
+
+    The engine may report from worker threads: everything is handed to the loop first.
+    """
+
+    def __init__(self, cog: UpdateManager, interaction: discord.Interaction, title: str) -> None:
+        self.cog, self.interaction, self.title = cog, interaction, title
+        self.loop = asyncio.get_running_loop()
+        self.state: tuple[str, int, str] | None = None
+        self.last = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    def __call__(self, step: str, percent: int, detail: str) -> None:
+        self.loop.call_soon_threadsafe(self._update, step, percent, detail)
+
+    def _update(self, step: str, percent: int, detail: str) -> None:
+        self.state = (step, percent, detail)
+        if detail == "done":
+            self.cog._notify_soon("update_progress_notifications", f"{self.title}: {step} done "
+                                                                   f"({percent}%)")
+        if self.task is None or self.task.done():
+            self.task = self.loop.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        wait = PROGRESS_INTERVAL - (time.monotonic() - self.last)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if self.state is None:
+            return
+        step, percent, _detail = self.state
+        self.last = time.monotonic()
+        embed = discord.Embed(title=self.title, colour=COLOURS["info"],
+                              description=text("install_progress", step=step, percent=percent))
+        with suppress(discord.HTTPException):
+            await self.interaction.edit_original_response(embed=embed)
+
+    async def close(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self.task
+
+
+class UpdateManager(commands.Cog):
+    """Release management for the bot that loads it."""
+
+    def __init__(self, bot: commands.Bot, *, root: Path | None = None,
+                 data_dir: Path | None = None) -> None:
+        self.bot = bot
+        self.root = root
+        self.data_dir = data_dir
+        self.manager: ReleaseManager | None = None
+        self.confirm_timeout = 60.0
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._schedule_task: asyncio.Task[None] | None = None
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def cog_load(self) -> None:
+        from gitrelease.restart import RestartWatcher, write_pid_file
+
+        manager = await ReleaseManager.open(self.root, data_dir=self.data_dir,
+                                            this_process_is_bot=True)
+        self.manager = manager
+        await manager.recover()
+        await asyncio.to_thread(write_pid_file, manager.data_dir)
+        started = await manager.confirm_start(actor="bot")
+        if started.action == "confirmed" and started.pending is not None:
+            self._notify_soon("update_completion_notifications",
+                              text("now_running", version=started.pending.target_version))
+        if manager.settings.restart_method == "exit":
+            watcher = RestartWatcher(manager.data_dir, on_request=self._restart_requested)
+            self._spawn(watcher.run())
+        if await manager.list_schedules():
+            self._start_schedules()
+
+    async def cog_unload(self) -> None:
+        self._stop.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.manager is not None:
+            await self.manager.close()
+            self.manager = None
+
+    async def _restart_requested(self, _request: dict[str, Any]) -> None:
+        from gitrelease.restart import RESTART_EXIT_CODE
+
+        self.exit_code = RESTART_EXIT_CODE
+        await self.bot.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start_schedules(self) -> None:
+        if self.manager is not None and (self._schedule_task is None
+                                         or self._schedule_task.done()):
+            self._schedule_task = self._spawn(self.manager.run_schedules_forever(self._stop))
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[ReleaseManager]:
+        """A manager per command, so settings and tags changed meanwhile are seen."""
+        async with await ReleaseManager.open(self.root, data_dir=self.data_dir,
+                                             this_process_is_bot=True) as manager:
+            yield manager
+
+    # -- checks ------------------------------------------------------------------------------
+
+    async def _allow(self, interaction: discord.Interaction, level: Level) -> None:
+        command = interaction.command.name if interaction.command else "?"
+        if await self.bot.is_owner(interaction.user):
+            return
+        if level == "owner":
+            raise NotAllowed(text("not_allowed_owner", _locale(interaction), command=command))
+        if interaction.guild_id is None:
+            raise NotAllowed(text("not_allowed_dm", _locale(interaction), command=command))
+        if not interaction.permissions.administrator:
+            raise NotAllowed(text("not_allowed_admin", _locale(interaction), command=command))
+
+    @staticmethod
+    def _choice(field: str, value: Any, allowed: tuple[str, ...], *,
+                optional: bool = False) -> None:
+        if optional and value is None:
+            return
+        if not isinstance(value, str) or value not in allowed:
+            raise InvalidInput(field, value, list(allowed))
+
+    @staticmethod
+    def _flags(**values: Any) -> None:
+        for field, value in values.items():
+            if not isinstance(value, bool):
+                raise InvalidInput(field, value, "true or false")
+
+    @staticmethod
+    def _text(field: str, value: Any, limit: int = 200) -> None:
+        if value is not None and (not isinstance(value, str) or len(value) > limit):
+            raise InvalidInput(field, value, f"text of at most {limit} characters")
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def _notify_soon(self, switch: str, message: str) -> None:
+        self._spawn(self._notify(switch, message))
+
+    async def _notify(self, switch: str, message: str) -> None:
+        """Post to the notify_channels, if the event's switch is on; never raises."""
+        manager = self.manager
+        if manager is None or not getattr(manager.settings, switch, False):
+            return
+        if switch == "update_completion_notifications" and not \
+                manager.settings.notify_on_completion:
+            return
+        for channel_id in manager.settings.notify_channels:
+            try:
+                await self.bot.get_partial_messageable(int(channel_id)).send(
+                    cut(redact(message), LIMITS["content"]))
+            except (discord.HTTPException, ValueError) as exc:
+                log.warning("notification to channel %s failed: %s", channel_id, exc)
+
+    # -- commands ----------------------------------------------------------------------------
+
+    @app_commands.command(name="update_check", description=describe(
+        "commands.update_check.description"))
+    @app_commands.describe(**_params("update_check", "check_type", "show_details",
+                                     "include_security"))
+    @app_commands.choices(check_type=_choices(UPDATE_TYPES))
+    async def update_check(self, interaction: discord.Interaction, check_type: str = "all",
+                           show_details: bool = False, include_security: bool = True) -> None:
+        await self._allow(interaction, "admin")
+        self._choice("check_type", check_type, UPDATE_TYPES)
+        self._flags(show_details=show_details, include_security=include_security)
+        await interaction.response.defer(thinking=True)
+        async with self._open() as manager:
+            report = await manager.check_for_updates(check_type,
+                                                     include_security=include_security)
+        colour = "warn" if report.errors or report.to_dict()["total_updates"] else "ok"
+        await interaction.edit_original_response(embed=report_embed(
+            text("check_title", _locale(interaction)),
+            render.render_check(report, details=show_details), colour))
+
+    @app_commands.command(name="update_install", description=describe(
+        "commands.update_install.description"))
+    @app_commands.describe(**_params("update_install", "update_type", "backup_before",
+                                     "restart_required", "force_update", "backup_name"))
+    @app_commands.choices(update_type=_choices(UPDATE_TYPES))
+    async def update_install(self, interaction: discord.Interaction, update_type: str,
+                             backup_before: bool = True, restart_required: bool = True,
+                             force_update: bool = False, backup_name: str | None = None) -> None:
+        await self._allow(interaction, "owner")
+        self._choice("update_type", update_type, UPDATE_TYPES)
+        self._flags(backup_before=backup_before, restart_required=restart_required,
+                    force_update=force_update)
+        self._text("backup_name", backup_name, 64)
+        locale = _locale(interaction)
+        options: dict[str, Any] = {
+            "backup_before": backup_before, "restart_required": restart_required,
+            "force": force_update, "backup_name": backup_name,
+            "initiated_by": f"discord:{interaction.user.id}"}
+        await interaction.response.defer(thinking=True)
+        async with self._open() as manager:
+            if update_type in ("bot", "all"):
+                plan = await manager.install_updates(
+                    update_type, {**options, "force": True, "dry_run": True})
+                info = getattr(plan, "update", None)
+                if info is None and update_type == "bot":
+                    await interaction.edit_original_response(content=text(
+                        "install_up_to_date", locale, version=plan.current_version))
+                    return
+                if info is not None and (info.breaking_changes or force_update):
+                    if not await self._confirmed(interaction, plan, force_update):
+                        return
+                    options["force"] = True
+            self._notify_soon("update_start_notifications", text(
+                "notify_start", kind=update_type, user=interaction.user.id))
+            progress = _Progress(self, interaction, text("install_title", locale,
+                                                         kind=update_type))
+            try:
+                session = await manager.install_updates(update_type, options,
+                                                        progress=progress)
+            except GitReleaseError as exc:
+                self._notify_soon("error_notifications", text("notify_error",
+                                                              message=exc.message))
+                raise
+            finally:
+                await progress.close()
+        ok = session.status in (UpdateStatus.COMPLETED, UpdateStatus.RESTARTING)
+        self._notify_soon("update_completion_notifications", text(
+            "notify_done", status=session.status.value, version=session.target_version))
+        await interaction.edit_original_response(view=None, embed=report_embed(
+            text("install_done_title", locale, status=session.status.value),
+            render.render_session(session), "ok" if ok else "error"))
+
+    async def _confirmed(self, interaction: discord.Interaction, plan: Any, forced: bool) -> bool:
+        """Show the changelog and breaking notes with Confirm / Cancel; True if confirmed."""
+        locale, info = _locale(interaction), plan.update
+        notes = [text("install_confirm_breaking", locale)] if info.breaking_changes else []
+        notes += [text("install_confirm_forced", locale)] if forced else []
+        notes.append(text("install_confirm_prompt", locale))
+        embed = discord.Embed(title=text("install_confirm_title", locale, tag=plan.target_tag),
+                              description="\n".join(notes), colour=COLOURS["warn"])
+        embed.add_field(name="changelog", value=cut(info.changelog or "-", 1000), inline=False)
+        for warning in plan.warnings[:5]:
+            embed.add_field(name="warning", value=cut(warning, 1000), inline=False)
+        view = ConfirmView(interaction.user.id, locale, timeout=self.confirm_timeout)
+        await interaction.edit_original_response(embed=fit(embed), view=view)
+        timed_out = await view.wait()
+        if timed_out or not view.confirmed:
+            key = "install_expired" if view.confirmed is None else "install_cancelled"
+            await interaction.edit_original_response(content=text(key, locale), embed=None,
+                                                     view=None)
+            return False
+        return True
+
+    @app_commands.command(name="update_status", description=describe(
+        "commands.update_status.description"))
+    @app_commands.describe(**_params("update_status", "show_history", "show_metrics",
+                                     "time_range"))
+    @app_commands.choices(time_range=_choices(TIME_RANGES))
+    async def update_status(self, interaction: discord.Interaction, show_history: bool = False,
+                            show_metrics: bool = True, time_range: str = "7d") -> None:
+        await self._allow(interaction, "admin")
+        self._flags(show_history=show_history, show_metrics=show_metrics)
+        self._choice("time_range", time_range, TIME_RANGES)
+        await interaction.response.defer(thinking=True)
+        async with self._open() as manager:
+            info = await manager.get_update_status(time_range, show_history=show_history,
+                                                   show_metrics=show_metrics)
+        await interaction.edit_original_response(embed=report_embed(
+            text("status_title", _locale(interaction)), render.render_status(info)))
+
+    @app_commands.command(name="update_rollback", description=describe(
+        "commands.update_rollback.description"))
+    @app_commands.describe(**_params("update_rollback", "target_version", "confirm",
+                                     "create_backup", "restore_config"))
+    async def update_rollback(self, interaction: discord.Interaction, target_version: str,
+                              confirm: bool, create_backup: bool = True,
+                              restore_config: bool = True) -> None:
+        await self._allow(interaction, "owner")
+        self._text("target_version", target_version, 100)
+        self._flags(confirm=confirm, create_backup=create_backup, restore_config=restore_config)
+        if confirm is not True:
+            await interaction.response.send_message(text("confirm_false", _locale(interaction)),
+                                                    ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        locale = _locale(interaction)
+        async with self._open() as manager:
+            progress = _Progress(self, interaction, text("rollback_title", locale,
+                                                         target=target_version))
+            try:
+                session = await manager.rollback_to_version(target_version, {
+                    "confirm": True, "create_backup": create_backup,
+                    "restore_config": restore_config,
+                    "initiated_by": f"discord:{interaction.user.id}"}, progress=progress)
+            finally:
+                await progress.close()
+        await interaction.edit_original_response(embed=report_embed(
+            text("rollback_title", locale, target=target_version),
+            render.render_session(session), "ok"))
+
+    @app_commands.command(name="update_schedule", description=describe(
+        "commands.update_schedule.description"))
+    @app_commands.describe(**_params("update_schedule", "schedule_type", "update_time",
+                                     "update_days", "update_types", "enabled"))
+    @app_commands.choices(schedule_type=_choices(SCHEDULE_TYPES))
+    async def update_schedule(self, interaction: discord.Interaction, schedule_type: str,
+                              update_types: str, update_time: str | None = None,
+                              update_days: str | None = None, enabled: bool = True) -> None:
+        await self._allow(interaction, "owner")
+        self._choice("schedule_type", schedule_type, SCHEDULE_TYPES)
+        for field, value in (("update_types", update_types), ("update_time", update_time),
+                             ("update_days", update_days)):
+            self._text(field, value, 100)
+        self._flags(enabled=enabled)
+        await interaction.response.defer(thinking=True)
+        async with self._open() as manager:
+            schedule = await manager.add_schedule(
+                schedule_type, update_time, update_days, update_types, enabled,
+                actor=f"discord:{interaction.user.id}")
+        self._start_schedules()
+        rendered = "\n".join(f"{key}: {value}" for key, value in schedule.to_dict().items())
+        await interaction.edit_original_response(embed=report_embed(
+            text("schedule_title", _locale(interaction), id=schedule.id), rendered, "ok"))
+
+    @app_commands.command(name="backup_create", description=describe(
+        "commands.backup_create.description"))
+    @app_commands.describe(**_params("backup_create", "backup_type", "compress", "backup_name",
+                                     "include_logs", "description"))
+    @app_commands.choices(backup_type=_choices(BACKUP_TYPES))
+    async def backup_create(self, interaction: discord.Interaction, backup_type: str = "full",
+                            compress: bool = True, backup_name: str | None = None,
+                            include_logs: bool = False,
+                            description: str | None = None) -> None:
+        await self._allow(interaction, "admin")
+        self._choice("backup_type", backup_type, BACKUP_TYPES)
+        self._flags(compress=compress, include_logs=include_logs)
+        self._text("backup_name", backup_name, 64)
+        self._text("description", description, 500)
+        await interaction.response.defer(thinking=True)
+        async with self._open() as manager:
+            progress = _Progress(self, interaction, text("backup_title", _locale(interaction),
+                                                         status="…"))
+            try:
+                backup = await manager.create_backup(backup_type, {
+                    "compress": compress, "backup_name": backup_name,
+                    "include_logs": include_logs, "description": description},
+                    actor=f"discord:{interaction.user.id}", progress=progress)
+            finally:
+                await progress.close()
+        self._notify_soon("backup_notifications", text(
+            "notify_backup", name=backup.name, status=backup.status.value,
+            size=render.size(backup.compressed_size or backup.file_size)))
+        await interaction.edit_original_response(embed=report_embed(
+            text("backup_title", _locale(interaction), status=backup.status.value),
+            render.render_backup(backup), "ok"))
+
+    @app_commands.command(name="backup_list", description=describe(
+        "commands.backup_list.description"))
+    @app_commands.describe(**_params("backup_list", "backup_type", "time_range", "limit",
+                                     "sort_by"))
+    @app_commands.choices(backup_type=_choices(BACKUP_TYPES), time_range=_choices(BACKUP_RANGES),
+                          sort_by=_choices(SORTS))
+    async def backup_list(self, interaction: discord.Interaction, backup_type: str | None = None,
+                          time_range: str = "30d", limit: app_commands.Range[int, 1, 50] = 20,
+                          sort_by: str = "date") -> None:
+        await self._allow(interaction, "admin")
+        self._choice("backup_type", backup_type, BACKUP_TYPES, optional=True)
+        self._choice("time_range", time_range, BACKUP_RANGES)
+        self._choice("sort_by", sort_by, SORTS)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 50:
+            raise InvalidInput("limit", limit, "an integer from 1 to 50")
+        await interaction.response.defer(thinking=True)
+        filters = {"time_range": time_range, "limit": limit, "sort_by": sort_by}
+        if backup_type is not None:
+            filters["backup_type"] = backup_type
+        async with self._open() as manager:
+            backups = await manager.list_backups(filters)
+        locale = _locale(interaction)
+        if not backups:
+            await interaction.edit_original_response(content=text("backup_list_empty", locale))
+            return
+        pages = [backups[i:i + PAGE_SIZE] for i in range(0, len(backups), PAGE_SIZE)]
+
+        def page(index: int) -> discord.Embed:
+            embed = report_embed(text("backup_list_title", locale, count=len(backups)),
+                                 render.render_backups(pages[index]))
+            embed.set_footer(text=text("page", locale, page=index + 1, pages=len(pages)))
+            return embed
+
+        if len(pages) == 1:
+            await interaction.edit_original_response(embed=page(0))
+            return
+        await interaction.edit_original_response(
+            embed=page(0), view=PagedView(interaction.user.id, locale, len(pages), page))
+
+    @app_commands.command(name="backup_restore", description=describe(
+        "commands.backup_restore.description"))
+    @app_commands.describe(**_params("backup_restore", "backup_id", "confirm", "restore_type",
+                                     "verify_backup"))
+    @app_commands.choices(restore_type=_choices(RESTORE_TYPES))
+    async def backup_restore(self, interaction: discord.Interaction, backup_id: str,
+                             confirm: bool, restore_type: str = "all",
+                             verify_backup: bool = True) -> None:
+        await self._allow(interaction, "owner")
+        self._text("backup_id", backup_id, 100)
+        self._flags(confirm=confirm, verify_backup=verify_backup)
+        self._choice("restore_type", restore_type, RESTORE_TYPES)
+        if confirm is not True:
+            await interaction.response.send_message(text("confirm_false", _locale(interaction)),
+                                                    ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True)
+        locale = _locale(interaction)
+        async with self._open() as manager:
+            progress = _Progress(self, interaction, text("restore_title", locale,
+                                                         backup=backup_id))
+            try:
+                result = await manager.restore_backup(
+                    backup_id, {"confirm": True, "restore_type": restore_type,
+                                "verify_backup": verify_backup},
+                    actor=f"discord:{interaction.user.id}", progress=progress)
+            finally:
+                await progress.close()
+        rendered = "\n".join(f"{key}: {value}" for key, value in result.to_dict().items())
+        await interaction.edit_original_response(embed=report_embed(
+            text("restore_title", locale, backup=backup_id), rendered, "ok"))
+
+    @app_commands.command(name="update_settings", description=describe(
+        "commands.update_settings.description"))
+    @app_commands.describe(**_params("update_settings", "setting_category", "setting_name",
+                                     "setting_value", "reset_to_default"))
+    @app_commands.choices(setting_category=_choices(CATEGORIES))
+    async def update_settings(self, interaction: discord.Interaction, setting_category: str,
+                              setting_name: str, setting_value: str | None = None,
+                              reset_to_default: bool = False) -> None:
+        await self._allow(interaction, "owner")
+        self._choice("setting_category", setting_category, CATEGORIES)
+        self._text("setting_name", setting_name, 100)
+        self._text("setting_value", setting_value, 1000)
+        self._flags(reset_to_default=reset_to_default)
+        locale = _locale(interaction)
+        if setting_value is None and not reset_to_default:
+            await interaction.response.send_message(text("setting_value_missing", locale),
+                                                    ephemeral=True)
+            return
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        async with self._open() as manager:
+            change = await manager.change_setting(
+                setting_category, setting_name, None if reset_to_default else setting_value,
+                actor=f"discord:{interaction.user.id}")
+        data = change.to_dict()
+        key = "settings_reset" if reset_to_default else "settings_changed"
+        await interaction.edit_original_response(embed=fit(discord.Embed(
+            title=text("settings_title", locale, name=setting_name), colour=COLOURS["ok"],
+            description=redact(text(key, locale, name=setting_name, old=data.get("previous"),
+                                    new=data.get("new"))))))
+
+    # -- autocomplete ------------------------------------------------------------------------
+
+    @update_rollback.autocomplete("target_version")
+    async def _target_versions(self, interaction: discord.Interaction,
+                               current: str) -> list[Choice[str]]:
+        async with self._open() as manager:
+            names = ["previous", "last_backup", *await manager.release_tags()]
+        return _matching(names, current)
+
+    @backup_restore.autocomplete("backup_id")
+    async def _backup_ids(self, interaction: discord.Interaction,
+                          current: str) -> list[Choice[str]]:
+        async with self._open() as manager:
+            backups = await manager.list_backups({"time_range": "all", "limit": 50})
+        found = [Choice(name=cut(f"{b.name} ({b.backup_type.value}, {b.status.value})", 100),
+                        value=b.id) for b in backups
+                 if current.lower() in b.name.lower() or current.lower() in b.id.lower()]
+        return found[:25]
+
+    @update_settings.autocomplete("setting_name")
+    async def _setting_names(self, interaction: discord.Interaction,
+                             current: str) -> list[Choice[str]]:
+        from gitrelease.settings import schema
+
+        category = getattr(interaction.namespace, "setting_category", None)
+        names = [name for name, spec in schema().items()
+                 if category in (None, spec.category)]
+        return _matching(names, current)
+
+    # -- errors ------------------------------------------------------------------------------
+
+    async def cog_app_command_error(self, interaction: discord.Interaction,
+                                    error: app_commands.AppCommandError) -> None:
+        original = getattr(error, "original", error)
+        command = interaction.command.name if interaction.command else "?"
+        locale = _locale(interaction)
+        if isinstance(original, NotAllowed):
+            message = original.message
+        elif isinstance(original, GitReleaseError):
+            hint = f"\n{original.hint}" if original.hint else ""
+            message = f"{original.message}{hint}"
+        elif isinstance(original, app_commands.TransformerError):
+            message = text("invalid", locale, field=original.type.name, value=original.value,
+                           allowed=original.type.name)
+        else:
+            error_id = uuid.uuid4().hex[:8]
+            log.error("/%s failed (error id %s)", command, error_id, exc_info=original)
+            message = text("unexpected", locale, command=command, error_id=error_id)
+        embed = fit(discord.Embed(title=text("error_title", locale, command=command),
+                                  description=cut(redact(message), LIMITS["description"]),
+                                  colour=COLOURS["error"]))
+        try:
+            if interaction.response.is_done():
+                with suppress(discord.HTTPException):
+                    await interaction.delete_original_response()
+                await interaction.followup.send(embed=embed, ephemeral=True)
+            else:
+                await interaction.response.send_message(embed=embed, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("could not report an error of /%s: %s", command, exc)
+
+
+def _locale(interaction: discord.Interaction) -> str:
+    return locale_name(interaction.locale)
+
+
+def _matching(names: list[str], current: str) -> list[Choice[str]]:
+    wanted = (current or "").lower()
+    return [Choice(name=name, value=name) for name in names if wanted in name.lower()][:25]
+
+
+async def setup(bot: commands.Bot) -> None:
+    """discord.py's extension entry point: ``await bot.load_extension("gitrelease_discord")``."""
+    from gitrelease_discord.i18n import FileTranslator
+
+    if bot.tree.translator is None:
+        await bot.tree.set_translator(FileTranslator())
+    await bot.add_cog(UpdateManager(bot))
