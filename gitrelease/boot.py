@@ -40,7 +40,8 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 class StartCheck:
     """What `confirm_start` or `boot_check` found and did."""
 
-    action: str  # nothing_pending | confirmed | mismatch | stale | counted | rolled_back
+    # nothing_pending | confirmed | mismatch | stale | counted | rolled_back | rollback_failed
+    action: str
     detail: str
     pending: PendingStart | None = None
     rollback_session: str | None = None
@@ -67,7 +68,10 @@ async def restart_after_update(
             reason="install", session_id=session.id)
         # Written first: a restarted bot may run boot-check before this process goes on.
         await m._in_thread(write_pending, m.data_dir, pending)
-    settings = m.settings
+    # The release now checked out may bring its own restart settings ([tool.gitrelease]).
+    from gitrelease.settings import load_settings
+
+    settings = (await m._in_thread(load_settings, m.root, m.data_dir)).settings
     session.restart_needed = True
     if not wanted:
         session.steps_completed.append("restart: skipped as asked; restart the bot to run "
@@ -207,14 +211,24 @@ async def _roll_back_crash_loop(m: ReleaseManager, pending: PendingStart, limit:
         await m._in_thread(mark_bad, m.data_dir, tag, pending.target_commit, reason,
                            pending.session_id or "boot-check")
     if not pending.from_commit:
-        raise RestartFailed(f"{reason}, and there is no earlier version to roll back to")
-    rollback = await m.rollback_to_version(
-        pending.from_version, RollbackOptions(confirm=True, force=True, restart=False,
-                                              initiated_by="boot-check"),
-        commit=pending.from_commit)
+        return StartCheck("rollback_failed", f"{reason}, and there is no earlier version to "
+                                             "roll back to", pending)
     store = await m.index()
-    if pending.session_id:
-        session = await store.get_session(pending.session_id)
+    session = await store.get_session(pending.session_id) if pending.session_id else None
+    try:
+        # Only the update's own pre-update backup is restored; a checkout by hand, or an
+        # install without a backup, goes back in code alone: an older backup would lose data.
+        rollback = await m.rollback_to_version(
+            pending.from_version, RollbackOptions(confirm=True, force=True, restart=False,
+                                                  initiated_by="boot-check"),
+            commit=pending.from_commit, backup_id=session.backup_id if session else None)
+    except GitReleaseError as exc:
+        # The bot still starts (a refused ExecStartPre would keep it down); the next start
+        # tries again, and says why this one could not.
+        return StartCheck("rollback_failed", f"{reason}, but the rollback was refused: "
+                                             f"{exc.message}", pending)
+    if session is not None:
+        session = await store.get_session(session.id) or session
         if session is not None:
             session.status = UpdateStatus.FAILED
             session.completed_at = session.completed_at or utcnow()

@@ -93,22 +93,22 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
         install_hooks,
         uninstall_hooks,
     )
-    from gitrelease.repo import GitRepo, find_toplevel
+    from gitrelease.repo import GitRepo
 
     _choice("ACTION", args.action, HOOK_ACTIONS)
-    python = str(args.python) if args.python is not None else sys.executable
+    python = str(args.python) if args.python is not None else None
     if args.python is not None and not (args.python.is_absolute() and args.python.is_file()):
         raise InvalidInput("--python", str(args.python),
                            "the absolute path of a Python interpreter")
-    if args.root is not None and not args.root.is_dir():
-        raise InvalidInput("--root", str(args.root), "an existing directory: a git checkout")
-    repo = GitRepo((args.root or find_toplevel(Path.cwd())).resolve())
+    repo = GitRepo(_root(args))
     try:
         names = RELEASE_HOOKS if args.release else DEPLOYMENT_HOOKS
-        work: dict[str, Callable[..., Any]] = {
-            "install": install_hooks, "uninstall": uninstall_hooks, "status": hook_states}
-        states = work[args.action](repo, names if args.action != "status" else
-                                   DEPLOYMENT_HOOKS + RELEASE_HOOKS, python)
+        if args.action == "install":
+            states = install_hooks(repo, names, python, default_python=sys.executable)
+        elif args.action == "uninstall":
+            states = uninstall_hooks(repo, names)
+        else:
+            states = hook_states(repo, DEPLOYMENT_HOOKS + RELEASE_HOOKS)
     finally:
         repo.close()
     if args.json:
@@ -122,8 +122,6 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_bot(args: argparse.Namespace) -> int:
-    from gitrelease.repo import find_toplevel
-
     guild = None
     if args.guild is not None:
         if not args.guild.isdigit() or not 15 <= len(args.guild) <= 20:
@@ -131,12 +129,22 @@ def _cmd_bot(args: argparse.Namespace) -> int:
         guild = int(args.guild)
     if guild is not None and not args.sync:
         raise InvalidInput("--guild", args.guild, "only with --sync")
-    if args.root is not None and not args.root.is_dir():
-        raise InvalidInput("--root", str(args.root), "an existing directory: a git checkout")
-    root = (args.root or find_toplevel(Path.cwd())).resolve()
     from gitrelease_discord.bot import run_bot
 
-    return run_bot(root, sync=args.sync, guild=guild)
+    return run_bot(_root(args), sync=args.sync, guild=guild)
+
+
+def _root(args: argparse.Namespace) -> Path:
+    """--root, else $GITRELEASE_ROOT, else the git top-level of the cwd (as the manager)."""
+    import os
+
+    from gitrelease.repo import find_toplevel
+
+    if args.root is not None and not args.root.is_dir():
+        raise InvalidInput("--root", str(args.root), "an existing directory: a git checkout")
+    env_root = os.environ.get("GITRELEASE_ROOT")
+    root = args.root or (Path(env_root) if env_root else find_toplevel(Path.cwd()))
+    return root.resolve()
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -45,7 +45,7 @@ def run_command(
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as handle:
-        handle.write(f"--- {name}: {' '.join(argv)}\n".encode())
+        handle.write(f"--- {name}: {redact(' '.join(argv))}\n".encode())
         handle.flush()
         start = handle.tell()
         try:

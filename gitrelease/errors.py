@@ -138,8 +138,7 @@ class DowngradeRefused(GitReleaseError):
     code = "downgrade_refused"
     exit_code = 5
     default_hint = (
-        "going back is a rollback, which this version cannot do yet: restore a backup taken at "
-        "that release (gitrelease backup list) and check its tag out by hand")
+        "going back is a rollback: gitrelease rollback VERSION --yes")
 
 
 class TagMoved(GitReleaseError):

@@ -40,6 +40,7 @@ class HookState:
     state: str
     chained: str | None  # the hook ours runs first, if any
     action: str = ""  # what install/uninstall did: written, unchanged, removed, restored...
+    python: str | None = None  # the interpreter our hook runs gitrelease with
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,6 +63,38 @@ def hooks_dir(repo: GitRepo) -> Path:
     return path if path.is_absolute() else repo.root / path
 
 
+def _own_hooks_dir(repo: GitRepo) -> Path:
+    """The hooks directory, refused if core.hooksPath shares it beyond this repository: a
+    hook there would restart this bot for checkouts in other repositories."""
+    directory = hooks_dir(repo)
+    common = Path(repo.run("rev-parse", "--git-common-dir").strip())
+    common = common if common.is_absolute() else repo.root / common
+    inside = [common.resolve(), repo.root.resolve()]
+    if not any(directory.resolve().is_relative_to(base) for base in inside):
+        raise GitReleaseError(
+            f"core.hooksPath points to {directory}, outside this repository: a hook installed "
+            "there would run for every repository that shares it",
+            hint="unset core.hooksPath for this repository (git config --unset "
+                 "core.hooksPath), or call the hook script from your shared hooks yourself")
+    return directory
+
+
+def installed_python(path: Path) -> str | None:
+    """The interpreter written into one of our hooks, if it is there."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    line = next((line for line in lines if line.endswith(_MARK)), "")
+    _name, _sep, rest = line.partition(":-")
+    value = rest.removesuffix(_MARK).strip().removesuffix("}")
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        return None
+    return words[0] if len(words) == 1 else None
+
+
 def _is_ours(path: Path) -> bool:
     try:
         with path.open("rb") as handle:
@@ -72,7 +105,7 @@ def _is_ours(path: Path) -> bool:
     return _MARK.encode() in head and len(lines) > 1 and b"gitrelease" in lines[1]
 
 
-def _state(directory: Path, name: str, python: str) -> HookState:
+def _state(directory: Path, name: str) -> HookState:
     path = directory / name
     chained = directory / f"{name}{_CHAINED}"
     chained_text = str(chained) if chained.exists() or chained.is_symlink() else None
@@ -80,23 +113,32 @@ def _state(directory: Path, name: str, python: str) -> HookState:
         return HookState(name, str(path), "absent", chained_text)
     if not _is_ours(path):
         return HookState(name, str(path), "foreign", chained_text)
-    current = path.read_bytes() == render_hook(name, python)
-    return HookState(name, str(path), "installed" if current else "outdated", chained_text)
+    python = installed_python(path)
+    current = python is not None and Path(python).exists() and \
+        path.read_bytes() == render_hook(name, python)
+    return HookState(name, str(path), "installed" if current else "outdated", chained_text,
+                     python=python)
 
 
-def hook_states(repo: GitRepo, names: tuple[str, ...], python: str) -> list[HookState]:
+def hook_states(repo: GitRepo, names: tuple[str, ...]) -> list[HookState]:
     directory = hooks_dir(repo)
-    return [_state(directory, name, python) for name in names]
+    return [_state(directory, name) for name in names]
 
 
-def install_hooks(repo: GitRepo, names: tuple[str, ...], python: str) -> list[HookState]:
-    directory = hooks_dir(repo)
+def install_hooks(
+    repo: GitRepo, names: tuple[str, ...], python: str | None, *, default_python: str,
+) -> list[HookState]:
+    """Install `names`; the interpreter is `python`, else the one an installed hook of ours
+    already names (if it still exists), else `default_python`."""
+    directory = _own_hooks_dir(repo)
     directory.mkdir(parents=True, exist_ok=True)
     results = []
     for name in names:
-        before = _state(directory, name, python)
+        before = _state(directory, name)
         path, chained = directory / name, directory / f"{name}{_CHAINED}"
-        if before.state == "installed":
+        kept = before.python if before.python and Path(before.python).exists() else None
+        wanted = python or kept or default_python
+        if before.state == "installed" and before.python == wanted:
             results.append(HookState(**{**asdict(before), "action": "unchanged"}))
             continue
         moved = False
@@ -109,7 +151,7 @@ def install_hooks(repo: GitRepo, names: tuple[str, ...], python: str) -> list[Ho
             os.rename(path, chained)
             moved = True
         try:
-            atomic_write(path, render_hook(name, python), mode=0o755)
+            atomic_write(path, render_hook(name, wanted), mode=0o755)
         except BaseException:
             if moved:
                 os.rename(chained, path)  # puts the operator's hook back as it was
@@ -117,15 +159,16 @@ def install_hooks(repo: GitRepo, names: tuple[str, ...], python: str) -> list[Ho
         action = "chained the existing hook" if moved else (
             "updated" if before.state == "outdated" else "written")
         results.append(HookState(name, str(path), "installed",
-                                 str(chained) if moved else before.chained, action))
+                                 str(chained) if moved else before.chained, action,
+                                 python=wanted))
     return results
 
 
-def uninstall_hooks(repo: GitRepo, names: tuple[str, ...], python: str) -> list[HookState]:
+def uninstall_hooks(repo: GitRepo, names: tuple[str, ...]) -> list[HookState]:
     directory = hooks_dir(repo)
     results = []
     for name in names:
-        before = _state(directory, name, python)
+        before = _state(directory, name)
         path, chained = directory / name, directory / f"{name}{_CHAINED}"
         if before.state in ("absent", "foreign"):
             results.append(HookState(**{**asdict(before), "action": "not ours: left alone"
@@ -137,6 +180,6 @@ def uninstall_hooks(repo: GitRepo, names: tuple[str, ...], python: str) -> list[
         else:
             path.unlink()
             action = "removed"
-        after = _state(directory, name, python)
+        after = _state(directory, name)
         results.append(HookState(**{**asdict(after), "action": action}))
     return results

@@ -284,6 +284,7 @@ class ReleaseManager:
     async def rollback_to_version(
         self, target_version: str, options: RollbackOptions | Mapping[str, Any] | None = None,
         *, progress: Progress | None = None, commit: str | None = None,
+        backup_id: str | None = None,
     ) -> UpdateSession:
         """Back to an older release (a version, `previous` or `last_backup`), data included.
         `commit` pins where `target_version` is (boot-check's way back to what ran before)."""
@@ -295,7 +296,8 @@ class ReleaseManager:
         if commit is None:
             rollback.check_target(target_version)
         async with self._exclusive("rollback", opts.initiated_by, target_version) as store:
-            return await rollback.run(store, target_version, opts, progress, commit=commit)
+            return await rollback.run(store, target_version, opts, progress, commit=commit,
+                                      backup_id=backup_id)
 
     # -- schedules -------------------------------------------------------------------------
 

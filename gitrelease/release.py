@@ -28,6 +28,7 @@ from gitrelease.errors import (
     GitCommandFailed,
     GitReleaseError,
     InvalidInput,
+    UpdateInProgress,
     UsageError,
 )
 from gitrelease.fsutil import atomic_write
@@ -289,8 +290,26 @@ def cut_release(
             remote=settings.remote if options.push else None, commands=_shown(plan.commands))
         if options.dry_run:
             return result
-        # A push also runs the pre-push hook, which lists the remote's tags itself.
-        commit = _Transaction(repo, plan).run(settings.fetch_timeout + settings.git_timeout)
+        # One release at a time per clone: two would move the branch under each other.
+        import filelock
+
+        lock = filelock.FileLock(repo.git_dir / "gitrelease-release.lock")
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise UpdateInProgress("another gitrelease release is running in this clone",
+                                   hint="wait for it to finish") from None
+        try:
+            # Planned again under the lock: the other release may have just finished.
+            plan = _plan(repo, TagPattern.parse(settings.tag_pattern), settings.remote,
+                         options, now or datetime.now(UTC))
+            # A push also runs the pre-push hook, which lists the remote's tags itself.
+            commit = _Transaction(repo, plan).run(settings.fetch_timeout + settings.git_timeout)
+        finally:
+            lock.release()
+        result = replace(result, version=str(plan.version), tag=plan.tag,
+                         previous_tag=plan.last.tag if plan.last else None,
+                         changelog=plan.section)
         return replace(result, commit=commit, dry_run=False, pushed=options.push,
                        commands=_shown(plan.commands))
     finally:

@@ -284,8 +284,9 @@ class GitRepo:
             return TagSignature("valid", good.removeprefix("[GNUPG:] "))
         lowered = text.lower()
         if any(marker in lowered for marker in _UNKNOWN_KEY):
-            return TagSignature("unknown_key", _first(lines, "the signing key is not trusted "
-                                                            "here"))
+            reason = [line for line in lines if any(m in line.lower() for m in _UNKNOWN_KEY)]
+            return TagSignature("unknown_key", _first(reason or lines, "the signing key is not "
+                                                                       "trusted here"))
         return TagSignature("bad", _first(lines, f"git verify-tag exited with {status}"))
 
     def dirty_files(self) -> list[str]:

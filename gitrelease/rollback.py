@@ -92,11 +92,13 @@ class Rollback:
     async def run(
         self, store: IndexStore, target_text: str, opts: RollbackOptions,
         progress: Progress | None, *, commit: str | None = None,
+        backup_id: str | None = None,
     ) -> UpdateSession:
         """Roll back to `target_text`; `commit`, if given, is where that is (boot-check
-        names the commit that ran before, which need not be a release)."""
+        names the commit that ran before, which need not be a release), and then only the
+        backup `backup_id` (the update's own) is restored: none means the code alone."""
         snap = await self.m._in_thread(self.m._snapshot)
-        target = await self._target(store, target_text, snap, commit)
+        target = await self._target(store, target_text, snap, commit, backup_id)
         if target.commit == snap.current.commit:
             raise NoSuchVersion(f"already at {target.label}: nothing to roll back",
                                 hint="name an older version")
@@ -161,6 +163,7 @@ class Rollback:
                               {"session": session.id, "undo": undo})
             raise
         session.restart_needed = True
+        await self._forget_pending_start(store, session)
         if opts.restart:
             await self._restart(session)
         await step.finish(UpdateStatus.COMPLETED, None)
@@ -169,6 +172,23 @@ class Rollback:
                            "to": target.commit,
                            "backup": target.backup.id if target.backup else None})
         return session
+
+    async def _forget_pending_start(self, store: IndexStore, session: UpdateSession) -> None:
+        """The code moved away from a start still waiting for confirmation: that start will
+        never come, and the install that waited on it ends here."""
+        from gitrelease.restart import clear_pending, read_pending
+
+        pending = await self.m._in_thread(read_pending, self.m.data_dir)
+        if pending is None:
+            return
+        await self.m._in_thread(clear_pending, self.m.data_dir)
+        waiting = await store.get_session(pending.session_id) if pending.session_id else None
+        if waiting is not None and waiting.status is UpdateStatus.RESTARTING:
+            waiting.status = UpdateStatus.FAILED
+            waiting.completed_at = utcnow()
+            waiting.error_message = (f"rolled back by {session.id} before the bot confirmed "
+                                     f"{waiting.target_version}")
+            await store.save_session(waiting)
 
     def _check_signature(self, snap: Any, target: _Target) -> None:
         """With require_signed_tags, code is checked out only from a valid signed tag; boot-
@@ -204,7 +224,8 @@ class Rollback:
             session.steps_completed.append(f"restart: {outcome.detail}")
 
     async def _target(
-        self, store: IndexStore, text: str, snap: Any, commit: str | None = None
+        self, store: IndexStore, text: str, snap: Any, commit: str | None = None,
+        backup_id: str | None = None,
     ) -> _Target:
         backups = [b for b in await store.list_backups()
                    if b.status is BackupStatus.COMPLETED and not b.deleting and b.commit]
@@ -215,8 +236,9 @@ class Rollback:
             return _Target(newest.commit or "", newest.tag or (newest.commit or "")[:12],
                            newest.tag, newest)
         if commit is not None:
-            label = text
             tag = next((r.tag for r in snap.releases if r.commit == commit), None)
+            own = next((b for b in backups if b.id == backup_id and b.commit == commit), None)
+            return _Target(commit, text, tag, own)
         elif text == "previous":
             commit, label = await self._previous(store, snap.current.commit)
             tag = next((r.tag for r in snap.releases if r.commit == commit), None)
@@ -232,7 +254,9 @@ class Rollback:
     async def _previous(store: IndexStore, head: str) -> tuple[str, str]:
         """What ran before the current release: the session that brought HEAD here."""
         for session in await store.list_sessions(limit=200):
-            if (session.status is UpdateStatus.COMPLETED and session.to_commit == head
+            # RESTARTING: installed and waiting for the bot to confirm, as in a crash loop.
+            if (session.status in (UpdateStatus.COMPLETED, UpdateStatus.RESTARTING)
+                    and session.to_commit == head
                     and session.from_commit and session.from_commit != head):
                 return session.from_commit, session.current_version
         raise NoSuchVersion("no completed update or rollback led to the current version, so "

@@ -28,7 +28,10 @@ KINDS_OF = {
 }
 _SIDECARS = ("-wal", "-shm", "-journal")
 _RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db",
-                  "bad_releases.json", "audit_cache.json", "last_check.json"}
+                  "bad_releases.json", "audit_cache.json", "last_check.json",
+                  # About the running process, never about the data: restoring one would
+                  # bring back a start that no longer waits, or a restart nobody asked for.
+                  "restart_pending.json", "restart_request.json"}
 
 
 @dataclass(frozen=True)

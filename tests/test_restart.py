@@ -358,3 +358,122 @@ def test_signal_refuses_a_pid_file_without_a_pid(world: World) -> None:
 
 def test_sigterm_exit_code_is_what_the_bot_returns() -> None:
     assert SIGTERM_EXIT == 128 + signal.SIGTERM
+
+
+# -- found by review: the way back after a crash loop, and where hooks may act ---------------
+
+
+def insert_row(world: World, row: int) -> None:
+    import sqlite3
+
+    with sqlite3.connect(world.deploy / "data" / "app.db") as db:
+        db.execute("INSERT INTO guilds VALUES (?, 'new')", (row,))
+    db.close()
+
+
+def test_crash_loop_after_a_hand_checkout_goes_back_in_code_alone(world: World) -> None:
+    text, _log = recorder(world)
+    settings(world, text + "max_boot_failures = 1\n")
+    cli(world, "install", "--type", "bot", "--to", "1.1.0")  # leaves a backup at v1.0.0
+    confirm = cli(world, "confirm", "--json")
+    assert json.loads(confirm.stdout)["action"] == "confirmed"
+    cli(world, "hooks", "install")
+    git(world.deploy, "-c", "advice.detachedHead=false", "checkout", "--quiet", "v1.9.0")
+    insert_row(world, 7)  # written after the only backup at v1.1.0... there is none: code only
+    cli(world, "boot-check")
+    rolled = json.loads(cli(world, "boot-check", "--json").stdout)
+    assert rolled["action"] == "rolled_back", rolled
+    assert world.head() == world.tag_commit("v1.1.0")
+    assert [row[0] for row in guilds(world.deploy)] == [1, 2, 7]  # no older data restored
+
+
+def test_pending_start_is_never_backed_up_or_restored(world: World) -> None:
+    text, _log = recorder(world)
+    settings(world, text + "max_boot_failures = 1\n")
+    cli(world, "install", "--type", "bot", "--to", "1.1.0")
+    cli(world, "boot-check")
+    assert json.loads(cli(world, "boot-check", "--json").stdout)["action"] == "rolled_back"
+    cli(world, "rollback", "1.1.0", "--yes", "--force")
+    assert not (world.deploy / "data" / PENDING_FILE).exists()
+    insert_row(world, 9)
+    assert json.loads(cli(world, "boot-check", "--json").stdout)["action"] == "nothing_pending"
+    assert 9 in [row[0] for row in guilds(world.deploy)]
+
+
+def test_rollback_previous_works_while_the_install_waits_for_its_restart(world: World) -> None:
+    text, _log = recorder(world)
+    settings(world, text)
+    session = json.loads(cli(world, "install", "--type", "bot", "--to", "1.1.0",
+                             "--json").stdout)
+    assert session["status"] == "restarting"
+    cli(world, "rollback", "previous", "--yes")
+    assert world.head() == world.tag_commit("v1.0.0")
+    ended = json.loads(cli(world, "journal", session["id"], "--json").stdout)["session"]
+    assert ended["status"] == "failed" and "before the bot confirmed" in ended["error_message"]
+    assert not (world.deploy / "data" / PENDING_FILE).exists()
+
+
+def test_boot_check_lets_the_bot_start_when_its_rollback_is_refused(world: World) -> None:
+    text, _log = recorder(world)
+    settings(world, text + "max_boot_failures = 1\n")
+    cli(world, "install", "--type", "bot", "--to", "1.1.0")
+    cli(world, "boot-check")
+    (world.deploy / "bot.py").write_text("print('edited on the server')\n")  # a dirty tree
+    result = cli(world, "boot-check", "--json")
+    assert json.loads(result.stdout)["action"] == "rollback_failed"
+    assert "refused" in json.loads(result.stdout)["detail"]
+    assert world.head() == world.tag_commit("v1.1.0")
+
+
+def test_clone_and_worktree_checkouts_restart_nothing(world: World) -> None:
+    text, log = recorder(world)
+    settings(world, text)
+    cli(world, "hooks", "install")
+    git(world.deploy, "worktree", "add", "--quiet", "--detach", str(world.base / "wt"), "v1.1.0")
+    assert lines(log) == []
+    hook = world.deploy / ".git" / "hooks" / "post-checkout"
+    subprocess.run([str(hook), "0" * 40, world.tag_commit("v1.1.0"), "1"], cwd=world.deploy,
+                   check=True)
+    assert lines(log) == []
+
+
+def test_a_hooks_path_shared_beyond_the_repository_is_refused(world: World) -> None:
+    shared = world.base / "shared-hooks"
+    shared.mkdir()
+    git(world.deploy, "config", "core.hooksPath", str(shared))
+    before = world.state()
+    result = cli(world, "hooks", "install", check=False)
+    assert result.returncode != 0 and "outside this repository" in result.stderr
+    assert list(shared.iterdir()) == [] and world.state() == before
+
+
+def test_hooks_status_does_not_depend_on_how_gitrelease_was_started(world: World) -> None:
+    other = world.base / "python with space"
+    other.write_text("#!/bin/sh\nexec python3 \"$@\"\n")
+    other.chmod(0o755)
+    cli(world, "hooks", "install", "--python", str(other))
+    status = json.loads(cli(world, "hooks", "status", "--json").stdout)["hooks"][0]
+    assert status["state"] == "installed" and status["python"] == str(other)
+    again = json.loads(cli(world, "hooks", "install", "--json").stdout)["hooks"][0]
+    assert again["action"] == "unchanged" and again["python"] == str(other)
+
+
+def test_hooks_find_the_deployment_through_gitrelease_root(world: World, tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "gitrelease", "hooks", "install"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "GITRELEASE_ROOT": str(world.deploy)})
+    assert result.returncode == 0, result.stderr
+    assert (world.deploy / ".git" / "hooks" / "post-checkout").exists()
+
+
+def test_install_restarts_with_the_new_releases_restart_settings(world: World) -> None:
+    log = world.base / "restarts.log"
+    code = "import sys; open(sys.argv[1], 'a').write('restarted\\n')"
+    pyproject = (world.release / "pyproject.toml").read_text() + (
+        f"\n[tool.gitrelease]\nrestart_method = \"command\"\n"
+        f"restart_command = {json.dumps([sys.executable, '-c', code, str(log)])}\n")
+    world.commit("feat: restart by command", {"pyproject.toml": pyproject})
+    world.release_version("2.1.0", "Restarts itself")
+    session = json.loads(cli(world, "install", "--type", "bot", "--to", "2.1.0", "--force",
+                             "--json").stdout)
+    assert lines(log) == ["restarted"] and session["status"] == "restarting"
