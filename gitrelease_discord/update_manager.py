@@ -13,10 +13,10 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import discord
 from discord import app_commands
@@ -34,6 +34,7 @@ from gitrelease_discord.views import ConfirmView, PagedView
 __all__ = ["NotAllowed", "UpdateManager", "setup"]
 
 log = logging.getLogger("gitrelease.discord")
+T = TypeVar("T")
 Level = Literal["owner", "admin"]
 Choice = app_commands.Choice
 UPDATE_TYPES = ("all", "bot", "packages", "config", "dependencies")
@@ -168,6 +169,27 @@ class UpdateManager(commands.Cog):
         if self.manager is not None and (self._schedule_task is None
                                          or self._schedule_task.done()):
             self._schedule_task = self._spawn(self.manager.run_schedules_forever(self._stop))
+
+    async def _with_progress(
+        self, interaction: discord.Interaction, title: str,
+        work: Callable[[ReleaseManager, _Progress], Awaitable[T]],
+    ) -> T:
+        """Run `work` with a fresh manager, its progress shown in the original response."""
+        async with self._open() as manager:
+            progress = _Progress(self, interaction, title)
+            try:
+                return await work(manager, progress)
+            finally:
+                await progress.close()
+
+    @staticmethod
+    async def _unconfirmed(interaction: discord.Interaction, confirm: bool) -> bool:
+        """True (and answered) when a destructive command came without confirm = true."""
+        if confirm is True:
+            return False
+        await interaction.response.send_message(text("confirm_false", _locale(interaction)),
+                                                ephemeral=True)
+        return True
 
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[ReleaseManager]:
@@ -349,22 +371,17 @@ class UpdateManager(commands.Cog):
         await self._allow(interaction, "owner")
         self._text("target_version", target_version, 100)
         self._flags(confirm=confirm, create_backup=create_backup, restore_config=restore_config)
-        if confirm is not True:
-            await interaction.response.send_message(text("confirm_false", _locale(interaction)),
-                                                    ephemeral=True)
+        if await self._unconfirmed(interaction, confirm):
             return
         await interaction.response.defer(thinking=True)
         locale = _locale(interaction)
-        async with self._open() as manager:
-            progress = _Progress(self, interaction, text("rollback_title", locale,
-                                                         target=target_version))
-            try:
-                session = await manager.rollback_to_version(target_version, {
-                    "confirm": True, "create_backup": create_backup,
-                    "restore_config": restore_config,
-                    "initiated_by": f"discord:{interaction.user.id}"}, progress=progress)
-            finally:
-                await progress.close()
+        options = {"confirm": True, "create_backup": create_backup,
+                   "restore_config": restore_config,
+                   "initiated_by": f"discord:{interaction.user.id}"}
+        session = await self._with_progress(
+            interaction, text("rollback_title", locale, target=target_version),
+            lambda m, progress: m.rollback_to_version(target_version, options,
+                                                      progress=progress))
         await interaction.edit_original_response(embed=report_embed(
             text("rollback_title", locale, target=target_version),
             render.render_session(session), "ok"))
@@ -408,16 +425,12 @@ class UpdateManager(commands.Cog):
         self._text("backup_name", backup_name, 64)
         self._text("description", description, 500)
         await interaction.response.defer(thinking=True)
-        async with self._open() as manager:
-            progress = _Progress(self, interaction, text("backup_title", _locale(interaction),
-                                                         status="…"))
-            try:
-                backup = await manager.create_backup(backup_type, {
-                    "compress": compress, "backup_name": backup_name,
-                    "include_logs": include_logs, "description": description},
-                    actor=f"discord:{interaction.user.id}", progress=progress)
-            finally:
-                await progress.close()
+        options = {"compress": compress, "backup_name": backup_name,
+                   "include_logs": include_logs, "description": description}
+        backup = await self._with_progress(
+            interaction, text("backup_title", _locale(interaction), status="…"),
+            lambda m, progress: m.create_backup(backup_type, options, progress=progress,
+                                                actor=f"discord:{interaction.user.id}"))
         self._notify_soon("backup_notifications", text(
             "notify_backup", name=backup.name, status=backup.status.value,
             size=render.size(backup.compressed_size or backup.file_size)))
@@ -476,22 +489,15 @@ class UpdateManager(commands.Cog):
         self._text("backup_id", backup_id, 100)
         self._flags(confirm=confirm, verify_backup=verify_backup)
         self._choice("restore_type", restore_type, RESTORE_TYPES)
-        if confirm is not True:
-            await interaction.response.send_message(text("confirm_false", _locale(interaction)),
-                                                    ephemeral=True)
+        if await self._unconfirmed(interaction, confirm):
             return
         await interaction.response.defer(thinking=True)
         locale = _locale(interaction)
-        async with self._open() as manager:
-            progress = _Progress(self, interaction, text("restore_title", locale,
-                                                         backup=backup_id))
-            try:
-                result = await manager.restore_backup(
-                    backup_id, {"confirm": True, "restore_type": restore_type,
-                                "verify_backup": verify_backup},
-                    actor=f"discord:{interaction.user.id}", progress=progress)
-            finally:
-                await progress.close()
+        options = {"confirm": True, "restore_type": restore_type, "verify_backup": verify_backup}
+        result = await self._with_progress(
+            interaction, text("restore_title", locale, backup=backup_id),
+            lambda m, progress: m.restore_backup(backup_id, options, progress=progress,
+                                                 actor=f"discord:{interaction.user.id}"))
         rendered = "\n".join(f"{key}: {value}" for key, value in result.to_dict().items())
         await interaction.edit_original_response(embed=report_embed(
             text("restore_title", locale, backup=backup_id), rendered, "ok"))
