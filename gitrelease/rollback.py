@@ -87,7 +87,10 @@ class Rollback:
             raise InvalidInput("target_version", target,
                                "a version or tag such as 2.0.0, or previous, or last_backup")
         if target not in SPECIAL_TARGETS:
-            self.installer.wanted_version(target)
+            try:
+                self.installer.wanted_version(target)
+            except InvalidInput as exc:
+                raise exc.renamed("target_version") from None
 
     async def run(
         self, store: IndexStore, target_text: str, opts: RollbackOptions,

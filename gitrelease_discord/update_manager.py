@@ -237,13 +237,19 @@ class UpdateManager(commands.Cog):
 
     async def _notify(self, switch: str, message: str) -> None:
         """Post to the notify_channels, if the event's switch is on; never raises."""
+        from gitrelease.settings import load_settings
+
         manager = self.manager
-        if manager is None or not getattr(manager.settings, switch, False):
+        if manager is None:
             return
-        if switch == "update_completion_notifications" and not \
-                manager.settings.notify_on_completion:
+        # Read now, not at load: /update_settings may have changed them since.
+        settings = (await asyncio.to_thread(load_settings, manager.root,
+                                            manager.data_dir)).settings
+        if not getattr(settings, switch, False):
             return
-        for channel_id in manager.settings.notify_channels:
+        if switch == "update_completion_notifications" and not settings.notify_on_completion:
+            return
+        for channel_id in settings.notify_channels:
             try:
                 await self.bot.get_partial_messageable(int(channel_id)).send(
                     cut(redact(message), LIMITS["content"]))
@@ -585,8 +591,12 @@ class UpdateManager(commands.Cog):
                                   colour=COLOURS["error"]))
         try:
             if interaction.response.is_done():
+                # Deferred: the "thinking" reply becomes a short line, and the reason goes
+                # privately to whoever ran the command.
                 with suppress(discord.HTTPException):
-                    await interaction.delete_original_response()
+                    await interaction.edit_original_response(
+                        content=text("failed_privately", locale, command=command), embed=None,
+                        view=None)
                 await interaction.followup.send(embed=embed, ephemeral=True)
             else:
                 await interaction.response.send_message(embed=embed, ephemeral=True)

@@ -1,0 +1,469 @@
+"""The nine slash commands through the real discord.py, against a local stand-in of Discord.
+
+A real deployment (the `world` fixture), the real extension loaded with
+`bot.load_extension("gitrelease_discord")`, Discord-shaped interaction payloads injected into
+discord.py, and every REST request it makes recorded by tests/discord_stub.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import discord
+import pytest
+from discord.ext import commands
+
+from gitrelease.manager import ReleaseManager
+from gitrelease_discord.i18n import FileTranslator, text
+from gitrelease_discord.update_manager import UpdateManager
+from tests.conftest import World
+from tests.discord_stub import (
+    FakeDiscord,
+    InteractionResult,
+    autocomplete,
+    custom_ids,
+    press,
+    slash,
+    start_bot,
+    stop_bot,
+)
+
+ADMIN = 0x8
+MEMBER_ID = 4242
+ADMIN_ID = 4343
+
+
+class Harness:
+    def __init__(self, fake: FakeDiscord, bot: commands.Bot, world: World) -> None:
+        self.fake, self.bot, self.world = fake, bot, world
+
+    @property
+    def cog(self) -> UpdateManager:
+        cog = self.bot.get_cog("UpdateManager")
+        assert cog is not None  # reloaded per test: the class object is not this module's
+        return cog  # type: ignore[return-value]
+
+    async def owner(self, name: str, options: dict[str, Any] | None = None,
+                    **kwargs: Any) -> InteractionResult:
+        return await slash(self.bot, name, options, user_id=self.fake.owner_id,
+                           guild_id=self.fake.guild_id, **kwargs)
+
+    async def admin(self, name: str, options: dict[str, Any] | None = None) -> InteractionResult:
+        return await slash(self.bot, name, options, user_id=ADMIN_ID,
+                           guild_id=self.fake.guild_id, permissions=ADMIN)
+
+    async def member(self, name: str, options: dict[str, Any] | None = None,
+                     *, guild: bool = True) -> InteractionResult:
+        return await slash(self.bot, name, options, user_id=MEMBER_ID,
+                           guild_id=self.fake.guild_id if guild else None)
+
+
+@pytest.fixture
+async def h(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    monkeypatch.setenv("GITRELEASE_ROOT", str(world.deploy))
+    async with FakeDiscord() as fake:
+        fake.background.add("run_schedules_forever")
+        bot = await start_bot(fake, setup=lambda b: b.load_extension("gitrelease_discord"))
+        try:
+            yield Harness(fake, bot, world)
+        finally:
+            await stop_bot(bot)
+
+
+def title(result: InteractionResult) -> str:
+    assert result.final is not None, result
+    embeds = result.final.get("embeds") or []
+    return embeds[0]["title"] if embeds else result.final.get("content", "")
+
+
+def refusal(result: InteractionResult) -> str:
+    """The private answer to a refused command: the reply itself, or a private follow-up."""
+    if result.ephemeral:
+        return body(result)
+    private = [m for m in result.messages if int(m.get("flags") or 0) & 64]
+    assert private, f"no private answer: {result.messages}"
+    embeds = private[-1].get("embeds") or []
+    return "\n".join([private[-1].get("content") or ""]
+                     + [e.get("description") or "" for e in embeds])
+
+
+def body(result: InteractionResult) -> str:
+    assert result.final is not None, result
+    embeds = result.final.get("embeds") or []
+    parts = [result.final.get("content") or ""]
+    for embed in embeds:
+        parts.append(embed.get("description") or "")
+        parts += [f"{f['name']} {f['value']}" for f in embed.get("fields", [])]
+    return "\n".join(parts)
+
+
+# -- happy paths ---------------------------------------------------------------------------
+
+
+async def test_update_check_as_admin(h: Harness) -> None:
+    result = await h.admin("update_check", {"check_type": "bot", "show_details": True})
+    assert not result.errors, result.errors
+    assert result.first_response_at is not None and result.first_response_at < 0.5
+    assert title(result) == "Update check"
+    assert "v1.10.0" in body(result)
+
+
+async def test_update_install_moves_head_and_reports_progress(h: Harness) -> None:
+    result = await h.owner("update_install", {"update_type": "bot", "backup_before": True})
+    assert not result.errors, result.errors
+    assert h.world.head() == h.world.tag_commit("v1.10.0")
+    assert title(result) == "Update completed"
+    edits = [r for r in result.requests if r.method == "PATCH" and "@original" in r.path]
+    progress = [r for r in edits if "Installing bot" in json.dumps(r.json)]
+    assert progress, "the install reported no progress"
+
+
+async def test_update_status(h: Harness) -> None:
+    result = await h.admin("update_status", {"show_history": True, "time_range": "30d"})
+    assert not result.errors and title(result) == "Update status"
+    assert "1.0.0" in body(result)
+
+
+async def test_update_rollback(h: Harness) -> None:
+    await h.owner("update_install", {"update_type": "bot"})
+    result = await h.owner("update_rollback", {"target_version": "previous", "confirm": True})
+    assert not result.errors, result.errors
+    assert h.world.head() == h.world.tag_commit("v1.0.0")
+    assert title(result) == "Rollback to previous"
+
+
+async def test_update_schedule(h: Harness) -> None:
+    result = await h.owner("update_schedule", {
+        "schedule_type": "weekly", "update_time": "03:00", "update_days": "sunday",
+        "update_types": "packages,bot"})
+    assert not result.errors, result.errors
+    assert title(result).startswith("Schedule ") and "weekly" in body(result)
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        assert len(await manager.list_schedules()) == 1
+
+
+async def test_backup_create_and_notification(h: Harness) -> None:
+    channel = h.fake.add_channel(guild_id=h.fake.guild_id)
+    (h.world.deploy / "data" / "settings.toml").write_text(f"notify_channels = [{channel}]\n")
+    result = await h.admin("backup_create", {"backup_type": "database",
+                                             "backup_name": "from_discord"})
+    assert not result.errors, result.errors
+    assert title(result) == "Backup completed"
+    assert list((h.world.deploy / "data" / "backups").glob("*.tar.gz"))
+    posted = await h.fake.wait_for_request("POST", f"/channels/{channel}/messages")
+    assert "from_discord" in posted.json["content"]
+
+
+async def test_backup_list_pages_with_buttons(h: Harness) -> None:
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        for index in range(11):
+            await manager.create_backup("config", {"backup_name": f"b{index:02d}"})
+    result = await h.admin("backup_list", {"limit": 20, "time_range": "all"})
+    assert not result.errors, result.errors
+    assert title(result) == "Backups (11)"
+    message = result.final
+    assert message is not None
+    assert "gitrelease:page:next" in custom_ids(message)
+    footer = message["embeds"][0]["footer"]["text"]
+    assert footer == "Page 1 of 2"
+    turned = await press(h.bot, message, "gitrelease:page:next", user_id=ADMIN_ID,
+                         guild_id=h.fake.guild_id, permissions=ADMIN)
+    assert turned.final is not None
+    assert turned.final["embeds"][0]["footer"]["text"] == "Page 2 of 2"
+    other = await press(h.bot, h.fake.message(message["id"]), "gitrelease:page:previous",
+                        user_id=MEMBER_ID, guild_id=h.fake.guild_id)
+    assert other.ephemeral and "Only <@" in (other.final or {}).get("content", "")
+
+
+async def test_backup_restore(h: Harness) -> None:
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        backup = await manager.create_backup("config", {"backup_name": "cfg"})
+    (h.world.deploy / ".env").write_text("DISCORD_TOKEN=changed\n")
+    result = await h.owner("backup_restore", {"backup_id": "cfg", "confirm": True,
+                                              "restore_type": "config"})
+    assert not result.errors, result.errors
+    assert title(result) == "Restore of cfg"
+    assert (h.world.deploy / ".env").read_text().startswith("DISCORD_TOKEN=super-secret")
+    assert "super-secret" not in json.dumps([r.json for r in h.fake.requests])
+    assert backup.id
+
+
+async def test_update_settings_set_and_reset(h: Harness) -> None:
+    result = await h.owner("update_settings", {"setting_category": "backup",
+                                               "setting_name": "max_backups",
+                                               "setting_value": "15"})
+    assert not result.errors and result.ephemeral
+    assert "max_backups: 50 → 15" in body(result)
+    result = await h.owner("update_settings", {"setting_category": "backup",
+                                               "setting_name": "max_backups",
+                                               "reset_to_default": True})
+    assert "max_backups reset: 15 → 50" in body(result)
+
+
+# -- permissions ---------------------------------------------------------------------------
+
+OWNER_ONLY = {
+    "update_install": {"update_type": "bot"},
+    "update_rollback": {"target_version": "1.0.0", "confirm": True},
+    "update_schedule": {"schedule_type": "daily", "update_time": "03:00",
+                        "update_types": "all"},
+    "backup_restore": {"backup_id": "nothing", "confirm": True},
+    "update_settings": {"setting_category": "backup", "setting_name": "max_backups",
+                        "setting_value": "3"},
+}
+ADMIN_LEVEL = {
+    "update_check": {}, "update_status": {}, "backup_create": {"backup_type": "config"},
+    "backup_list": {},
+}
+
+
+@pytest.mark.parametrize("name", sorted(OWNER_ONLY))
+async def test_owner_commands_refuse_admins_and_members(h: Harness, name: str) -> None:
+    before = h.world.state()
+    for result in (await h.admin(name, OWNER_ONLY[name]),
+                   await h.member(name, OWNER_ONLY[name])):
+        assert result.ephemeral
+        assert f"Only the bot's owner may use /{name}." in body(result)
+    assert h.world.state() == before
+
+
+@pytest.mark.parametrize("name", sorted(ADMIN_LEVEL))
+async def test_admin_commands_refuse_members_and_dms(h: Harness, name: str) -> None:
+    before = h.world.state()
+    result = await h.member(name, ADMIN_LEVEL[name])
+    assert result.ephemeral and "Administrator permission" in body(result)
+    result = await h.member(name, ADMIN_LEVEL[name], guild=False)
+    assert result.ephemeral and "In direct messages, only the bot's owner" in body(result)
+    assert h.world.state() == before
+
+
+# -- bad values ----------------------------------------------------------------------------
+
+# Discord checks option types itself; choices, ranges and text are what a modified client can
+# get past it, so those are what the cog must check again.
+BAD_VALUES = [
+    ("update_check", {"check_type": "everything"}, "check_type"),
+    ("update_install", {"update_type": "kernel"}, "update_type"),
+    ("update_install", {"update_type": "bot", "backup_name": "../../etc"}, "backup_name"),
+    ("update_install", {"update_type": "bot", "backup_name": "x" * 65}, "backup_name"),
+    ("update_status", {"time_range": "1y"}, "time_range"),
+    ("update_rollback", {"target_version": "--force", "confirm": True}, "target_version"),
+    ("update_rollback", {"target_version": "9.9.9", "confirm": True}, "9.9.9"),
+    ("update_schedule", {"schedule_type": "hourly", "update_types": "all"}, "schedule_type"),
+    ("update_schedule", {"schedule_type": "daily", "update_time": "25:00",
+                         "update_types": "all"}, "update_time"),
+    ("update_schedule", {"schedule_type": "weekly", "update_time": "03:00",
+                         "update_days": "someday", "update_types": "all"}, "update_days"),
+    ("update_schedule", {"schedule_type": "daily", "update_time": "03:00",
+                         "update_types": "kernel"}, "update_types"),
+    ("backup_create", {"backup_type": "everything"}, "backup_type"),
+    ("backup_create", {"backup_name": "a b/c"}, "backup_name"),
+    ("backup_create", {"description": "x" * 501}, "description"),
+    ("backup_list", {"backup_type": "everything"}, "backup_type"),
+    ("backup_list", {"time_range": "1y"}, "time_range"),
+    ("backup_list", {"limit": 0}, "limit"),
+    ("backup_list", {"limit": 51}, "limit"),
+    ("backup_list", {"sort_by": "colour"}, "sort_by"),
+    ("backup_restore", {"backup_id": "no_such_backup", "confirm": True}, "no_such_backup"),
+    ("backup_restore", {"backup_id": "x", "confirm": True, "restore_type": "full"},
+     "restore_type"),
+    ("update_settings", {"setting_category": "misc", "setting_name": "x",
+                         "setting_value": "1"}, "setting_category"),
+    ("update_settings", {"setting_category": "backup", "setting_name": "no_such",
+                         "setting_value": "1"}, "no_such"),
+    ("update_settings", {"setting_category": "backup", "setting_name": "max_backups",
+                         "setting_value": "many"}, "an integer in 1..10000"),
+    ("update_settings", {"setting_category": "backup", "setting_name": "max_backups"},
+     "setting_value is required"),
+]
+
+
+@pytest.mark.parametrize("name, options, named", BAD_VALUES,
+                         ids=[f"{n}-{'-'.join(o)}" for n, o, _ in BAD_VALUES])
+async def test_bad_values_are_refused_and_change_nothing(
+    h: Harness, name: str, options: dict[str, Any], named: str,
+) -> None:
+    before = h.world.state()
+    result = await h.owner(name, options)
+    answer = refusal(result)
+    assert named in answer, answer
+    assert "see the bot's logs" not in answer
+    assert h.world.state() == before
+
+
+@pytest.mark.parametrize("name, options", [
+    ("update_rollback", {"target_version": "1.0.0", "confirm": False}),
+    ("backup_restore", {"backup_id": "x", "confirm": False}),
+])
+async def test_confirm_false_is_refused_and_changes_nothing(
+    h: Harness, name: str, options: dict[str, Any],
+) -> None:
+    before = h.world.state()
+    result = await h.owner(name, options)
+    assert result.ephemeral and "confirm must be true" in body(result)
+    assert h.world.state() == before
+
+
+# -- the confirm buttons ---------------------------------------------------------------------
+
+
+async def _install_waiting_for_confirmation(h: Harness) -> InteractionResult:
+    result = await h.owner("update_install", {"update_type": "bot", "force_update": True},
+                           wait=False)
+    await result.acked()
+    for _ in range(200):
+        message = h.fake.final_for(result.token)
+        if message and "gitrelease:confirm" in custom_ids(message):
+            return result
+        await asyncio.sleep(0.05)
+    raise AssertionError("no confirmation was asked")
+
+
+async def test_confirm_button_installs(h: Harness) -> None:
+    result = await _install_waiting_for_confirmation(h)
+    message = h.fake.final_for(result.token)
+    assert message is not None and "Install v1.10.0?" in json.dumps(message)
+    await press(h.bot, message, "gitrelease:confirm", user_id=h.fake.owner_id,
+                guild_id=h.fake.guild_id)
+    await result.wait()
+    assert h.world.head() == h.world.tag_commit("v1.10.0")
+
+
+async def test_cancel_and_someone_else_pressing_install_nothing(h: Harness) -> None:
+    before = h.world.head()
+    result = await _install_waiting_for_confirmation(h)
+    message = h.fake.final_for(result.token)
+    other = await press(h.bot, message, "gitrelease:confirm", user_id=ADMIN_ID,
+                        guild_id=h.fake.guild_id, permissions=ADMIN)
+    assert other.ephemeral and h.world.head() == before
+    await press(h.bot, h.fake.final_for(result.token), "gitrelease:cancel",
+                user_id=h.fake.owner_id, guild_id=h.fake.guild_id)
+    await result.wait()
+    assert "Cancelled: nothing was installed." in body(result)
+    assert h.world.head() == before
+
+
+async def test_confirmation_expires_and_nothing_happens(h: Harness) -> None:
+    h.cog.confirm_timeout = 0.5
+    before = h.world.state()
+    result = await _install_waiting_for_confirmation(h)
+    await result.wait()
+    assert "No answer within 60 seconds" in body(result)
+    assert h.world.head() == before["head"]
+
+
+# -- behaviour -------------------------------------------------------------------------------
+
+
+async def test_acknowledged_fast_while_a_large_backup_runs(h: Harness) -> None:
+    (h.world.deploy / "data" / "blob.bin").write_bytes(os.urandom(64 * 1024 * 1024))
+    backup = await slash(h.bot, "backup_create", {"backup_type": "full"},
+                         user_id=h.fake.owner_id, guild_id=h.fake.guild_id, wait=False)
+    await backup.acked()
+    times = []
+    for _ in range(5):
+        status = await slash(h.bot, "update_status", {"show_metrics": False},
+                             user_id=h.fake.owner_id, guild_id=h.fake.guild_id, wait=False)
+        times.append(await status.acked())
+        await status.wait()
+    await backup.wait(timeout=120)
+    assert title(backup) == "Backup completed"
+    assert max(times) < 0.5, times
+
+
+async def test_unexpected_errors_say_failed_see_logs_with_an_id(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("DISCORD_TOKEN=super-secret-token-value went wrong")
+
+    monkeypatch.setattr(ReleaseManager, "get_update_status", broken)
+    result = await h.admin("update_status")
+    match = re.search(r"/update_status failed, see the bot's logs \(error id (\w+)\)",
+                      refusal(result))
+    assert match, refusal(result)
+    assert any("sent to you privately" in (m.get("content") or "") for m in result.messages)
+    assert "super-secret" not in json.dumps([r.json for r in h.fake.requests])
+    assert match.group(1) in caplog.text
+
+
+async def test_autocomplete_offers_tags_backups_and_setting_names(h: Harness) -> None:
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        await manager.create_backup("config", {"backup_name": "nightly_cfg"})
+    tags = await autocomplete(h.bot, "update_rollback", {"target_version": "v1."},
+                              "target_version", user_id=h.fake.owner_id,
+                              guild_id=h.fake.guild_id)
+    assert [c["value"] for c in tags][:2] == ["v1.10.0", "v1.9.0"]
+    backups = await autocomplete(h.bot, "backup_restore", {"backup_id": "nightly"},
+                                 "backup_id", user_id=h.fake.owner_id,
+                                 guild_id=h.fake.guild_id)
+    assert len(backups) == 1 and "nightly_cfg" in backups[0]["name"]
+    names = await autocomplete(h.bot, "update_settings", {"setting_category": "backup",
+                                                          "setting_name": "max"},
+                               "setting_name", user_id=h.fake.owner_id,
+                               guild_id=h.fake.guild_id)
+    assert {c["value"] for c in names} >= {"max_backups"}
+    assert all(c["value"] != "remote" for c in names)
+
+
+async def test_now_running_is_posted_after_an_updates_restart(
+    world: World, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    channel = 777000000000000001
+    command = json.dumps(["true"])
+    (world.deploy / "data" / "settings.toml").write_text(
+        f'notify_channels = [{channel}]\nrestart_method = "command"\n'
+        f"restart_command = {command}\n")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        session = await manager.install_updates("bot", {"backup_before": False})
+    assert session.status.value == "restarting"
+    monkeypatch.setenv("GITRELEASE_ROOT", str(world.deploy))
+    async with FakeDiscord() as fake:
+        bot = await start_bot(fake, setup=lambda b: b.load_extension("gitrelease_discord"))
+        try:
+            posted = await fake.wait_for_request("POST", f"/channels/{channel}/messages")
+            assert posted.json["content"] == "Now running 1.10.0"
+        finally:
+            await stop_bot(bot)
+    assert (world.deploy / "data" / "bot.pid").read_text().strip() == str(os.getpid())
+    async with await ReleaseManager.open(world.deploy) as manager:
+        confirmed, _steps = await manager.journal(session.id)
+    assert confirmed.status.value == "completed"
+
+
+# -- the command tree ------------------------------------------------------------------------
+
+
+async def test_command_tree_payloads_are_within_discords_limits(h: Harness) -> None:
+    payloads = [c.to_dict(h.bot.tree) for c in h.bot.tree.get_commands()]
+    assert sorted(p["name"] for p in payloads) == sorted([
+        "update_check", "update_install", "update_status", "update_rollback",
+        "update_schedule", "backup_create", "backup_list", "backup_restore",
+        "update_settings"])
+    for payload in payloads:
+        assert re.match(r"^[-_a-z0-9]{1,32}$", payload["name"])
+        assert 1 <= len(payload["description"]) <= 100
+        options = payload["options"]
+        assert len(options) <= 25
+        required = [o.get("required", False) for o in options]
+        assert required == sorted(required, reverse=True), payload["name"]
+        for option in options:
+            assert re.match(r"^[-_a-z0-9]{1,32}$", option["name"])
+            assert 1 <= len(option["description"]) <= 100, option
+            assert len(option.get("choices") or []) <= 25
+    limit = next(o for p in payloads if p["name"] == "backup_list" for o in p["options"]
+                 if o["name"] == "limit")
+    assert (limit["min_value"], limit["max_value"]) == (1, 50)
+
+
+async def test_translator_uses_locale_files_and_falls_back(h: Harness) -> None:
+    translator = FileTranslator()
+    string = discord.app_commands.locale_str("x", key="commands.update_check.description")
+    assert await translator.translate(string, discord.Locale.american_english, None) is None
+    assert await translator.translate(string, discord.Locale.german, None) is None
+    assert text("confirm", "de_DE") == "Confirm"  # no German file yet: English
