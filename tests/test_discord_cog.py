@@ -467,3 +467,38 @@ async def test_translator_uses_locale_files_and_falls_back(h: Harness) -> None:
     assert await translator.translate(string, discord.Locale.american_english, None) is None
     assert await translator.translate(string, discord.Locale.german, None) is None
     assert text("confirm", "de_DE") == "Confirm"  # no German file yet: English
+
+
+# -- gitrelease bot --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["bot"], "no Discord token", 78),
+    (["bot", "--sync", "--guild", "12"], "a Discord guild id", 2),
+    (["bot", "--guild", "123456789012345678"], "only with --sync", 2),
+])
+def test_gitrelease_bot_refuses_clearly(world: World, args: list[str], message: str,
+                                        code: int) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    (world.deploy / ".env").write_text("OTHER=1\n")
+    env = {k: v for k, v in os.environ.items() if k != "DISCORD_TOKEN"}
+    before = world.state()
+    result = subprocess.run([sys.executable, "-m", "gitrelease", "--root", str(world.deploy),
+                             *args], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+                            timeout=60)
+    assert result.returncode == code and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and world.state() == before
+
+
+def test_token_comes_from_the_environment_or_env_file(world: World,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitrelease_discord.bot import discord_token
+
+    monkeypatch.delenv("DISCORD_TOKEN", raising=False)
+    assert discord_token(world.deploy) == "super-secret-token-value"
+    monkeypatch.setenv("DISCORD_TOKEN", "from-env")
+    assert discord_token(world.deploy) == "from-env"
