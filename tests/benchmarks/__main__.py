@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     base = base / scale.name if args.workdir else base
     base.mkdir(parents=True, exist_ok=True)
     bench = Bench(scale, base, heavy_rounds=3, light_rounds=5 if args.quick else 15)
-    chosen = args.only or list(FIGURES)
+    chosen = [name for name in FIGURES if not args.only or name in args.only]
     started = time.perf_counter()
     figures: list[Figure] = []
     failed: list[str] = []

@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Figure", "Timer", "alternate", "render_table", "to_json"]
+__all__ = ["Figure", "Phases", "Timer", "alternate", "median_phases", "render_table", "settle",
+           "to_json"]
 
 Run = Callable[[], Awaitable[float]]  # one run; returns the seconds that count
 
@@ -118,7 +119,9 @@ def _row(figure: Figure) -> list[str]:
     met = {True: "met", False: "MISSED", None: "n/a"}[figure.met]
     if figure.unavailable:
         return [figure.name, "—", "—", "—", figure.target, f"n/a: {figure.unavailable}"]
-    ratio = f"{figure.ratio:.2f}x" if figure.ratio is not None else "—"
+    # A figure judged on its own value shows its baseline for scale, not as a ratio.
+    ratio = f"{figure.ratio:.2f}x" if figure.ratio is not None and figure.kind == "ratio" \
+        else "—"
     return [figure.name, _amount(figure.ours, figure.unit),
             _amount(figure.baseline, figure.unit), ratio, figure.target, met]
 
