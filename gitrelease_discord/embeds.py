@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import discord
 
 from gitrelease.repo import redact
 
-__all__ = ["COLOURS", "LIMITS", "cut", "fit", "report_embed"]
+__all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_secrets", "report_embed", "scrub"]
+
+#: Values that must never reach Discord: the bot's token and every value of the deployment's
+#: .env (a command's output or an error may quote them). Filled by the cog.
+_SECRETS: set[str] = set()
+
+
+def remember_secrets(values: Iterable[object]) -> None:
+    found = (str(value).strip().strip("'\"") for value in values if value is not None)
+    _SECRETS.update(value for value in found if len(value) >= 6)
+
+
+def scrub(value: str) -> str:
+    """`value` without credentials in URLs and without any remembered secret."""
+    value = redact(value)
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        value = value.replace(secret, "***")
+    return value
 
 LIMITS = {"content": 2000, "title": 256, "description": 4096, "field_name": 256,
           "field_value": 1024, "fields": 25, "footer": 2048, "total": 6000}
@@ -21,7 +40,7 @@ def cut(value: str, limit: int, more: str = "…") -> str:
 
 def block(value: str, limit: int) -> str:
     """A code block of `value` that fits in `limit` characters, lines cut at the end."""
-    body = redact(value).replace("```", "`\u200b``")
+    body = scrub(value).replace("```", "`\u200b``")
     room = limit - 8
     if len(body) > room:
         lines, kept, used = body.splitlines(), [], 0

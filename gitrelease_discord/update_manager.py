@@ -26,8 +26,15 @@ from gitrelease import render
 from gitrelease.errors import GitReleaseError, InvalidInput
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import UpdateStatus
-from gitrelease.repo import redact
-from gitrelease_discord.embeds import COLOURS, LIMITS, cut, fit, report_embed
+from gitrelease_discord.embeds import (
+    COLOURS,
+    LIMITS,
+    cut,
+    fit,
+    remember_secrets,
+    report_embed,
+    scrub,
+)
 from gitrelease_discord.i18n import describe, locale_name, text
 from gitrelease_discord.views import ConfirmView, PagedView
 
@@ -77,11 +84,14 @@ class _Progress:
         self.state: tuple[str, int, str] | None = None
         self.last = 0.0
         self.task: asyncio.Task[None] | None = None
+        self.closed = False
 
     def __call__(self, step: str, percent: int, detail: str) -> None:
         self.loop.call_soon_threadsafe(self._update, step, percent, detail)
 
     def _update(self, step: str, percent: int, detail: str) -> None:
+        if self.closed:
+            return  # the result is shown now; a late report must not replace it
         self.state = (step, percent, detail)
         if detail == "done":
             self.cog._notify_soon("update_progress_notifications", f"{self.title}: {step} done "
@@ -93,7 +103,7 @@ class _Progress:
         wait = PROGRESS_INTERVAL - (time.monotonic() - self.last)
         if wait > 0:
             await asyncio.sleep(wait)
-        if self.state is None:
+        if self.state is None or self.closed:
             return
         step, percent, _detail = self.state
         self.last = time.monotonic()
@@ -103,6 +113,7 @@ class _Progress:
             await self.interaction.edit_original_response(embed=embed)
 
     async def close(self) -> None:
+        self.closed = True
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with suppress(asyncio.CancelledError):
@@ -132,6 +143,7 @@ class UpdateManager(commands.Cog):
         manager = await ReleaseManager.open(self.root, data_dir=self.data_dir,
                                             this_process_is_bot=True)
         self.manager = manager
+        await asyncio.to_thread(self._remember_secrets, manager.root)
         await manager.recover()
         await asyncio.to_thread(write_pid_file, manager.data_dir)
         started = await manager.confirm_start(actor="bot")
@@ -196,7 +208,16 @@ class UpdateManager(commands.Cog):
         """A manager per command, so settings and tags changed meanwhile are seen."""
         async with await ReleaseManager.open(self.root, data_dir=self.data_dir,
                                              this_process_is_bot=True) as manager:
+            await asyncio.to_thread(self._remember_secrets, manager.root)
             yield manager
+
+    def _remember_secrets(self, root: Path) -> None:
+        from gitrelease.configsync import keys_of
+
+        token = getattr(self.bot.http, "token", None)
+        remember_secrets([token] if token else [])
+        with suppress(OSError, ValueError):
+            remember_secrets(keys_of((root / ".env").read_text(), toml=False).values())
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -252,7 +273,7 @@ class UpdateManager(commands.Cog):
         for channel_id in settings.notify_channels:
             try:
                 await self.bot.get_partial_messageable(int(channel_id)).send(
-                    cut(redact(message), LIMITS["content"]))
+                    cut(scrub(message), LIMITS["content"]))
             except (discord.HTTPException, ValueError) as exc:
                 log.warning("notification to channel %s failed: %s", channel_id, exc)
 
@@ -308,7 +329,9 @@ class UpdateManager(commands.Cog):
                 if info is not None and (info.breaking_changes or force_update):
                     if not await self._confirmed(interaction, plan, force_update):
                         return
+                    # Exactly the release that was shown, even if a newer one came meanwhile.
                     options["force"] = True
+                    options["to_version"] = plan.target_version
             self._notify_soon("update_start_notifications", text(
                 "notify_start", kind=update_type, user=interaction.user.id))
             progress = _Progress(self, interaction, text("install_title", locale,
@@ -532,10 +555,13 @@ class UpdateManager(commands.Cog):
                 setting_category, setting_name, None if reset_to_default else setting_value,
                 actor=f"discord:{interaction.user.id}")
         data = change.to_dict()
+        if setting_name.endswith("_command"):  # commands may carry tokens: never shown
+            data = {**data, "previous": "(set)" if data.get("previous") else "(empty)",
+                    "new": "(set)" if data.get("new") else "(empty)"}
         key = "settings_reset" if reset_to_default else "settings_changed"
         await interaction.edit_original_response(embed=fit(discord.Embed(
             title=text("settings_title", locale, name=setting_name), colour=COLOURS["ok"],
-            description=redact(text(key, locale, name=setting_name, old=data.get("previous"),
+            description=scrub(text(key, locale, name=setting_name, old=data.get("previous"),
                                     new=data.get("new"))))))
 
     # -- autocomplete ------------------------------------------------------------------------
@@ -587,7 +613,7 @@ class UpdateManager(commands.Cog):
             log.error("/%s failed (error id %s)", command, error_id, exc_info=original)
             message = text("unexpected", locale, command=command, error_id=error_id)
         embed = fit(discord.Embed(title=text("error_title", locale, command=command),
-                                  description=cut(redact(message), LIMITS["description"]),
+                                  description=cut(scrub(message), LIMITS["description"]),
                                   colour=COLOURS["error"]))
         try:
             if interaction.response.is_done():

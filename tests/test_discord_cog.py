@@ -502,3 +502,36 @@ def test_token_comes_from_the_environment_or_env_file(world: World,
     assert discord_token(world.deploy) == "super-secret-token-value"
     monkeypatch.setenv("DISCORD_TOKEN", "from-env")
     assert discord_token(world.deploy) == "from-env"
+
+
+# -- found by review ---------------------------------------------------------------------------
+
+
+async def test_no_secret_reaches_discord_even_when_a_command_prints_it(h: Harness) -> None:
+    channel = h.fake.add_channel(guild_id=h.fake.guild_id)
+    leak = json.dumps(["python3", "-c", "print(open('.env').read()); raise SystemExit(1)"])
+    (h.world.deploy / "data" / "settings.toml").write_text(
+        f"notify_channels = [{channel}]\nhealth_check_command = {leak}\n")
+    result = await h.owner("update_install", {"update_type": "bot"})
+    assert "health check" in refusal(result)
+    await h.fake.wait_for_request("POST", f"/channels/{channel}/messages")
+    sent = json.dumps([r.json for r in h.fake.requests])
+    assert "super-secret-token-value" not in sent and "***" in sent
+
+
+async def test_settings_never_show_a_commands_value(h: Harness) -> None:
+    secret = json.dumps(["curl", "-H", "Authorization: Bot very-secret-value", "x"])
+    result = await h.owner("update_settings", {"setting_category": "update",
+                                               "setting_name": "restart_command",
+                                               "setting_value": secret})
+    assert "restart_command: (empty) → (set)" in body(result)
+    assert "very-secret-value" not in json.dumps([r.json for r in h.fake.requests])
+
+
+async def test_confirm_installs_the_release_shown_not_a_newer_one(h: Harness) -> None:
+    result = await _install_waiting_for_confirmation(h)
+    h.world.release_version("3.0.0", "Published while the owner was reading")
+    await press(h.bot, h.fake.final_for(result.token), "gitrelease:confirm",
+                user_id=h.fake.owner_id, guild_id=h.fake.guild_id)
+    await result.wait()
+    assert h.world.head() == h.world.tag_commit("v1.10.0")
