@@ -232,6 +232,14 @@ class UpdateManager(commands.Cog):
         if not interaction.permissions.administrator:
             raise NotAllowed(text("not_allowed_admin", _locale(interaction), command=command))
 
+    async def _may(self, interaction: discord.Interaction, level: Level) -> bool:
+        """The permission check, for autocomplete: offers nothing to whom may not run it."""
+        try:
+            await self._allow(interaction, level)
+        except NotAllowed:
+            return False
+        return True
+
     @staticmethod
     def _choice(field: str, value: Any, allowed: tuple[str, ...], *,
                 optional: bool = False) -> None:
@@ -569,6 +577,8 @@ class UpdateManager(commands.Cog):
     @update_rollback.autocomplete("target_version")
     async def _target_versions(self, interaction: discord.Interaction,
                                current: str) -> list[Choice[str]]:
+        if not await self._may(interaction, "owner"):
+            return []
         async with self._open() as manager:
             names = ["previous", "last_backup", *await manager.release_tags()]
         return _matching(names, current)
@@ -576,6 +586,8 @@ class UpdateManager(commands.Cog):
     @backup_restore.autocomplete("backup_id")
     async def _backup_ids(self, interaction: discord.Interaction,
                           current: str) -> list[Choice[str]]:
+        if not await self._may(interaction, "owner"):
+            return []
         async with self._open() as manager:
             backups = await manager.list_backups({"time_range": "all", "limit": 50})
         found = [Choice(name=cut(f"{b.name} ({b.backup_type.value}, {b.status.value})", 100),
@@ -588,6 +600,8 @@ class UpdateManager(commands.Cog):
                              current: str) -> list[Choice[str]]:
         from gitrelease.settings import schema
 
+        if not await self._may(interaction, "owner"):
+            return []
         category = getattr(interaction.namespace, "setting_category", None)
         names = [name for name, spec in schema().items()
                  if category in (None, spec.category)]
@@ -636,7 +650,9 @@ def _locale(interaction: discord.Interaction) -> str:
 
 def _matching(names: list[str], current: str) -> list[Choice[str]]:
     wanted = (current or "").lower()
-    return [Choice(name=name, value=name) for name in names if wanted in name.lower()][:25]
+    # Discord refuses a whole answer with a choice over 100 characters: such names are left out.
+    return [Choice(name=name, value=name) for name in names
+            if wanted in name.lower() and len(name) <= 100][:25]
 
 
 async def setup(bot: commands.Bot) -> None:

@@ -535,3 +535,14 @@ async def test_confirm_installs_the_release_shown_not_a_newer_one(h: Harness) ->
                 user_id=h.fake.owner_id, guild_id=h.fake.guild_id)
     await result.wait()
     assert h.world.head() == h.world.tag_commit("v1.10.0")
+
+
+async def test_autocomplete_offers_nothing_to_whom_may_not_run_the_command(h: Harness) -> None:
+    for name, options, focused in (
+            ("update_rollback", {"target_version": ""}, "target_version"),
+            ("backup_restore", {"backup_id": ""}, "backup_id"),
+            ("update_settings", {"setting_category": "backup", "setting_name": ""},
+             "setting_name")):
+        choices = await autocomplete(h.bot, name, options, focused, user_id=ADMIN_ID,
+                                     guild_id=h.fake.guild_id, permissions=ADMIN)
+        assert choices == []
