@@ -34,7 +34,11 @@ def discord_token(root: Path) -> str:
             env = keys_of((root / ".env").read_text(), toml=False)
         except FileNotFoundError:
             env = {}
-        token = str(env.get("DISCORD_TOKEN", "")).strip().strip("'\"")
+        token = str(env.get("DISCORD_TOKEN", "")).strip()
+        if token[:1] in ("'", '"'):
+            token = token[1:].split(token[0], 1)[0]  # quoted: up to the closing quote
+        else:
+            token = token.split(" #", 1)[0].strip()  # an inline comment is no part of it
     if not token:
         raise MissingToken(f"no Discord token: DISCORD_TOKEN is not set and {root / '.env'} "
                            "has no DISCORD_TOKEN line")

@@ -53,6 +53,9 @@ SORTS = ("date", "size", "name", "type")
 RESTORE_TYPES = ("all", "database", "config", "data")
 CATEGORIES = ("update", "backup", "notification", "schedule")
 PAGE_SIZE = 10
+#: Commands whose failure is announced to notify_channels (error_notifications).
+_OPERATIONS = frozenset({"update_install", "update_rollback", "backup_restore",
+                         "backup_create"})
 PROGRESS_INTERVAL = 1.0  # seconds between edits of a progress message
 
 
@@ -142,11 +145,15 @@ class UpdateManager(commands.Cog):
 
         manager = await ReleaseManager.open(self.root, data_dir=self.data_dir,
                                             this_process_is_bot=True)
+        try:
+            await asyncio.to_thread(self._remember_secrets, manager.root)
+            await manager.recover()
+            await asyncio.to_thread(write_pid_file, manager.data_dir)
+            started = await manager.confirm_start(actor="bot")
+        except BaseException:
+            await manager.close()  # a failed load leaves no index or repository open
+            raise
         self.manager = manager
-        await asyncio.to_thread(self._remember_secrets, manager.root)
-        await manager.recover()
-        await asyncio.to_thread(write_pid_file, manager.data_dir)
-        started = await manager.confirm_start(actor="bot")
         if started.action == "confirmed" and started.pending is not None:
             self._notify_soon("update_completion_notifications",
                               text("now_running", version=started.pending.target_version))
@@ -347,10 +354,6 @@ class UpdateManager(commands.Cog):
             try:
                 session = await manager.install_updates(update_type, options,
                                                         progress=progress)
-            except GitReleaseError as exc:
-                self._notify_soon("error_notifications", text("notify_error",
-                                                              message=exc.message))
-                raise
             finally:
                 await progress.close()
         ok = session.status in (UpdateStatus.COMPLETED, UpdateStatus.RESTARTING)
@@ -614,6 +617,10 @@ class UpdateManager(commands.Cog):
         original = getattr(error, "original", error)
         command = interaction.command.name if interaction.command else "?"
         locale = _locale(interaction)
+        if command in _OPERATIONS and not isinstance(original, NotAllowed | InvalidInput):
+            reason = original.message if isinstance(original, GitReleaseError) else \
+                f"/{command} failed unexpectedly"
+            self._notify_soon("error_notifications", text("notify_error", message=reason))
         if isinstance(original, NotAllowed):
             message = original.message
         elif isinstance(original, GitReleaseError):

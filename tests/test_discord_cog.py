@@ -500,6 +500,10 @@ def test_token_comes_from_the_environment_or_env_file(world: World,
 
     monkeypatch.delenv("DISCORD_TOKEN", raising=False)
     assert discord_token(world.deploy) == "super-secret-token-value"
+    (world.deploy / ".env").write_text("DISCORD_TOKEN=abc.def  # the bot's token\n")
+    assert discord_token(world.deploy) == "abc.def"
+    (world.deploy / ".env").write_text("DISCORD_TOKEN='quoted.value' # c\n")
+    assert discord_token(world.deploy) == "quoted.value"
     monkeypatch.setenv("DISCORD_TOKEN", "from-env")
     assert discord_token(world.deploy) == "from-env"
 
@@ -546,3 +550,14 @@ async def test_autocomplete_offers_nothing_to_whom_may_not_run_the_command(h: Ha
         choices = await autocomplete(h.bot, name, options, focused, user_id=ADMIN_ID,
                                      guild_id=h.fake.guild_id, permissions=ADMIN)
         assert choices == []
+
+
+async def test_a_failed_rollback_is_announced(h: Harness) -> None:
+    channel = h.fake.add_channel(guild_id=h.fake.guild_id)
+    (h.world.deploy / "data" / "settings.toml").write_text(f"notify_channels = [{channel}]\n")
+    await h.owner("update_install", {"update_type": "bot"})
+    (h.world.deploy / "bot.py").write_text("edited on the server\n")  # refuses the rollback
+    result = await h.owner("update_rollback", {"target_version": "previous", "confirm": True})
+    assert "tracked files have local changes: bot.py" in refusal(result)
+    posted = await h.fake.wait_for_request("POST", f"/channels/{channel}/messages")
+    assert posted.json["content"].startswith("Update failed: ")
