@@ -559,5 +559,10 @@ async def test_a_failed_rollback_is_announced(h: Harness) -> None:
     (h.world.deploy / "bot.py").write_text("edited on the server\n")  # refuses the rollback
     result = await h.owner("update_rollback", {"target_version": "previous", "confirm": True})
     assert "tracked files have local changes: bot.py" in refusal(result)
-    posted = await h.fake.wait_for_request("POST", f"/channels/{channel}/messages")
-    assert posted.json["content"].startswith("Update failed: ")
+    for _ in range(100):
+        posted = [r.json["content"] for r in h.fake.calls("POST", f"/channels/{channel}/")]
+        if any(text.startswith("Update failed: ") for text in posted):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"no failure was announced: {posted}")
