@@ -7,12 +7,11 @@ Registered by `gitrelease.cli`, whose conventions they follow: --json prints the
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+from gitrelease.cli_restart import root_from_args
 from gitrelease.errors import InvalidInput
 
 __all__ = ["COMMANDS", "add_parsers"]
@@ -40,25 +39,13 @@ def add_parsers(commands: Any) -> None:
     hook.add_argument("url", metavar="URL", help="the remote's URL, as git passes it")
 
 
-def _root(args: argparse.Namespace) -> Path:
-    from gitrelease.repo import find_toplevel
-
-    if args.root is not None:
-        if not args.root.is_dir():
-            raise InvalidInput("--root", str(args.root), "an existing directory: a git "
-                               "checkout")
-        return args.root.resolve()
-    env_root = os.environ.get("GITRELEASE_ROOT")
-    return Path(env_root).resolve() if env_root else find_toplevel(Path.cwd())
-
-
 def _cmd_release(args: argparse.Namespace) -> int:
     from gitrelease.cli import _print_json
     from gitrelease.release import ReleaseOptions, cut_release
 
     options = ReleaseOptions(target=args.target, pre=args.pre, sign=args.sign,
                              push=args.push, dry_run=args.dry_run)
-    result = cut_release(_root(args), options)
+    result = cut_release(root_from_args(args), options)
     if args.json:
         _print_json(result.to_dict())
         return 0
@@ -83,7 +70,8 @@ def _cmd_hook(args: argparse.Namespace) -> int:
 
     if args.name not in HOOKS:
         raise InvalidInput("HOOK", args.name, HOOKS)
-    refusals = check_push(_root(args), args.remote, args.url, sys.stdin.read().splitlines())
+    refusals = check_push(root_from_args(args), args.remote, args.url,
+                          sys.stdin.read().splitlines())
     if args.json:
         _print_json({"refusals": refusals})
     for refusal in refusals:

@@ -100,7 +100,7 @@ def _cmd_hooks(args: argparse.Namespace) -> int:
     if args.python is not None and not (args.python.is_absolute() and args.python.is_file()):
         raise InvalidInput("--python", str(args.python),
                            "the absolute path of a Python interpreter")
-    repo = GitRepo(_root(args))
+    repo = GitRepo(root_from_args(args))
     try:
         names = RELEASE_HOOKS if args.release else DEPLOYMENT_HOOKS
         if args.action == "install":
@@ -131,20 +131,16 @@ def _cmd_bot(args: argparse.Namespace) -> int:
         raise InvalidInput("--guild", args.guild, "only with --sync")
     from gitrelease_discord.bot import run_bot
 
-    return run_bot(_root(args), sync=args.sync, guild=guild)
+    return run_bot(root_from_args(args), sync=args.sync, guild=guild)
 
 
-def _root(args: argparse.Namespace) -> Path:
-    """--root, else $GITRELEASE_ROOT, else the git top-level of the cwd (as the manager)."""
-    import os
-
-    from gitrelease.repo import find_toplevel
+def root_from_args(args: argparse.Namespace) -> Path:
+    """--root (which must exist), else $GITRELEASE_ROOT, else the git top-level of the cwd."""
+    from gitrelease.repo import deployment_root
 
     if args.root is not None and not args.root.is_dir():
         raise InvalidInput("--root", str(args.root), "an existing directory: a git checkout")
-    env_root = os.environ.get("GITRELEASE_ROOT")
-    root = args.root or (Path(env_root) if env_root else find_toplevel(Path.cwd()))
-    return root.resolve()
+    return deployment_root(args.root).resolve()
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -36,7 +36,7 @@ from gitrelease.models import (
     utcnow,
 )
 from gitrelease.releases import ReleaseSnapshot
-from gitrelease.repo import FetchResult, GitRepo, find_toplevel
+from gitrelease.repo import FetchResult, GitRepo, deployment_root
 from gitrelease.reports import CheckReport, InstallPlan, SourceError
 from gitrelease.settings import LoadedSettings, Settings, load_settings
 from gitrelease.versions import Channel, TagPattern
@@ -98,10 +98,7 @@ class ReleaseManager:
     def _open(
         cls, root: Path | None, data_dir: Path | None, this_process_is_bot: bool
     ) -> ReleaseManager:
-        if root is None:
-            env_root = os.environ.get("GITRELEASE_ROOT")
-            root = Path(env_root) if env_root else find_toplevel(Path.cwd())
-        repo = GitRepo(root.resolve())
+        repo = GitRepo(deployment_root(root).resolve())
         try:
             if data_dir is None:
                 env_data = os.environ.get("GITRELEASE_DATA_DIR")

@@ -30,6 +30,7 @@ __all__ = [
     "FetchResult",
     "GitRepo",
     "TagRef",
+    "deployment_root",
     "find_toplevel",
     "redact",
 ]
@@ -124,6 +125,14 @@ class DiffStats:
 @dataclass(frozen=True)
 class FetchResult:
     moved_tags: tuple[str, ...]  # tags whose remote target differs from ours: not followed
+
+
+def deployment_root(root: Path | None = None) -> Path:
+    """`root`, else $GITRELEASE_ROOT, else the git top-level of the working directory."""
+    if root is not None:
+        return root
+    env_root = os.environ.get("GITRELEASE_ROOT")
+    return Path(env_root) if env_root else find_toplevel(Path.cwd())
 
 
 def find_toplevel(start: Path) -> Path:

@@ -23,9 +23,14 @@ from discord import app_commands
 from discord.ext import commands
 
 from gitrelease import render
+from gitrelease.backups import BACKUP_RANGES as LIST_RANGES
+from gitrelease.backups import SORTS as LIST_SORTS
 from gitrelease.errors import GitReleaseError, InvalidInput
+from gitrelease.install import UPDATE_TYPES as INSTALL_TYPES
+from gitrelease.manager import TIME_RANGES as STATUS_RANGES
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import UpdateStatus
+from gitrelease.models import BackupType, ScheduleType, UpdateStatus
+from gitrelease.settings import CATEGORIES
 from gitrelease_discord.embeds import (
     COLOURS,
     LIMITS,
@@ -44,14 +49,16 @@ log = logging.getLogger("gitrelease.discord")
 T = TypeVar("T")
 Level = Literal["owner", "admin"]
 Choice = app_commands.Choice
-UPDATE_TYPES = ("all", "bot", "packages", "config", "dependencies")
-TIME_RANGES = ("1d", "7d", "30d")
-SCHEDULE_TYPES = ("daily", "weekly", "monthly", "custom")
-BACKUP_TYPES = ("full", "database", "config", "data_only")
-BACKUP_RANGES = ("7d", "30d", "90d", "all")
-SORTS = ("date", "size", "name", "type")
+# The choices are the engine's own values, so the two can never disagree.
+UPDATE_TYPES = tuple(t.value for t in INSTALL_TYPES)
+TIME_RANGES = tuple(STATUS_RANGES)
+SCHEDULE_TYPES = tuple(t.value for t in ScheduleType)
+BACKUP_TYPES = tuple(t.value for t in BackupType)
+BACKUP_RANGES = tuple(LIST_RANGES)
+SORTS = LIST_SORTS
+# The restore types offered; the engine also takes "full" (the specification's example) and
+# an internal "all_but_config" for rollbacks.
 RESTORE_TYPES = ("all", "database", "config", "data")
-CATEGORIES = ("update", "backup", "notification", "schedule")
 PAGE_SIZE = 10
 #: Commands whose failure is announced to notify_channels (error_notifications).
 _OPERATIONS = frozenset({"update_install", "update_rollback", "backup_restore",
