@@ -220,6 +220,11 @@ class SignatureRefused(GitReleaseError):
     default_hint = ("import the release signer's key (GPG) or list it in "
                     "gpg.ssh.allowedSignersFile (SSH), or ask for a properly signed tag")
 
+    @classmethod
+    def of_tag(cls, tag: str, state: str, detail: str) -> SignatureRefused:
+        return cls(f"{tag} is refused: require_signed_tags is on and its signature is "
+                   f"{state} ({detail})")
+
 
 class DetachedHead(GitReleaseError):
     """A release is committed to a branch, and HEAD is on none."""

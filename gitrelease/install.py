@@ -484,9 +484,8 @@ class Installer:
                                     download_url=self.m._remote_url())
         if self.m.settings.require_signed_tags and info.signature != "valid":
             # Never --force-able: the point of the setting is that nothing else is run.
-            raise SignatureRefused(f"{target.tag} is refused: require_signed_tags is on and "
-                                   f"its signature is {info.signature} "
-                                   f"({info.signature_detail})")
+            raise SignatureRefused.of_tag(target.tag, info.signature or "unknown",
+                                          info.signature_detail or "")
         self._check_python(target)
         reasons = []
         local = releases.local_commit_warnings(self.m.repo, snap, target)

@@ -204,8 +204,7 @@ class Rollback:
                                    "is on")
         signature = self.m.repo.verify_tag(release.ref)
         if not signature.valid:
-            raise SignatureRefused(f"{release.tag} is refused: require_signed_tags is on and its "
-                                   f"signature is {signature.state} ({signature.detail})")
+            raise SignatureRefused.of_tag(release.tag, signature.state, signature.detail)
 
     async def _restart(self, session: UpdateSession) -> None:
         """A rollback is not undone for a failed restart: the old release is back in place."""
