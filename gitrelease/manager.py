@@ -114,6 +114,12 @@ class ReleaseManager:
     def settings(self) -> Settings:
         return self.loaded.settings
 
+    async def reload_settings(self) -> Settings:
+        """Read the settings again: a long-lived manager (the bot's) sees later changes."""
+        self.loaded = await self._in_thread(load_settings, self.root, self.data_dir)
+        self.repo.timeout = self.loaded.settings.git_timeout
+        return self.loaded.settings
+
     async def close(self) -> None:
         if self._store is not None:
             await self._store.close()
