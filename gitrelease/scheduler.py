@@ -9,7 +9,10 @@ missed by more than `schedule_grace_minutes` (the bot was down) is skipped and l
 from __future__ import annotations
 
 import asyncio
+import enum
+import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,13 +20,34 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from gitrelease.errors import GitReleaseError, InvalidInput
-from gitrelease.models import UpdateSchedule, UpdateType, utcnow
+from gitrelease.models import UpdateSchedule, UpdateStatus, UpdateType, utcnow
 from gitrelease.schedule import next_run, parse_request
 
 if TYPE_CHECKING:
     from gitrelease.manager import ReleaseManager
 
-__all__ = ["RunReport", "Scheduler"]
+__all__ = ["RunReport", "ScheduleEvent", "ScheduleListener", "Scheduler", "Stage"]
+
+log = logging.getLogger(__name__)
+
+
+class Stage(enum.Enum):
+    """Where a scheduled run is, for whoever announces it (the bot's notify_channels)."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # missed by more than schedule_grace_minutes
+
+
+@dataclass(frozen=True)
+class ScheduleEvent:
+    stage: Stage
+    schedule: UpdateSchedule
+    detail: str = ""
+
+
+ScheduleListener = Callable[[ScheduleEvent], Awaitable[None]]
 
 
 @dataclass
@@ -97,13 +121,24 @@ class Scheduler:
         await store.audit(actor, "schedule_remove", schedule.id, "completed")
         return schedule
 
-    async def run_due(self, now: datetime | None = None) -> RunReport:
+    async def run_due(self, now: datetime | None = None, *,
+                      listener: ScheduleListener | None = None) -> RunReport:
+        """Run what is due at `now`; `listener` hears each run start and end (never raising
+        into the run: a listener's failure is logged)."""
         moment = now or utcnow()
         report = RunReport(moment)
         store = await self.m.existing_index()
         if store is None or not self.m.settings.scheduling_enabled:
             return report
         grace = timedelta(minutes=self.m.settings.schedule_grace_minutes)
+
+        async def tell(stage: Stage, schedule: UpdateSchedule, detail: str = "") -> None:
+            if listener is not None:
+                try:
+                    await listener(ScheduleEvent(stage, schedule, detail))
+                except Exception:  # an announcement never stops an update
+                    log.exception("schedule listener failed on %s", stage.value)
+
         for schedule in await store.list_schedules():
             due = schedule.next_run
             if not schedule.enabled or due is None or due > moment:
@@ -115,36 +150,48 @@ class Scheduler:
                 late = int((moment - due).total_seconds() // 60)
                 schedule.last_outcome = f"skipped: missed by {late} minutes"
                 report.skipped.append({"schedule": schedule.id, "due": due.isoformat()})
+                await tell(Stage.SKIPPED, schedule, schedule.last_outcome)
             else:
                 schedule.last_run = moment
-                schedule.last_outcome = await self._run(schedule)
+                await tell(Stage.STARTED, schedule)
+                schedule.last_outcome, ok = await self._run(schedule)
                 report.ran.append({"schedule": schedule.id, "due": due.isoformat(),
                                    "outcome": schedule.last_outcome})
+                await tell(Stage.COMPLETED if ok else Stage.FAILED, schedule,
+                           schedule.last_outcome)
             await store.save_schedule(schedule)
             await store.audit(f"schedule:{schedule.id}", "schedule_run", schedule.id,
                               schedule.last_outcome or "")
         return report
 
-    async def run_forever(self, stop: asyncio.Event, *, longest_sleep: float = 3600.0) -> None:
+    async def run_forever(self, stop: asyncio.Event, *, wake: asyncio.Event | None = None,
+                          listener: ScheduleListener | None = None,
+                          longest_sleep: float = 3600.0) -> None:
         """The bot's runner: run what is due (a run missed while the bot was down, within
-        the grace period, runs now), then sleep until the next run is due, not polling; it
-        wakes at least every `longest_sleep` seconds to see schedules added meanwhile."""
+        the grace period, runs now), then sleep until the next run is due, not polling.
+        Setting `wake` (a schedule was added or changed) ends the sleep at once; it also
+        wakes at least every `longest_sleep` seconds, and reads the settings again each
+        time, so scheduling_enabled, timezone and the rest are seen as they are now."""
         while not stop.is_set():
+            if wake is not None:
+                wake.clear()
+            with suppress(GitReleaseError):
+                await self.m.reload_settings()
             # A failing run is recorded in the schedule and the audit log; the loop goes on.
             with suppress(GitReleaseError):
-                await self.run_due()
+                await self.run_due(listener=listener)
             store = await self.m.existing_index()
             upcoming = [s.next_run for s in (await store.list_schedules() if store else [])
                         if s.enabled and s.next_run]
             delay = longest_sleep
             if upcoming:
                 delay = max(1.0, min(delay, (min(upcoming) - utcnow()).total_seconds()))
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=delay)
+            await _first_of(stop, wake, timeout=delay)
 
-    async def _run(self, schedule: UpdateSchedule) -> str:
-        """Install each of the schedule's types in turn (bot first); stop at a failure."""
-        outcomes = []
+    async def _run(self, schedule: UpdateSchedule) -> tuple[str, bool]:
+        """Install each of the schedule's types in turn (bot first); stop at a failure.
+        The outcome as text, and whether every install completed."""
+        outcomes, ok = [], True
         for kind in schedule.update_types:
             if kind is UpdateType.ALL:
                 continue
@@ -154,6 +201,21 @@ class Scheduler:
                     "initiated_by": f"schedule:{schedule.id}"})
             except GitReleaseError as exc:
                 outcomes.append(f"{kind.value}: failed ({exc.code})")
+                ok = False
                 break
-            outcomes.append(f"{kind.value}: {session.status.value}")  # type: ignore[union-attr]
-        return "; ".join(outcomes)
+            status = session.status  # type: ignore[union-attr]
+            outcomes.append(f"{kind.value}: {status.value}")
+            if status in (UpdateStatus.FAILED, UpdateStatus.CANCELLED):
+                ok = False
+                break
+        return "; ".join(outcomes), ok
+
+
+async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, *, timeout: float) -> None:
+    """Sleep until `stop` or `wake` is set, or `timeout` seconds have passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in (stop, wake) if event]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

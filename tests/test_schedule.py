@@ -14,7 +14,7 @@ from gitrelease.errors import InvalidInput
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import ScheduleType, UpdateSchedule, UpdateType
 from gitrelease.schedule import next_run
-from tests.conftest import World
+from tests.conftest import World, git
 
 LONDON = ZoneInfo("Europe/London")
 NEW_YORK = ZoneInfo("America/New_York")
@@ -199,4 +199,87 @@ async def test_the_bot_loop_runs_a_run_missed_within_grace_then_sleeps(world: Wo
         await asyncio.wait_for(loop, timeout=10)
     assert current.last_outcome == "bot: completed"
     assert current.next_run is not None and current.next_run > datetime.now(UTC)
+    assert world.head() == world.tag_commit("v1.10.0")
+
+
+async def test_a_listener_hears_each_run_start_and_end(world: World) -> None:
+    from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
+
+    heard: list[ScheduleEvent] = []
+
+    async def listener(event: ScheduleEvent) -> None:
+        heard.append(event)
+        raise RuntimeError("a broken announcement")  # must not stop the run
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        daily = await manager.add_schedule("daily", "03:00", None, "bot")
+        assert daily.next_run is not None
+        report = await Scheduler(manager).run_due(daily.next_run, listener=listener)
+    assert [e.stage for e in heard] == [Stage.STARTED, Stage.COMPLETED]
+    assert heard[-1].detail == "bot: completed" and heard[-1].schedule.id == daily.id
+    assert len(report.ran) == 1
+    assert world.head() == world.tag_commit("v1.10.0")
+
+
+async def test_a_listener_hears_a_failed_and_a_skipped_run(world: World) -> None:
+    from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
+
+    heard: list[ScheduleEvent] = []
+
+    async def listener(event: ScheduleEvent) -> None:
+        heard.append(event)
+
+    tracked = git(world.deploy, "ls-files").split()[0]
+    (world.deploy / tracked).write_text("edited by hand\n")  # the install refuses a dirty tree
+    async with await ReleaseManager.open(world.deploy) as manager:
+        daily = await manager.add_schedule("daily", "03:00", None, "bot")
+        assert daily.next_run is not None
+        await Scheduler(manager).run_due(daily.next_run, listener=listener)
+        (after,) = await manager.list_schedules()
+        assert after.next_run is not None
+        await Scheduler(manager).run_due(after.next_run + timedelta(hours=5),
+                                         listener=listener)
+    assert [e.stage for e in heard] == [Stage.STARTED, Stage.FAILED, Stage.SKIPPED]
+    assert heard[1].detail.startswith("bot: failed (")
+    assert heard[2].detail.startswith("skipped: missed by 300 minutes")
+    assert world.head() == world.tag_commit("v1.0.0")
+
+
+async def _until(predicate: object, seconds: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await predicate():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_bot_loop_wakes_for_a_new_schedule_and_reads_settings_again(
+        world: World) -> None:
+    """The loop sleeps an hour when nothing is due; a wake ends the sleep, and a setting
+    changed by another process (scheduling_enabled) is seen on the next turn."""
+    from gitrelease.scheduler import Scheduler
+
+    async with await ReleaseManager.open(world.deploy) as other:
+        await other.change_setting("schedule", "scheduling_enabled", "false")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        stop, wake = asyncio.Event(), asyncio.Event()
+        loop = asyncio.ensure_future(Scheduler(manager).run_forever(stop, wake=wake))
+        async with await ReleaseManager.open(world.deploy) as other:
+            daily = await other.add_schedule("daily", "03:00", None, "bot")
+            store = await other.index()
+            daily.next_run = datetime.now(UTC) - timedelta(minutes=1)
+            await store.save_schedule(daily)
+        wake.set()
+        await asyncio.sleep(1.0)
+        (current,) = await manager.list_schedules()
+        assert current.last_run is None  # scheduling is off: due, but not run
+        async with await ReleaseManager.open(world.deploy) as other:
+            await other.change_setting("schedule", "scheduling_enabled", "true")
+        wake.set()
+
+        async def ran() -> bool:
+            return (await manager.list_schedules())[0].last_run is not None
+
+        await _until(ran)
+        stop.set()
+        await asyncio.wait_for(loop, timeout=10)
     assert world.head() == world.tag_commit("v1.10.0")
