@@ -30,6 +30,7 @@ from gitrelease.install import UPDATE_TYPES as INSTALL_TYPES
 from gitrelease.manager import TIME_RANGES as STATUS_RANGES
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import BackupType, ScheduleType, UpdateStatus
+from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
 from gitrelease.settings import CATEGORIES
 from gitrelease_discord.embeds import (
     COLOURS,
@@ -142,6 +143,7 @@ class UpdateManager(commands.Cog):
         self.confirm_timeout = 60.0
         self.exit_code = 0
         self._stop = asyncio.Event()
+        self._wake_schedules = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._schedule_task: asyncio.Task[None] | None = None
 
@@ -192,9 +194,32 @@ class UpdateManager(commands.Cog):
         return task
 
     def _start_schedules(self) -> None:
-        if self.manager is not None and (self._schedule_task is None
-                                         or self._schedule_task.done()):
-            self._schedule_task = self._spawn(self.manager.run_schedules_forever(self._stop))
+        """Start the schedule loop, or wake it: a schedule was added, its next run may be
+        sooner than the one the loop sleeps until."""
+        if self.manager is None:
+            return
+        if self._schedule_task is None or self._schedule_task.done():
+            self._schedule_task = self._spawn(self._schedule_loop(self.manager))
+        else:
+            self._wake_schedules.set()
+
+    async def _schedule_loop(self, manager: ReleaseManager) -> None:
+        await Scheduler(manager).run_forever(self._stop, wake=self._wake_schedules,
+                                             listener=self._on_schedule)
+
+    async def _on_schedule(self, event: ScheduleEvent) -> None:
+        """Scheduled runs are announced like the ones started from a command."""
+        schedule = event.schedule
+        kinds = ", ".join(kind.value for kind in schedule.update_types)
+        if event.stage is Stage.STARTED:
+            await self._notify("update_start_notifications", text(
+                "notify_schedule_start", schedule=schedule.name, kinds=kinds))
+        elif event.stage is Stage.COMPLETED:
+            await self._notify("update_completion_notifications", text(
+                "notify_schedule_done", schedule=schedule.name, outcome=event.detail))
+        else:
+            await self._notify("error_notifications", text(
+                "notify_schedule_failed", schedule=schedule.name, outcome=event.detail))
 
     async def _with_progress(
         self, interaction: discord.Interaction, title: str,

@@ -169,7 +169,7 @@ class FakeDiscord:
         self.interactions: dict[str, _Interaction] = {}  # by token
         self.errors: list[BaseException] = []  # everything discord.py logged as ERROR
         # Qualified names (or their last parts) of coroutines an interaction may start that run
-        # for good, e.g. "ReleaseManager.run_schedules_forever": never awaited by slash()/press(),
+        # for good, e.g. "UpdateManager._schedule_loop": never awaited by slash()/press(),
         # cancelled by stop_bot().
         self.background: set[str] = set()
         self._command_ids: dict[tuple[str, int | None], int] = {}

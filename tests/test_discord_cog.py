@@ -12,6 +12,7 @@ import json
 import os
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import discord
@@ -67,7 +68,7 @@ class Harness:
 async def h(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
     monkeypatch.setenv("GITRELEASE_ROOT", str(world.deploy))
     async with FakeDiscord() as fake:
-        fake.background.add("run_schedules_forever")
+        fake.background.add("_schedule_loop")
         bot = await start_bot(fake, setup=lambda b: b.load_extension("gitrelease_discord"))
         try:
             yield Harness(fake, bot, world)
@@ -145,6 +146,35 @@ async def test_update_schedule(h: Harness) -> None:
     assert title(result).startswith("Schedule ") and "weekly" in body(result)
     async with await ReleaseManager.open(h.world.deploy) as manager:
         assert len(await manager.list_schedules()) == 1
+
+
+async def test_a_new_schedule_wakes_the_loop_and_scheduled_runs_are_announced(
+        h: Harness) -> None:
+    channel = h.fake.add_channel(guild_id=h.fake.guild_id)
+    (h.world.deploy / "data" / "settings.toml").write_text(f"notify_channels = [{channel}]\n")
+    first = await h.owner("update_schedule", {"schedule_type": "daily", "update_time": "03:00",
+                                              "update_types": "bot"})
+    assert not first.errors, first.errors
+    await asyncio.sleep(0.5)  # the loop started and sleeps until 03:00
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        (daily,) = await manager.list_schedules()
+        daily.next_run = datetime.now(UTC) - timedelta(minutes=1)
+        await (await manager.index()).save_schedule(daily)
+    second = await h.owner("update_schedule", {"schedule_type": "weekly",
+                                               "update_time": "04:00", "update_days": "sunday",
+                                               "update_types": "bot"})
+    assert not second.errors, second.errors
+    posted: list[str] = []
+    for _ in range(600):
+        posted = [r.json["content"] for r in h.fake.calls("POST", f"/channels/{channel}/")]
+        if any(text.startswith("Scheduled update finished") for text in posted):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError(f"the scheduled run was not announced: {posted}")
+    assert posted[0] == f"Scheduled update started ({daily.name}): bot"
+    assert posted[1] == f"Scheduled update finished ({daily.name}): bot: completed"
+    assert h.world.head() == h.world.tag_commit("v1.10.0")
 
 
 async def test_backup_create_and_notification(h: Harness) -> None:
