@@ -25,7 +25,7 @@ from discord.ext import commands
 from gitrelease import render
 from gitrelease.backups import BACKUP_RANGES as LIST_RANGES
 from gitrelease.backups import SORTS as LIST_SORTS
-from gitrelease.errors import GitReleaseError, InvalidInput
+from gitrelease.errors import ConfirmationRequired, GitReleaseError, InvalidInput
 from gitrelease.install import UPDATE_TYPES as INSTALL_TYPES
 from gitrelease.manager import TIME_RANGES as STATUS_RANGES
 from gitrelease.manager import ReleaseManager
@@ -366,15 +366,23 @@ class UpdateManager(commands.Cog):
         await interaction.response.defer(thinking=True)
         async with self._open() as manager:
             if update_type in ("bot", "all"):
-                plan = await manager.install_updates(
-                    update_type, {**options, "force": True, "dry_run": True})
+                # What the engine would refuse without force (breaking changes, a release
+                # larger than max_update_size_mb, local commits) is asked here instead.
+                try:
+                    plan = await manager.install_updates(
+                        update_type, {**options, "dry_run": True})
+                    reasons: list[str] = []
+                except ConfirmationRequired as exc:
+                    reasons = [exc.message]
+                    plan = await manager.install_updates(
+                        update_type, {**options, "force": True, "dry_run": True})
                 info = getattr(plan, "update", None)
                 if info is None and update_type == "bot":
                     await interaction.edit_original_response(content=text(
                         "install_up_to_date", locale, version=plan.current_version))
                     return
-                if info is not None and (info.breaking_changes or force_update):
-                    if not await self._confirmed(interaction, plan, force_update):
+                if info is not None and (info.breaking_changes or force_update or reasons):
+                    if not await self._confirmed(interaction, plan, force_update, reasons):
                         return
                     # Exactly the release that was shown, even if a newer one came meanwhile.
                     options["force"] = True
@@ -395,22 +403,32 @@ class UpdateManager(commands.Cog):
             text("install_done_title", locale, status=session.status.value),
             render.render_session(session), "ok" if ok else "error"))
 
-    async def _confirmed(self, interaction: discord.Interaction, plan: Any, forced: bool) -> bool:
+    async def _confirmed(self, interaction: discord.Interaction, plan: Any, forced: bool,
+                         reasons: list[str]) -> bool:
         """Show the changelog and breaking notes with Confirm / Cancel; True if confirmed."""
         locale, info = _locale(interaction), plan.update
-        notes = [text("install_confirm_breaking", locale)] if info.breaking_changes else []
+        # The engine's reasons name the breaking changes when require_confirmation is on.
+        notes = reasons or ([text("install_confirm_breaking", locale)]
+                            if info.breaking_changes else [])
         notes += [text("install_confirm_forced", locale)] if forced else []
-        notes.append(text("install_confirm_prompt", locale))
         embed = discord.Embed(title=text("install_confirm_title", locale, tag=plan.target_tag),
-                              description="\n".join(notes), colour=COLOURS["warn"])
+                              colour=COLOURS["warn"])
         embed.add_field(name="changelog", value=cut(info.changelog or "-", 1000), inline=False)
         for warning in plan.warnings[:5]:
             embed.add_field(name="warning", value=cut(warning, 1000), inline=False)
+        return await self._ask(interaction, embed, notes, "install")
+
+    async def _ask(self, interaction: discord.Interaction, embed: discord.Embed,
+                   notes: list[str], action: str) -> bool:
+        """Confirm / Cancel under `embed`; True if the invoking user confirmed in time.
+        Otherwise the response says nothing was done (`action`: install or rollback)."""
+        locale = _locale(interaction)
+        embed.description = "\n".join([*notes, text(f"{action}_confirm_prompt", locale)])
         view = ConfirmView(interaction.user.id, locale, timeout=self.confirm_timeout)
         await interaction.edit_original_response(embed=fit(embed), view=view)
         timed_out = await view.wait()
         if timed_out or not view.confirmed:
-            key = "install_expired" if view.confirmed is None else "install_cancelled"
+            key = f"{action}_expired" if view.confirmed is None else f"{action}_cancelled"
             await interaction.edit_original_response(content=text(key, locale), embed=None,
                                                      view=None)
             return False
@@ -450,10 +468,19 @@ class UpdateManager(commands.Cog):
         options = {"confirm": True, "create_backup": create_backup,
                    "restore_config": restore_config,
                    "initiated_by": f"discord:{interaction.user.id}"}
-        session = await self._with_progress(
-            interaction, text("rollback_title", locale, target=target_version),
-            lambda m, progress: m.rollback_to_version(target_version, options,
-                                                      progress=progress))
+        title = text("rollback_title", locale, target=target_version)
+        try:
+            session = await self._with_progress(
+                interaction, title, lambda m, progress: m.rollback_to_version(
+                    target_version, options, progress=progress))
+        except ConfirmationRequired as exc:
+            # Refused before anything changed (no backup of that version): ask, then force.
+            embed = discord.Embed(title=title, colour=COLOURS["warn"])
+            if not await self._ask(interaction, embed, [exc.message], "rollback"):
+                return
+            session = await self._with_progress(
+                interaction, title, lambda m, progress: m.rollback_to_version(
+                    target_version, {**options, "force": True}, progress=progress))
         await interaction.edit_original_response(embed=report_embed(
             text("rollback_title", locale, target=target_version),
             render.render_session(session), "ok"))

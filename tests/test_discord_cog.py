@@ -387,6 +387,65 @@ async def test_confirmation_expires_and_nothing_happens(h: Harness) -> None:
     assert h.world.head() == before["head"]
 
 
+async def _waiting_for_buttons(h: Harness, result: InteractionResult) -> dict[str, Any]:
+    await result.acked()
+    for _ in range(400):
+        message = h.fake.final_for(result.token)
+        if message and "gitrelease:confirm" in custom_ids(message):
+            return message
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no confirmation was asked: {h.fake.final_for(result.token)}")
+
+
+async def test_a_release_larger_than_allowed_is_shown_with_the_reason_first(h: Harness) -> None:
+    """max_update_size_mb makes the engine refuse without force: Discord asks instead."""
+    h.world.commit("feat: bundled assets", {"assets.txt": os.urandom(1 << 20).hex()})
+    h.world.release_version("1.11.0", "Assets release")
+    (h.world.deploy / "data" / "settings.toml").write_text("max_update_size_mb = 1\n")
+    result = await h.owner("update_install", {"update_type": "bot"}, wait=False)
+    message = await _waiting_for_buttons(h, result)
+    shown = json.dumps(message)
+    assert "Install v1.11.0?" in shown and "more than max_update_size_mb (1)" in shown
+    assert h.world.head() == h.world.tag_commit("v1.0.0")  # nothing moved while asking
+    await press(h.bot, message, "gitrelease:confirm", user_id=h.fake.owner_id,
+                guild_id=h.fake.guild_id)
+    await result.wait()
+    assert not result.errors, result.errors
+    assert h.world.head() == h.world.tag_commit("v1.11.0")
+
+
+async def test_a_rollback_with_no_backup_asks_and_cancel_changes_nothing(h: Harness) -> None:
+    (h.world.deploy / "data" / "settings.toml").write_text(
+        "require_backup_before_update = false\n")
+    await h.owner("update_install", {"update_type": "bot", "backup_before": False})
+    installed = h.world.head()
+    result = await h.owner("update_rollback", {"target_version": "previous",
+                                               "confirm": True}, wait=False)
+    message = await _waiting_for_buttons(h, result)
+    assert "no backup was taken at" in json.dumps(message)
+    await press(h.bot, message, "gitrelease:cancel", user_id=h.fake.owner_id,
+                guild_id=h.fake.guild_id)
+    await result.wait()
+    assert "Cancelled: nothing was rolled back." in body(result)
+    assert h.world.head() == installed
+
+
+async def test_a_rollback_with_no_backup_rolls_the_code_back_once_confirmed(
+        h: Harness) -> None:
+    (h.world.deploy / "data" / "settings.toml").write_text(
+        "require_backup_before_update = false\n")
+    await h.owner("update_install", {"update_type": "bot", "backup_before": False})
+    result = await h.owner("update_rollback", {"target_version": "previous",
+                                               "confirm": True}, wait=False)
+    message = await _waiting_for_buttons(h, result)
+    await press(h.bot, message, "gitrelease:confirm", user_id=h.fake.owner_id,
+                guild_id=h.fake.guild_id)
+    await result.wait()
+    assert not result.errors, result.errors
+    assert title(result) == "Rollback to previous"
+    assert h.world.head() == h.world.tag_commit("v1.0.0")
+
+
 # -- behaviour -------------------------------------------------------------------------------
 
 
