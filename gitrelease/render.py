@@ -176,10 +176,14 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
     return "\n".join(lines)
 
 
-def render_backups(backups: list[Backup]) -> str:
+def render_backups(backups: list[Backup], *, first: int = 0,
+                   count: int | None = None) -> str:
+    """`count` of `backups` from index `first` (a page; default all), numbered as in the whole
+    list, with the totals of the whole list."""
     if not backups:
         return "No backups match."
+    shown = backups[first:first + count] if count is not None else backups[first:]
     stored = sum(b.compressed_size or 0 for b in backups)
     body = "\n".join(f"{n}. " + render_backup(b, verbose=False) for n, b in
-                     enumerate(backups, start=1))
+                     enumerate(shown, start=first + 1))
     return f"{body}\nTotal backups: {len(backups)} (stored: {size(stored)})"

@@ -141,6 +141,7 @@ class UpdateManager(commands.Cog):
         self.data_dir = data_dir
         self.manager: ReleaseManager | None = None
         self.confirm_timeout = 60.0
+        self.page_timeout = 180.0
         self.exit_code = 0
         self._stop = asyncio.Event()
         self._wake_schedules = asyncio.Event()
@@ -562,19 +563,21 @@ class UpdateManager(commands.Cog):
         if not backups:
             await interaction.edit_original_response(content=text("backup_list_empty", locale))
             return
-        pages = [backups[i:i + PAGE_SIZE] for i in range(0, len(backups), PAGE_SIZE)]
+        pages = -(-len(backups) // PAGE_SIZE)
 
         def page(index: int) -> discord.Embed:
             embed = report_embed(text("backup_list_title", locale, count=len(backups)),
-                                 render.render_backups(pages[index]))
-            embed.set_footer(text=text("page", locale, page=index + 1, pages=len(pages)))
+                                 render.render_backups(backups, first=index * PAGE_SIZE,
+                                                       count=PAGE_SIZE))
+            embed.set_footer(text=text("page", locale, page=index + 1, pages=pages))
             return embed
 
-        if len(pages) == 1:
+        if pages == 1:
             await interaction.edit_original_response(embed=page(0))
             return
-        await interaction.edit_original_response(
-            embed=page(0), view=PagedView(interaction.user.id, locale, len(pages), page))
+        view = PagedView(interaction.user.id, locale, pages, page, source=interaction,
+                         timeout=self.page_timeout)
+        await interaction.edit_original_response(embed=page(0), view=view)
 
     @app_commands.command(name="backup_restore", description=describe(
         "commands.backup_restore.description"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import suppress
 
 import discord
 
@@ -56,12 +57,14 @@ class ConfirmView(_OwnedView):
 
 
 class PagedView(_OwnedView):
-    """Previous / Next through pages made by `page(index)`."""
+    """Previous / Next through pages made by `page(index)`; when it times out, the buttons
+    of `source`'s response are shown disabled (they would no longer answer)."""
 
     def __init__(self, owner_id: int, locale: str, pages: int,
-                 page: Callable[[int], discord.Embed], *, timeout: float = 180.0) -> None:
+                 page: Callable[[int], discord.Embed], *,
+                 source: discord.Interaction | None = None, timeout: float = 180.0) -> None:
         super().__init__(owner_id, locale, timeout=timeout)
-        self.pages, self.page, self.index = pages, page, 0
+        self.pages, self.page, self.index, self.source = pages, page, 0, source
         self.previous.label = text("previous", locale)
         self.next.label = text("next", locale)
         self._sync()
@@ -69,6 +72,14 @@ class PagedView(_OwnedView):
     def _sync(self) -> None:
         self.previous.disabled = self.index == 0
         self.next.disabled = self.index >= self.pages - 1
+
+    async def on_timeout(self) -> None:
+        for item in self.children:
+            if isinstance(item, discord.ui.Button):
+                item.disabled = True
+        if self.source is not None:
+            with suppress(discord.HTTPException):
+                await self.source.edit_original_response(view=self)
 
     async def _turn(self, interaction: discord.Interaction, step: int) -> None:
         self.index = min(max(0, self.index + step), self.pages - 1)

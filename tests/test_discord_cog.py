@@ -205,9 +205,30 @@ async def test_backup_list_pages_with_buttons(h: Harness) -> None:
                          guild_id=h.fake.guild_id, permissions=ADMIN)
     assert turned.final is not None
     assert turned.final["embeds"][0]["footer"]["text"] == "Page 2 of 2"
+    second = turned.final["embeds"][0]["description"]
+    assert "11. " in second and "\n1. " not in second  # numbered as in the whole list
+    assert "Total backups: 11" in second
     other = await press(h.bot, h.fake.message(message["id"]), "gitrelease:page:previous",
                         user_id=MEMBER_ID, guild_id=h.fake.guild_id)
     assert other.ephemeral and "Only <@" in (other.final or {}).get("content", "")
+
+
+async def test_backup_list_buttons_are_disabled_when_they_expire(h: Harness) -> None:
+    h.cog.page_timeout = 0.5
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        for index in range(11):
+            await manager.create_backup("config", {"backup_name": f"b{index:02d}"})
+    result = await h.admin("backup_list", {"time_range": "all"})
+    assert result.final is not None
+    for _ in range(100):
+        message = h.fake.final_for(result.token) or {}
+        buttons = [c for row in message.get("components", []) for c in row["components"]]
+        if buttons and all(b.get("disabled") for b in buttons):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"the page buttons stayed enabled: {message}")
+    assert message["embeds"][0]["footer"]["text"] == "Page 1 of 2"
 
 
 async def test_backup_restore(h: Harness) -> None:
