@@ -175,9 +175,12 @@ class UpdateManager(commands.Cog):
 
     async def cog_unload(self) -> None:
         self._stop.set()
-        for task in list(self._tasks):
+        # The unload may run inside one of these tasks (the restart watcher closes the bot):
+        # awaiting itself would never end.
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.manager is not None:
             await self.manager.close()
             self.manager = None

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import discord
-from aiohttp import web
+from aiohttp import WSMsgType, web
 from discord import app_commands
 from discord.ext import commands
 from discord.http import Route
@@ -172,6 +172,9 @@ class FakeDiscord:
         # for good, e.g. "UpdateManager._schedule_loop": never awaited by slash()/press(),
         # cancelled by stop_bot().
         self.background: set[str] = set()
+        self.sockets: list[web.WebSocketResponse] = []  # gateway connections
+        self.gateway_frames: list[dict[str, Any]] = []  # what bots sent on them
+        self._gateway_seq = 0
         self._command_ids: dict[tuple[str, int | None], int] = {}
         self._dm_channels: dict[int, int] = {}  # user id -> DM channel id
         self._overrides: list[_Override] = []
@@ -198,6 +201,8 @@ class FakeDiscord:
         return self
 
     async def close(self) -> None:
+        for socket in self.sockets:
+            await socket.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -207,6 +212,40 @@ class FakeDiscord:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    @property
+    def gateway_url(self) -> str:
+        """A minimal gateway (HELLO, READY after IDENTIFY, heartbeat ACKs, and whatever
+        `dispatch` sends), for a bot started for real with `start()` in another process."""
+        if self.port is None:
+            raise RuntimeError("FakeDiscord is not started")
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self.sockets.append(socket)
+        await socket.send_json({"op": 10, "d": {"heartbeat_interval": 41250}})
+        async for message in socket:
+            if message.type is not WSMsgType.TEXT:
+                break
+            frame = json.loads(message.data)
+            self.gateway_frames.append(frame)
+            if frame.get("op") == 1:  # heartbeat
+                await socket.send_json({"op": 11})
+            elif frame.get("op") == 2:  # IDENTIFY
+                await self.dispatch("READY", {
+                    "v": 10, "user": self.user_payload(self.bot_user_id), "guilds": [],
+                    "session_id": f"session-{self.new_id()}",
+                    "resume_gateway_url": self.gateway_url, "shard": [0, 1],
+                    "application": {"id": str(self.app_id), "flags": 0}})
+        return socket
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        """Send a gateway event to the newest connection."""
+        self._gateway_seq += 1
+        await self.sockets[-1].send_json({"op": 0, "t": event, "s": self._gateway_seq,
+                                          "d": data})
 
     @property
     def base_url(self) -> str:
@@ -464,6 +503,8 @@ class FakeDiscord:
     # HTTP
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path == "/gateway":
+            return await self._gateway(request)
         arrived = time.monotonic()
         path = request.path
         if path.startswith(API_PREFIX):
@@ -1081,6 +1122,18 @@ def _base_payload(fake: FakeDiscord, kind: int, *, user_id: int, guild_id: int |
         payload.update(user=fake.user_payload(user_id),
                        authorizing_integration_owners={"0": "0"}, context=1)
     payload.update(channel_id=str(channel_id), channel=channel)
+    return payload
+
+
+def slash_payload(fake: FakeDiscord, name: str, *, user_id: int, guild_id: int | None,
+                  permissions: int = 0, locale: str = "en-US") -> dict[str, Any]:
+    """An INTERACTION_CREATE payload of a top-level slash command without options, for a bot
+    that runs in another process (no tree at hand): send it with `fake.dispatch`."""
+    payload = _base_payload(fake, 2, user_id=user_id, guild_id=guild_id,
+                            permissions=permissions, locale=locale, channel_id=None, roles=(),
+                            app_permissions=None)
+    payload["data"] = {"id": str(fake.command_id(name, None)), "name": name, "type": 1,
+                       "options": []}
     return payload
 
 
