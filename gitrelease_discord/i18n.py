@@ -15,7 +15,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-__all__ = ["FileTranslator", "describe", "text"]
+__all__ = ["FileTranslator", "describe", "hint", "text"]
 
 SOURCE = "en_US"
 
@@ -42,6 +42,12 @@ def text(key: str, locale: str = SOURCE, **values: Any) -> str:
     """The message `key` (under "messages") in `locale`, else in en_US, filled with values."""
     template = _lookup(locale, f"messages.{key}") or _lookup(SOURCE, f"messages.{key}") or key
     return template.format(**values)
+
+
+def hint(code: str, locale: str = SOURCE) -> str | None:
+    """What to do about an engine error of `code`, worded for Discord, where the engine's
+    own hint names CLI commands and flags; None: the engine's hint fits as it is."""
+    return _lookup(locale, f"hints.{code}") or _lookup(SOURCE, f"hints.{code}")
 
 
 def describe(key: str) -> app_commands.locale_str:

@@ -41,7 +41,7 @@ from gitrelease_discord.embeds import (
     report_embed,
     scrub,
 )
-from gitrelease_discord.i18n import describe, locale_name, text
+from gitrelease_discord.i18n import describe, hint, locale_name, text
 from gitrelease_discord.views import ConfirmView, PagedView
 
 __all__ = ["NotAllowed", "UpdateManager", "setup"]
@@ -689,8 +689,8 @@ class UpdateManager(commands.Cog):
         if isinstance(original, NotAllowed):
             message = original.message
         elif isinstance(original, GitReleaseError):
-            hint = f"\n{original.hint}" if original.hint else ""
-            message = f"{original.message}{hint}"
+            advice = hint(original.code, locale) or original.hint
+            message = f"{original.message}\n{advice}" if advice else original.message
         elif isinstance(original, app_commands.TransformerError):
             message = text("invalid", locale, field=original.type.name, value=original.value,
                            allowed=original.type.name)

@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import discord
@@ -358,6 +359,29 @@ async def test_confirm_false_is_refused_and_changes_nothing(
     result = await h.owner(name, options)
     assert result.ephemeral and "confirm must be true" in body(result)
     assert h.world.state() == before
+
+
+async def test_engine_hints_are_worded_for_discord_not_the_cli(h: Harness) -> None:
+    result = await h.owner("update_rollback", {"target_version": "9.9.9", "confirm": True})
+    said = refusal(result)
+    assert "9.9.9" in said and "/update_check" in said
+    assert "gitrelease " not in said and "--" not in said
+
+
+def test_every_discord_hint_names_an_engine_error_code() -> None:
+    import json
+
+    import gitrelease.errors as errors
+    import gitrelease_discord
+
+    codes = set()
+    for value in vars(errors).values():
+        if isinstance(value, type) and issubclass(value, errors.GitReleaseError):
+            codes.add(value.code)
+    path = (Path(gitrelease_discord.__file__).parent / "translations" / "en_US" / "commands"
+            / "update_manager.json")
+    hints = json.loads(path.read_text())["hints"]
+    assert set(hints) <= codes, set(hints) - codes
 
 
 # -- the confirm buttons ---------------------------------------------------------------------
