@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import ENV_SECRET, World
 from tests.discord_stub import FakeDiscord, slash_payload
 
@@ -41,26 +43,32 @@ def _env(fake: FakeDiscord, world: World) -> dict[str, str]:
     return env
 
 
+@pytest.mark.parametrize("to_guild", [False, True], ids=["global", "guild"])
 async def test_gitrelease_bot_runs_the_commands_and_exits_75_for_a_restart(
-        world: World, tmp_path: Path) -> None:
+        world: World, tmp_path: Path, to_guild: bool) -> None:
     (world.deploy / "data" / "settings.toml").write_text('restart_method = "exit"\n')
     log = tmp_path / "bot.log"
     async with FakeDiscord() as fake:
+        where = ["--guild", str(fake.guild_id)] if to_guild else []
         with log.open("wb") as out:
             bot = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", PRELUDE, "bot", "--sync", cwd=world.deploy,
+                sys.executable, "-c", PRELUDE, "bot", "--sync", *where, cwd=world.deploy,
                 env=_env(fake, world), stdout=out, stderr=out)
         try:
             identify = await _until(lambda: next(
                 (f for f in fake.gateway_frames if f.get("op") == 2), None), "IDENTIFY")
             assert identify["d"]["token"] == TOKEN  # read from .env
-            synced = {c["name"] for c in fake.commands.get(None, [])}
+            synced = {c["name"] for c in fake.commands.get(
+                fake.guild_id if to_guild else None, [])}
             assert synced == {"update_check", "update_install", "update_status",
                               "update_rollback", "update_schedule", "backup_create",
                               "backup_list", "backup_restore", "update_settings"}
 
             payload = slash_payload(fake, "update_check", user_id=fake.owner_id,
                                     guild_id=fake.guild_id)
+            if to_guild:
+                payload["data"]["id"] = str(fake.command_id("update_check", fake.guild_id))
+                payload["data"]["guild_id"] = str(fake.guild_id)
             fake.register_interaction(payload)
             await fake.dispatch("INTERACTION_CREATE", payload)
             answer = await _until(lambda: (fake.final_for(payload["token"]) or {}).get(
