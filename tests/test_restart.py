@@ -75,6 +75,22 @@ def test_post_checkout_restarts_on_a_tag_checkout_and_not_on_a_file_checkout(
     assert lines(log) == ["checkout 1.1.0"]  # HEAD did not move: no restart
 
 
+def test_post_checkout_does_not_restart_in_the_middle_of_a_rebase(world: World) -> None:
+    text, log = recorder(world)
+    settings(world, text)
+    git(world.deploy, "switch", "--quiet", "-c", "local")
+    (world.deploy / "notes.txt").write_text("a local change\n")
+    git(world.deploy, "add", "notes.txt")
+    git(world.deploy, "commit", "--quiet", "-m", "local notes")
+    cli(world, "hooks", "install")
+    git(world.deploy, "rebase", "--quiet", "v1.1.0")
+    assert git(world.deploy, "merge-base", "HEAD", "v1.1.0") == world.tag_commit("v1.1.0")
+    assert lines(log) == []  # git ran post-checkout for the new base, mid-rebase
+    assert not (world.deploy / "data" / PENDING_FILE).exists()
+    git(world.deploy, "-c", "advice.detachedHead=false", "checkout", "--quiet", "v1.1.0")
+    assert lines(log) == ["checkout 1.1.0"]  # a checkout by hand still restarts
+
+
 def test_hook_restart_failure_is_reported_by_git_checkout(world: World) -> None:
     settings(world, 'restart_method = "signal"\n')  # no data/bot.pid: the bot is not running
     cli(world, "hooks", "install")
