@@ -1,4 +1,4 @@
-"""Embeds that always fit Discord's limits, built from the engine's own text renderings."""
+"""Embeds that always fit Discord's limits, and never show a secret."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import discord
 
 from gitrelease.repo import redact
 
-__all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_secrets", "report_embed", "scrub"]
+__all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_secrets", "scrub"]
 
 #: Values that must never reach Discord: the bot's token and every value of the deployment's
 #: .env (a command's output or an error may quote them). Filled by the cog.
@@ -38,22 +38,6 @@ def cut(value: str, limit: int, more: str = "…") -> str:
     return value if len(value) <= limit else value[: limit - len(more)] + more
 
 
-def block(value: str, limit: int) -> str:
-    """A code block of `value` that fits in `limit` characters, lines cut at the end."""
-    body = scrub(value).replace("```", "`\u200b``")
-    room = limit - 8
-    if len(body) > room:
-        lines, kept, used = body.splitlines(), [], 0
-        for line in lines:
-            if used + len(line) + 1 > room - 20:
-                kept.append(f"… {len(lines) - len(kept)} more lines")
-                break
-            kept.append(line)
-            used += len(line) + 1
-        body = "\n".join(kept)
-    return f"```\n{body}\n```"
-
-
 def fit(embed: discord.Embed) -> discord.Embed:
     """Cut an embed to Discord's limits: each part, at most 25 fields, 6000 in all."""
     if embed.title:
@@ -75,9 +59,3 @@ def fit(embed: discord.Embed) -> discord.Embed:
         embed.description = cut(embed.description, max(1, len(embed.description)
                                                          - (len(embed) - LIMITS["total"])))
     return embed
-
-
-def report_embed(title: str, rendered: str, colour: str = "info") -> discord.Embed:
-    """The engine's text rendering of a result, in an embed."""
-    return fit(discord.Embed(title=title, description=block(rendered, LIMITS["description"]),
-                             colour=COLOURS[colour]))

@@ -29,16 +29,17 @@ from gitrelease.errors import ConfirmationRequired, GitReleaseError, InvalidInpu
 from gitrelease.install import UPDATE_TYPES as INSTALL_TYPES
 from gitrelease.manager import TIME_RANGES as STATUS_RANGES
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import BackupType, ScheduleType, UpdateStatus
+from gitrelease.models import BackupType, ScheduleType
 from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
 from gitrelease.settings import CATEGORIES
+from gitrelease_discord import cards
+from gitrelease_discord.cards import progress_text
 from gitrelease_discord.embeds import (
     COLOURS,
     LIMITS,
     cut,
     fit,
     remember_secrets,
-    report_embed,
     scrub,
 )
 from gitrelease_discord.i18n import describe, hint, locale_name, text
@@ -93,6 +94,8 @@ class _Progress:
         self.cog, self.interaction, self.title = cog, interaction, title
         self.loop = asyncio.get_running_loop()
         self.state: tuple[str, int, str] | None = None
+        self.done: list[str] = []  # steps finished, shown with ✅
+        self.locale = _locale(interaction)
         self.last = 0.0
         self.task: asyncio.Task[None] | None = None
         self.closed = False
@@ -104,6 +107,8 @@ class _Progress:
         if self.closed:
             return  # the result is shown now; a late report must not replace it
         self.state = (step, percent, detail)
+        if detail == "done" and step not in self.done:
+            self.done.append(step)
         if detail == "done":
             self.cog._notify_soon("update_progress_notifications", f"{self.title}: {step} done "
                                                                    f"({percent}%)")
@@ -119,7 +124,7 @@ class _Progress:
         step, percent, _detail = self.state
         self.last = time.monotonic()
         embed = discord.Embed(title=self.title, colour=COLOURS["info"],
-                              description=text("install_progress", step=step, percent=percent))
+                              description=progress_text(self.done, step, percent, self.locale))
         with suppress(discord.HTTPException):
             await self.interaction.edit_original_response(embed=embed)
 
@@ -344,10 +349,9 @@ class UpdateManager(commands.Cog):
         async with self._open() as manager:
             report = await manager.check_for_updates(check_type,
                                                      include_security=include_security)
-        colour = "warn" if report.errors or report.to_dict()["total_updates"] else "ok"
-        await interaction.edit_original_response(embed=report_embed(
-            text("check_title", _locale(interaction)),
-            render.render_check(report, details=show_details), colour))
+        await interaction.edit_original_response(embed=cards.check_card(
+            report, text("check_title", _locale(interaction)), _locale(interaction),
+            details=show_details))
 
     @app_commands.command(name="update_install", description=describe(
         "commands.update_install.description"))
@@ -400,12 +404,10 @@ class UpdateManager(commands.Cog):
                                                         progress=progress)
             finally:
                 await progress.close()
-        ok = session.status in (UpdateStatus.COMPLETED, UpdateStatus.RESTARTING)
         self._notify_soon("update_completion_notifications", text(
             "notify_done", status=session.status.value, version=session.target_version))
-        await interaction.edit_original_response(view=None, embed=report_embed(
-            text("install_done_title", locale, status=session.status.value),
-            render.render_session(session), "ok" if ok else "error"))
+        await interaction.edit_original_response(view=None, embed=cards.session_card(
+            session, text("install_done_title", locale, status=session.status.value), locale))
 
     async def _confirmed(self, interaction: discord.Interaction, plan: Any, forced: bool,
                          reasons: list[str]) -> bool:
@@ -452,8 +454,8 @@ class UpdateManager(commands.Cog):
         async with self._open() as manager:
             info = await manager.get_update_status(time_range, show_history=show_history,
                                                    show_metrics=show_metrics)
-        await interaction.edit_original_response(embed=report_embed(
-            text("status_title", _locale(interaction)), render.render_status(info)))
+        await interaction.edit_original_response(embed=cards.status_card(
+            info, text("status_title", _locale(interaction)), _locale(interaction)))
 
     @app_commands.command(name="update_rollback", description=describe(
         "commands.update_rollback.description"))
@@ -485,9 +487,8 @@ class UpdateManager(commands.Cog):
             session = await self._with_progress(
                 interaction, title, lambda m, progress: m.rollback_to_version(
                     target_version, {**options, "force": True}, progress=progress))
-        await interaction.edit_original_response(embed=report_embed(
-            text("rollback_title", locale, target=target_version),
-            render.render_session(session), "ok"))
+        await interaction.edit_original_response(embed=cards.session_card(
+            session, title, locale))
 
     @app_commands.command(name="update_schedule", description=describe(
         "commands.update_schedule.description"))
@@ -509,9 +510,9 @@ class UpdateManager(commands.Cog):
                 schedule_type, update_time, update_days, update_types, enabled,
                 actor=f"discord:{interaction.user.id}")
         self._start_schedules()
-        rendered = "\n".join(f"{key}: {value}" for key, value in schedule.to_dict().items())
-        await interaction.edit_original_response(embed=report_embed(
-            text("schedule_title", _locale(interaction), id=schedule.id), rendered, "ok"))
+        locale = _locale(interaction)
+        await interaction.edit_original_response(embed=cards.schedule_card(
+            schedule, text("schedule_title", locale, id=schedule.id), locale))
 
     @app_commands.command(name="backup_create", description=describe(
         "commands.backup_create.description"))
@@ -537,9 +538,9 @@ class UpdateManager(commands.Cog):
         self._notify_soon("backup_notifications", text(
             "notify_backup", name=backup.name, status=backup.status.value,
             size=render.size(backup.compressed_size or backup.file_size)))
-        await interaction.edit_original_response(embed=report_embed(
-            text("backup_title", _locale(interaction), status=backup.status.value),
-            render.render_backup(backup), "ok"))
+        await interaction.edit_original_response(embed=cards.backup_card(
+            backup, text("backup_title", _locale(interaction), status=backup.status.value),
+            _locale(interaction)))
 
     @app_commands.command(name="backup_list", description=describe(
         "commands.backup_list.description"))
@@ -569,9 +570,8 @@ class UpdateManager(commands.Cog):
         pages = -(-len(backups) // PAGE_SIZE)
 
         def page(index: int) -> discord.Embed:
-            embed = report_embed(text("backup_list_title", locale, count=len(backups)),
-                                 render.render_backups(backups, first=index * PAGE_SIZE,
-                                                       count=PAGE_SIZE))
+            embed = cards.backups_page(backups, index * PAGE_SIZE, PAGE_SIZE, text(
+                "backup_list_title", locale, count=len(backups)), locale)
             embed.set_footer(text=text("page", locale, page=index + 1, pages=pages))
             return embed
 
@@ -603,9 +603,8 @@ class UpdateManager(commands.Cog):
             interaction, text("restore_title", locale, backup=backup_id),
             lambda m, progress: m.restore_backup(backup_id, options, progress=progress,
                                                  actor=f"discord:{interaction.user.id}"))
-        rendered = "\n".join(f"{key}: {value}" for key, value in result.to_dict().items())
-        await interaction.edit_original_response(embed=report_embed(
-            text("restore_title", locale, backup=backup_id), rendered, "ok"))
+        await interaction.edit_original_response(embed=cards.restore_card(
+            result, text("restore_title", locale, backup=backup_id), locale))
 
     @app_commands.command(name="update_settings", description=describe(
         "commands.update_settings.description"))

@@ -131,6 +131,49 @@ async def test_update_status(h: Harness) -> None:
     assert "1.0.0" in body(result)
 
 
+def _described(result: InteractionResult) -> str:
+    text_ = body(result)
+    assert "cards." not in text_ and "steps." not in text_, text_  # every string is in the file
+    return text_
+
+
+async def test_results_have_the_shapes_of_the_specification(h: Harness) -> None:
+    """Check results, installing progress, update finished, backup complete, backup list,
+    restore, status: the markdown of the specification's usage examples."""
+    check = _described(await h.owner("update_check", {"check_type": "bot"}))
+    for line in ("### Available Updates: 1", "• **Breaking Changes**: 0", "• **Last Check**: <t:",
+                 "### Bot Update", "• Version: v1.10.0 (current: 1.0.0)", "• Release: <t:"):
+        assert line in check, check
+
+    install = await h.owner("update_install", {"update_type": "bot"})
+    shown = [json.dumps(r.json, ensure_ascii=False) for r in install.requests
+             if r.method == "PATCH" and "@original" in r.path]
+    assert any("Progress: " in edit for edit in shown), shown
+    finished = _described(install)
+    assert "• Version: 1.0.0 → 1.10.0 (v1.10.0)" in finished
+    assert "✅ Creating pre-update backup" in finished and "• Total time: " in finished
+    assert "Use /update_status to view detailed information." in finished
+
+    created = _described(await h.admin("backup_create", {"backup_type": "config",
+                                                         "backup_name": "pre_v2"}))
+    for line in ("• Name: pre_v2", "• Type: Config", "• Size: ", "(compressed: ",
+                 "• Checksum: "):
+        assert line in created, created
+
+    listed = _described(await h.admin("backup_list", {"time_range": "all"}))
+    assert "1. **pre_v2** (" in listed and "📊 Config backup of v1.10.0" in listed
+    assert "Total backups: 2 (Stored: " in listed
+
+    restored = _described(await h.owner("backup_restore", {
+        "backup_id": "pre_v2", "confirm": True, "restore_type": "config"}))
+    assert "• Restored from: **pre_v2** (" in restored and "• Restored (" in restored
+
+    status = _described(await h.admin("update_status", {"show_history": True}))
+    for line in ("• Version: **1.10.0** (v1.10.0)", "### Updates (7d)", "### Backups",
+                 "### Recent Updates", "bot 1.0.0 → 1.10.0: completed"):
+        assert line in status, status
+
+
 async def test_update_rollback(h: Harness) -> None:
     await h.owner("update_install", {"update_type": "bot"})
     result = await h.owner("update_rollback", {"target_version": "previous", "confirm": True})
