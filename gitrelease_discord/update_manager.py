@@ -33,7 +33,7 @@ from gitrelease.models import BackupType, ScheduleType
 from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
 from gitrelease.settings import CATEGORIES
 from gitrelease_discord import cards
-from gitrelease_discord.cards import progress_text
+from gitrelease_discord.cards import progress_text, step_label
 from gitrelease_discord.embeds import (
     COLOURS,
     LIMITS,
@@ -110,8 +110,9 @@ class _Progress:
         if detail == "done" and step not in self.done:
             self.done.append(step)
         if detail == "done":
-            self.cog._notify_soon("update_progress_notifications", f"{self.title}: {step} done "
-                                                                   f"({percent}%)")
+            self.cog._notify_soon("update_progress_notifications", text(
+                "notify_progress", title=self.title, step=step_label(step, self.locale),
+                percent=percent))
         if self.task is None or self.task.done():
             self.task = self.loop.create_task(self._flush())
 
@@ -329,7 +330,8 @@ class UpdateManager(commands.Cog):
         for channel_id in settings.notify_channels:
             try:
                 await self.bot.get_partial_messageable(int(channel_id)).send(
-                    cut(scrub(message), LIMITS["content"]))
+                    cut(scrub(message), LIMITS["content"]),
+                    allowed_mentions=discord.AllowedMentions.none())  # named, not pinged
             except (discord.HTTPException, ValueError) as exc:
                 log.warning("notification to channel %s failed: %s", channel_id, exc)
 
@@ -487,6 +489,9 @@ class UpdateManager(commands.Cog):
             session = await self._with_progress(
                 interaction, title, lambda m, progress: m.rollback_to_version(
                     target_version, {**options, "force": True}, progress=progress))
+        self._notify_soon("update_completion_notifications", text(
+            "notify_rollback_done", status=session.status.value, version=session.target_version,
+            user=interaction.user.id))
         await interaction.edit_original_response(embed=cards.session_card(
             session, title, locale))
 
@@ -603,6 +608,9 @@ class UpdateManager(commands.Cog):
             interaction, text("restore_title", locale, backup=backup_id),
             lambda m, progress: m.restore_backup(backup_id, options, progress=progress,
                                                  actor=f"discord:{interaction.user.id}"))
+        self._notify_soon("update_completion_notifications", text(
+            "notify_restore_done", name=result.backup.name, kind=restore_type,
+            user=interaction.user.id))
         await interaction.edit_original_response(embed=cards.restore_card(
             result, text("restore_title", locale, backup=backup_id), locale))
 

@@ -221,6 +221,31 @@ async def test_a_new_schedule_wakes_the_loop_and_scheduled_runs_are_announced(
     assert h.world.head() == h.world.tag_commit("v1.10.0")
 
 
+async def test_rollback_and_restore_are_announced_without_pinging_anyone(h: Harness) -> None:
+    channel = h.fake.add_channel(guild_id=h.fake.guild_id)
+    (h.world.deploy / "data" / "settings.toml").write_text(
+        f"notify_channels = [{channel}]\nupdate_progress_notifications = true\n")
+    async with await ReleaseManager.open(h.world.deploy) as manager:
+        await manager.create_backup("config", {"backup_name": "cfg"})
+    await h.owner("update_install", {"update_type": "bot"})
+    await h.owner("update_rollback", {"target_version": "previous", "confirm": True})
+    await h.owner("backup_restore", {"backup_id": "cfg", "confirm": True,
+                                     "restore_type": "config"})
+    owner = h.fake.owner_id
+    wanted = [f"Update started: bot by <@{owner}>",
+              f"Rollback completed: now at 1.0.0 (by <@{owner}>)",
+              f"Restore of cfg (config) completed (by <@{owner}>)",
+              "Installing bot: ✅ Creating pre-update backup (65%)"]
+    for _ in range(200):
+        sent = [r.json for r in h.fake.calls("POST", f"/channels/{channel}/messages")]
+        if all(any(m["content"] == w for m in sent) for w in wanted):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError(f"not announced: {[m['content'] for m in sent]}")
+    assert all(m["allowed_mentions"]["parse"] == [] for m in sent), sent
+
+
 async def test_backup_create_and_notification(h: Harness) -> None:
     channel = h.fake.add_channel(guild_id=h.fake.guild_id)
     (h.world.deploy / "data" / "settings.toml").write_text(f"notify_channels = [{channel}]\n")
