@@ -17,7 +17,9 @@ import os
 import stat
 import tarfile
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -33,6 +35,7 @@ __all__ = [
     "UnsafeArchive",
     "extract_safely",
     "read_manifest",
+    "sha256_file",
     "suffix_for",
     "verify_archive",
     "write_archive",
@@ -40,6 +43,7 @@ __all__ = [
 
 MANIFEST = "manifest.json"
 CHUNK = 1024 * 1024
+_GZIP_BLOCK = CHUNK  # compressed apart, a 1 MiB block loses ~0.1% against one stream
 _SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
 
 
@@ -116,30 +120,68 @@ class _HashingSource(io.RawIOBase):
         return count or 0
 
 
-class _HashingReader:
-    """A source file as tarfile reads it, hashed in the same pass."""
+class _ParallelGzip(io.RawIOBase):
+    """gzip the way pigz writes it: the stream cut into blocks, each compressed on a core of its
+    own into a gzip member; members one after another are one gzip file (RFC 1952, 2.2), which
+    gzip, tar -z and Python read as they read any other. zlib lets go of the GIL while it
+    works, so the blocks really are compressed side by side, and the event loop keeps its turn.
+    Memory is bounded: at most `workers + 1` blocks are in flight."""
 
-    def __init__(self, handle: BinaryIO, progress: Callable[[int], None]) -> None:
-        self._handle = handle
-        self._progress = progress
-        self.digest = hashlib.sha256()
+    def __init__(self, sink: IO[bytes], level: int, workers: int | None = None) -> None:
+        from concurrent.futures import ThreadPoolExecutor
 
-    def read(self, size: int = -1) -> bytes:
-        data = self._handle.read(size)
-        self.digest.update(data)
-        self._progress(len(data))
-        return data
+        self._sink = sink
+        self._level = level
+        self._workers = max(1, workers or os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="gzip")
+        self._pending: deque[Future[bytes]] = deque()
+        self._buffer = bytearray()
+        self._members = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self._buffer += data
+        while len(self._buffer) >= _GZIP_BLOCK:
+            self._submit(bytes(self._buffer[:_GZIP_BLOCK]))
+            del self._buffer[:_GZIP_BLOCK]
+        return len(memoryview(data))
+
+    def _submit(self, block: bytes) -> None:
+        self._pending.append(self._pool.submit(gzip.compress, block, self._level, mtime=0))
+        self._members += 1
+        while len(self._pending) > self._workers:
+            self._sink.write(self._pending.popleft().result())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            if self._buffer or not self._members:  # an empty stream is still one member
+                self._submit(bytes(self._buffer))
+                self._buffer.clear()
+            while self._pending:
+                self._sink.write(self._pending.popleft().result())
+        finally:
+            self.abort()
+            super().close()
+
+    def abort(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
 
 
 def _compressor(sink: IO[bytes], compression: str, level: int) -> IO[bytes]:
     if compression == "gzip":
-        return gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=level, mtime=0)
+        return _ParallelGzip(sink, level)  # type: ignore[return-value]
     if compression == "zstd":
         import zstandard
 
         # threads=-1: one worker per core, as `zstd -T0` does.
         return zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(
-            sink, closefd=False)
+            sink, closefd=False, write_size=CHUNK)
     return sink
 
 
@@ -150,8 +192,68 @@ def _decompressor(source: IO[bytes], compression: str) -> IO[bytes]:
         import zstandard
 
         return zstandard.ZstdDecompressor().stream_reader(
-            source, read_across_frames=True, closefd=False)
+            source, read_across_frames=True, closefd=False, read_size=CHUNK)
     return source
+
+
+def _regular_info(name: str, status: os.stat_result, mode: int | None) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = status.st_size
+    info.mtime = status.st_mtime
+    info.mode = mode if mode is not None else stat.S_IMODE(status.st_mode) & 0o777
+    info.type = tarfile.REGTYPE
+    return info  # uid, gid 0 and no user or group names: TarInfo's defaults
+
+
+class _TarWriter:
+    """A tar stream written straight into `out` in large pieces (tarfile's stream mode would
+    cut it into 10 KiB writes, each a call into the compressor)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._offset = 0
+        self._buffer = bytearray(CHUNK)
+
+    def _write(self, data: Any) -> None:
+        self._out.write(data)
+        self._offset += len(data)
+
+    def add(self, info: tarfile.TarInfo, source: IO[bytes], digest: Any,
+            progress: Callable[[int], None]) -> None:
+        """Header, then exactly `info.size` bytes of `source` (hashed), then the padding."""
+        self._write(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        view = memoryview(self._buffer)
+        left = info.size
+        while left:
+            count = source.readinto(view[:min(left, CHUNK)])  # type: ignore[attr-defined]
+            if not count:
+                raise _Shrank
+            digest.update(view[:count])
+            self._write(view[:count])
+            left -= count
+            progress(count)
+        self._pad()
+
+    def add_bytes(self, info: tarfile.TarInfo, data: bytes) -> None:
+        self._write(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
+        self._write(data)
+        self._pad()
+
+    def _pad(self) -> None:
+        remainder = self._offset % tarfile.BLOCKSIZE
+        if remainder:
+            self._write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
+
+    def close(self) -> None:
+        """The end-of-archive marker, padded to a whole record as tarfile and GNU tar do."""
+        self._write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
+        remainder = self._offset % tarfile.RECORDSIZE
+        if remainder:
+            self._write(tarfile.NUL * (tarfile.RECORDSIZE - remainder))
+
+
+class _Shrank(Exception):
+    """The file ended before the size it had when its header was written."""
 
 
 def write_archive(
@@ -160,61 +262,66 @@ def write_archive(
     *,
     compression: str,
     level: int,
-    manifest: dict[str, Any],
+    manifest: dict[str, Any] | Callable[[], dict[str, Any]],
     progress: Callable[[int], None] = lambda n: None,
 ) -> ArchiveWritten:
-    """Write the archive to `path` (a temporary name the caller renames) and fsync it."""
+    """Write the archive to `path` (a temporary name the caller renames) and fsync it.
+
+    `manifest` may be a function: it is called only when the last member is written, so
+    that what it needs (``pip freeze``) can be gathered while the files are compressed.
+    """
     files: list[dict[str, Any]] = []
+    skipped: list[str] = []
     raw_size = 0
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     os.fchmod(fd, 0o600)  # whatever the umask: archives hold secrets
     with os.fdopen(fd, "wb") as handle:
         sink = _HashingSink(handle)
         buffered = io.BufferedWriter(sink, buffer_size=CHUNK)
-        compressed = _compressor(buffered, compression, level)
-        with tarfile.open(fileobj=compressed, mode="w|", format=tarfile.PAX_FORMAT) as tar:
-            skipped: list[str] = []
+        compressed = _compressor(buffered, compression, level)  # type: ignore[arg-type]
+        try:
+            tar = _TarWriter(compressed)
             for member in members:
                 try:
-                    source = member.source.open("rb")
+                    source = member.source.open("rb", buffering=0)
                 except FileNotFoundError:
                     skipped.append(member.name)  # deleted since it was listed: nothing to keep
                     continue
                 except OSError as exc:
                     raise BackupFailed(f"cannot read {member.source}: {exc.strerror}") from None
                 with source:
-                    info = tar.gettarinfo(fileobj=source, arcname=member.name)
-                    if not info.isreg():
+                    status = os.fstat(source.fileno())
+                    if not stat.S_ISREG(status.st_mode):
                         raise VerificationFailed(f"{member.source} is not a regular file")
-                    info.mode = member.mode if member.mode is not None else info.mode & 0o777
-                    info.uid = info.gid = 0
-                    info.uname = info.gname = ""
-                    reader = _HashingReader(source, progress)  # type: ignore[arg-type]
+                    info = _regular_info(member.name, status, member.mode)
+                    digest = hashlib.sha256()
                     try:
-                        tar.addfile(info, reader)  # type: ignore[arg-type]
-                    except OSError as exc:
-                        if exc.errno is not None:  # the disk, not the file: the caller says
-                            raise
+                        tar.add(info, source, digest, progress)
+                    except _Shrank:
                         raise BackupFailed(f"{member.source} shrank while it was archived; "
                                            "run the backup again") from None
                 files.append({"path": member.name, "kind": member.kind, "size": info.size,
-                              "mode": info.mode, "sha256": reader.digest.hexdigest()})
+                              "mode": info.mode, "sha256": digest.hexdigest()})
                 raw_size += info.size
                 pause_point("archive:member-written")
-            document = json.dumps({**manifest, "files": files, "skipped": skipped},
-                                  indent=2).encode()
+            document = manifest() if callable(manifest) else manifest
+            document = {**document, "files": files, "skipped": skipped}
+            encoded = json.dumps(document, indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
-            info.size = len(document)
+            info.size = len(encoded)
             info.mode = 0o600
-            info.mtime = int(manifest.get("created_at_epoch", 0))
-            tar.addfile(info, io.BytesIO(document))
-        if compressed is not buffered:
-            compressed.close()
+            info.mtime = int(document.get("created_at_epoch", 0))
+            tar.add_bytes(info, encoded)
+            tar.close()
+            if compressed is not buffered:
+                compressed.close()
+        finally:
+            if isinstance(compressed, _ParallelGzip):
+                compressed.abort()  # no worker outlives a failed write
         buffered.flush()
         handle.flush()
         os.fsync(handle.fileno())
-    return ArchiveWritten(sink.digest.hexdigest(), sink.size, raw_size,
-                          {**manifest, "files": files, "skipped": skipped})
+    return ArchiveWritten(sink.digest.hexdigest(), sink.size, raw_size, document)
 
 
 def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
@@ -261,8 +368,38 @@ def read_manifest(path: Path) -> dict[str, Any]:
     raise VerificationFailed(f"{path.name} has no {MANIFEST}")
 
 
-def verify_archive(path: Path, checksum: str | None, manifest: dict[str, Any]) -> None:
-    """Raise VerificationFailed naming the first problem: archive hash, a member, or the list."""
+def verify_archive(
+    path: Path, checksum: str | None, manifest: dict[str, Any], *, deep: bool = False
+) -> None:
+    """Raise VerificationFailed naming the first problem: archive hash, a member, or the list.
+
+    With the archive's sha256 from when it was written, one read of the file settles it: the
+    same bytes are the same members, each hashed against the manifest as it was written. Only
+    when that sum is missing, when the file differs (to name the damaged member), or `deep`,
+    is every member decompressed and checked against the manifest.
+    """
+    if checksum is not None and not deep:
+        if not path.is_file():
+            raise VerificationFailed(f"the archive {path.name} is missing")
+        try:
+            if sha256_file(path) == checksum:
+                return
+        except OSError as exc:
+            raise VerificationFailed(f"{path.name} cannot be read: {exc.strerror}") from None
+    _verify_members(path, checksum, manifest)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+    return digest.hexdigest()
+
+
+def _verify_members(path: Path, checksum: str | None, manifest: dict[str, Any]) -> None:
     expected = {f["path"]: f for f in manifest.get("files", [])}
     seen: set[str] = set()
     with _reading(path, "is damaged") as (raw, source, tar):

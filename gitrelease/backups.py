@@ -20,6 +20,7 @@ import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,7 +39,7 @@ from gitrelease.fsutil import fsync_dir
 from gitrelease.models import Backup, BackupStatus, BackupType, Progress, utcnow
 from gitrelease.options import options_from
 from gitrelease.settings import Settings
-from gitrelease.snapshot import snapshot_database
+from gitrelease.snapshot import integrity_problem, snapshot_database
 from gitrelease.sources import Layout, Source, collect
 from gitrelease.store import IndexStore
 
@@ -238,8 +239,13 @@ class BackupService:
         self._check_space(sources)
         work = Path(tempfile.mkdtemp(prefix=f".tmp-{backup.id}-", dir=self.layout.backup_dir))
         temporary = self.layout.backup_dir / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        # Work that does not need the archive runs beside it, on the other cores: `pip
+        # freeze` (only the manifest, written last, needs it) and each snapshot's check
+        # (which must pass before the archive is renamed into place).
+        freeze = _PipFreeze(self.python)
+        checks = ThreadPoolExecutor(1, thread_name_prefix="snapshot-check")
         try:
-            members = self._members(sources, work, progress)
+            members, checked = self._members(sources, work, progress, checks)
             total = max(1, sum(s.size for s in sources))
             done = 0
 
@@ -255,7 +261,15 @@ class BackupService:
                 written = archive.write_archive(
                     temporary, members, compression=compression,
                     level=self.settings.compression_level, progress=advance,
-                    manifest=self._manifest(backup, point, options))
+                    manifest=lambda: self._manifest(backup, point, options, freeze.result()))
+                for source, check in checked:
+                    problem = check.result()
+                    if problem:
+                        raise BackupFailed(
+                            f"the database {source.name} fails its integrity check "
+                            f"({problem}); nothing was kept",
+                            hint="repair the database or restore a good backup, then back "
+                                 "up again")
                 if self.settings.verify_backups:
                     _rehash(temporary, written.sha256)
                 if stop.is_set():
@@ -272,19 +286,24 @@ class BackupService:
                 progress("archive", 100, "written")
             return written
         finally:
+            freeze.stop()
+            checks.shutdown(wait=True, cancel_futures=True)
             temporary.unlink(missing_ok=True)
             shutil.rmtree(work, ignore_errors=True)
 
     def _members(
-        self, sources: list[Source], work: Path, progress: Progress | None
-    ) -> list[archive.Member]:
+        self, sources: list[Source], work: Path, progress: Progress | None,
+        checks: ThreadPoolExecutor,
+    ) -> tuple[list[archive.Member], list[tuple[Source, Future[str | None]]]]:
         members = []
+        checked = []
         for number, source in enumerate(sources):
             if source.kind == "database":
                 if progress is not None:
                     progress("snapshot", int(number / max(1, len(sources)) * 30), source.name)
                 snapshot = work / f"{number}.db"
                 snapshot_database(source.path, snapshot)
+                checked.append((source, checks.submit(integrity_problem, snapshot)))
                 mode = source.path.stat().st_mode & 0o777
                 members.append(archive.Member(snapshot, source.name, source.kind, mode))
             else:
@@ -292,7 +311,7 @@ class BackupService:
                 # mode and umask they were created with.
                 mode = 0o600 if source.kind == "config" else None
                 members.append(archive.Member(source.path, source.name, source.kind, mode))
-        return members
+        return members, checked
 
     def _check_space(self, sources: list[Source]) -> None:
         # Worst case: nothing compresses, and each database is written twice (snapshot, tar).
@@ -307,7 +326,8 @@ class BackupService:
                 f"{free // 2**20} MiB are free")
 
     def _manifest(
-        self, backup: Backup, point: ReleasePoint, options: BackupOptions
+        self, backup: Backup, point: ReleasePoint, options: BackupOptions,
+        pip_freeze: str | None,
     ) -> dict[str, Any]:
         return {
             "format": 1,
@@ -322,7 +342,7 @@ class BackupService:
             "commit": point.commit,
             "version": point.version,
             "python_version": platform.python_version(),
-            "pip_freeze": _pip_freeze(self.python),
+            "pip_freeze": pip_freeze,
             "gitrelease_version": self.gitrelease_version,
             "created_at": backup.created_at.isoformat(),
             "created_at_epoch": int(backup.created_at.timestamp()),
@@ -355,12 +375,19 @@ class BackupService:
         backups.sort(key=keys[filters.sort_by], reverse=filters.sort_by in ("date", "size"))
         return backups[: filters.limit]
 
-    async def verify(self, backup: Backup) -> Backup:
-        """Re-read the archive; a mismatch marks it CORRUPTED naming the file."""
+    async def verify(self, backup: Backup, *, deep: bool = False) -> Backup:
+        """Re-read the archive; a mismatch marks it CORRUPTED naming the file.
+
+        The archive's sha256 recorded when it was written settles it in one read of the file
+        (see `archive.verify_archive`). An archive adopted from disk was never checked member
+        by member against its own manifest: its first verification is deep, as is one asked
+        for with `deep`.
+        """
+        deep = deep or (backup.verified_at is None and bool(backup.metadata.get("adopted")))
         try:
             await asyncio.to_thread(
                 archive.verify_archive, Path(backup.file_path or ""), backup.checksum,
-                await self.store.backup_manifest(backup))
+                await self.store.backup_manifest(backup), deep=deep)
         except VerificationFailed as exc:
             backup.status = BackupStatus.CORRUPTED
             backup.problem = exc.message
@@ -477,7 +504,7 @@ class BackupService:
             return None
         try:
             manifest = await asyncio.to_thread(archive.read_manifest, path)
-            checksum = await asyncio.to_thread(_sha256_file, path)
+            checksum = await asyncio.to_thread(archive.sha256_file, path)
             backup_id = match.group(1)
             if manifest.get("backup_id") != backup_id:
                 return None
@@ -529,28 +556,35 @@ def _new_id(existing: list[Backup], directory: Path) -> str:
     return candidate
 
 
-def _pip_freeze(python: str) -> str | None:
-    try:
-        result = subprocess.run([python, "-m", "pip", "freeze", "--all"], capture_output=True,
-                                text=True, timeout=60, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout if result.returncode == 0 else None
+class _PipFreeze:
+    """`pip freeze` of the deployment's interpreter, started now and read when needed."""
+
+    def __init__(self, python: str) -> None:
+        self._process: subprocess.Popen[str] | None = None
+        with suppress(OSError, subprocess.SubprocessError):
+            self._process = subprocess.Popen(
+                [python, "-m", "pip", "freeze", "--all"], stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+
+    def result(self) -> str | None:
+        if self._process is None:
+            return None
+        try:
+            out, _ = self._process.communicate(timeout=60)
+        except subprocess.SubprocessError:
+            self.stop()
+            return None
+        return out if self._process.returncode == 0 else None
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.communicate()
 
 
 def _rehash(path: Path, expected: str) -> None:
-    if _sha256_file(path) != expected:
+    if archive.sha256_file(path) != expected:
         raise VerificationFailed(f"{path.name} read back differs from what was written")
-
-
-def _sha256_file(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(archive.CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _unlink(path: Path) -> None:
