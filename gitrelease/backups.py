@@ -170,12 +170,15 @@ class BackupService:
 
     async def create(
         self, backup_type: BackupType, options: BackupOptions, point: ReleasePoint,
-        progress: Progress | None = None,
+        progress: Progress | None = None, *, only: frozenset[str] | None = None,
     ) -> Backup:
-        """Take a backup; the caller holds the operation lock."""
+        """Take a backup; the caller holds the operation lock. `only`: just these members
+        (a restore's safety backup holds the files it replaces, not the others)."""
         sources = await asyncio.to_thread(
             collect, self.layout, self.settings, backup_type, include_logs=options.include_logs,
             tracked=await asyncio.to_thread(self.tracked_files))
+        if only is not None:
+            sources = [s for s in sources if s.name in only]
         if not sources:
             raise BackupFailed(f"there is nothing to back up for a {backup_type.value} backup",
                                hint="check database_paths and config_paths, or pick another "

@@ -313,4 +313,5 @@ class Rollback:
         await restore(service, backup,
                       RestoreOptions(confirm=True, restore_type="all" if opts.restore_config
                                      else "all_but_config"),
-                      await self.m._release_point(), safety_backup=safety)
+                      await self.m._release_point(), safety_backup=safety,
+                      take_safety=opts.create_backup)

@@ -438,7 +438,10 @@ async def test_failure_half_way_puts_back_what_was_replaced(
         for n in range(5):
             (world.deploy / "data" / "files" / f"user{n}.json").write_text("changed")
         real_apply = restore_module._apply
-        last = sorted(members)[-1]  # everything before it is replaced, then it fails
+        # Files are swapped in first, databases last: everything before it is replaced,
+        # then it fails.
+        last = "data/app.db"
+        assert sorted(members)[-1] != last
         calls: list[str] = []
 
         def apply_then_fail(staged: Path, live: Path, is_database: bool) -> None:
