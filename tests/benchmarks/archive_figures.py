@@ -142,7 +142,9 @@ async def _verify_one(bench: Bench, compression: str) -> Figure:
             await manager.delete_backup(backup.id, confirm=True)
     figure = settle(Figure(f"verify a {compression} archive ({_mib(size)})", "≤ 1.1x", 1.1),
                     mine, theirs)
-    figure.note = "verify_backup (every member against the manifest) vs sha256 of the file"
+    figure.note = ("verify_backup (the archive's sha256 recorded when it was written; every "
+                   "member against the manifest only when that differs, is missing, or the "
+                   "archive was adopted) vs sha256 of the file")
     return figure
 
 
@@ -194,8 +196,9 @@ async def _restore_one(bench: Bench, compression: str, unpack: list[str], limit:
             await manager.delete_backup(backup.id, confirm=True)
     figure = settle(Figure(title, f"≤ {limit}x", limit), mine, theirs)
     figure.phases = median_phases(phases)
-    figure.note = (f"restore_backup(confirm=True), compression = {compression}: verify, "
-                   "unpack, a safety backup, then the files; the baseline: tar -x only")
+    figure.note = (f"restore_backup(confirm=True), compression = {compression}: unpack "
+                   "(verifying) beside an uncompressed safety backup of the files replaced, "
+                   "then the files, fsynced; the baseline: tar -x only, no fsync")
     return figure
 
 
@@ -222,7 +225,9 @@ async def snapshot(bench: Bench) -> list[Figure]:
     mine, theirs = await alternate(ours, baseline, max(bench.heavy_rounds, 5), warmup=True)
     figure = settle(Figure(f"SQLite snapshot inside a backup ({_mib(live.stat().st_size)} db)",
                            "≤ 1.2x", 1.2), mine, theirs)
-    figure.note = "gitrelease.snapshot.snapshot_database vs a bare Connection.backup(pages=-1)"
+    figure.note = ("gitrelease.snapshot.snapshot_database vs a bare Connection.backup("
+                   "pages=-1); its PRAGMA quick_check runs beside the compression in a backup "
+                   "and counts in the backup figures")
     return [figure]
 
 
