@@ -35,7 +35,16 @@ from gitrelease.models import (
     utcnow,
 )
 
-__all__ = ["INDEX_NAME", "AuditEntry", "IndexStore", "JournalStep", "SQLiteStore"]
+__all__ = [
+    "BACKUP_SORTS",
+    "INDEX_NAME",
+    "AuditEntry",
+    "BackupFiles",
+    "BackupSummary",
+    "IndexStore",
+    "JournalStep",
+    "SQLiteStore",
+]
 
 _BACKUP_COLUMNS = (
     "id", "name", "backup_type", "status", "file_path", "file_size", "compressed_size",
@@ -142,6 +151,22 @@ _MIGRATIONS: Sequence[str] = (
         last_outcome TEXT
     );
     """,
+    # 5: `backup list`, `status` and the look before a reconcile answered from indexes,
+    # never by reading every row (a backup's row holds its manifest summary: kilobytes).
+    # backups_unsettled is partial: its WHERE is _UNSETTLED word for word, which is what
+    # lets SQLite use it. The sessions' indexes cover the analytics and the last update.
+    """
+    CREATE INDEX backups_type_created_at ON backups (backup_type, created_at);
+    CREATE INDEX backups_status_created_at ON backups (status, created_at, compressed_size);
+    CREATE INDEX backups_archives ON backups (status, file_path, problem);
+    CREATE INDEX backups_unsettled ON backups (id) WHERE deleting <> 0
+        OR status IN ('creating', 'compressing') OR (status = 'completed' AND file_path IS NULL);
+    DROP INDEX update_sessions_started_at;
+    DROP INDEX update_sessions_status;
+    CREATE INDEX update_sessions_started_at ON update_sessions
+        (started_at, update_type, status, completed_at, from_commit, to_commit);
+    CREATE INDEX update_sessions_status ON update_sessions (status, completed_at);
+    """,
 )
 
 _SESSION_COLUMNS = (
@@ -159,6 +184,26 @@ class JournalStep:
     state: str  # "started", "done" or "failed"
     at: datetime
     detail: str
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    """Counts over every backup row, for `status`."""
+
+    total: int
+    by_status: dict[str, int]
+    completed_bytes: int  # compressed bytes of the completed backups
+    latest: tuple[str, datetime] | None  # the newest completed backup's id and creation time
+    newest_verified: str | None  # the newest completed backup that has been verified
+
+
+@dataclass(frozen=True)
+class BackupFiles:
+    """What the index says about the archives, for the look before a reconcile."""
+
+    paths: list[str]  # every row's archive path
+    completed: list[str]  # rows that say their archive is there
+    missing: list[str]  # rows marked CORRUPTED because their archive had gone
 
 
 @dataclass(frozen=True)
@@ -193,6 +238,14 @@ class IndexStore(Protocol):
     async def save_backup(self, backup: Backup) -> None: ...
     async def get_backup(self, id_or_name: str) -> Backup | None: ...
     async def list_backups(self) -> list[Backup]: ...
+    async def query_backups(
+        self, *, backup_type: BackupType | None, since: datetime | None, sort_by: str,
+        limit: int,
+    ) -> list[Backup]: ...
+    async def backup_summary(self) -> BackupSummary: ...
+    async def backup_files(self) -> BackupFiles: ...
+    async def backups_unsettled(self) -> bool: ...
+    async def change_stamp(self) -> tuple[int, int]: ...
     async def delete_backup(self, backup_id: str) -> None: ...
     async def backups_in_use(self) -> set[str]: ...
     async def backup_manifest(self, backup: Backup) -> dict[str, Any]: ...
@@ -203,6 +256,22 @@ class IndexStore(Protocol):
         self, schedule_id: str, due: datetime, following: datetime | None
     ) -> bool: ...
 
+
+# How `query_backups` orders each sort, ties included. The reference is a stable Python sort
+# of every row (newest first, then id descending) by one key, reversed for date and size:
+# rows with equal keys keep that base order, hence the trailing columns.
+BACKUP_SORTS = {
+    "date": "created_at DESC, id DESC",
+    "size": "COALESCE(compressed_size, 0) DESC, created_at DESC, id DESC",
+    "name": "py_lower(name), created_at DESC, id DESC",
+    "type": "backup_type, created_at, id DESC",
+}
+# What `backups.reconcile` writes on a completed backup whose archive has gone.
+_MISSING = "the archive is missing"
+# Rows a reconcile must settle: the WHERE of the partial index backups_unsettled, term for
+# term (SQLite uses a partial index only for a query whose WHERE implies the index's).
+_UNSETTLED = ("deleting <> 0 OR status IN ('creating', 'compressing') "
+              "OR (status = 'completed' AND file_path IS NULL)")
 
 # A session that found nothing to do starts and ends at the same commit.
 _CHANGED = "(from_commit IS NULL OR to_commit IS NULL OR from_commit <> to_commit)"
@@ -240,6 +309,8 @@ class SQLiteStore:
             # FULL: a journal row must survive power loss, not only a crash of the process.
             await db.execute("PRAGMA synchronous = FULL")
             await db.execute("PRAGMA foreign_keys = ON")
+            # SQLite's lower() knows ASCII only; names sort as Python's str.lower sorts them.
+            await db.create_function("py_lower", 1, str.lower, deterministic=True)
             await store._migrate()
         except sqlite3.DatabaseError as exc:
             await db.close()
@@ -331,10 +402,12 @@ class SQLiteStore:
     async def unfinished_sessions(self) -> list[UpdateSession]:
         """Sessions a dead process left half-way. One that is RESTARTING did all its steps
         and waits for the restarted bot to confirm (gitrelease.boot): it is not half-way."""
-        done = [s.value for s in (*TERMINAL_STATUSES, UpdateStatus.RESTARTING)]
-        marks = ", ".join("?" for _ in done)
+        done = {*TERMINAL_STATUSES, UpdateStatus.RESTARTING}
+        # The complement spelled out (IN, not NOT IN) lets the status index answer it.
+        running = [s.value for s in UpdateStatus if s not in done]
+        marks = ", ".join("?" for _ in running)
         return await self._select_sessions(
-            f"WHERE status NOT IN ({marks}) ORDER BY started_at", tuple(done))
+            f"WHERE status IN ({marks}) ORDER BY started_at", tuple(running))
 
     async def last_completed(self) -> UpdateSession | None:
         """The last update that changed something (an "already up to date" run does not)."""
@@ -465,6 +538,81 @@ class SQLiteStore:
 
     async def list_backups(self) -> list[Backup]:
         return await self._select_backups("ORDER BY created_at DESC, id DESC", ())
+
+    async def query_backups(
+        self, *, backup_type: BackupType | None, since: datetime | None, sort_by: str,
+        limit: int,
+    ) -> list[Backup]:
+        """The backups `backup list` shows: not being deleted, created at or after `since`,
+        of one type, in the order of BACKUP_SORTS, at most `limit`; only those rows are read."""
+        if sort_by not in BACKUP_SORTS:
+            raise ValueError(f"unknown sort {sort_by!r}")
+        where, params = ["deleting = 0"], []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_ts(since))
+        if backup_type is not None:
+            where.append("backup_type = ?")
+            params.append(backup_type.value)
+        return await self._select_backups(
+            f"WHERE {' AND '.join(where)} ORDER BY {BACKUP_SORTS[sort_by]} LIMIT ?",
+            (*params, limit))
+
+    async def backup_summary(self) -> BackupSummary:
+        """Counts by status and stored bytes by SQL: two rows read, not every backup."""
+        completed = BackupStatus.COMPLETED.value
+        async with self._db.execute(
+            "SELECT status, COUNT(*), SUM(COALESCE(compressed_size, 0)) FROM backups "
+            "GROUP BY status") as cursor:
+            rows = await cursor.fetchall()
+        async with self._db.execute(
+            "SELECT id, created_at FROM backups WHERE status = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
+            latest = await cursor.fetchone()
+        async with self._db.execute(
+            "SELECT id FROM backups WHERE status = ? AND verified_at IS NOT NULL "
+            "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
+            verified = await cursor.fetchone()
+        by_status = {status: count for status, count, _ in rows}
+        return BackupSummary(
+            total=sum(by_status.values()), by_status=by_status,
+            completed_bytes=next((size for status, _, size in rows if status == completed), 0),
+            latest=(latest[0], datetime.fromisoformat(latest[1])) if latest else None,
+            newest_verified=verified[0] if verified else None)
+
+    async def backup_files(self) -> BackupFiles:
+        """Every row's archive path and whether the row says it exists, from the index
+        backups_archives alone; each list comes back as one string (tens of thousands of
+        rows as Python tuples would cost more than all the rest)."""
+        lists = []
+        for where, params in (
+            ("file_path IS NOT NULL", ()),
+            ("status = ? AND file_path IS NOT NULL", (BackupStatus.COMPLETED.value,)),
+            ("status = ? AND file_path IS NOT NULL AND problem = ?",
+             (BackupStatus.CORRUPTED.value, _MISSING)),
+        ):
+            async with self._db.execute(
+                f"SELECT group_concat(file_path, char(0)) FROM backups INDEXED BY "  # noqa: S608
+                f"backups_archives WHERE {where}", params) as cursor:
+                row = await cursor.fetchone()
+            lists.append(row[0].split("\0") if row and row[0] else [])
+        return BackupFiles(*lists)
+
+    async def backups_unsettled(self) -> bool:
+        """A row a dead process left half-way (still being written, or being deleted), or
+        a completed one that names no archive at all."""
+        async with self._db.execute(
+            f"SELECT EXISTS (SELECT 1 FROM backups WHERE {_UNSETTLED})") as cursor:  # noqa: S608
+            row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def change_stamp(self) -> tuple[int, int]:
+        """A value that differs after any write to the index, by this connection (its count
+        of changes) or another, in this process or not (SQLite's data_version)."""
+        async with self._db.execute(
+            "SELECT total_changes(), data_version FROM pragma_data_version") as cursor:
+            row = await cursor.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     async def delete_backup(self, backup_id: str) -> None:
         await self._db.execute("DELETE FROM backup_manifests WHERE backup_id = ?", (backup_id,))
