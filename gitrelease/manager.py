@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,7 +57,8 @@ if TYPE_CHECKING:
     from gitrelease.rollback import RollbackOptions
     from gitrelease.scheduler import RunReport
     from gitrelease.settings_edit import SettingChange
-    from gitrelease.store import IndexStore, JournalStep
+    from gitrelease.store import BackupSummary, IndexStore, JournalStep
+    from gitrelease.upkeep import UpkeepWatch
 
 # The lock (filelock), the index (aiosqlite) and host metrics (psutil) are imported where
 # they are used: `check` needs none of them, and CLI start-up time is part of the product.
@@ -85,6 +87,7 @@ class ReleaseManager:
         self.loaded = loaded
         self._this_process_is_bot = this_process_is_bot
         self._store: IndexStore | None = None
+        self._upkeep: UpkeepWatch | None = None  # for self._store, once it is open
 
     @classmethod
     async def open(
@@ -138,6 +141,7 @@ class ReleaseManager:
             from gitrelease.store import INDEX_NAME, SQLiteStore
 
             self._store = await SQLiteStore.open(self.data_dir / INDEX_NAME)
+            self._upkeep = None  # its stamps are those of a connection now gone
         return self._store
 
     async def existing_index(self) -> IndexStore | None:
@@ -344,7 +348,7 @@ class ReleaseManager:
 
     async def recover(self) -> None:
         """Settle what a dead process left half-way, unless an operation is running now."""
-        await self._reconcile_if_idle(await self.index())
+        await self._reconcile_if_idle(await self.index(), always=True)
 
     async def release_tags(self) -> list[str]:
         """Every release tag known locally, newest first (for autocomplete)."""
@@ -449,20 +453,33 @@ class ReleaseManager:
     async def list_backups(
         self, filters: ListFilters | Mapping[str, Any] | None = None
     ) -> list[Backup]:
-        from gitrelease.backups import ListFilters
+        """The backups as `BackupService.list_backups` picks and orders them, by SQL: only
+        the rows shown are read."""
+        from gitrelease.backups import BACKUP_RANGES, ListFilters
 
         chosen = filters if isinstance(filters, ListFilters) else ListFilters.from_mapping(
             filters or {})
         store = await self.index()
-        service = self._backups(store)
         await self._reconcile_if_idle(store)
-        return await service.list_backups(chosen)
+        window = BACKUP_RANGES[chosen.time_range]
+        return await store.query_backups(
+            backup_type=chosen.backup_type, since=utcnow() - window if window else None,
+            sort_by=chosen.sort_by, limit=chosen.limit)
 
-    async def _reconcile_if_idle(self, store: IndexStore) -> None:
+    async def _reconcile_if_idle(self, store: IndexStore, *, always: bool = False) -> None:
         """Put things in order when no operation runs (never waiting for one): a list or a
-        status may follow a crash, or a lost index that the archives can rebuild."""
+        status may follow a crash, or a lost index that the archives can rebuild. Unless
+        `always`, a cheap look (`upkeep`) first says whether there is anything to do."""
         from gitrelease.lock import OperationLock
+        from gitrelease.sources import Layout
+        from gitrelease.upkeep import UpkeepWatch
 
+        if not always:
+            if self._upkeep is None:
+                self._upkeep = UpkeepWatch()
+            backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
+            if await self._upkeep.pending(store, backup_dir) is None:
+                return
         lock = OperationLock(self.data_dir, "reconcile", "system")
         try:
             await asyncio.to_thread(lock.acquire)
@@ -600,60 +617,78 @@ class ReleaseManager:
     async def get_update_status(
         self, time_range: str = "7d", *, show_history: bool = False, show_metrics: bool = True
     ) -> SystemInfo:
-        from gitrelease import system
-
         if time_range not in TIME_RANGES:
             raise InvalidInput("time_range", time_range, list(TIME_RANGES))
         since = utcnow() - TIME_RANGES[time_range]
-        snap = await self._in_thread(self._snapshot)
+        # git, the host's facts and the index each wait on something of their own: together.
+        snap, host, (stats, summary, last, recent) = await asyncio.gather(
+            self._in_thread(self._snapshot), self._in_thread(self._host_facts, show_metrics),
+            self._index_statistics(since, show_history))
+        stats = {"time_range": time_range, **stats,
+                 "last_check": await self._in_thread(self._last_check)}
+        version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
+        warnings += host.warnings + self._inert_settings()
+        return SystemInfo(
+            version=snap.current.text, python_version=host.python,
+            bot_version=version_file, last_update=last.completed_at if last else None,
+            uptime=host.uptime, disk_usage=host.disk, memory_usage=host.memory,
+            update_statistics=stats, backup_statistics=self._backup_statistics(summary),
+            tag=snap.current.tag, commit=snap.current.commit,
+            version_file_agrees=agrees, uptime_source=host.uptime_source,
+            gitrelease_version=_own_version(), recent_sessions=recent, warnings=warnings,
+        )
+
+    async def _index_statistics(
+        self, since: datetime, show_history: bool
+    ) -> tuple[dict[str, Any], BackupSummary | None, UpdateSession | None, list[UpdateSession]]:
+        """The update statistics of `status`, by SQL over the index (none without one)."""
         store = await self.existing_index()
         if store is not None:
             await self._reconcile_if_idle(store)
-        counts = await store.session_counts(since) if store else {}
-        last = await store.last_completed() if store else None
-        recent = await store.list_sessions(since, limit=10) if store and show_history else []
+        analytics = await store.session_analytics(since) if store else {}
+        by_type: dict[str, dict[str, int]] = analytics.get("by_type", {})
+        # The counts by status are the analytics' counts summed over the types (the same
+        # sessions: those that changed something, since `since`).
+        totals: dict[str, int] = {}
+        for per_status in by_type.values():
+            for status, count in per_status.items():
+                totals[status] = totals.get(status, 0) + count
+        counts = dict(sorted(totals.items()))
         completed = counts.get(UpdateStatus.COMPLETED.value, 0)
         failed = counts.get(UpdateStatus.FAILED.value, 0)
         finished = completed + failed
-        analytics = await store.session_analytics(since) if store else {}
         schedules = await store.list_schedules() if store else []
         upcoming = min((s.next_run for s in schedules if s.enabled and s.next_run),
                        default=None)
         stats = {
-            "time_range": time_range,
             "total": sum(counts.values()),
             "by_status": counts,
             "completed": completed,
             "failed": failed,
             "success_rate": round(completed / finished * 100, 1) if finished else None,
-            "by_type": analytics.get("by_type", {}),
-            "rollbacks": sum(analytics.get("by_type", {}).get("rollback", {}).values()),
+            "by_type": by_type,
+            "rollbacks": sum(by_type.get("rollback", {}).values()),
             "mean_duration_seconds": analytics.get("mean_duration_seconds"),
             "longest_duration_seconds": analytics.get("longest_duration_seconds"),
             "next_scheduled_run": upcoming.isoformat() if upcoming else None,
-            "last_check": await self._in_thread(self._last_check),
         }
-        version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
-        python, python_warnings = await self._in_thread(self._python_text)
-        warnings += python_warnings + self._inert_settings()
-        uptime, source = await self._in_thread(
-            system.uptime, self.data_dir, this_process_is_bot=self._this_process_is_bot)
-        disk: dict[str, Any] = {}
-        memory: dict[str, Any] = {}
-        if show_metrics:
-            disk = await self._in_thread(system.disk_usage, self.root, self.data_dir,
-                                         self.settings.min_disk_space_mb)
-            memory = await self._in_thread(system.memory_usage, self.data_dir)
-        return SystemInfo(
-            version=snap.current.text, python_version=python,
-            bot_version=version_file, last_update=last.completed_at if last else None,
-            uptime=uptime, disk_usage=disk, memory_usage=memory, update_statistics=stats,
-            backup_statistics=self._backup_statistics(
-                await store.list_backups() if store else []),
-            tag=snap.current.tag, commit=snap.current.commit,
-            version_file_agrees=agrees, uptime_source=source,
-            gitrelease_version=_own_version(), recent_sessions=recent, warnings=warnings,
-        )
+        if store is None:
+            return stats, None, None, []
+        recent = await store.list_sessions(since, limit=10) if show_history else []
+        return stats, await store.backup_summary(), await store.last_completed(), recent
+
+    def _host_facts(self, show_metrics: bool) -> _HostFacts:
+        from gitrelease import system
+
+        python, warnings = self._python_text()
+        uptime, source = system.uptime(self.data_dir,
+                                       this_process_is_bot=self._this_process_is_bot)
+        if not show_metrics:
+            return _HostFacts(python, warnings, uptime, source, {}, {})
+        return _HostFacts(
+            python, warnings, uptime, source,
+            system.disk_usage(self.root, self.data_dir, self.settings.min_disk_space_mb),
+            system.memory_usage(self.data_dir))
 
     def _python_text(self) -> tuple[str, list[str]]:
         try:
@@ -662,17 +697,18 @@ class ReleaseManager:
             return "unknown", [exc.message]
 
     @staticmethod
-    def _backup_statistics(backups: list[Backup]) -> dict[str, Any]:
-        completed = [b for b in backups if b.status.value == "completed"]
+    def _backup_statistics(summary: BackupSummary | None) -> dict[str, Any]:
+        counts = summary.by_status if summary else {}
+        latest = summary.latest if summary else None
         return {
-            "total": len(backups),
-            "completed": len(completed),
-            "corrupted": sum(1 for b in backups if b.status.value == "corrupted"),
-            "failed": sum(1 for b in backups if b.status.value == "failed"),
-            "stored_bytes": sum(b.compressed_size or 0 for b in completed),
-            "latest": completed[0].id if completed else None,
-            "latest_at": completed[0].created_at.isoformat() if completed else None,
-            "newest_verified": next((b.id for b in completed if b.verified_at), None),
+            "total": summary.total if summary else 0,
+            "completed": counts.get("completed", 0),
+            "corrupted": counts.get("corrupted", 0),
+            "failed": counts.get("failed", 0),
+            "stored_bytes": summary.completed_bytes if summary else 0,
+            "latest": latest[0] if latest else None,
+            "latest_at": latest[1].isoformat() if latest else None,
+            "newest_verified": summary.newest_verified if summary else None,
         }
 
     def _version_file(self, snap: ReleaseSnapshot) -> tuple[str | None, bool | None, list[str]]:
@@ -726,6 +762,16 @@ class ReleaseManager:
     @staticmethod
     async def _in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(func, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class _HostFacts:
+    python: str
+    warnings: list[str]
+    uptime: timedelta
+    uptime_source: str
+    disk: dict[str, Any]
+    memory: dict[str, Any]
 
 
 def _shown(name: str, value: Any) -> Any:
