@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import git
 
@@ -125,6 +127,9 @@ class DiffStats:
 @dataclass(frozen=True)
 class FetchResult:
     moved_tags: tuple[str, ...]  # tags whose remote target differs from ours: not followed
+    # git reported something (it names every ref it updates, unless told to be quiet): a
+    # listing of the refs taken before or during the fetch may be stale. False: none moved.
+    reported: bool = True
 
 
 def deployment_root(root: Path | None = None) -> Path:
@@ -163,6 +168,7 @@ class GitRepo:
         self.root = Path(self._repo.working_tree_dir)
         self.git_dir = Path(self._repo.git_dir)
         self.timeout = timeout
+        self._remotes: tuple[tuple[int, int, int] | None, list[str]] | None = None
         self._repo.git.update_environment(**_ENVIRONMENT)
         if "GIT_SSH_COMMAND" not in os.environ and "GIT_SSH" not in os.environ:
             # ssh prompts on its own terminal, past GIT_TERMINAL_PROMPT: forbid it.
@@ -184,11 +190,25 @@ class GitRepo:
         status, out, _err = self._execute(args, None)
         return status, out
 
-    def _execute(self, args: Sequence[str], timeout: float | None) -> tuple[int, bytes, bytes]:
+    def run_with_input(self, *args: str, data: bytes) -> str:
+        """`run`, with `data` on git's standard input (for the --batch commands)."""
+        with tempfile.TemporaryFile() as stdin:
+            # A file, not a pipe: git reads it at its own pace, so no size can deadlock.
+            stdin.write(data)
+            stdin.seek(0)
+            status, out, err = self._execute(args, None, stdin)
+        if status != 0:
+            raise self._error(args, status, err, None)
+        return out.decode("utf-8", errors="replace")
+
+    def _execute(
+        self, args: Sequence[str], timeout: float | None, stdin: Any = None
+    ) -> tuple[int, bytes, bytes]:
         limit = self.timeout if timeout is None else timeout
         started = time.monotonic()
         status, out, err = self._repo.git.execute(
             ["git", *args],
+            istream=stdin,
             with_extended_output=True,
             with_exceptions=False,
             kill_after_timeout=limit,
@@ -320,16 +340,34 @@ class GitRepo:
 
     def diff_stats(self, old: str, new: str) -> DiffStats:
         """Files changed from `old` to `new`, and the size at `new` of those still there."""
-        changed = [p for p in self.run(
-            "diff", "--name-only", "-z", "--no-renames", old, new, "--").split("\0") if p]
-        # One ls-tree with sizes (-l) instead of a process, or a shared one, per blob.
-        sizes: dict[str, int] = {}
-        for record in self.run("ls-tree", "-r", "-l", "-z", new).split("\0"):
-            meta, _, path = record.partition("\t")
+        _require_sha(old)
+        _require_sha(new)
+        # One `diff --raw` names each changed file with its blob at `new`; one
+        # `cat-file --batch-check` sizes just those blobs (not every file of the tree).
+        records = self.run("diff", "--raw", "-z", "--no-abbrev", "--no-renames", "--no-color",
+                           old, new, "--").split("\0")
+        changed = 0
+        blobs: list[str] = []
+        for meta, _path in zip(records[0::2], records[1::2], strict=False):
             fields = meta.split()
-            if len(fields) == 4 and fields[1] == "blob" and fields[3].isdigit():
-                sizes[path] = int(fields[3])
-        return DiffStats(len(changed), sum(sizes.get(p, 0) for p in changed))
+            if len(fields) != 5 or not meta.startswith(":"):
+                continue
+            changed += 1
+            mode, blob = fields[1], fields[3]
+            # Gone at `new` (a zero id), or a submodule (a commit of another repository).
+            if mode != "160000" and blob.strip("0"):
+                blobs.append(blob)
+        if not blobs:
+            return DiffStats(changed, 0)
+        sizes: dict[str, int] = {}
+        for line in self.run_with_input(
+                "cat-file", "--batch-check=%(objectname) %(objecttype) %(objectsize)",
+                data="".join(f"{blob}\n" for blob in dict.fromkeys(blobs)).encode()
+        ).splitlines():
+            name, kind, size = [*line.split(), "", ""][:3]
+            if kind == "blob" and size.isdigit():
+                sizes[name] = int(size)
+        return DiffStats(changed, sum(sizes.get(blob, 0) for blob in blobs))
 
     def commits_between(self, old: str | None, new: str) -> list[Commit]:
         """Commits reachable from `new` but not from `old`, newest first."""
@@ -362,7 +400,20 @@ class GitRepo:
         return frozenset(p for p in self.run("ls-files", "-z").split("\0") if p)
 
     def remote_names(self) -> list[str]:
-        return self.run("remote").split()
+        """The configured remotes; asked of git again only once the repository's config
+        file has changed (a check asks for them on fetching and again for the URL)."""
+        try:
+            found = (self._config_path()).stat()
+            stamp: tuple[int, int, int] | None = (found.st_ino, found.st_mtime_ns,
+                                                  found.st_size)
+        except OSError:
+            stamp = None
+        if stamp is None or self._remotes is None or self._remotes[0] != stamp:
+            self._remotes = (stamp, self.run("remote").split())
+        return list(self._remotes[1])
+
+    def _config_path(self) -> Path:
+        return Path(self._repo.common_dir) / "config"
 
     def remote_url(self, remote: str) -> str | None:
         self._check_remote(remote)
@@ -382,7 +433,7 @@ class GitRepo:
         text = redact(err.decode("utf-8", errors="replace")).strip()
         moved = tuple(_CLOBBER.findall(text))
         if status == 0 or moved:
-            return FetchResult(moved)
+            return FetchResult(moved, reported=bool(text))
         if status == -1:
             raise FetchFailed(f"fetching from {remote!r} {text}", remote=remote)
         lowered = text.lower()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from gitrelease.errors import FetchFailed, InvalidInput, NotAGitRepository
-from gitrelease.repo import GitRepo, find_toplevel, redact
+from gitrelease.repo import DiffStats, GitRepo, find_toplevel, redact
 from tests.conftest import World, git
 
 
@@ -142,3 +142,72 @@ def test_redact(text: str, expected: str) -> None:
 ])
 def test_redact_more(text: str, expected: str) -> None:
     assert redact(text) == expected
+
+
+def _reference_diff_stats(root: Path, old: str, new: str) -> tuple[int, int]:
+    """What diff_stats used to compute: every changed path, sized by `ls-tree -l` at `new`."""
+    changed = [p for p in git(root, "diff", "--name-only", "-z", "--no-renames", old, new,
+                              "--").split("\0") if p]
+    sizes = {}
+    for record in git(root, "ls-tree", "-r", "-l", "-z", new).split("\0"):
+        meta, _, path = record.partition("\t")
+        fields = meta.split()
+        if len(fields) == 4 and fields[1] == "blob":
+            sizes[path] = int(fields[3])
+    return len(changed), sum(sizes.get(p, 0) for p in changed)
+
+
+def test_diff_stats_sizes_every_kind_of_change(world: World, repo: GitRepo) -> None:
+    root = world.deploy
+    old = git(root, "rev-parse", "HEAD")
+    (root / "same-a.txt").write_text("twin content\n" * 50)
+    (root / "same-b.txt").write_text("twin content\n" * 50)  # one blob for two paths
+    (root / "bot.py").write_text("print('changed')\n" * 10)
+    (root / "VERSION").unlink()
+    (root / "link").symlink_to("bot.py")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "name with spaces\tand tab.txt").write_text("odd\n")
+    git(root, "add", "--all")
+    # A submodule entry: a commit of another repository, which has no size here.
+    git(root, "update-index", "--add", "--cacheinfo", f"160000,{old},vendored")
+    git(root, "commit", "--quiet", "-m", "every kind of change")
+    new = git(root, "rev-parse", "HEAD")
+    stats = repo.diff_stats(old, new)
+    assert (stats.files_changed, stats.bytes_changed) == _reference_diff_stats(root, old, new)
+    assert stats.files_changed == 8
+    assert stats.bytes_changed == 2 * 650 + 170 + len("bot.py") + len("#!/bin/sh\n") + 4
+    back = repo.diff_stats(new, old)  # the other way: deletions mostly, sizes at `old`
+    assert (back.files_changed, back.bytes_changed) == _reference_diff_stats(root, new, old)
+    assert repo.diff_stats(old, old) == DiffStats(0, 0)
+
+
+def test_diff_stats_takes_commit_ids_only(repo: GitRepo) -> None:
+    with pytest.raises(InvalidInput):
+        repo.diff_stats("v1.9.0", "--output=/tmp/x")
+
+
+def test_remote_names_are_asked_again_only_when_the_config_changes(
+    world: World, repo: GitRepo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    original = repo._execute
+
+    def counting(args, timeout, stdin=None):  # type: ignore[no-untyped-def]
+        calls.append(args[0])
+        return original(args, timeout, stdin)
+
+    monkeypatch.setattr(repo, "_execute", counting)
+    assert repo.remote_names() == ["origin"]
+    assert repo.remote_url("origin") is not None
+    assert repo.remote_names() == ["origin"]
+    assert calls.count("remote") == 2  # `remote` once, `remote get-url` once
+    git(world.deploy, "remote", "add", "upstream", str(world.origin))
+    assert repo.remote_names() == ["origin", "upstream"]
+
+
+def test_a_fetch_says_whether_git_reported_anything(world: World, repo: GitRepo) -> None:
+    assert repo.fetch_tags("origin", timeout=30).reported is False  # nothing new
+    world.release_version("1.11.0", "new")
+    assert repo.fetch_tags("origin", timeout=30).reported is True
+    assert repo.fetch_tags("origin", timeout=30).reported is False
