@@ -9,7 +9,6 @@ command, since start-up time is part of the product.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import json
 import os
@@ -232,17 +231,32 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def _run(args: argparse.Namespace, work: Callable[[ReleaseManager], Any]) -> Any:
+    import asyncio
+
     from gitrelease.manager import ReleaseManager
 
-    root = args.root
-    if root is not None and (not str(root).strip() or not root.is_dir()):
-        raise InvalidInput("--root", str(root), "an existing directory: the bot's git checkout")
+    root = _root(args)
 
     async def session() -> Any:
         async with await ReleaseManager.open(root) as manager:
             return await work(manager)
 
     return asyncio.run(session())
+
+
+def _run_blocking(args: argparse.Namespace, work: Callable[[ReleaseManager], Any]) -> Any:
+    """`_run` for work that needs no event loop (nor asyncio's import time)."""
+    from gitrelease.manager import ReleaseManager
+
+    with ReleaseManager.blocking(_root(args)) as manager:
+        return work(manager)
+
+
+def _root(args: argparse.Namespace) -> Path | None:
+    root = args.root
+    if root is not None and (not str(root).strip() or not root.is_dir()):
+        raise InvalidInput("--root", str(root), "an existing directory: the bot's git checkout")
+    return root
 
 
 def _actor() -> str:
@@ -257,7 +271,7 @@ def _actor() -> str:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     _choice("--type", args.type, UPDATE_TYPES)
-    report: CheckReport = _run(args, lambda m: m.check_for_updates(
+    report: CheckReport = _run_blocking(args, lambda m: m.check_blocking(
         args.type, include_security=not args.no_security))
     if args.json:
         _print_json(report.to_dict())

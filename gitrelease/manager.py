@@ -6,14 +6,13 @@ async (the bot's event loop); git, disk and process work runs in threads.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import platform
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,18 +21,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from packaging.version import InvalidVersion, Version
 
 from gitrelease import releases
+from gitrelease.beside import Beside
 from gitrelease.errors import (
     GitReleaseError,
     InvalidInput,
     InvalidSetting,
 )
-from gitrelease.install import Installer, InstallOptions, moved_warning, parse_update_type
 from gitrelease.models import (
     Progress,
     SystemInfo,
     UpdateSession,
     UpdateStatus,
     UpdateType,
+    parse_update_type,
     utcnow,
 )
 from gitrelease.releases import ReleaseSnapshot
@@ -43,6 +43,8 @@ from gitrelease.settings import LoadedSettings, Settings, load_settings
 from gitrelease.versions import Channel, TagPattern
 
 if TYPE_CHECKING:
+    import asyncio
+
     from gitrelease.backups import (
         BackupOptions,
         BackupService,
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
         ReleasePoint,
     )
     from gitrelease.boot import StartCheck
+    from gitrelease.install import InstallOptions
     from gitrelease.models import Backup, UpdateSchedule
     from gitrelease.restart import RestartOutcome
     from gitrelease.restore import RestoreOptions, RestoreResult
@@ -60,10 +63,19 @@ if TYPE_CHECKING:
     from gitrelease.store import BackupSummary, IndexStore, JournalStep
     from gitrelease.upkeep import UpkeepWatch
 
-# The lock (filelock), the index (aiosqlite) and host metrics (psutil) are imported where
-# they are used: `check` needs none of them, and CLI start-up time is part of the product.
+# The lock (filelock), the index (aiosqlite), host metrics (psutil), the installer and even
+# asyncio are imported where they are used: the CLI's `check` needs none of them (it runs
+# without an event loop, see `blocking`), and CLI start-up time is part of the product.
 
 __all__ = ["TIME_RANGES", "InstallOptions", "ReleaseManager", "parse_update_type"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "InstallOptions":  # re-exported for front-ends, imported only when asked for
+        from gitrelease.install import InstallOptions
+
+        return InstallOptions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 T = TypeVar("T")
 LAST_CHECK = "last_check.json"
@@ -95,7 +107,22 @@ class ReleaseManager:
         this_process_is_bot: bool = False,
     ) -> ReleaseManager:
         """The deployment at `root`, else $GITRELEASE_ROOT, else the git top-level of the cwd."""
-        return await asyncio.to_thread(cls._open, root, data_dir, this_process_is_bot)
+        return await cls._in_thread(cls._open, root, data_dir, this_process_is_bot)
+
+    @classmethod
+    @contextmanager
+    def blocking(
+        cls, root: Path | None = None, *, data_dir: Path | None = None
+    ) -> Iterator[ReleaseManager]:
+        """A manager for the blocking calls (`check_blocking`), with no event loop: what a
+        one-shot CLI command needs, without asyncio's import. It never opens the index."""
+        manager = cls._open(root, data_dir, False)
+        try:
+            yield manager
+        finally:
+            if manager._store is not None:
+                raise RuntimeError("the index was opened on a blocking manager")
+            manager.repo.close()
 
     @classmethod
     def _open(
@@ -158,14 +185,21 @@ class ReleaseManager:
         self, check_type: str = "all", *, include_security: bool = True
     ) -> CheckReport:
         """What is available, per source; one failing source does not sink the others."""
+        return await self._in_thread(self.check_blocking, check_type,
+                                     include_security=include_security)
+
+    def check_blocking(
+        self, check_type: str = "all", *, include_security: bool = True
+    ) -> CheckReport:
+        """`check_for_updates` in the calling thread (git and disk work block)."""
         kind = parse_update_type(check_type, field="check_type")
         report = CheckReport(kind, utcnow(), "", security_checked=include_security)
-        await asyncio.to_thread(self._check_bot, report, include_security, kind)
+        self._check_bot(report, include_security, kind)
         others = [s for s in (UpdateType.PACKAGES, UpdateType.DEPENDENCIES, UpdateType.CONFIG)
                   if kind in (UpdateType.ALL, s)]
         if others:
-            await asyncio.to_thread(self._check_others, report, include_security, others)
-        await asyncio.to_thread(self._remember_check, report)
+            self._check_others(report, include_security, others)
+        self._remember_check(report)
         return report
 
     def _remember_check(self, report: CheckReport) -> None:
@@ -203,29 +237,43 @@ class ReleaseManager:
 
     def _check_bot(self, report: CheckReport, include_security: bool, kind: UpdateType) -> None:
         moved: tuple[str, ...] = ()
+        with suppress(GitReleaseError):  # asked once here, before anything runs beside
+            self.repo.remote_names()
+        # The tags are listed (and the remote's URL read) while the fetch waits on the
+        # remote; the listing stands if git reports no ref update, else (or if the fetch
+        # failed) the tags are listed again.
+        early = Beside(self._snapshot)
+        url = Beside(self._remote_url)
+        fresh = False
         try:
-            moved = self._fetch().moved_tags
+            fetched = self._fetch()
+            moved, fresh = fetched.moved_tags, not fetched.reported
         except GitReleaseError as exc:
             if kind in (UpdateType.ALL, UpdateType.BOT):
                 report.errors["bot"] = SourceError.from_exception(exc)
             report.warnings.append(f"showing the releases already known locally "
                                    f"({exc.message})")
-        snap = self._snapshot()
+        snap = early.result() if early.succeeds() and fresh else self._snapshot()
         report.current_version = snap.current.text
         report.ignored_tags = snap.ignored
-        report.warnings += [moved_warning(tag) for tag in moved]
+        if moved:
+            from gitrelease.install import moved_warning
+
+            report.warnings += [moved_warning(tag) for tag in moved]
         report.warnings += self._inert_settings() + snap.bad_warnings()
         offered = snap.offered()
         if offered and kind in (UpdateType.ALL, UpdateType.BOT):
+            local = Beside(lambda: releases.local_commit_warnings(self.repo, snap, offered[-1]))
             report.bot = releases.update_info(
                 self.repo, snap, offered[-1], include_security=include_security,
-                download_url=self._remote_url(),
+                download_url=url.result(),
             )
-            report.warnings += releases.local_commit_warnings(self.repo, snap, offered[-1])
+            report.warnings += local.result()
             if self.settings.require_signed_tags and report.bot.signature != "valid":
                 report.warnings.append(
                     f"{report.bot.tag} would be refused: require_signed_tags is on and its "
                     f"signature is {report.bot.signature} ({report.bot.signature_detail})")
+        url.succeeds()  # no thread outlives the check
 
     # -- install ---------------------------------------------------------------------------
 
@@ -238,6 +286,8 @@ class ReleaseManager:
         and `dependencies` bring the interpreter's packages to what HEAD requires (upgrading,
         or only as far as needed); `config` adds keys the templates have and the live files
         lack; `all` does them all after the bot's checkout, and undoes them together."""
+        from gitrelease.install import Installer, InstallOptions
+
         kind = parse_update_type(update_type)
         opts = options if isinstance(options, InstallOptions) else InstallOptions.from_mapping(
             options or {})
@@ -245,7 +295,7 @@ class ReleaseManager:
             # Bad input changes nothing: refuse it before anything runs.
             Installer(self).wanted_version(opts.to_version)
         if opts.dry_run:
-            return await asyncio.to_thread(Installer(self).plan, opts, kind)
+            return await self._in_thread(Installer(self).plan, opts, kind)
         async with self._exclusive("install", opts.initiated_by, opts.to_version) as store:
             return await Installer(self).run(store, opts, progress, kind)
 
@@ -254,12 +304,13 @@ class ReleaseManager:
         self, operation: str, actor: str, target: str | None = None
     ) -> AsyncIterator[IndexStore]:
         """The operation lock, with what a crash may have left behind put in order first."""
+        from gitrelease.install import Installer
         from gitrelease.lock import OperationLock
 
         store = await self.index()
         lock = OperationLock(self.data_dir, operation, actor)
         try:
-            await asyncio.to_thread(lock.acquire)
+            await self._in_thread(lock.acquire)
         except GitReleaseError as exc:
             await store.audit(actor, operation, target, "refused",
                               {"code": exc.code, "reason": exc.message})
@@ -470,6 +521,7 @@ class ReleaseManager:
         """Put things in order when no operation runs (never waiting for one): a list or a
         status may follow a crash, or a lost index that the archives can rebuild. Unless
         `always`, a cheap look (`upkeep`) first says whether there is anything to do."""
+        from gitrelease.install import Installer
         from gitrelease.lock import OperationLock
         from gitrelease.sources import Layout
         from gitrelease.upkeep import UpkeepWatch
@@ -482,7 +534,7 @@ class ReleaseManager:
                 return
         lock = OperationLock(self.data_dir, "reconcile", "system")
         try:
-            await asyncio.to_thread(lock.acquire)
+            await self._in_thread(lock.acquire)
         except GitReleaseError:
             return
         try:
@@ -620,6 +672,8 @@ class ReleaseManager:
         if time_range not in TIME_RANGES:
             raise InvalidInput("time_range", time_range, list(TIME_RANGES))
         since = utcnow() - TIME_RANGES[time_range]
+        import asyncio
+
         # git, the host's facts and the index each wait on something of their own: together.
         snap, host, (stats, summary, last, recent) = await asyncio.gather(
             self._in_thread(self._snapshot), self._in_thread(self._host_facts, show_metrics),
@@ -761,6 +815,8 @@ class ReleaseManager:
 
     @staticmethod
     async def _in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        import asyncio
+
         return await asyncio.to_thread(func, *args, **kwargs)
 
 

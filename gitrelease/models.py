@@ -28,6 +28,7 @@ __all__ = [
     "UpdateType",
     "compact_metadata",
     "isoformat",
+    "parse_update_type",
     "utcnow",
 ]
 
@@ -50,6 +51,17 @@ class UpdateType(Enum):
     CONFIG = "config"
     DEPENDENCIES = "dependencies"
     ROLLBACK = "rollback"  # a session that went back to an older release (not an install type)
+
+
+def parse_update_type(value: str, *, field: str = "update_type") -> UpdateType:
+    """A type `check` and `install` take (a rollback is its own command). The same rule as
+    install.parse_update_type, here so that `check` needs no installer to read it."""
+    from gitrelease.errors import InvalidInput
+
+    allowed = [t.value for t in UpdateType if t is not UpdateType.ROLLBACK]
+    if value not in allowed:
+        raise InvalidInput(field, value, allowed)
+    return UpdateType(value)
 
 
 class UpdateStatus(Enum):

@@ -12,6 +12,7 @@ from typing import Any
 
 from packaging.version import Version
 
+from gitrelease.beside import Beside
 from gitrelease.models import UpdateInfo, UpdateType
 from gitrelease.repo import GitRepo
 from gitrelease.versions import (
@@ -139,10 +140,13 @@ def update_info(
     """The specification's UpdateInfo for moving from HEAD to `target`."""
     current = snap.current
     between = [r for r in snap.releases if current.is_older_than(r) and r.version <= target.version]
+    # Three git reads that do not depend on each other, side by side.
+    diffed = Beside(lambda: repo.diff_stats(current.commit, target.commit))
+    pyproject = Beside(lambda: read_pyproject(repo, target.commit))
     commits = repo.commits_between(current.commit, target.commit)
-    stats = repo.diff_stats(current.commit, target.commit)
+    stats = diffed.result()
     messages = [r.ref.message for r in between] + [c.message for c in commits]
-    project = read_pyproject(repo, target.commit).get("project", {})
+    project = pyproject.result().get("project", {})
     dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
     # Unsigned tags are judged without a process; only signed ones run `git verify-tag`.
     signatures = {r.tag: repo.verify_tag(r.ref) for r in between}

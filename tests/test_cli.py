@@ -125,12 +125,39 @@ def test_check_imports_neither_discord_nor_what_it_does_not_need(world: World) -
         f"code = main(['--root', {str(world.deploy)!r}, '--json', 'check', '--type', 'bot'])\n"
         "heavy = ('discord', 'aiohttp', 'aiosqlite', 'filelock', 'psutil', 'tqdm', 'tomlkit')\n"
         "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
+        # check runs without an event loop, an executor, the installer or the index
+        "slow = {'asyncio', 'concurrent.futures', 'sqlite3', 'gitrelease.install',\n"
+        "        'gitrelease.journal', 'gitrelease.store', 'gitrelease.backups'}\n"
+        "print('ALSO', sorted(set(sys.modules) & slow))\n"
         "sys.exit(code)\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                             cwd=REPO_ROOT, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "LOADED []"
+    assert result.stdout.strip().splitlines()[-2:] == ["LOADED []", "ALSO []"]
+
+
+def test_check_sees_a_release_the_fetch_brings(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The tags are listed while the fetch runs: a tag it brings must still be offered."""
+    world.release_version("1.11.0", "Eleventh")
+    code, data, _ = run(world, "check", "--type", "bot", capsys=capsys)
+    assert code == 0
+    assert data["bot"]["version"] == "1.11.0"
+    code, data, _ = run(world, "check", "--type", "bot", capsys=capsys)  # nothing new now
+    assert code == 0 and data["bot"]["version"] == "1.11.0"
+
+
+def test_check_warns_of_a_tag_moved_on_the_remote(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    world.commit("rewrite")
+    world.tag("v1.1.0", "moved", force=True)
+    world.push(force=True)
+    code, data, _ = run(world, "check", "--type", "bot", capsys=capsys)
+    assert code == 0
+    assert any("v1.1.0 was moved on the remote" in w for w in data["warnings"])
 
 
 def test_secrets_in_remote_urls_never_reach_output(
