@@ -184,9 +184,12 @@ class Scheduler:
             upcoming = [s.next_run for s in (await store.list_schedules() if store else [])
                         if s.enabled and s.next_run]
             delay = longest_sleep
-            if upcoming:
-                delay = max(1.0, min(delay, (min(upcoming) - utcnow()).total_seconds()))
-            await _first_of(stop, wake, timeout=delay)
+            if upcoming and self.m.settings.scheduling_enabled:
+                until = (min(upcoming) - utcnow()).total_seconds()
+                # Still due after run_due: it could not start (another operation held the
+                # deployment); try again in a while rather than spinning.
+                delay = min(delay, until if until > 0 else _RETRY_BUSY)
+            await _first_of(stop, wake, timeout=max(delay, 1.0))
 
     async def _run(self, schedule: UpdateSchedule) -> tuple[str, bool]:
         """Install each of the schedule's types in turn (bot first); stop at a failure.
@@ -211,9 +214,13 @@ class Scheduler:
         return "; ".join(outcomes), ok
 
 
+_RETRY_BUSY = 30.0  # seconds before a due run that could not start is tried again
+
+
 async def _first_of(stop: asyncio.Event, wake: asyncio.Event | None, *, timeout: float) -> None:
     """Sleep until `stop` or `wake` is set, or `timeout` seconds have passed."""
-    waiters = [asyncio.ensure_future(event.wait()) for event in (stop, wake) if event]
+    waiters = [asyncio.create_task(event.wait(), name="gitrelease-schedule-sleep")
+               for event in (stop, wake) if event]
     try:
         await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
     finally:

@@ -15,7 +15,7 @@ import discord
 
 from gitrelease.render import size
 from gitrelease_discord.embeds import COLOURS, LIMITS, cut, fit, scrub
-from gitrelease_discord.i18n import text
+from gitrelease_discord.i18n import label, text
 
 if TYPE_CHECKING:
     from gitrelease.models import Backup, SystemInfo, UpdateSchedule, UpdateSession
@@ -63,8 +63,9 @@ def _words(seconds: float | None, locale: str) -> str:
 
 def step_label(step: str, locale: str) -> str:
     """What an engine step ("backup", "checkout", ...) is called for people."""
-    label = text(f"steps.{step}", locale)
-    return step if label == f"steps.{step}" else label
+    # Steps are the engine's words (a restart step carries its command, braces and all): a
+    # step with no label is shown as it is, never used as a template.
+    return label(f"steps.{step}", locale) or step
 
 
 def progress_text(done: list[str], step: str, percent: int, locale: str) -> str:

@@ -39,9 +39,16 @@ def _lookup(locale: str, key: str) -> str | None:
 
 
 def text(key: str, locale: str = SOURCE, **values: Any) -> str:
-    """The message `key` (under "messages") in `locale`, else in en_US, filled with values."""
-    template = _lookup(locale, f"messages.{key}") or _lookup(SOURCE, f"messages.{key}") or key
-    return template.format(**values)
+    """The message `key` (under "messages") in `locale`, else in en_US, filled with values.
+    A key with no string at all comes back as it is, never formatted (it may hold braces)."""
+    template = _lookup(locale, f"messages.{key}") or _lookup(SOURCE, f"messages.{key}")
+    return key if template is None else template.format(**values)
+
+
+def label(key: str, locale: str = SOURCE) -> str | None:
+    """The plain string `key` (under "messages") in `locale` or en_US, unformatted; None when
+    there is none."""
+    return _lookup(locale, f"messages.{key}") or _lookup(SOURCE, f"messages.{key}")
 
 
 def hint(code: str, locale: str = SOURCE) -> str | None:

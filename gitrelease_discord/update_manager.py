@@ -637,6 +637,8 @@ class UpdateManager(commands.Cog):
             change = await manager.change_setting(
                 setting_category, setting_name, None if reset_to_default else setting_value,
                 actor=f"discord:{interaction.user.id}")
+        if setting_category == "schedule":  # the loop reads settings when it wakes
+            self._wake_schedules.set()
         data = change.to_dict()
         if setting_name.endswith("_command"):  # commands may carry tokens: never shown
             data = {**data, "previous": "(set)" if data.get("previous") else "(empty)",
@@ -689,7 +691,9 @@ class UpdateManager(commands.Cog):
         original = getattr(error, "original", error)
         command = interaction.command.name if interaction.command else "?"
         locale = _locale(interaction)
-        if command in _OPERATIONS and not isinstance(original, NotAllowed | InvalidInput):
+        refused = (NotAllowed, InvalidInput, app_commands.TransformerError,
+                   app_commands.CommandSignatureMismatch)
+        if command in _OPERATIONS and not isinstance(original, refused):
             reason = original.message if isinstance(original, GitReleaseError) else \
                 f"/{command} failed unexpectedly"
             self._notify_soon("error_notifications", text("notify_error", message=reason))
@@ -701,6 +705,10 @@ class UpdateManager(commands.Cog):
         elif isinstance(original, app_commands.TransformerError):
             message = text("invalid", locale, field=original.type.name, value=original.value,
                            allowed=original.type.name)
+        elif isinstance(original, app_commands.CommandSignatureMismatch):
+            # A required option is missing or the client's copy of the command is stale: a
+            # modified client, or commands not synced since an upgrade.
+            message = text("signature_mismatch", locale, command=command)
         else:
             error_id = uuid.uuid4().hex[:8]
             log.error("/%s failed (error id %s)", command, error_id, exc_info=original)

@@ -866,9 +866,11 @@ def _qualname(task: asyncio.Task[Any]) -> str:
 def _is_background(task: asyncio.Task[Any], extra: Collection[str] = ()) -> bool:
     """Long-lived tasks an interaction may start that waiting for would only time out:
     view/modal timeout timers, delete_after timers, tasks.loop loops, aiohttp internals, and
-    coroutines whose qualified name ends with one of `extra` (FakeDiscord.background)."""
+    coroutines whose qualified name ends with, or tasks whose name is, one of `extra`
+    (FakeDiscord.background)."""
     qualname = _qualname(task)
-    if any(qualname == name or qualname.endswith("." + name) for name in extra):
+    if any(qualname == name or qualname.endswith("." + name) or task.get_name() == name
+           for name in extra):
         return True
     code = getattr(task.get_coro(), "cr_code", None)
     filename = code.co_filename if code is not None else ""

@@ -283,3 +283,31 @@ async def test_the_bot_loop_wakes_for_a_new_schedule_and_reads_settings_again(
         stop.set()
         await asyncio.wait_for(loop, timeout=10)
     assert world.head() == world.tag_commit("v1.10.0")
+
+
+async def test_the_bot_loop_does_not_spin_while_scheduling_is_off(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An overdue schedule that does not run because scheduling is off must not make the loop
+    wake every second: it sleeps the long sleep (a wake or a settings change ends it)."""
+    from gitrelease import scheduler
+    from gitrelease.scheduler import Scheduler
+
+    sleeps: list[float] = []
+    real_first_of = scheduler._first_of
+
+    async def recorded(stop: asyncio.Event, wake: asyncio.Event | None, *,
+                       timeout: float) -> None:
+        sleeps.append(timeout)
+        if len(sleeps) >= 2:
+            stop.set()
+        await real_first_of(stop, wake, timeout=0.01)
+
+    monkeypatch.setattr(scheduler, "_first_of", recorded)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        await manager.change_setting("schedule", "scheduling_enabled", "false")
+        daily = await manager.add_schedule("daily", "03:00", None, "bot")
+        store = await manager.index()
+        daily.next_run = datetime.now(UTC) - timedelta(minutes=1)
+        await store.save_schedule(daily)
+        await Scheduler(manager).run_forever(asyncio.Event(), longest_sleep=600)
+        assert sleeps == [600, 600]
