@@ -28,6 +28,7 @@ __all__ = [
     "NotAGitRepository",
     "PythonVersionMismatch",
     "TagMoved",
+    "TargetChanged",
     "UnsupportedPlatform",
     "UntrackedFilesInTheWay",
     "UpdateInProgress",
@@ -167,6 +168,14 @@ class ConfirmationRequired(GitReleaseError):
     code = "confirmation_required"
     exit_code = 15
     default_hint = "review it with `gitrelease check --details`, then install with --force"
+
+
+class TargetChanged(GitReleaseError):
+    """What was confirmed is no longer what the command would do; nothing was done."""
+
+    code = "target_changed"
+    exit_code = 25
+    default_hint = "run the command again to see what it would do now"
 
 
 class BackupFailed(GitReleaseError):

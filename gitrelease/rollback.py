@@ -8,6 +8,7 @@ pre-rollback backup, checkout, verify, restore; a failure after the checkout und
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from gitrelease.errors import (
     GitReleaseError,
     InvalidInput,
     NoSuchVersion,
+    TargetChanged,
     VerificationFailed,
 )
 from gitrelease.install import Installer
@@ -51,6 +53,9 @@ class RollbackOptions:
     force: bool = False
     restart: bool = True  # restart the bot afterwards by restart_method (boot-check: no)
     initiated_by: str = "system"
+    # The commit a person confirmed (a confirmation dialog shows what "previous" meant then):
+    # if the target now resolves elsewhere, nothing is done.
+    expect_commit: str | None = None
 
     def __post_init__(self) -> None:
         if self.confirm is not True:
@@ -61,6 +66,10 @@ class RollbackOptions:
                 raise InvalidInput(name, getattr(self, name), "true or false")
         if not isinstance(self.initiated_by, str) or not 0 < len(self.initiated_by) <= 100:
             raise InvalidInput("initiated_by", self.initiated_by, "1-100 characters")
+        if self.expect_commit is not None and not (
+                isinstance(self.expect_commit, str)
+                and re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", self.expect_commit)):
+            raise InvalidInput("expect_commit", self.expect_commit, "a full commit id")
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> RollbackOptions:
@@ -107,13 +116,19 @@ class Rollback:
                                 hint="name an older version")
         if self.m.settings.require_signed_tags and commit is None:
             await self.m._in_thread(self._check_signature, snap, target)
+        if opts.expect_commit is not None and target.commit != opts.expect_commit:
+            raise TargetChanged(
+                f"{target_text} now means {target.label} ({target.commit[:12]}), not the "
+                f"{opts.expect_commit[:12]} that was confirmed: nothing was rolled back",
+                hint="run the rollback again to see what it would do now")
         warnings = []
         if target.backup is None:
             if not opts.force:
                 raise ConfirmationRequired(
                     f"no backup was taken at {target.label}, so a rollback would bring back "
                     "its code but leave the data as it is now",
-                    hint="pass --force to roll back the code alone")
+                    hint="pass --force to roll back the code alone",
+                    commit=target.commit, label=target.label)
             warnings.append(f"no backup of {target.label}: the code was rolled back, the data "
                             "was left as it was")
         session = UpdateSession(

@@ -150,18 +150,20 @@ class Scheduler:
                 late = int((moment - due).total_seconds() // 60)
                 schedule.last_outcome = f"skipped: missed by {late} minutes"
                 report.skipped.append({"schedule": schedule.id, "due": due.isoformat()})
-                await tell(Stage.SKIPPED, schedule, schedule.last_outcome)
+                final, ok = Stage.SKIPPED, False
             else:
                 schedule.last_run = moment
                 await tell(Stage.STARTED, schedule)
                 schedule.last_outcome, ok = await self._run(schedule)
                 report.ran.append({"schedule": schedule.id, "due": due.isoformat(),
                                    "outcome": schedule.last_outcome})
-                await tell(Stage.COMPLETED if ok else Stage.FAILED, schedule,
-                           schedule.last_outcome)
+                final = Stage.COMPLETED if ok else Stage.FAILED
+            # Recorded before it is announced: an update that asks for a restart may end the
+            # process while the announcement is posted, and the run must not be lost then.
             await store.save_schedule(schedule)
             await store.audit(f"schedule:{schedule.id}", "schedule_run", schedule.id,
                               schedule.last_outcome or "")
+            await tell(final, schedule, schedule.last_outcome or "")
         return report
 
     async def run_forever(self, stop: asyncio.Event, *, wake: asyncio.Event | None = None,

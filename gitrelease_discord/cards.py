@@ -8,6 +8,7 @@ secrets.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
     from gitrelease.reports import CheckReport
     from gitrelease.restore import RestoreResult
 
-__all__ = ["backup_card", "backups_page", "check_card", "progress_text", "restore_card",
+__all__ = ["backup_card", "backups_page", "breaking_notes", "check_card", "confirm_card",
+           "progress_text", "restore_card",
            "schedule_card", "session_card", "status_card", "step_label"]
 
 
@@ -294,3 +296,43 @@ def status_card(info: SystemInfo, title: str, locale: str) -> discord.Embed:
                             current=session.current_version, target=session.target_version))
     lines += [_t(locale, "warning_line", text=w) for w in info.warnings[:10]]
     return _embed(title, lines, "info")
+
+
+# -- confirmation ------------------------------------------------------------------------------
+
+# Conventional-commit breaking markers: "feat!: ...", "fix(api)!: ...", "BREAKING CHANGE: ...".
+_BREAKING = re.compile(r"^\W*[a-z]+(\([^)]*\))?!:|BREAKING[ -]CHANGE", re.IGNORECASE)
+
+
+def _plain(changelog: str) -> str:
+    """A changelog cannot close or open a code block, or ping, inside the card."""
+    return changelog.replace("```", "`\u200b``").replace("@", "@\u200b")
+
+
+def breaking_notes(changelog: str | None) -> list[str]:
+    """The changelog's lines that announce a breaking change."""
+    return [line.strip() for line in (changelog or "").splitlines()
+            if _BREAKING.search(line)]
+
+
+def confirm_card(tag: str, changelog: str | None, notes: list[str], warnings: list[str],
+                 locale: str) -> discord.Embed:
+    """Install `tag`? Breaking notes first, then the changelog and the engine's warnings
+    (those that a forced run would add about the reasons already listed are left out)."""
+    embed = discord.Embed(title=cut(scrub(_t(locale, "confirm_title", tag=tag)),
+                                    LIMITS["title"]), colour=COLOURS["warn"],
+                          description="\n".join(notes))
+    breaking = breaking_notes(changelog)
+    if breaking:
+        embed.add_field(name=_t(locale, "confirm_breaking"), inline=False,
+                        value=cut(scrub(_plain("\n".join(breaking))), LIMITS["field_value"]))
+    embed.add_field(name=_t(locale, "confirm_changelog"), inline=False,
+                    value=cut(scrub(_plain(changelog or "-")), LIMITS["field_value"]))
+    shown = [w for w in warnings if not w.startswith("installed with --force although")]
+    for warning in shown[:5]:
+        embed.add_field(name=_t(locale, "confirm_warning"), inline=False,
+                        value=cut(scrub(_plain(warning)), LIMITS["field_value"]))
+    if len(shown) > 5:
+        embed.add_field(name=_t(locale, "confirm_warning"), inline=False,
+                        value=_t(locale, "and_more", count=len(shown) - 5))
+    return fit(embed)

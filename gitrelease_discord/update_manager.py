@@ -25,7 +25,7 @@ from discord.ext import commands
 from gitrelease import render
 from gitrelease.backups import BACKUP_RANGES as LIST_RANGES
 from gitrelease.backups import SORTS as LIST_SORTS
-from gitrelease.errors import ConfirmationRequired, GitReleaseError, InvalidInput
+from gitrelease.errors import ConfirmationRequired, GitReleaseError, InvalidInput, TargetChanged
 from gitrelease.install import UPDATE_TYPES as INSTALL_TYPES
 from gitrelease.manager import TIME_RANGES as STATUS_RANGES
 from gitrelease.manager import ReleaseManager
@@ -153,6 +153,8 @@ class UpdateManager(commands.Cog):
         self._wake_schedules = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._schedule_task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.unload_grace = 5.0  # seconds the loop and announcements get to finish on unload
 
     # -- life cycle --------------------------------------------------------------------------
 
@@ -175,7 +177,7 @@ class UpdateManager(commands.Cog):
                               text("now_running", version=started.pending.target_version))
         if manager.settings.restart_method == "exit":
             watcher = RestartWatcher(manager.data_dir, on_request=self._restart_requested)
-            self._spawn(watcher.run())
+            self._watcher = self._spawn(watcher.run())
         if await manager.list_schedules():
             self._start_schedules()
 
@@ -183,10 +185,15 @@ class UpdateManager(commands.Cog):
         self._stop.set()
         # The unload may run inside one of these tasks (the restart watcher closes the bot):
         # awaiting itself would never end.
+        self._wake_schedules.set()
         tasks = [task for task in self._tasks if task is not asyncio.current_task()]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._watcher in tasks:  # it only watches for requests: nothing to finish
+            self._watcher.cancel()
+        if tasks:  # a short grace: a sleeping loop ends, an announcement being posted lands
+            _done, pending = await asyncio.wait(tasks, timeout=self.unload_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
         if self.manager is not None:
             await self.manager.close()
             self.manager = None
@@ -394,9 +401,11 @@ class UpdateManager(commands.Cog):
                 if info is not None and (info.breaking_changes or force_update or reasons):
                     if not await self._confirmed(interaction, plan, force_update, reasons):
                         return
-                    # Exactly the release that was shown, even if a newer one came meanwhile.
-                    options["force"] = True
+                    # Exactly the release that was shown, even if a newer one came meanwhile,
+                    # and forced past only the reasons that were shown.
                     options["to_version"] = plan.target_version
+                    await self._still_as_shown(manager, update_type, options, reasons)
+                    options["force"] = True
             self._notify_soon("update_start_notifications", text(
                 "notify_start", kind=update_type, user=interaction.user.id))
             progress = _Progress(self, interaction, text("install_title", locale,
@@ -411,6 +420,22 @@ class UpdateManager(commands.Cog):
         await interaction.edit_original_response(view=None, embed=cards.session_card(
             session, text("install_done_title", locale, status=session.status.value), locale))
 
+    @staticmethod
+    async def _still_as_shown(manager: ReleaseManager, update_type: str,
+                              options: dict[str, Any], shown: list[str]) -> None:
+        """Refuse if, while the buttons were up, a new reason to ask came up (local commits,
+        a changed size): forcing would override something nobody saw."""
+        try:
+            await manager.install_updates(update_type, {**options, "force": False,
+                                                        "dry_run": True})
+            return
+        except ConfirmationRequired as exc:
+            now = set(exc.message.split("; "))
+        seen = {part for reason in shown for part in reason.split("; ")}
+        if new := sorted(now - seen):
+            raise TargetChanged("since the release was shown, " + "; ".join(new)
+                                + ": nothing was installed")
+
     async def _confirmed(self, interaction: discord.Interaction, plan: Any, forced: bool,
                          reasons: list[str]) -> bool:
         """Show the changelog and breaking notes with Confirm / Cancel; True if confirmed."""
@@ -419,11 +444,8 @@ class UpdateManager(commands.Cog):
         notes = reasons or ([text("install_confirm_breaking", locale)]
                             if info.breaking_changes else [])
         notes += [text("install_confirm_forced", locale)] if forced else []
-        embed = discord.Embed(title=text("install_confirm_title", locale, tag=plan.target_tag),
-                              colour=COLOURS["warn"])
-        embed.add_field(name="changelog", value=cut(info.changelog or "-", 1000), inline=False)
-        for warning in plan.warnings[:5]:
-            embed.add_field(name="warning", value=cut(warning, 1000), inline=False)
+        embed = cards.confirm_card(plan.target_tag, info.changelog, notes, plan.warnings,
+                                   locale)
         return await self._ask(interaction, embed, notes, "install")
 
     async def _ask(self, interaction: discord.Interaction, embed: discord.Embed,
@@ -431,7 +453,9 @@ class UpdateManager(commands.Cog):
         """Confirm / Cancel under `embed`; True if the invoking user confirmed in time.
         Otherwise the response says nothing was done (`action`: install or rollback)."""
         locale = _locale(interaction)
-        embed.description = "\n".join([*notes, text(f"{action}_confirm_prompt", locale)])
+        embed.description = cut(scrub("\n".join([*notes, text(f"{action}_confirm_prompt",
+                                                               locale)])),
+                                LIMITS["description"])
         view = ConfirmView(interaction.user.id, locale, timeout=self.confirm_timeout)
         await interaction.edit_original_response(embed=fit(embed), view=view)
         timed_out = await view.wait()
@@ -486,9 +510,11 @@ class UpdateManager(commands.Cog):
             embed = discord.Embed(title=title, colour=COLOURS["warn"])
             if not await self._ask(interaction, embed, [exc.message], "rollback"):
                 return
+            # Only what was shown: if "previous" means another commit by now, nothing is done.
+            confirmed = {**options, "force": True, "expect_commit": exc.details.get("commit")}
             session = await self._with_progress(
                 interaction, title, lambda m, progress: m.rollback_to_version(
-                    target_version, {**options, "force": True}, progress=progress))
+                    target_version, confirmed, progress=progress))
         self._notify_soon("update_completion_notifications", text(
             "notify_rollback_done", status=session.status.value, version=session.target_version,
             user=interaction.user.id))

@@ -24,7 +24,7 @@ from discord.ext import commands
 from gitrelease.manager import ReleaseManager
 from gitrelease_discord.i18n import FileTranslator, text
 from gitrelease_discord.update_manager import UpdateManager
-from tests.conftest import World
+from tests.conftest import World, git
 from tests.discord_stub import (
     FakeDiscord,
     InteractionResult,
@@ -440,20 +440,38 @@ async def test_engine_hints_are_worded_for_discord_not_the_cli(h: Harness) -> No
     assert "gitrelease " not in said and "--" not in said
 
 
-def test_every_discord_hint_names_an_engine_error_code() -> None:
-    import json
+def _engine_errors() -> list[type]:
+    """Every GitReleaseError class of the engine, wherever it is defined."""
+    import importlib
+    import pkgutil
 
-    import gitrelease.errors as errors
+    import gitrelease
+    from gitrelease.errors import GitReleaseError
+
+    for module in pkgutil.iter_modules(gitrelease.__path__):
+        if module.name != "__main__":
+            importlib.import_module(f"gitrelease.{module.name}")
+    found, todo = [], [GitReleaseError]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            found.append(sub)
+            todo.append(sub)
+    return found
+
+
+def test_every_discord_hint_names_an_engine_error_code_and_cli_hints_have_one() -> None:
     import gitrelease_discord
 
-    codes = set()
-    for value in vars(errors).values():
-        if isinstance(value, type) and issubclass(value, errors.GitReleaseError):
-            codes.add(value.code)
+    errors = _engine_errors()
     path = (Path(gitrelease_discord.__file__).parent / "translations" / "en_US" / "commands"
             / "update_manager.json")
     hints = json.loads(path.read_text())["hints"]
-    assert set(hints) <= codes, set(hints) - codes
+    assert set(hints) <= {error.code for error in errors}, set(hints) - {e.code for e in errors}
+    # An engine hint that tells a person to run gitrelease or pass a flag is no help in
+    # Discord: each such error has its Discord wording.
+    cli_worded = {error.code for error in errors
+                  if re.search(r"`gitrelease |(^|\s|\()--[a-z]", error.default_hint)}
+    assert cli_worded <= set(hints), cli_worded - set(hints)
 
 
 # -- the confirm buttons ---------------------------------------------------------------------
@@ -805,3 +823,16 @@ async def test_a_failed_rollback_is_announced(h: Harness) -> None:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError(f"no failure was announced: {posted}")
+
+
+async def test_confirm_refuses_when_a_new_reason_came_up_while_it_was_shown(
+        h: Harness) -> None:
+    result = await _install_waiting_for_confirmation(h)
+    git(h.world.deploy, "commit", "-q", "--allow-empty", "-m", "hotfix made on the server")
+    before = h.world.state()
+    await press(h.bot, h.fake.final_for(result.token), "gitrelease:confirm",
+                user_id=h.fake.owner_id, guild_id=h.fake.guild_id)
+    await result.wait()
+    said = refusal(result)
+    assert "since the release was shown" in said and "nothing was installed" in said, said
+    assert h.world.state() == before

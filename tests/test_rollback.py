@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from gitrelease.cli import main
-from gitrelease.errors import ConfirmationRequired, InvalidInput, NoSuchVersion
+from gitrelease.errors import ConfirmationRequired, InvalidInput, NoSuchVersion, TargetChanged
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import UpdateStatus, UpdateType
 from tests.conftest import ENV_SECRET, World, git, guilds, kill_at
@@ -61,8 +61,15 @@ async def test_no_backup_of_the_target_needs_force(world: World) -> None:
         with pytest.raises(ConfirmationRequired) as caught:
             await manager.rollback_to_version("1.9.0", YES)
         assert "leave the data as it is now" in caught.value.message
+        assert caught.value.details["commit"] == world.tag_commit("v1.9.0")
         assert world.head() == world.tag_commit("v1.10.0")
-        session = await manager.rollback_to_version("1.9.0", {**YES, "force": True})
+        before = world.state()
+        with pytest.raises(TargetChanged):  # confirmed for another commit: nothing is done
+            await manager.rollback_to_version("1.9.0", {
+                **YES, "force": True, "expect_commit": world.tag_commit("v1.0.0")})
+        assert world.state() == before
+        session = await manager.rollback_to_version("1.9.0", {
+            **YES, "force": True, "expect_commit": caught.value.details["commit"]})
     assert world.head() == world.tag_commit("v1.9.0")
     assert guilds(world.deploy)[0] == (1, "new")  # the data stayed
     assert any("data was left as it was" in w for w in session.warnings)
@@ -80,6 +87,7 @@ async def test_previous_needs_a_history(world: World) -> None:
     ("1.0.0", {}), ("1.0.0", {"confirm": False}), ("1.0.0", {"confirm": "yes"}),
     ("1.0.0", {"confirm": True, "force": "yes"}), ("1.0.0", {"confirm": True, "colour": 1}),
     ("--upload-pack=x", YES), ("", YES), ("latest!", YES),
+    ("1.0.0", {**YES, "expect_commit": "HEAD"}), ("1.0.0", {**YES, "expect_commit": 1}),
 ])
 async def test_bad_rollback_requests_change_nothing(
     world: World, target: str, options: dict
