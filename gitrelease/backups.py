@@ -263,7 +263,8 @@ class BackupService:
             try:
                 written = archive.write_archive(
                     temporary, members, compression=compression,
-                    level=self.settings.compression_level, progress=advance,
+                    level=(self.settings.zstd_level if compression == "zstd"
+                           else self.settings.compression_level), progress=advance,
                     manifest=lambda: self._manifest(backup, point, options, freeze.result()))
                 for source, check in checked:
                     problem = check.result()

@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "dir_size", "fsync_dir"]
+__all__ = ["atomic_write", "dir_size", "dir_sizes", "fsync_dir"]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -37,16 +37,32 @@ def fsync_dir(directory: Path) -> None:
 
 def dir_size(path: Path) -> int:
     """Bytes in regular files under `path`, not following symlinks."""
-    total = 0
-    stack = [path]
+    return dir_sizes(path)[0]
+
+
+def dir_sizes(path: Path, *inside: Path) -> tuple[int, ...]:
+    """Bytes in regular files under `path`, then under each folder of `inside` that lies
+    within it, in one walk (not following symlinks); a folder of `inside` that is elsewhere
+    is walked on its own."""
+    marks = {os.path.normpath(p): i + 1 for i, p in enumerate(inside)}
+    totals = [0] * (1 + len(inside))
+    stack = [(os.path.normpath(path), 0)]
     while stack:
+        where, bucket = stack.pop()
         try:
-            with os.scandir(stack.pop()) as entries:
+            with os.scandir(where) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append(Path(entry.path))
+                        stack.append((entry.path, marks.get(entry.path, bucket)))
                     elif entry.is_file(follow_symlinks=False):
-                        total += entry.stat(follow_symlinks=False).st_size
-        except (FileNotFoundError, PermissionError):
+                        size = entry.stat(follow_symlinks=False).st_size
+                        totals[0] += size
+                        if bucket:
+                            totals[bucket] += size
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-    return total
+    root = os.path.normpath(path) + os.sep
+    for where, bucket in marks.items():
+        if not (where + os.sep).startswith(root):
+            totals[bucket] = dir_sizes(Path(where))[0]
+    return tuple(totals)

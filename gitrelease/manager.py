@@ -733,6 +733,7 @@ class ReleaseManager:
 
     def _host_facts(self, show_metrics: bool) -> _HostFacts:
         from gitrelease import system
+        from gitrelease.sources import Layout
 
         python, warnings = self._python_text()
         uptime, source = system.uptime(self.data_dir,
@@ -741,7 +742,9 @@ class ReleaseManager:
             return _HostFacts(python, warnings, uptime, source, {}, {})
         return _HostFacts(
             python, warnings, uptime, source,
-            system.disk_usage(self.root, self.data_dir, self.settings.min_disk_space_mb),
+            system.disk_usage(self.root, self.data_dir, self.settings.min_disk_space_mb,
+                              backup_dir=Layout.of(self.root, self.data_dir,
+                                                   self.settings).backup_dir),
             system.memory_usage(self.data_dir))
 
     def _python_text(self) -> tuple[str, list[str]]:

@@ -200,8 +200,11 @@ class Settings:
     compression: str = field(default="gzip", metadata=_meta(
         "backup", "archive compression", choices=("gzip", "zstd")))
     compression_level: int = field(default=6, metadata=_meta(
-        "backup", "compression level (gzip 1-9; zstd uses it as 1-9 too)", minimum=1,
-        maximum=9))
+        "backup", "gzip compression level (1-9)", minimum=1, maximum=9))
+    # zstd's scale is not gzip's: its 3 (the zstd tool's default) packs about as tight as
+    # gzip's 6 at several times the speed, and 6 costs twice the time of 3 for ~2% less.
+    zstd_level: int = field(default=3, metadata=_meta(
+        "backup", "zstd compression level (1-19)", minimum=1, maximum=19))
     backup_retention_days: int = field(default=90, metadata=_meta(
         "backup", "days a backup is kept", minimum=1, maximum=36_500))
     backup_path: str = field(default="data/backups/", metadata=_meta(

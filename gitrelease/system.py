@@ -11,15 +11,17 @@ from typing import Any
 
 import psutil
 
-from gitrelease.fsutil import dir_size
+from gitrelease.fsutil import dir_sizes
 
 __all__ = ["PID_FILE", "disk_usage", "memory_usage", "uptime"]
 
 PID_FILE = "bot.pid"
 
 
-def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0) -> dict[str, Any]:
+def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0, *,
+               backup_dir: Path | None = None) -> dict[str, Any]:
     usage = shutil.disk_usage(root)
+    data_bytes, backups_bytes = dir_sizes(data_dir, backup_dir or data_dir / "backups")
     return {
         "min_free_bytes": min_free_mb * 1024 * 1024,
         "enough_free": usage.free >= min_free_mb * 1024 * 1024,
@@ -27,8 +29,8 @@ def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0) -> dict[str, An
         "used_bytes": usage.used,
         "free_bytes": usage.free,
         "percent_used": round(usage.used / usage.total * 100, 1) if usage.total else None,
-        "data_dir_bytes": dir_size(data_dir),
-        "backups_bytes": dir_size(data_dir / "backups"),
+        "data_dir_bytes": data_bytes,
+        "backups_bytes": backups_bytes,
     }
 
 

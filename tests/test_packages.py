@@ -112,6 +112,12 @@ async def test_check_reports_packages_dependencies_and_config(
     assert any("security: not checked" in w for w in data["warnings"])
     beta = next(p for p in data["packages"] if p["package"] == "tinybeta")
     assert beta["satisfied"] is True and beta["required_target"] == ""
+    fine = [p for p in data["packages"]
+            if p["satisfied"] and not p["update_available"]]
+    assert fine  # tinybeta: installed, allowed, nothing newer
+    # The release, each package to change, the requirement changes and the config: packages
+    # that are fine and facts such as pip's conflicts are not counted as updates.
+    assert data["total_updates"] == (1 + len(data["packages"]) - len(fine) + 1 + 1), data
     (requirements,) = [d for d in data["dependencies"] if d["kind"] == "requirements"]
     assert requirements["changed"] == [{"name": "tinyalpha", "from": "tinyalpha>=1.0",
                                         "to": "tinyalpha>=2.0"}]

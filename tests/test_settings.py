@@ -57,6 +57,7 @@ def test_layers_runtime_over_pyproject_over_defaults(root: Path) -> None:
     ('remote = "--upload-pack=x"', "remote", "a remote name"),
     ('default_time = "25:00"', "default_time", "HH:MM"),
     ("compression_level = 0", "compression_level", "1..9"),
+    ("zstd_level = 20", "zstd_level", "1..19"),
     ('notify_channels = ["general"]', "notify_channels", "a list of an integer"),
     ("auto_restart = 1", "auto_restart", "must be true or false"),
     ("min_disk_space = 5", "min_disk_space", "did you mean 'min_disk_space_mb'?"),

@@ -1,0 +1,24 @@
+"""Folder sizes for /update_status: one walk for the data folder and its backups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gitrelease.fsutil import dir_size, dir_sizes
+
+
+def test_sizes_of_a_folder_and_folders_inside_and_outside_it(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "backups" / "old").mkdir(parents=True)
+    (data / "app.db").write_bytes(b"x" * 100)
+    (data / "backups" / "a.tar.gz").write_bytes(b"x" * 30)
+    (data / "backups" / "old" / "b.tar.gz").write_bytes(b"x" * 7)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "c.tar.zst").write_bytes(b"x" * 5)
+    os.symlink(elsewhere, data / "link")  # not followed
+    assert dir_sizes(data, data / "backups") == (137, 37)
+    assert dir_sizes(data, elsewhere, data / "missing") == (137, 5, 0)
+    assert dir_sizes(tmp_path / "nothing", data) == (0, 137)
+    assert dir_size(data) == 137
