@@ -165,6 +165,9 @@ def _backup_parser(commands: Any) -> None:
     listing.add_argument("--sort", default="date", metavar="|".join(BACKUP_SORTS))
     verify = actions.add_parser("verify", help="re-read an archive against its checksums")
     verify.add_argument("id", metavar="ID", help="backup id or name")
+    verify.add_argument("--deep", action="store_true",
+                        help="also check each file against the manifest, not only the "
+                             "archive's checksum")
     restore = actions.add_parser("restore", help="put a backup's files back in place")
     restore.add_argument("id", metavar="ID", help="backup id or name")
     restore.add_argument("--yes", action="store_true", help="confirm: live files are replaced")
@@ -461,7 +464,7 @@ def _backup_work(
                    "limit": _integer("--limit", args.limit, 1, 50), "sort_by": args.sort}
         return lambda m: m.list_backups({k: v for k, v in filters.items() if v is not None})
     if args.action == "verify":
-        return lambda m: m.verify_backup(args.id, actor=actor)
+        return lambda m: m.verify_backup(args.id, deep=args.deep, actor=actor)
     if args.action == "restore":
         _choice("--type", args.type, RESTORE_TYPES)
         options = {"confirm": args.yes, "restore_type": args.type,

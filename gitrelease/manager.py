@@ -567,14 +567,16 @@ class ReleaseManager:
         return directory.is_dir() and any(p.name.startswith("backup_")
                                           for p in directory.iterdir())
 
-    async def verify_backup(self, backup_id: str, *, actor: str = "system") -> Backup:
-        """Re-read an archive against its checksums; a mismatch marks it CORRUPTED."""
+    async def verify_backup(self, backup_id: str, *, deep: bool = False,
+                            actor: str = "system") -> Backup:
+        """Re-read an archive against its checksums; a mismatch marks it CORRUPTED. `deep`
+        also checks every member against the manifest, not only the archive's sha256."""
         await self._known_backup(backup_id)
         async with self._exclusive("backup_verify", actor, backup_id) as store:
             service = self._backups(store)
             backup = await service.get(backup_id)
             try:
-                return await service.verify(backup)
+                return await service.verify(backup, deep=deep)
             finally:
                 await store.audit(actor, "backup_verify", backup.id, backup.status.value)
 

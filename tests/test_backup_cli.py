@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -81,6 +82,7 @@ BAD = [
     (["backup", "verify"], "usage_error", None),
     (["backup", "verify", "backup_19990101_000000"], "backup_not_found", None),
     (["backup", "verify", "x" * 101], "invalid_input", "ID"),
+    (["backup", "verify", "b", "--deep=1"], "usage_error", None),
     (["backup", "restore", "backup_19990101_000000"], "invalid_input", "--yes"),
     (["backup", "restore", "backup_19990101_000000", "--yes"], "backup_not_found", None),
     (["backup", "restore", "b", "--yes", "--type", "logs"], "invalid_input", "--type"),
@@ -118,3 +120,38 @@ def test_bad_ids_with_an_existing_index_change_nothing(
         code, result = cli(world, capsys, "backup", *args)
         assert code == 17 and result["error"]["code"] == "backup_not_found"  # type: ignore[index]
     assert world.state() == before
+
+
+def test_deep_verify_finds_a_file_that_the_archive_checksum_cannot(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An archive rewritten with one file changed, and its recorded checksum rewritten to
+    match: the quick check (the archive's sha256) passes, --deep checks each file against the
+    manifest and names the changed one."""
+    import gzip
+    import hashlib
+    import io
+    import tarfile
+
+    code, created = cli(world, capsys, "backup", "create", "--name", "tampered")
+    assert code == 0 and isinstance(created, dict)
+    path = Path(created["file_path"])
+    rewritten = io.BytesIO()
+    with tarfile.open(path, "r:gz") as source, tarfile.open(fileobj=rewritten, mode="w") as out:
+        for member in source.getmembers():
+            data = source.extractfile(member).read() if member.isreg() else None  # type: ignore[union-attr]
+            if member.name.endswith(".env"):
+                data = b"DISCORD_TOKEN=swapped\n"
+                member.size = len(data)
+            out.addfile(member, io.BytesIO(data) if data is not None else None)
+    packed = gzip.compress(rewritten.getvalue())
+    path.write_bytes(packed)
+    with sqlite3.connect(world.deploy / "data" / "update_manager.db") as index:
+        index.execute("UPDATE backups SET checksum = ? WHERE id = ?",
+                      (hashlib.sha256(packed).hexdigest(), created["id"]))
+    index.close()
+    code, quick = cli(world, capsys, "backup", "verify", "tampered")
+    assert code == 0 and quick["verified"] is True  # type: ignore[index]
+    code, deep = cli(world, capsys, "backup", "verify", "tampered", "--deep")
+    assert code != 0, deep
+    assert ".env" in json.dumps(deep)
