@@ -179,12 +179,19 @@ class Scheduler:
                 wake.clear()
             with suppress(GitReleaseError):
                 await self.m.reload_settings()
-            # A failing run is recorded in the schedule and the audit log; the loop goes on.
-            with suppress(GitReleaseError):
+            # A failing run is recorded in the schedule and the audit log; the loop goes on,
+            # and an error nobody foresaw is logged, not allowed to end scheduling for good.
+            upcoming: list[datetime] = []
+            try:
                 await self.run_due(listener=listener)
-            store = await self.m.existing_index()
-            upcoming = [s.next_run for s in (await store.list_schedules() if store else [])
-                        if s.enabled and s.next_run]
+                store = await self.m.existing_index()
+                upcoming = [s.next_run for s in (await store.list_schedules() if store else [])
+                            if s.enabled and s.next_run]
+            except GitReleaseError as exc:
+                log.warning("scheduled run: %s", exc.message)
+            except Exception:
+                log.exception("scheduled run failed unexpectedly; trying again later")
+                upcoming = [utcnow()]  # not at once, not in an hour: _RETRY_BUSY
             delay = longest_sleep
             if upcoming and self.m.settings.scheduling_enabled:
                 until = (min(upcoming) - utcnow()).total_seconds()

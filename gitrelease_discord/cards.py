@@ -150,7 +150,7 @@ def session_card(session: UpdateSession, title: str, locale: str) -> discord.Emb
     if session.completed_at is not None:
         took = (session.completed_at - session.started_at).total_seconds()
     lines = [
-        _t(locale, "session_versions", current=s["current_version"],
+        _t(locale, "session_versions", current=s["current_version"] or "-",
            target=s["target_version"], tag=f" ({s['target_tag']})" if s.get("target_tag")
            else ""),
         _t(locale, "session_time", time=_words(took, locale)),
@@ -188,7 +188,8 @@ def backup_card(backup: Backup, title: str, locale: str) -> discord.Embed:
         _t(locale, "backup_type", type=backup.backup_type.value.capitalize()),
         _t(locale, "backup_size", size=size(backup.file_size),
            compressed=size(backup.compressed_size)),
-        _t(locale, "backup_checksum", checksum=(backup.checksum or "-")[:16] + "…"),
+        _t(locale, "backup_checksum", checksum=backup.checksum[:16] + "…"
+           if backup.checksum else "-"),
         _t(locale, "backup_version", version=backup.tag or (backup.commit or "-")[:12]),
     ]
     if backup.description:
@@ -238,7 +239,7 @@ def restore_card(result: RestoreResult, title: str, locale: str) -> discord.Embe
 def schedule_card(schedule: UpdateSchedule, title: str, locale: str) -> discord.Embed:
     lines = [
         _t(locale, "schedule_type", type=schedule.schedule_type.value),
-        _t(locale, "schedule_time", time=schedule.update_time),
+        _t(locale, "schedule_time", time=schedule.update_time or "-"),
         _t(locale, "schedule_days", days=", ".join(schedule.update_days) or "-"),
         _t(locale, "schedule_updates", types=", ".join(t.value for t in schedule.update_types)),
         _t(locale, "schedule_status", status=_t(

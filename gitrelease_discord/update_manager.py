@@ -234,6 +234,9 @@ class UpdateManager(commands.Cog):
         elif event.stage is Stage.COMPLETED:
             await self._notify("update_completion_notifications", text(
                 "notify_schedule_done", schedule=schedule.name, outcome=event.detail))
+        elif event.stage is Stage.SKIPPED:  # missed while the bot was down: not an error
+            await self._notify("update_completion_notifications", text(
+                "notify_schedule_skipped", schedule=schedule.name, outcome=event.detail))
         else:
             await self._notify("error_notifications", text(
                 "notify_schedule_failed", schedule=schedule.name, outcome=event.detail))
@@ -453,8 +456,8 @@ class UpdateManager(commands.Cog):
         """Confirm / Cancel under `embed`; True if the invoking user confirmed in time.
         Otherwise the response says nothing was done (`action`: install or rollback)."""
         locale = _locale(interaction)
-        embed.description = cut(scrub("\n".join([*notes, text(f"{action}_confirm_prompt",
-                                                               locale)])),
+        prompt = text(f"{action}_confirm_prompt", locale, seconds=round(self.confirm_timeout))
+        embed.description = cut(scrub("\n".join([*notes, prompt])),
                                 LIMITS["description"])
         view = ConfirmView(interaction.user.id, locale, timeout=self.confirm_timeout)
         await interaction.edit_original_response(embed=fit(embed), view=view)
@@ -518,7 +521,7 @@ class UpdateManager(commands.Cog):
         self._notify_soon("update_completion_notifications", text(
             "notify_rollback_done", status=session.status.value, version=session.target_version,
             user=interaction.user.id))
-        await interaction.edit_original_response(embed=cards.session_card(
+        await interaction.edit_original_response(view=None, embed=cards.session_card(
             session, title, locale))
 
     @app_commands.command(name="update_schedule", description=describe(

@@ -311,3 +311,33 @@ async def test_the_bot_loop_does_not_spin_while_scheduling_is_off(
         await store.save_schedule(daily)
         await Scheduler(manager).run_forever(asyncio.Event(), longest_sleep=600)
         assert sleeps == [600, 600]
+
+
+async def test_the_bot_loop_survives_an_unexpected_error_and_tries_again_later(
+        world: World, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from gitrelease import scheduler
+    from gitrelease.scheduler import Scheduler
+
+    sleeps: list[float] = []
+    turns = 0
+
+    async def broken_once(self: Scheduler, **_kwargs: object) -> None:
+        nonlocal turns
+        turns += 1
+        if turns == 1:
+            raise RuntimeError("index went away")
+
+    async def recorded(stop: asyncio.Event, wake: asyncio.Event | None, *,
+                       timeout: float) -> None:
+        sleeps.append(timeout)
+        if len(sleeps) == 2:
+            stop.set()
+
+    monkeypatch.setattr(Scheduler, "run_due", broken_once)
+    monkeypatch.setattr(scheduler, "_first_of", recorded)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        await Scheduler(manager).run_forever(asyncio.Event(), longest_sleep=600)
+    assert turns == 2
+    assert sleeps == [scheduler._RETRY_BUSY, 600]
+    assert "failed unexpectedly" in caplog.text
