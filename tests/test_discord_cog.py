@@ -209,17 +209,21 @@ async def test_a_new_schedule_wakes_the_loop_and_scheduled_runs_are_announced(
                                                "update_time": "04:00", "update_days": "sunday",
                                                "update_types": "bot"})
     assert not second.errors, second.errors
-    posted: list[str] = []
-    for _ in range(600):
-        posted = [r.json["content"] for r in h.fake.calls("POST", f"/channels/{channel}/")]
-        if any(text.startswith("Scheduled update finished") for text in posted):
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError(f"the scheduled run was not announced: {posted}")
+    posted = await _announced(h, channel, "Scheduled update finished", within=60)
     assert posted[0] == f"Scheduled update started ({daily.name}): bot"
     assert posted[1] == f"Scheduled update finished ({daily.name}): bot: completed"
     assert h.world.head() == h.world.tag_commit("v1.10.0")
+
+
+async def _announced(h: Harness, channel: int, prefix: str, *, within: float) -> list[str]:
+    """What was posted to `channel` once a message starting with `prefix` is among it."""
+    posted: list[str] = []
+    for _ in range(int(within / 0.05)):
+        posted = [r.json["content"] for r in h.fake.calls("POST", f"/channels/{channel}/")]
+        if any(text.startswith(prefix) for text in posted):
+            return posted
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing starting {prefix!r} was announced: {posted}")
 
 
 async def test_rollback_and_restore_are_announced_without_pinging_anyone(h: Harness) -> None:
@@ -816,13 +820,7 @@ async def test_a_failed_rollback_is_announced(h: Harness) -> None:
     (h.world.deploy / "bot.py").write_text("edited on the server\n")  # refuses the rollback
     result = await h.owner("update_rollback", {"target_version": "previous", "confirm": True})
     assert "tracked files have local changes: bot.py" in refusal(result)
-    for _ in range(100):
-        posted = [r.json["content"] for r in h.fake.calls("POST", f"/channels/{channel}/")]
-        if any(text.startswith("Update failed: ") for text in posted):
-            break
-        await asyncio.sleep(0.05)
-    else:
-        raise AssertionError(f"no failure was announced: {posted}")
+    await _announced(h, channel, "Update failed: ", within=5)
 
 
 async def test_confirm_refuses_when_a_new_reason_came_up_while_it_was_shown(
