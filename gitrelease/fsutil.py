@@ -40,11 +40,12 @@ def dir_size(path: Path) -> int:
     return dir_sizes(path)[0]
 
 
-def dir_sizes(path: Path, *inside: Path) -> tuple[int, ...]:
+def dir_sizes(path: Path, *inside: Path, skip: Path | None = None) -> tuple[int, ...]:
     """Bytes in regular files under `path`, then under each folder of `inside` that lies
     within it, in one walk (not following symlinks); a folder of `inside` that is elsewhere
-    is walked on its own."""
+    is walked on its own. The folder `skip` is left out of the walk altogether."""
     marks = {os.path.normpath(p): i + 1 for i, p in enumerate(inside)}
+    skipped = os.path.normpath(skip) if skip is not None else None
     totals = [0] * (1 + len(inside))
     stack = [(os.path.normpath(path), 0)]
     while stack:
@@ -53,7 +54,8 @@ def dir_sizes(path: Path, *inside: Path) -> tuple[int, ...]:
             with os.scandir(where) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
-                        stack.append((entry.path, marks.get(entry.path, bucket)))
+                        if entry.path != skipped:
+                            stack.append((entry.path, marks.get(entry.path, bucket)))
                     elif entry.is_file(follow_symlinks=False):
                         size = entry.stat(follow_symlinks=False).st_size
                         totals[0] += size

@@ -676,10 +676,20 @@ class ReleaseManager:
         since = utcnow() - TIME_RANGES[time_range]
         import asyncio
 
+        from gitrelease.sources import Layout
+
+        backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
         # git, the host's facts and the index each wait on something of their own: together.
         snap, host, (stats, summary, last, recent) = await asyncio.gather(
-            self._in_thread(self._snapshot), self._in_thread(self._host_facts, show_metrics),
+            self._in_thread(self._snapshot),
+            self._in_thread(self._host_facts, show_metrics, backup_dir),
             self._index_statistics(since, show_history))
+        disk = host.disk
+        if disk:  # the archives' sizes come from the index, which reconcile keeps true
+            archives = summary.archive_bytes if summary else 0
+            inside = backup_dir.resolve().is_relative_to(self.data_dir.resolve())
+            disk = {**disk, "backups_bytes": archives,
+                    "data_dir_bytes": disk["data_dir_bytes"] + (archives if inside else 0)}
         stats = {"time_range": time_range, **stats,
                  "last_check": await self._in_thread(self._last_check)}
         version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
@@ -687,7 +697,7 @@ class ReleaseManager:
         return SystemInfo(
             version=snap.current.text, python_version=host.python,
             bot_version=version_file, last_update=last.completed_at if last else None,
-            uptime=host.uptime, disk_usage=host.disk, memory_usage=host.memory,
+            uptime=host.uptime, disk_usage=disk, memory_usage=host.memory,
             update_statistics=stats, backup_statistics=self._backup_statistics(summary),
             tag=snap.current.tag, commit=snap.current.commit,
             version_file_agrees=agrees, uptime_source=host.uptime_source,
@@ -733,9 +743,8 @@ class ReleaseManager:
         recent = await store.list_sessions(since, limit=10) if show_history else []
         return stats, await store.backup_summary(), await store.last_completed(), recent
 
-    def _host_facts(self, show_metrics: bool) -> _HostFacts:
+    def _host_facts(self, show_metrics: bool, backup_dir: Path) -> _HostFacts:
         from gitrelease import system
-        from gitrelease.sources import Layout
 
         python, warnings = self._python_text()
         uptime, source = system.uptime(self.data_dir,
@@ -745,8 +754,7 @@ class ReleaseManager:
         return _HostFacts(
             python, warnings, uptime, source,
             system.disk_usage(self.root, self.data_dir, self.settings.min_disk_space_mb,
-                              backup_dir=Layout.of(self.root, self.data_dir,
-                                                   self.settings).backup_dir),
+                              skip=backup_dir),
             system.memory_usage(self.data_dir))
 
     def _python_text(self) -> tuple[str, list[str]]:

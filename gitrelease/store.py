@@ -195,6 +195,7 @@ class BackupSummary:
     completed_bytes: int  # compressed bytes of the completed backups
     latest: tuple[str, datetime] | None  # the newest completed backup's id and creation time
     newest_verified: str | None  # the newest completed backup that has been verified
+    archive_bytes: int = 0  # bytes of every archive on disk (completed and corrupted ones)
 
 
 @dataclass(frozen=True)
@@ -562,8 +563,10 @@ class SQLiteStore:
         """Counts by status and stored bytes by SQL: two rows read, not every backup."""
         completed = BackupStatus.COMPLETED.value
         async with self._db.execute(
-            "SELECT status, COUNT(*), SUM(COALESCE(compressed_size, 0)) FROM backups "
-            "GROUP BY status") as cursor:
+            "SELECT status, COUNT(*), SUM(COALESCE(compressed_size, 0)), "
+            "SUM(CASE WHEN file_path IS NULL OR problem = ? THEN 0 "
+            "ELSE COALESCE(compressed_size, 0) END) FROM backups GROUP BY status",
+            (_MISSING,)) as cursor:
             rows = await cursor.fetchall()
         async with self._db.execute(
             "SELECT id, created_at FROM backups WHERE status = ? "
@@ -573,10 +576,12 @@ class SQLiteStore:
             "SELECT id FROM backups WHERE status = ? AND verified_at IS NOT NULL "
             "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
             verified = await cursor.fetchone()
-        by_status = {status: count for status, count, _ in rows}
+        by_status = {status: count for status, count, _, _ in rows}
+        on_disk = (completed, BackupStatus.CORRUPTED.value)
         return BackupSummary(
             total=sum(by_status.values()), by_status=by_status,
-            completed_bytes=next((size for status, _, size in rows if status == completed), 0),
+            completed_bytes=next((size for status, _, size, _ in rows if status == completed), 0),
+            archive_bytes=sum(stored for status, _, _, stored in rows if status in on_disk),
             latest=(latest[0], datetime.fromisoformat(latest[1])) if latest else None,
             newest_verified=verified[0] if verified else None)
 

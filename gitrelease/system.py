@@ -19,9 +19,12 @@ PID_FILE = "bot.pid"
 
 
 def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0, *,
-               backup_dir: Path | None = None) -> dict[str, Any]:
+               skip: Path | None = None) -> dict[str, Any]:
+    """The disk's figures and the data folder's size; `skip` (the backup folder, whose sizes
+    the index already holds) is not walked: with thousands of archives the walk is most of
+    the cost of a status."""
     usage = shutil.disk_usage(root)
-    data_bytes, backups_bytes = dir_sizes(data_dir, backup_dir or data_dir / "backups")
+    (data_bytes,) = dir_sizes(data_dir, skip=skip)
     return {
         "min_free_bytes": min_free_mb * 1024 * 1024,
         "enough_free": usage.free >= min_free_mb * 1024 * 1024,
@@ -30,7 +33,6 @@ def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0, *,
         "free_bytes": usage.free,
         "percent_used": round(usage.used / usage.total * 100, 1) if usage.total else None,
         "data_dir_bytes": data_bytes,
-        "backups_bytes": backups_bytes,
     }
 
 

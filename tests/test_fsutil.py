@@ -22,3 +22,12 @@ def test_sizes_of_a_folder_and_folders_inside_and_outside_it(tmp_path: Path) -> 
     assert dir_sizes(data, elsewhere, data / "missing") == (137, 5, 0)
     assert dir_sizes(tmp_path / "nothing", data) == (0, 137)
     assert dir_size(data) == 137
+
+
+def test_a_skipped_folder_is_not_walked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "backups").mkdir(parents=True)
+    (data / "app.db").write_bytes(b"x" * 100)
+    (data / "backups" / "a.tar.gz").write_bytes(b"x" * 30)
+    assert dir_sizes(data, skip=data / "backups") == (100,)
+    assert dir_sizes(data, skip=tmp_path / "elsewhere") == (130,)

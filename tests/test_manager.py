@@ -528,6 +528,11 @@ async def test_status_reports_version_history_and_metrics(world: World) -> None:
     assert data["update_statistics"]["completed"] == 1
     assert data["update_statistics"]["success_rate"] == 100.0
     assert data["disk_usage"]["free_bytes"] > 0
+    # The archives' bytes come from the index (their folder is not walked) and agree with
+    # the disk; the data folder's size includes them.
+    archives = sum(p.stat().st_size for p in (world.deploy / "data" / "backups").iterdir())
+    assert archives > 0 and data["disk_usage"]["backups_bytes"] == archives
+    assert data["disk_usage"]["data_dir_bytes"] > archives
     assert data["memory_usage"]["total_bytes"] > 0
     assert data["uptime_seconds"] > 0
     assert [s["status"] for s in data["recent_sessions"]] == ["completed"]
