@@ -563,11 +563,15 @@ class SQLiteStore:
         """Counts by status and stored bytes by SQL: two rows read, not every backup."""
         completed = BackupStatus.COMPLETED.value
         async with self._db.execute(
-            "SELECT status, COUNT(*), SUM(COALESCE(compressed_size, 0)), "
-            "SUM(CASE WHEN file_path IS NULL OR problem = ? THEN 0 "
-            "ELSE COALESCE(compressed_size, 0) END) FROM backups GROUP BY status",
-            (_MISSING,)) as cursor:
+            "SELECT status, COUNT(*), SUM(COALESCE(compressed_size, 0)) FROM backups "
+            "GROUP BY status") as cursor:
             rows = await cursor.fetchall()
+        # Damaged archives still take room: the few corrupted rows whose file is there.
+        async with self._db.execute(
+            "SELECT SUM(COALESCE(compressed_size, 0)) FROM backups WHERE status = ? "
+            "AND file_path IS NOT NULL AND problem IS NOT ?",
+            (BackupStatus.CORRUPTED.value, _MISSING)) as cursor:
+            damaged = await cursor.fetchone()
         async with self._db.execute(
             "SELECT id, created_at FROM backups WHERE status = ? "
             "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
@@ -576,12 +580,11 @@ class SQLiteStore:
             "SELECT id FROM backups WHERE status = ? AND verified_at IS NOT NULL "
             "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
             verified = await cursor.fetchone()
-        by_status = {status: count for status, count, _, _ in rows}
-        on_disk = (completed, BackupStatus.CORRUPTED.value)
+        by_status = {status: count for status, count, _ in rows}
+        completed_bytes = next((size for status, _, size in rows if status == completed), 0)
         return BackupSummary(
-            total=sum(by_status.values()), by_status=by_status,
-            completed_bytes=next((size for status, _, size, _ in rows if status == completed), 0),
-            archive_bytes=sum(stored for status, _, _, stored in rows if status in on_disk),
+            total=sum(by_status.values()), by_status=by_status, completed_bytes=completed_bytes,
+            archive_bytes=completed_bytes + int((damaged[0] if damaged else 0) or 0),
             latest=(latest[0], datetime.fromisoformat(latest[1])) if latest else None,
             newest_verified=verified[0] if verified else None)
 
