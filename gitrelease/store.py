@@ -167,13 +167,25 @@ _MIGRATIONS: Sequence[str] = (
         (started_at, update_type, status, completed_at, from_commit, to_commit);
     CREATE INDEX update_sessions_status ON update_sessions (status, completed_at);
     """,
+    # 6: each session's duration stored as it is written, so the status analytics average
+    # a number instead of parsing two timestamps per row (julianday: over half their cost).
+    """
+    ALTER TABLE update_sessions ADD COLUMN duration_seconds REAL;
+    UPDATE update_sessions SET duration_seconds =
+        (julianday(completed_at) - julianday(started_at)) * 86400.0
+        WHERE completed_at IS NOT NULL;
+    DROP INDEX update_sessions_started_at;
+    CREATE INDEX update_sessions_started_at ON update_sessions
+        (started_at, update_type, status, duration_seconds, completed_at, from_commit,
+         to_commit);
+    """,
 )
 
 _SESSION_COLUMNS = (
     "id", "update_type", "status", "progress", "started_at", "completed_at", "target_version",
     "current_version", "error_message", "steps_completed", "total_steps", "rollback_available",
     "initiated_by", "from_commit", "to_commit", "target_tag", "restart_needed", "warnings",
-    "backup_id",
+    "backup_id", "duration_seconds",  # the last is derived: written, never read back
 )
 
 
@@ -440,10 +452,10 @@ class SQLiteStore:
         """Counts by type and outcome and durations, computed by SQL over the journal."""
         where, params = (f"WHERE {_CHANGED} AND started_at >= ?", (_ts(since),)) if since \
             else (f"WHERE {_CHANGED}", ())
-        seconds = "(julianday(completed_at) - julianday(started_at)) * 86400.0"
         async with self._db.execute(
-            f"SELECT update_type, status, COUNT(*), AVG({seconds}), MAX({seconds}) "  # noqa: S608
-            f"FROM update_sessions {where} GROUP BY update_type, status", params,
+            "SELECT update_type, status, COUNT(*), AVG(duration_seconds), "  # noqa: S608
+            f"MAX(duration_seconds) FROM update_sessions {where} GROUP BY update_type, status",
+            params,
         ) as cursor:
             rows = await cursor.fetchall()
         by_type: dict[str, dict[str, int]] = {}
@@ -477,6 +489,7 @@ class SQLiteStore:
             s.current_version, s.error_message, json.dumps(s.steps_completed), s.total_steps,
             int(s.rollback_available), s.initiated_by, s.from_commit, s.to_commit,
             s.target_tag, int(s.restart_needed), json.dumps(s.warnings), s.backup_id,
+            (s.completed_at - s.started_at).total_seconds() if s.completed_at else None,
         )
 
     @staticmethod

@@ -240,9 +240,44 @@ async def test_a_version_4_index_is_migrated_with_its_rows(tmp_path: Path) -> No
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (5,)
+        assert db.execute("PRAGMA user_version").fetchone() == (6,)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     db.close()
     assert {"backups_type_created_at", "backups_status_created_at", "backups_archives",
             "backups_unsettled", "update_sessions_started_at", "update_sessions_status"} \
         <= indexes
+
+
+async def test_a_version_5_index_gets_its_sessions_durations(tmp_path: Path) -> None:
+    """Sessions written before durations were stored are given theirs by the migration, and
+    the analytics read them; sessions written now carry theirs."""
+    from gitrelease.models import UpdateSession, UpdateStatus, UpdateType
+
+    path = tmp_path / "v5.db"
+    with sqlite3.connect(path) as db:
+        for script in store_module._MIGRATIONS[:5]:
+            db.executescript(script)
+        db.execute("PRAGMA user_version = 5")
+        db.execute(
+            "INSERT INTO update_sessions (id, update_type, status, progress, started_at, "
+            "completed_at, target_version, current_version, steps_completed, total_steps, "
+            "rollback_available, initiated_by, from_commit, to_commit, restart_needed, "
+            "warnings) VALUES ('old', 'bot', 'completed', 100, '2026-11-01T10:00:00+00:00', "
+            "'2026-11-01T10:01:30+00:00', '2', '1', '[]', 5, 1, 'cli', 'a', 'b', 0, '[]')")
+    db.close()
+    store = await SQLiteStore.open(path)
+    try:
+        since = datetime.fromisoformat("2026-10-01T00:00:00+00:00")
+        assert (await store.session_analytics(since))["mean_duration_seconds"] == 90.0
+        started = datetime.fromisoformat("2026-11-02T10:00:00+00:00")
+        await store.create_session(UpdateSession(
+            id="new", update_type=UpdateType.BOT, status=UpdateStatus.COMPLETED, progress=100,
+            started_at=started, completed_at=started + timedelta(seconds=30),
+            target_version="3", current_version="2", error_message=None, steps_completed=[],
+            total_steps=5, rollback_available=True, initiated_by="cli", from_commit="b",
+            to_commit="c"))
+        analytics = await store.session_analytics(since)
+        assert analytics["mean_duration_seconds"] == 60.0
+        assert analytics["longest_duration_seconds"] == 90.0
+    finally:
+        await store.close()
