@@ -484,13 +484,8 @@ def test_every_discord_hint_names_an_engine_error_code_and_cli_hints_have_one() 
 async def _install_waiting_for_confirmation(h: Harness) -> InteractionResult:
     result = await h.owner("update_install", {"update_type": "bot", "force_update": True},
                            wait=False)
-    await result.acked()
-    for _ in range(200):
-        message = h.fake.final_for(result.token)
-        if message and "gitrelease:confirm" in custom_ids(message):
-            return result
-        await asyncio.sleep(0.05)
-    raise AssertionError("no confirmation was asked")
+    await _waiting_for_buttons(h, result)
+    return result
 
 
 async def test_confirm_button_installs(h: Harness) -> None:
