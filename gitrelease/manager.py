@@ -678,7 +678,11 @@ class ReleaseManager:
 
         from gitrelease.sources import Layout
 
-        backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
+        try:
+            backup_dir: Path | None = Layout.of(self.root, self.data_dir,
+                                                self.settings).backup_dir
+        except GitReleaseError:  # a bad backup_path: status still answers, and says so
+            backup_dir = None
         # git, the host's facts and the index each wait on something of their own: together.
         snap, host, (stats, summary, last, recent) = await asyncio.gather(
             self._in_thread(self._snapshot),
@@ -687,7 +691,8 @@ class ReleaseManager:
         disk = host.disk
         if disk:  # the archives' sizes come from the index, which reconcile keeps true
             archives = summary.archive_bytes if summary else 0
-            inside = backup_dir.resolve().is_relative_to(self.data_dir.resolve())
+            inside = backup_dir is not None and \
+                backup_dir.resolve().is_relative_to(self.data_dir.resolve())
             disk = {**disk, "backups_bytes": archives,
                     "data_dir_bytes": disk["data_dir_bytes"] + (archives if inside else 0)}
         stats = {"time_range": time_range, **stats,
@@ -743,7 +748,7 @@ class ReleaseManager:
         recent = await store.list_sessions(since, limit=10) if show_history else []
         return stats, await store.backup_summary(), await store.last_completed(), recent
 
-    def _host_facts(self, show_metrics: bool, backup_dir: Path) -> _HostFacts:
+    def _host_facts(self, show_metrics: bool, backup_dir: Path | None) -> _HostFacts:
         from gitrelease import system
 
         python, warnings = self._python_text()

@@ -43,15 +43,16 @@ class CheckReport:
     ignored_tags: list[str] = field(default_factory=list)
 
     def _updates(self) -> list[dict[str, Any]]:
-        """What an install would change: a newer release, each package with a newer version
-        or whose installed version the requirements no longer allow, the requirement changes,
-        a Python the release needs, the config. Packages that are fine, pip's conflicts and
-        npm's list are facts, not updates."""
+        """What an install would change: a newer release, each package with a newer version,
+        a known vulnerability, or an installed version the requirements no longer allow, the
+        requirement changes, a Python the release needs, the config. Packages that are fine,
+        pip's conflicts and npm's list are facts, not updates."""
         found: list[dict[str, Any]] = []
         if self.bot is not None:
             found.append(self.bot.to_dict())
         found += [p for p in self.packages
-                  if p.get("update_available") or p.get("satisfied") is False]
+                  if p.get("update_available") or p.get("satisfied") is False
+                  or p.get("security")]  # a known vulnerability is something to do
         found += [d for d in self.dependencies
                   if d.get("kind") == "requirements"
                   or (d.get("kind") == "python" and d.get("satisfied") is False)]

@@ -181,23 +181,32 @@ class Scheduler:
                 await self.m.reload_settings()
             # A failing run is recorded in the schedule and the audit log; the loop goes on,
             # and an error nobody foresaw is logged, not allowed to end scheduling for good.
-            upcoming: list[datetime] = []
+            retry = False
             try:
                 await self.run_due(listener=listener)
+            except GitReleaseError as exc:
+                log.warning("scheduled run: %s", exc.message)
+                retry = True
+            except Exception:
+                log.exception("scheduled run failed unexpectedly; trying again later")
+                retry = True
+            upcoming: list[datetime] = []
+            try:
                 store = await self.m.existing_index()
                 upcoming = [s.next_run for s in (await store.list_schedules() if store else [])
                             if s.enabled and s.next_run]
-            except GitReleaseError as exc:
-                log.warning("scheduled run: %s", exc.message)
             except Exception:
-                log.exception("scheduled run failed unexpectedly; trying again later")
-                upcoming = [utcnow()]  # not at once, not in an hour: _RETRY_BUSY
+                log.exception("could not read the schedules; trying again later")
+                retry = True
             delay = longest_sleep
-            if upcoming and self.m.settings.scheduling_enabled:
-                until = (min(upcoming) - utcnow()).total_seconds()
-                # Still due after run_due: it could not start (another operation held the
-                # deployment); try again in a while rather than spinning.
-                delay = min(delay, until if until > 0 else _RETRY_BUSY)
+            if self.m.settings.scheduling_enabled:
+                if upcoming:
+                    until = (min(upcoming) - utcnow()).total_seconds()
+                    # Still due after run_due: it could not start; try again in a while
+                    # rather than spinning.
+                    delay = min(delay, until if until > 0 else _RETRY_BUSY)
+                if retry:
+                    delay = min(delay, _RETRY_BUSY)
             await _first_of(stop, wake, timeout=max(delay, 1.0))
 
     async def _run(self, schedule: UpdateSchedule) -> tuple[str, bool]:

@@ -24,7 +24,9 @@ def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0, *,
     the index already holds) is not walked: with thousands of archives the walk is most of
     the cost of a status."""
     usage = shutil.disk_usage(root)
-    (data_bytes,) = dir_sizes(data_dir, skip=skip)
+    # Both resolved: the walk compares the paths it meets with `skip` as text, and a data
+    # folder reached through a symlink must still leave its backup folder out.
+    (data_bytes,) = dir_sizes(data_dir.resolve(), skip=skip.resolve() if skip else None)
     return {
         "min_free_bytes": min_free_mb * 1024 * 1024,
         "enough_free": usage.free >= min_free_mb * 1024 * 1024,

@@ -388,9 +388,11 @@ class UpdateManager(commands.Cog):
             if update_type in ("bot", "all"):
                 # What the engine would refuse without force (breaking changes, a release
                 # larger than max_update_size_mb, local commits) is asked here instead.
+                # Asked without force even when force_update is set: the reasons are what the
+                # owner is shown and what Confirm overrides, and nothing else.
                 try:
                     plan = await manager.install_updates(
-                        update_type, {**options, "dry_run": True})
+                        update_type, {**options, "force": False, "dry_run": True})
                     reasons: list[str] = []
                 except ConfirmationRequired as exc:
                     reasons = [exc.message]

@@ -829,3 +829,21 @@ async def test_confirm_refuses_when_a_new_reason_came_up_while_it_was_shown(
     said = refusal(result)
     assert "since the release was shown" in said and "nothing was installed" in said, said
     assert h.world.state() == before
+
+
+@pytest.mark.parametrize("force_update", [True, False])
+async def test_a_breaking_release_is_shown_confirmed_and_installed(
+        h: Harness, force_update: bool) -> None:
+    """The reason shown (breaking changes) is the reason Confirm overrides, whether or not
+    force_update was given: confirming installs it."""
+    h.world.release_version("1.11.0", "Slash commands only", "feat!: drop the ! prefix")
+    result = await h.owner("update_install", {"update_type": "bot",
+                                              "force_update": force_update}, wait=False)
+    message = await _waiting_for_buttons(h, result)
+    shown = json.dumps(message["embeds"])
+    assert "v1.11.0 has breaking changes" in shown and "feat!: drop the ! prefix" in shown
+    await press(h.bot, message, "gitrelease:confirm", user_id=h.fake.owner_id,
+                guild_id=h.fake.guild_id)
+    await result.wait()
+    assert not result.errors, result.errors
+    assert h.world.head() == h.world.tag_commit("v1.11.0"), body(result)

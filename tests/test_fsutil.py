@@ -31,3 +31,20 @@ def test_a_skipped_folder_is_not_walked(tmp_path: Path) -> None:
     (data / "backups" / "a.tar.gz").write_bytes(b"x" * 30)
     assert dir_sizes(data, skip=data / "backups") == (100,)
     assert dir_sizes(data, skip=tmp_path / "elsewhere") == (130,)
+
+
+def test_status_leaves_the_backup_folder_out_when_the_data_folder_is_a_symlink(
+        tmp_path: Path) -> None:
+    """`data` a symlink to /srv/x and backup_path /srv/x/backups: the archives are not walked
+    (status adds their bytes from the index), however the two paths are spelled."""
+    from gitrelease.system import disk_usage
+
+    real = tmp_path / "srv" / "x"
+    (real / "backups").mkdir(parents=True)
+    (real / "app.db").write_bytes(b"x" * 100)
+    (real / "backups" / "a.tar.gz").write_bytes(b"x" * 30)
+    link = tmp_path / "data"
+    os.symlink(real, link)
+    for data_dir, backups in ((link, real / "backups"), (real, link / "backups"),
+                              (link, link / "backups")):
+        assert disk_usage(tmp_path, data_dir, skip=backups)["data_dir_bytes"] == 100

@@ -21,3 +21,22 @@ def test_parse_update_type_is_the_installers_rule(value: str) -> None:
     except InvalidInput as exc:
         got = (exc.field, exc.message)
     assert got == expected
+
+
+def test_check_counts_what_an_install_would_do_and_known_vulnerabilities() -> None:
+    from gitrelease.models import UpdateType, utcnow
+    from gitrelease.reports import CheckReport
+
+    report = CheckReport(UpdateType.PACKAGES, utcnow(), "1.0.0", packages=[
+        {"package": "fine", "satisfied": True, "update_available": False, "security": []},
+        {"package": "newer", "satisfied": True, "update_available": True, "security": []},
+        {"package": "not-allowed", "satisfied": False, "update_available": False},
+        # The index could not be asked (nothing known newer), but pip-audit found a hole.
+        {"package": "holed", "satisfied": True, "update_available": False,
+         "security": ["PYSEC-2026-1"]},
+    ], dependencies=[{"kind": "conflicts", "problems": ["x"]},
+                     {"kind": "python", "satisfied": True},
+                     {"kind": "requirements", "changed": [{"name": "newer"}]}])
+    data = report.to_dict()
+    assert data["total_updates"] == 4  # newer, not-allowed, holed, the requirement changes
+    assert data["security_updates"] == 1

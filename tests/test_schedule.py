@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gitrelease.cli import main
-from gitrelease.errors import InvalidInput
+from gitrelease.errors import IndexStoreError, InvalidInput
 from gitrelease.manager import ReleaseManager
 from gitrelease.models import ScheduleType, UpdateSchedule, UpdateType
 from gitrelease.schedule import next_run
@@ -313,9 +313,13 @@ async def test_the_bot_loop_does_not_spin_while_scheduling_is_off(
         assert sleeps == [600, 600]
 
 
-async def test_the_bot_loop_survives_an_unexpected_error_and_tries_again_later(
+@pytest.mark.parametrize("error", [RuntimeError("index went away"),
+                                   IndexStoreError("database is locked")])
+async def test_the_bot_loop_survives_an_error_and_tries_again_soon(
         world: World, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
+        caplog: pytest.LogCaptureFixture, error: Exception) -> None:
+    """Neither an engine error (a locked index) nor one nobody foresaw ends scheduling or
+    puts it to sleep for an hour: the next turn comes after _RETRY_BUSY."""
     from gitrelease import scheduler
     from gitrelease.scheduler import Scheduler
 
@@ -326,7 +330,7 @@ async def test_the_bot_loop_survives_an_unexpected_error_and_tries_again_later(
         nonlocal turns
         turns += 1
         if turns == 1:
-            raise RuntimeError("index went away")
+            raise error
 
     async def recorded(stop: asyncio.Event, wake: asyncio.Event | None, *,
                        timeout: float) -> None:
@@ -340,4 +344,5 @@ async def test_the_bot_loop_survives_an_unexpected_error_and_tries_again_later(
         await Scheduler(manager).run_forever(asyncio.Event(), longest_sleep=600)
     assert turns == 2
     assert sleeps == [scheduler._RETRY_BUSY, 600]
-    assert "failed unexpectedly" in caplog.text
+    assert ("database is locked" if isinstance(error, IndexStoreError)
+            else "failed unexpectedly") in caplog.text
