@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "dir_size", "dir_sizes", "fsync_dir"]
+__all__ = ["atomic_write", "dir_size", "fsync_dir"]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -35,36 +35,21 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def dir_size(path: Path) -> int:
-    """Bytes in regular files under `path`, not following symlinks."""
-    return dir_sizes(path)[0]
-
-
-def dir_sizes(path: Path, *inside: Path, skip: Path | None = None) -> tuple[int, ...]:
-    """Bytes in regular files under `path`, then under each folder of `inside` that lies
-    within it, in one walk (not following symlinks); a folder of `inside` that is elsewhere
-    is walked on its own. The folder `skip` is left out of the walk altogether."""
-    marks = {os.path.normpath(p): i + 1 for i, p in enumerate(inside)}
+def dir_size(path: Path, *, skip: Path | None = None) -> int:
+    """Bytes in regular files under `path`, not following symlinks; the folder `skip` is
+    left out of the walk (compared as text with the paths met under `path`)."""
     skipped = os.path.normpath(skip) if skip is not None else None
-    totals = [0] * (1 + len(inside))
-    stack = [(os.path.normpath(path), 0)]
+    total = 0
+    stack = [os.path.normpath(path)]
     while stack:
-        where, bucket = stack.pop()
         try:
-            with os.scandir(where) as entries:
+            with os.scandir(stack.pop()) as entries:
                 for entry in entries:
                     if entry.is_dir(follow_symlinks=False):
                         if entry.path != skipped:
-                            stack.append((entry.path, marks.get(entry.path, bucket)))
+                            stack.append(entry.path)
                     elif entry.is_file(follow_symlinks=False):
-                        size = entry.stat(follow_symlinks=False).st_size
-                        totals[0] += size
-                        if bucket:
-                            totals[bucket] += size
+                        total += entry.stat(follow_symlinks=False).st_size
         except (FileNotFoundError, NotADirectoryError, PermissionError):
             continue
-    root = os.path.normpath(path) + os.sep
-    for where, bucket in marks.items():
-        if not (where + os.sep).startswith(root):
-            totals[bucket] = dir_sizes(Path(where))[0]
-    return tuple(totals)
+    return total

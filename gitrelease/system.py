@@ -11,7 +11,7 @@ from typing import Any
 
 import psutil
 
-from gitrelease.fsutil import dir_sizes
+from gitrelease.fsutil import dir_size
 
 __all__ = ["PID_FILE", "disk_usage", "memory_usage", "uptime"]
 
@@ -26,7 +26,7 @@ def disk_usage(root: Path, data_dir: Path, min_free_mb: int = 0, *,
     usage = shutil.disk_usage(root)
     # Both resolved: the walk compares the paths it meets with `skip` as text, and a data
     # folder reached through a symlink must still leave its backup folder out.
-    (data_bytes,) = dir_sizes(data_dir.resolve(), skip=skip.resolve() if skip else None)
+    data_bytes = dir_size(data_dir.resolve(), skip=skip.resolve() if skip else None)
     return {
         "min_free_bytes": min_free_mb * 1024 * 1024,
         "enough_free": usage.free >= min_free_mb * 1024 * 1024,
