@@ -316,13 +316,13 @@ def breaking_notes(changelog: str | None) -> list[str]:
             if _BREAKING.search(line)]
 
 
-def confirm_card(tag: str, changelog: str | None, notes: list[str], warnings: list[str],
+def confirm_card(tag: str, changelog: str | None, warnings: list[str],
                  locale: str) -> discord.Embed:
     """Install `tag`? Breaking notes first, then the changelog and the engine's warnings
-    (those that a forced run would add about the reasons already listed are left out)."""
+    (those that a forced run would add about the reasons already listed are left out). The
+    reasons and the prompt are the description, written by whoever asks."""
     embed = discord.Embed(title=cut(scrub(_t(locale, "confirm_title", tag=tag)),
-                                    LIMITS["title"]), colour=COLOURS["warn"],
-                          description="\n".join(notes))
+                                    LIMITS["title"]), colour=COLOURS["warn"])
     breaking = breaking_notes(changelog)
     if breaking:
         embed.add_field(name=_t(locale, "confirm_breaking"), inline=False,

@@ -41,7 +41,7 @@ def _lookup(locale: str, key: str) -> str | None:
 def text(key: str, locale: str = SOURCE, **values: Any) -> str:
     """The message `key` (under "messages") in `locale`, else in en_US, filled with values.
     A key with no string at all comes back as it is, never formatted (it may hold braces)."""
-    template = _lookup(locale, f"messages.{key}") or _lookup(SOURCE, f"messages.{key}")
+    template = label(key, locale)
     return key if template is None else template.format(**values)
 
 

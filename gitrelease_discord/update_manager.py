@@ -183,9 +183,9 @@ class UpdateManager(commands.Cog):
 
     async def cog_unload(self) -> None:
         self._stop.set()
+        self._wake_schedules.set()
         # The unload may run inside one of these tasks (the restart watcher closes the bot):
         # awaiting itself would never end.
-        self._wake_schedules.set()
         tasks = [task for task in self._tasks if task is not asyncio.current_task()]
         if self._watcher in tasks:  # it only watches for requests: nothing to finish
             self._watcher.cancel()
@@ -449,8 +449,7 @@ class UpdateManager(commands.Cog):
         notes = reasons or ([text("install_confirm_breaking", locale)]
                             if info.breaking_changes else [])
         notes += [text("install_confirm_forced", locale)] if forced else []
-        embed = cards.confirm_card(plan.target_tag, info.changelog, notes, plan.warnings,
-                                   locale)
+        embed = cards.confirm_card(plan.target_tag, info.changelog, plan.warnings, locale)
         return await self._ask(interaction, embed, notes, "install")
 
     async def _ask(self, interaction: discord.Interaction, embed: discord.Embed,
