@@ -29,7 +29,9 @@ class OperationLock:
     """Non-blocking: a second operation is refused at once, never queued behind the first."""
 
     def __init__(self, data_dir: Path, operation: str, actor: str) -> None:
-        self._lock = filelock.FileLock(data_dir / LOCK_NAME, mode=0o600)
+        # Not thread-local: the manager acquires in a worker thread and releases in the event
+        # loop's; a thread-local lock would ignore that release and stay held until collected.
+        self._lock = filelock.FileLock(data_dir / LOCK_NAME, mode=0o600, thread_local=False)
         self._holder = data_dir / HOLDER_NAME
         self.operation = operation
         self.actor = actor

@@ -296,6 +296,21 @@ async def test_two_installs_at_once_in_one_process(world: World) -> None:
     assert world.head() == world.tag_commit("v1.10.0")
 
 
+async def test_the_lock_is_free_once_released_from_another_thread(world: World) -> None:
+    from gitrelease.lock import OperationLock
+
+    # The manager takes the lock in a worker thread and releases it in the event loop's.
+    data = world.deploy / "data"
+    first = OperationLock(data, "install", "someone")
+    await asyncio.to_thread(first.acquire)
+    with pytest.raises(UpdateInProgress):
+        await asyncio.to_thread(OperationLock(data, "backup", "other").acquire)
+    first.release()  # `first` stays referenced: freeing must not wait for garbage collection
+    second = OperationLock(data, "backup", "other").acquire()
+    second.release()
+    assert not (data / "gitrelease.lock.json").exists()
+
+
 async def test_install_refused_while_another_process_holds_the_lock(world: World) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
