@@ -589,10 +589,12 @@ async def test_acknowledged_fast_while_a_large_backup_runs(
 
     # The archive is written for real (64 MB of random bytes); the writing thread then waits
     # at a gate before the backup can finish, so every command below is answered while the
-    # backup still holds the deployment, however fast the machine compresses.
-    gate, real_write = threading.Event(), BackupService._write
+    # backup still holds the deployment, however fast the machine compresses. The commands
+    # start once the backup is writing: its acknowledgement comes before it takes the lock.
+    started, gate, real_write = threading.Event(), threading.Event(), BackupService._write
 
     def gated_write(self: BackupService, *args: Any, **kwargs: Any) -> Any:
+        started.set()
         written = real_write(self, *args, **kwargs)
         gate.wait(timeout=60)
         return written
@@ -602,6 +604,7 @@ async def test_acknowledged_fast_while_a_large_backup_runs(
     backup = await slash(h.bot, "backup_create", {"backup_type": "full"},
                          user_id=h.fake.owner_id, guild_id=h.fake.guild_id, wait=False)
     await backup.acked()
+    assert await asyncio.to_thread(started.wait, 60), "the backup never started writing"
     every_command = [  # each of the nine, with values that leave the deployment as it is
         ("update_check", {}), ("update_status", {"show_metrics": False}),
         ("update_install", {"update_type": "config"}),
@@ -625,7 +628,7 @@ async def test_acknowledged_fast_while_a_large_backup_runs(
     await backup.wait(timeout=120)
     for result in results.values():
         await result.wait(timeout=120)
-    assert title(backup) == "Backup completed"
+    assert title(backup) == "Backup completed", body(backup)
     assert max(times.values()) < 0.5, times
     assert title(results["update_check"]) == "Update check"
     assert "an integer in 1..10000" in body(results["update_settings"])
