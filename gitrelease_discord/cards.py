@@ -45,11 +45,11 @@ def _flag(value: bool | None, locale: str) -> str:
     return _t(locale, "not_checked" if value is None else ("yes" if value else "no"))
 
 
-def _embed(title: str, lines: list[str], colour: str) -> discord.Embed:
+def _embed(title: str, lines: list[str], colour: str, locale: str) -> discord.Embed:
     body = "\n".join(line for line in lines if line is not None)
     return fit(discord.Embed(title=cut(scrub(title), LIMITS["title"]),
                              description=cut(scrub(body), LIMITS["description"]),
-                             colour=COLOURS[colour]))
+                             colour=COLOURS[colour]), locale)
 
 
 def _words(seconds: float | None, locale: str) -> str:
@@ -136,7 +136,7 @@ def check_card(report: CheckReport, title: str, locale: str, *,
         lines.append(_t(locale, "warning_line", text=f"{source}: {error.message}"))
     lines += [_t(locale, "warning_line", text=w) for w in report.warnings[:10]]
     colour = "warn" if report.errors or data["total_updates"] else "ok"
-    return _embed(title, lines, colour)
+    return _embed(title, lines, colour, locale)
 
 
 # -- install and rollback ----------------------------------------------------------------------
@@ -168,7 +168,7 @@ def session_card(session: UpdateSession, title: str, locale: str) -> discord.Emb
     elif s.get("restart_needed") and status == "completed":
         lines.append(_t(locale, "session_restart_needed"))
     lines.append(_t(locale, "session_more"))
-    return _embed(title, lines, "ok" if ok else "error")
+    return _embed(title, lines, "ok" if ok else "error", locale)
 
 
 # -- backups -----------------------------------------------------------------------------------
@@ -196,7 +196,7 @@ def backup_card(backup: Backup, title: str, locale: str) -> discord.Embed:
         lines.append(_t(locale, "backup_description", description=backup.description))
     lines.append(_state(backup, locale))
     ok = backup.status.value == "completed"
-    return _embed(title, lines, "ok" if ok else "error")
+    return _embed(title, lines, "ok" if ok else "error", locale)
 
 
 def backups_page(backups: list[Backup], first: int, count: int, title: str,
@@ -215,7 +215,7 @@ def backups_page(backups: list[Backup], first: int, count: int, title: str,
         ]
     stored = sum(b.compressed_size or 0 for b in backups)
     lines.append(_t(locale, "list_total", count=len(backups), stored=size(stored)))
-    return _embed(title, lines, "info")
+    return _embed(title, lines, "info", locale)
 
 
 def restore_card(result: RestoreResult, title: str, locale: str) -> discord.Embed:
@@ -230,7 +230,7 @@ def restore_card(result: RestoreResult, title: str, locale: str) -> discord.Embe
     ]
     if result.safety_backup is not None:
         lines.append(_t(locale, "restore_safety", id=result.safety_backup.id))
-    return _embed(title, lines, "ok")
+    return _embed(title, lines, "ok", locale)
 
 
 # -- schedule and status -----------------------------------------------------------------------
@@ -248,7 +248,7 @@ def schedule_card(schedule: UpdateSchedule, title: str, locale: str) -> discord.
            if schedule.next_run else "-"),
         _t(locale, "schedule_keep", count=schedule.max_backups_to_keep),
     ]
-    return _embed(title, lines, "ok")
+    return _embed(title, lines, "ok", locale)
 
 
 def status_card(info: SystemInfo, title: str, locale: str) -> discord.Embed:
@@ -296,7 +296,7 @@ def status_card(info: SystemInfo, title: str, locale: str) -> discord.Embed:
                             status=session.status.value, kind=session.update_type.value,
                             current=session.current_version, target=session.target_version))
     lines += [_t(locale, "warning_line", text=w) for w in info.warnings[:10]]
-    return _embed(title, lines, "info")
+    return _embed(title, lines, "info", locale)
 
 
 # -- confirmation ------------------------------------------------------------------------------
@@ -336,4 +336,4 @@ def confirm_card(tag: str, changelog: str | None, warnings: list[str],
     if len(shown) > 5:
         embed.add_field(name=_t(locale, "confirm_warning"), inline=False,
                         value=_t(locale, "and_more", count=len(shown) - 5))
-    return fit(embed)
+    return fit(embed, locale)

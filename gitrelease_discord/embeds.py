@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import discord
 
 from gitrelease.repo import redact
+from gitrelease_discord.i18n import SOURCE, text
 
 __all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_secrets", "scrub"]
 
@@ -38,8 +39,9 @@ def cut(value: str, limit: int, more: str = "…") -> str:
     return value if len(value) <= limit else value[: limit - len(more)] + more
 
 
-def fit(embed: discord.Embed) -> discord.Embed:
-    """Cut an embed to Discord's limits: each part, at most 25 fields, 6000 in all."""
+def fit(embed: discord.Embed, locale: str = SOURCE) -> discord.Embed:
+    """Cut an embed to Discord's limits: each part, at most 25 fields, 6000 in all; what is
+    left out is counted in a last field, in `locale`."""
     if embed.title:
         embed.title = cut(embed.title, LIMITS["title"])
     if embed.description:
@@ -54,7 +56,7 @@ def fit(embed: discord.Embed) -> discord.Embed:
         embed.remove_field(len(embed.fields) - 1)
         dropped += 1
     if dropped:
-        embed.add_field(name="…", value=f"{dropped} more not shown", inline=False)
+        embed.add_field(name="…", value=text("and_more", locale, count=dropped), inline=False)
     if len(embed) > LIMITS["total"] and embed.description:
         embed.description = cut(embed.description, max(1, len(embed.description)
                                                          - (len(embed) - LIMITS["total"])))

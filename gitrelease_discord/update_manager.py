@@ -461,7 +461,7 @@ class UpdateManager(commands.Cog):
         embed.description = cut(scrub("\n".join([*notes, prompt])),
                                 LIMITS["description"])
         view = ConfirmView(interaction.user.id, locale, timeout=self.confirm_timeout)
-        await interaction.edit_original_response(embed=fit(embed), view=view)
+        await interaction.edit_original_response(embed=fit(embed, locale), view=view)
         timed_out = await view.wait()
         if timed_out or not view.confirmed:
             key = f"{action}_expired" if view.confirmed is None else f"{action}_cancelled"
@@ -677,7 +677,7 @@ class UpdateManager(commands.Cog):
         await interaction.edit_original_response(embed=fit(discord.Embed(
             title=text("settings_title", locale, name=setting_name), colour=COLOURS["ok"],
             description=scrub(text(key, locale, name=setting_name, old=data.get("previous"),
-                                    new=data.get("new"))))))
+                                    new=data.get("new")))), locale))
 
     # -- autocomplete ------------------------------------------------------------------------
 
@@ -745,7 +745,7 @@ class UpdateManager(commands.Cog):
             message = text("unexpected", locale, command=command, error_id=error_id)
         embed = fit(discord.Embed(title=text("error_title", locale, command=command),
                                   description=cut(scrub(message), LIMITS["description"]),
-                                  colour=COLOURS["error"]))
+                                  colour=COLOURS["error"]), locale)
         try:
             if interaction.response.is_done():
                 # Deferred: the "thinking" reply becomes a short line, and the reason goes

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import discord
+import pytest
+
+from gitrelease_discord import i18n
 from gitrelease_discord.cards import progress_text, step_label
+from gitrelease_discord.embeds import fit
 from gitrelease_discord.i18n import text
 
 
@@ -18,3 +23,23 @@ def test_known_steps_have_their_labels_and_unknown_keys_come_back_unformatted() 
     assert step_label("backup", "en_US") != "backup"
     assert step_label("backup", "xx_XX") == step_label("backup", "en_US")
     assert text("no_such_message {x}", "en_US", y=1) == "no_such_message {x}"
+
+
+def test_fields_past_discords_limit_are_counted_in_the_readers_language(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    english = i18n._strings
+    french = {"messages": {"and_more": "… et {count} de plus"}}
+    monkeypatch.setattr(i18n, "_strings",
+                        lambda locale: french if locale == "fr" else english(locale))
+
+    def many() -> discord.Embed:
+        embed = discord.Embed(title="t")
+        for number in range(40):
+            embed.add_field(name=f"n{number}", value="v")
+        return embed
+
+    shown = fit(many(), "fr")
+    assert len(shown.fields) == 25
+    assert shown.fields[-1].value == "… et 16 de plus"
+    assert [f.name for f in shown.fields[:24]] == [f"n{n}" for n in range(24)]
+    assert fit(many()).fields[-1].value == "… and 16 more"
