@@ -526,10 +526,15 @@ class ReleaseManager:
         from gitrelease.sources import Layout
         from gitrelease.upkeep import UpkeepWatch
 
+        try:
+            backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
+        except GitReleaseError:
+            # A bad backup_path: nothing can be put in order until it is mended. Reads go on;
+            # every operation refuses, naming the setting (its own reconcile raises it).
+            return
         if not always:
             if self._upkeep is None:
                 self._upkeep = UpkeepWatch()
-            backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
             if await self._upkeep.pending(store, backup_dir) is None:
                 return
         lock = OperationLock(self.data_dir, "reconcile", "system")
@@ -678,11 +683,13 @@ class ReleaseManager:
 
         from gitrelease.sources import Layout
 
+        layout_problems: list[str] = []
         try:
             backup_dir: Path | None = Layout.of(self.root, self.data_dir,
                                                 self.settings).backup_dir
-        except GitReleaseError:  # a bad backup_path: status still answers, and says so
+        except GitReleaseError as exc:  # a bad backup_path: status still answers, and says so
             backup_dir = None
+            layout_problems.append(exc.message)
         # git, the host's facts and the index each wait on something of their own: together.
         snap, host, (stats, summary, last, recent) = await asyncio.gather(
             self._in_thread(self._snapshot),
@@ -698,7 +705,7 @@ class ReleaseManager:
         stats = {"time_range": time_range, **stats,
                  "last_check": await self._in_thread(self._last_check)}
         version_file, agrees, warnings = await self._in_thread(self._version_file, snap)
-        warnings += host.warnings + self._inert_settings()
+        warnings += layout_problems + host.warnings + self._inert_settings()
         return SystemInfo(
             version=snap.current.text, python_version=host.python,
             bot_version=version_file, last_update=last.completed_at if last else None,

@@ -566,6 +566,22 @@ async def test_status_describe_form_and_version_file_mismatch(world: World) -> N
     assert info.disk_usage == {} and info.memory_usage == {}
 
 
+async def test_status_answers_with_a_bad_backup_path_and_names_it(world: World) -> None:
+    async with await open_manager(world) as manager:
+        await manager.create_backup("config", {})
+    (world.deploy / "data" / "backups" / "stray.tar.gz").write_bytes(b"x")  # work for upkeep
+    settings = world.deploy / "data" / "settings.toml"
+    settings.write_text('backup_path = "."\n')
+    before = sorted(p.name for p in (world.deploy / "data").rglob("*"))
+    async with await open_manager(world) as manager:
+        info = await manager.get_update_status(show_metrics=True)
+    assert info.version == "1.0.0"
+    assert any("backup_path" in w and "directory of its own" in w for w in info.warnings), \
+        info.warnings
+    assert info.disk_usage["backups_bytes"] > 0  # what the index knows of the archives
+    assert sorted(p.name for p in (world.deploy / "data").rglob("*")) == before
+
+
 async def test_status_rejects_unknown_range(world: World) -> None:
     async with await open_manager(world) as manager:
         with pytest.raises(InvalidInput) as caught:
