@@ -9,7 +9,6 @@ command, since start-up time is part of the product.
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import os
 import sys
@@ -263,6 +262,8 @@ def _root(args: argparse.Namespace) -> Path | None:
 
 
 def _actor() -> str:
+    import getpass
+
     try:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):

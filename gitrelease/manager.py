@@ -30,6 +30,7 @@ from gitrelease.errors import (
 from gitrelease.models import (
     Progress,
     SystemInfo,
+    UpdateInfo,
     UpdateSession,
     UpdateStatus,
     UpdateType,
@@ -237,43 +238,66 @@ class ReleaseManager:
 
     def _check_bot(self, report: CheckReport, include_security: bool, kind: UpdateType) -> None:
         moved: tuple[str, ...] = ()
+        wanted = kind in (UpdateType.ALL, UpdateType.BOT)
         with suppress(GitReleaseError):  # asked once here, before anything runs beside
             self.repo.remote_names()
-        # The tags are listed (and the remote's URL read) while the fetch waits on the
-        # remote; the listing stands if git reports no ref update, else (or if the fetch
-        # failed) the tags are listed again.
+        # The tags are listed (and the remote's URL read) while the remote is asked for its
+        # tags, and the bot's update is worked out from that listing; both stand if nothing
+        # needed fetching, else (or if the fetch failed) they are done again.
         early = Beside(self._snapshot)
         url = Beside(self._remote_url)
-        fresh = False
+        ahead = Beside(lambda: self._bot_update(early.result(), include_security, url)) \
+            if wanted else None
         try:
-            fetched = self._fetch()
-            moved, fresh = fetched.moved_tags, not fetched.reported
-        except GitReleaseError as exc:
-            if kind in (UpdateType.ALL, UpdateType.BOT):
-                report.errors["bot"] = SourceError.from_exception(exc)
-            report.warnings.append(f"showing the releases already known locally "
-                                   f"({exc.message})")
-        snap = early.result() if early.succeeds() and fresh else self._snapshot()
-        report.current_version = snap.current.text
-        report.ignored_tags = snap.ignored
-        if moved:
-            from gitrelease.install import moved_warning
+            fresh = False
+            try:
+                fetched = self._fetch_unless_current(early)
+                moved, fresh = fetched.moved_tags, not fetched.reported
+            except GitReleaseError as exc:
+                if wanted:
+                    report.errors["bot"] = SourceError.from_exception(exc)
+                report.warnings.append(f"showing the releases already known locally "
+                                       f"({exc.message})")
+            early_stands = early.succeeds() and fresh
+            snap = early.result() if early_stands else self._snapshot()
+            report.current_version = snap.current.text
+            report.ignored_tags = snap.ignored
+            if moved:
+                from gitrelease.install import moved_warning
 
-            report.warnings += [moved_warning(tag) for tag in moved]
-        report.warnings += self._inert_settings() + snap.bad_warnings()
+                report.warnings += [moved_warning(tag) for tag in moved]
+            report.warnings += self._inert_settings() + snap.bad_warnings()
+            if wanted:
+                worked_out = ahead is not None and ahead.succeeds() and early_stands
+                bot, local = ahead.result() if worked_out and ahead is not None else \
+                    self._bot_update(snap, include_security, url)
+                report.bot = bot
+                report.warnings += local
+                if bot is not None and self.settings.require_signed_tags and \
+                        bot.signature != "valid":
+                    report.warnings.append(
+                        f"{bot.tag} would be refused: require_signed_tags is on and its "
+                        f"signature is {bot.signature} ({bot.signature_detail})")
+        finally:  # no thread outlives the check
+            for thread in (early, url, ahead):
+                if thread is not None:
+                    thread.succeeds()
+
+    def _bot_update(
+        self, snap: ReleaseSnapshot, include_security: bool, url: Beside[str | None]
+    ) -> tuple[UpdateInfo | None, list[str]]:
+        """The newest release `snap` offers, and what installing it would leave behind."""
         offered = snap.offered()
-        if offered and kind in (UpdateType.ALL, UpdateType.BOT):
-            local = Beside(lambda: releases.local_commit_warnings(self.repo, snap, offered[-1]))
-            report.bot = releases.update_info(
-                self.repo, snap, offered[-1], include_security=include_security,
-                download_url=url.result(),
-            )
-            report.warnings += local.result()
-            if self.settings.require_signed_tags and report.bot.signature != "valid":
-                report.warnings.append(
-                    f"{report.bot.tag} would be refused: require_signed_tags is on and its "
-                    f"signature is {report.bot.signature} ({report.bot.signature_detail})")
-        url.succeeds()  # no thread outlives the check
+        if not offered:
+            return None, []
+        local = Beside(lambda: releases.local_commit_warnings(self.repo, snap, offered[-1]))
+        try:
+            info = releases.update_info(self.repo, snap, offered[-1],
+                                        include_security=include_security,
+                                        download_url=url.result())
+        finally:
+            local.succeeds()
+        return info, local.result()
 
     # -- install ---------------------------------------------------------------------------
 
@@ -837,6 +861,17 @@ class ReleaseManager:
 
     def _fetch(self) -> FetchResult:
         return self.repo.fetch_tags(self.settings.remote, self.settings.fetch_timeout)
+
+    def _fetch_unless_current(self, local: Beside[ReleaseSnapshot]) -> FetchResult:
+        """`_fetch`, unless every tag the remote has is already here, naming the same object.
+        With many tags, a fetch that brings nothing costs twice what listing them does
+        (`ls-remote`: one round trip, no negotiation, no connectivity walk)."""
+        remote = self.repo.remote_tags(self.settings.remote, self.settings.fetch_timeout)
+        if remote is not None and local.succeeds():
+            known = local.result().tags
+            if all(known.get(name) == oid for name, oid in remote.items()):
+                return FetchResult((), reported=False)
+        return self._fetch()
 
     @staticmethod
     async def _in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -75,6 +75,7 @@ class ReleaseSnapshot:
     current: CurrentVersion
     channel: Channel
     bad: dict[str, str] = field(default_factory=dict)  # commit -> why it was marked bad
+    tags: dict[str, str] = field(default_factory=dict)  # every local tag -> the object it names
 
     def newer(self) -> list[Release]:
         """Releases newer than the current version on the configured channel, oldest first."""
@@ -102,7 +103,8 @@ def snapshot(
     repo: GitRepo, pattern: TagPattern, channel: Channel, bad: dict[str, str] | None = None
 ) -> ReleaseSnapshot:
     """One `for-each-ref`, one `describe`: the releases and where HEAD stands among them."""
-    releases, ignored = select_releases(repo.list_tags(), pattern, Channel.PRE)
+    refs = repo.list_tags()
+    releases, ignored = select_releases(refs, pattern, Channel.PRE)
     head = repo.head_commit()
     current = CurrentVersion(head, None, 0)
     at_head = [r for r in releases if r.commit == head]
@@ -115,7 +117,8 @@ def snapshot(
             by_name = {r.tag: r for r in releases}
             if name in by_name:
                 current = CurrentVersion(head, by_name[name], int(distance))
-    return ReleaseSnapshot(releases, ignored, current, channel, bad or {})
+    return ReleaseSnapshot(releases, ignored, current, channel, bad or {},
+                           {ref.name: ref.object for ref in refs})
 
 
 def read_pyproject(repo: GitRepo, commit: str) -> dict[str, Any]:

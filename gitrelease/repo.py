@@ -420,6 +420,24 @@ class GitRepo:
         status, out = self.run_bytes("remote", "get-url", "--", remote)
         return redact(out.decode().strip()) if status == 0 else None
 
+    def remote_tags(self, remote: str, timeout: float) -> dict[str, str] | None:
+        """The remote's tags (name -> the object each names), in one round trip and no
+        negotiation; None when the remote refused (a fetch then says why, in its words).
+        A remote that does not answer in time is not asked twice: FetchFailed."""
+        self._check_remote(remote)
+        status, out, err = self._execute(["ls-remote", "--tags", "--refs", "--", remote],
+                                         timeout)
+        if status == -1:
+            raise FetchFailed(f"fetching from {remote!r} {err.decode()}", remote=remote)
+        if status != 0:
+            return None
+        tags = {}
+        for line in out.decode("utf-8", errors="replace").splitlines():
+            oid, _, ref = line.partition("\t")
+            if ref.startswith("refs/tags/"):
+                tags[ref.removeprefix("refs/tags/")] = oid
+        return tags
+
     # -- changing --------------------------------------------------------------------------
 
     def fetch_tags(self, remote: str, timeout: float) -> FetchResult:

@@ -11,7 +11,6 @@ description, allowed values, bounds) are the one place a setting is defined.
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 import types
@@ -348,6 +347,8 @@ def _merge(
     for key, value in table.items():
         spec = specs.get(key)
         if spec is None:
+            import difflib  # only for a mistyped key: not on every command's start-up path
+
             close = difflib.get_close_matches(key, specs, n=1)
             suggestion = f"; did you mean {close[0]!r}?" if close else ""
             raise InvalidSetting(file, key, f"is not a setting{suggestion}")

@@ -138,6 +138,46 @@ async def test_check_sees_new_release_pushed_after_clone(world: World) -> None:
     assert report.bot is not None and report.bot.version == "1.11.0"
 
 
+def _counting_upload_pack(world: World, *, delay: int = 0) -> Path:
+    """Make the deployment's remote log each time it is asked (and answer after `delay`)."""
+    log = world.base / "upload-pack.log"
+    wrapper = world.base / "counting-upload-pack"
+    wrapper.write_text(f"#!/bin/sh\necho asked >> '{log}'\nsleep {delay}\n"
+                       'exec git-upload-pack "$@"\n')
+    wrapper.chmod(0o755)
+    git(world.deploy, "config", "remote.origin.uploadpack", str(wrapper))
+    return log
+
+
+async def test_check_asks_the_remote_once_and_fetches_only_what_is_new(world: World) -> None:
+    git(world.deploy, "fetch", "--quiet", "--tags", "origin")
+    log = _counting_upload_pack(world)
+    refs = git(world.deploy, "for-each-ref", "refs/tags")
+    async with await open_manager(world) as manager:
+        report = await manager.check_for_updates("bot")
+    assert report.bot is not None and report.bot.version == "1.10.0" and not report.errors
+    assert log.read_text().count("asked") == 1  # its tags listed; all known: no fetch
+    assert git(world.deploy, "for-each-ref", "refs/tags") == refs
+    world.release_version("1.11.0", "Eleventh")
+    log.unlink()
+    async with await open_manager(world) as manager:
+        report = await manager.check_for_updates("bot")
+    assert report.bot is not None and report.bot.version == "1.11.0"
+    assert log.read_text().count("asked") == 2  # listed, then fetched
+    assert "v1.11.0" in git(world.deploy, "tag", "--list")
+
+
+async def test_check_waits_on_a_silent_remote_once(world: World) -> None:
+    log = _counting_upload_pack(world, delay=20)
+    (world.deploy / "data" / "settings.toml").write_text("fetch_timeout = 1\n")
+    async with await open_manager(world) as manager:
+        report = await manager.check_for_updates("bot")
+    assert report.errors["bot"].code == "fetch_failed"
+    assert "timed out after 1 s" in report.errors["bot"].message
+    assert report.bot is not None and report.bot.version == "1.10.0"  # the local tags
+    assert log.read_text().count("asked") == 1
+
+
 async def test_check_rejects_unknown_type(world: World) -> None:
     before = world.state()
     async with await open_manager(world) as manager:
