@@ -169,6 +169,11 @@ class ConfirmationRequired(GitReleaseError):
     exit_code = 15
     default_hint = "review it with `gitrelease check --details`, then install with --force"
 
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Each reason on its own (the message joins them), as `accept` takes them."""
+        return tuple(self.details.get("reasons") or (self.message,))
+
 
 class TargetChanged(GitReleaseError):
     """What was confirmed is no longer what the command would do; nothing was done."""

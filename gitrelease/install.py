@@ -96,11 +96,19 @@ class InstallOptions:
     backup_name: str | None = None
     dry_run: bool = False
     initiated_by: str = "system"
+    # Reasons to ask (ConfirmationRequired.reasons) that a person was shown and accepted:
+    # the install goes past exactly these, and still stops at any other. `force` passes all.
+    accept: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("backup_before", "restart_required", "force", "dry_run"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")
+        if not isinstance(self.accept, tuple | list) or len(self.accept) > 20 or not all(
+                isinstance(r, str) and 0 < len(r) <= 1000 for r in self.accept):
+            raise InvalidInput("accept", self.accept,
+                               "a list of at most 20 reasons, as a refusal gave them")
+        object.__setattr__(self, "accept", tuple(self.accept))
         if self.to_version is not None:
             allowed = "a release version such as 2.1.0, or a release tag name such as v2.1.0"
             if not isinstance(self.to_version, str):
@@ -498,9 +506,11 @@ class Installer:
         if (info.size or 0) > self.m.settings.max_update_size_mb * _MIB:
             reasons.append(f"it changes {(info.size or 0) // _MIB} MiB, more than "
                            f"max_update_size_mb ({self.m.settings.max_update_size_mb})")
-        if reasons and not opts.force:
-            raise ConfirmationRequired("; ".join(reasons))
-        warnings += [f"installed with --force although {r}" for r in reasons]
+        unaccepted = [r for r in reasons if r not in opts.accept]
+        if unaccepted and not opts.force:
+            raise ConfirmationRequired("; ".join(unaccepted), reasons=tuple(unaccepted))
+        warnings += [f"installed once confirmed although {r}" if r in opts.accept
+                     else f"installed with --force although {r}" for r in reasons]
         return Resolution(target, snap, info, warnings)
 
     def wanted_version(self, name: str) -> Version:

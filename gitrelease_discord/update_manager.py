@@ -395,7 +395,7 @@ class UpdateManager(commands.Cog):
                         update_type, {**options, "force": False, "dry_run": True})
                     reasons: list[str] = []
                 except ConfirmationRequired as exc:
-                    reasons = [exc.message]
+                    reasons = list(exc.reasons)
                     plan = await manager.install_updates(
                         update_type, {**options, "force": True, "dry_run": True})
                 info = getattr(plan, "update", None)
@@ -407,10 +407,10 @@ class UpdateManager(commands.Cog):
                     if not await self._confirmed(interaction, plan, force_update, reasons):
                         return
                     # Exactly the release that was shown, even if a newer one came meanwhile,
-                    # and forced past only the reasons that were shown.
-                    options["to_version"] = plan.target_version
-                    await self._still_as_shown(manager, update_type, options, reasons)
-                    options["force"] = True
+                    # and past only the reasons that were shown: the engine stops, under its
+                    # lock, at any other (local commits made while the buttons were up).
+                    options.update(to_version=plan.target_version, force=False,
+                                   accept=reasons)
             self._notify_soon("update_start_notifications", text(
                 "notify_start", kind=update_type, user=interaction.user.id))
             progress = _Progress(self, interaction, text("install_title", locale,
@@ -418,28 +418,17 @@ class UpdateManager(commands.Cog):
             try:
                 session = await manager.install_updates(update_type, options,
                                                         progress=progress)
+            except ConfirmationRequired as exc:
+                if "accept" not in options:
+                    raise
+                raise TargetChanged("since the release was shown, " + "; ".join(exc.reasons)
+                                    + ": nothing was installed") from None
             finally:
                 await progress.close()
         self._notify_soon("update_completion_notifications", text(
             "notify_done", status=session.status.value, version=session.target_version))
         await interaction.edit_original_response(view=None, embed=cards.session_card(
             session, text("install_done_title", locale, status=session.status.value), locale))
-
-    @staticmethod
-    async def _still_as_shown(manager: ReleaseManager, update_type: str,
-                              options: dict[str, Any], shown: list[str]) -> None:
-        """Refuse if, while the buttons were up, a new reason to ask came up (local commits,
-        a changed size): forcing would override something nobody saw."""
-        try:
-            await manager.install_updates(update_type, {**options, "force": False,
-                                                        "dry_run": True})
-            return
-        except ConfirmationRequired as exc:
-            now = set(exc.message.split("; "))
-        seen = {part for reason in shown for part in reason.split("; ")}
-        if new := sorted(now - seen):
-            raise TargetChanged("since the release was shown, " + "; ".join(new)
-                                + ": nothing was installed")
 
     async def _confirmed(self, interaction: discord.Interaction, plan: Any, forced: bool,
                          reasons: list[str]) -> bool:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -831,7 +832,17 @@ async def test_confirm_refuses_when_a_new_reason_came_up_while_it_was_shown(
     await result.wait()
     said = refusal(result)
     assert "since the release was shown" in said and "nothing was installed" in said, said
-    assert h.world.state() == before
+    assert "commit(s)" in said and "breaking" not in said  # only the reason nobody saw
+    after = h.world.state()
+    assert {k: after[k] for k in ("head", "refs", "files")} == \
+        {k: before[k] for k in ("head", "refs", "files")}
+    # The engine refused under its lock: the attempt is on record, cancelled, as a refusal
+    # of the CLI's would be.
+    with sqlite3.connect(h.world.deploy / "data" / "update_manager.db") as db:
+        statuses = [row[0] for row in db.execute("SELECT status FROM update_sessions")]
+        audit = [row[0] for row in db.execute("SELECT outcome FROM audit_log")]
+    db.close()
+    assert statuses == ["cancelled"] and audit == ["refused"], (statuses, audit)
 
 
 @pytest.mark.parametrize("force_update", [True, False])

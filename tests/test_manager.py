@@ -430,6 +430,41 @@ async def test_breaking_release_needs_force(world: World) -> None:
     assert any("breaking" in w for w in session.warnings)
 
 
+async def test_an_install_goes_past_only_the_reasons_accepted(world: World) -> None:
+    world.release_version("2.0.0", "Two", "feat!: drop prefix commands")
+    git(world.deploy, "checkout", "--quiet", "--detach")
+    async with await open_manager(world) as manager:
+        with pytest.raises(ConfirmationRequired) as caught:
+            await manager.install_updates("bot", NO_BACKUP)
+        shown = caught.value.reasons
+        assert shown == ("v2.0.0 has breaking changes",)
+        # A commit made on the server since: a reason nobody accepted stops the install.
+        git(world.deploy, "commit", "--quiet", "--allow-empty", "-m", "hotfix on the server")
+        hotfix = world.head()
+        with pytest.raises(ConfirmationRequired) as again:
+            await manager.install_updates("bot", {"backup_before": False, "accept": shown})
+        assert len(again.value.reasons) == 1 and "commit(s)" in again.value.reasons[0]
+        assert world.head() == hotfix
+        session = await manager.install_updates(
+            "bot", {"backup_before": False, "accept": [*shown, *again.value.reasons]})
+    assert world.head() == world.tag_commit("v2.0.0")
+    assert not isinstance(session, InstallPlan)
+    assert "installed once confirmed although v2.0.0 has breaking changes" in session.warnings
+
+
+@pytest.mark.parametrize("accept", ["v2.0.0 has breaking changes", [1], [""], ["x"] * 21,
+                                    ["y" * 1001], {"a": 1}])
+async def test_bad_accepted_reasons_are_refused_before_anything_runs(
+        world: World, accept: object) -> None:
+    before = world.state()
+    async with await open_manager(world) as manager:
+        with pytest.raises(InvalidInput) as caught:
+            await manager.install_updates("bot", {"backup_before": False, "accept": accept})
+    assert caught.value.field == "accept"
+    assert world.state() == before
+    assert not (world.deploy / "data" / "update_manager.db").exists()
+
+
 async def test_dry_run_returns_the_plan_and_changes_nothing(world: World) -> None:
     before = world.state()
     async with await open_manager(world) as manager:
