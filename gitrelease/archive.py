@@ -379,15 +379,20 @@ def verify_archive(
     when that sum is missing, when the file differs (to name the damaged member), or `deep`,
     is every member decompressed and checked against the manifest.
     """
-    if checksum is not None and not deep:
-        if not path.is_file():
-            raise VerificationFailed(f"the archive {path.name} is missing")
-        try:
-            if sha256_file(path) == checksum:
-                return
-        except OSError as exc:
-            raise VerificationFailed(f"{path.name} cannot be read: {exc.strerror}") from None
+    if checksum is not None and not deep and checksum_matches(path, checksum):
+        return
     _verify_members(path, checksum, manifest)
+
+
+def checksum_matches(path: Path, checksum: str) -> bool:
+    """Whether the archive's sha256 is `checksum`: the quick check, one read of the file.
+    A missing or unreadable archive is a VerificationFailed, not a mismatch."""
+    if not path.is_file():
+        raise VerificationFailed(f"the archive {path.name} is missing")
+    try:
+        return sha256_file(path) == checksum
+    except OSError as exc:
+        raise VerificationFailed(f"{path.name} cannot be read: {exc.strerror}") from None
 
 
 def sha256_file(path: Path) -> str:

@@ -388,10 +388,14 @@ class BackupService:
         for with `deep`.
         """
         deep = deep or (backup.verified_at is None and bool(backup.metadata.get("adopted")))
+        path = Path(backup.file_path or "")
         try:
-            await asyncio.to_thread(
-                archive.verify_archive, Path(backup.file_path or ""), backup.checksum,
-                await self.store.backup_manifest(backup), deep=deep)
+            # The manifest (a row per file) is read only when the quick check cannot settle it.
+            if deep or backup.checksum is None or not await asyncio.to_thread(
+                    archive.checksum_matches, path, backup.checksum):
+                await asyncio.to_thread(
+                    archive.verify_archive, path, backup.checksum,
+                    await self.store.backup_manifest(backup), deep=True)
         except VerificationFailed as exc:
             backup.status = BackupStatus.CORRUPTED
             backup.problem = exc.message

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -895,7 +896,10 @@ def _shown(name: str, value: Any) -> Any:
     return "(set)" if name.endswith("_command") and value else value
 
 
+@cache
 def _own_version() -> str:
+    """The installed gitrelease's version, read once: the code running is the code that was
+    imported, whatever an upgrade has since put on disk (parsing the metadata costs ~1 ms)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
