@@ -253,7 +253,10 @@ class ReleaseManager:
             fresh = False
             try:
                 fetched = self._fetch_unless_current(early)
-                moved, fresh = fetched.moved_tags, not fetched.reported
+                # Only the remote's own list vouches for the early listing: a fetch that
+                # brings nothing may follow another process's that brought the new tags.
+                fresh = fetched is None
+                moved = fetched.moved_tags if fetched is not None else ()
             except GitReleaseError as exc:
                 if wanted:
                     report.errors["bot"] = SourceError.from_exception(exc)
@@ -863,15 +866,16 @@ class ReleaseManager:
     def _fetch(self) -> FetchResult:
         return self.repo.fetch_tags(self.settings.remote, self.settings.fetch_timeout)
 
-    def _fetch_unless_current(self, local: Beside[ReleaseSnapshot]) -> FetchResult:
-        """`_fetch`, unless every tag the remote has is already here, naming the same object.
-        With many tags, a fetch that brings nothing costs twice what listing them does
-        (`ls-remote`: one round trip, no negotiation, no connectivity walk)."""
+    def _fetch_unless_current(self, local: Beside[ReleaseSnapshot]) -> FetchResult | None:
+        """`_fetch`, unless every tag the remote has is in the `local` listing, naming the
+        same object: then None, and that listing is the remote's too. With many tags, a
+        fetch that brings nothing costs twice what listing them does (`ls-remote`: one round
+        trip, no negotiation, no connectivity walk)."""
         remote = self.repo.remote_tags(self.settings.remote, self.settings.fetch_timeout)
         if remote is not None and local.succeeds():
             known = local.result().tags
             if all(known.get(name) == oid for name, oid in remote.items()):
-                return FetchResult((), reported=False)
+                return None
         return self._fetch()
 
     @staticmethod

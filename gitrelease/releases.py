@@ -103,7 +103,7 @@ def snapshot(
     repo: GitRepo, pattern: TagPattern, channel: Channel, bad: dict[str, str] | None = None
 ) -> ReleaseSnapshot:
     """One `for-each-ref`, one `describe`: the releases and where HEAD stands among them."""
-    refs = repo.list_tags()
+    refs, objects = repo.tag_listing()
     releases, ignored = select_releases(refs, pattern, Channel.PRE)
     head = repo.head_commit()
     current = CurrentVersion(head, None, 0)
@@ -117,8 +117,7 @@ def snapshot(
             by_name = {r.tag: r for r in releases}
             if name in by_name:
                 current = CurrentVersion(head, by_name[name], int(distance))
-    return ReleaseSnapshot(releases, ignored, current, channel, bad or {},
-                           {ref.name: ref.object for ref in refs})
+    return ReleaseSnapshot(releases, ignored, current, channel, bad or {}, objects)
 
 
 def read_pyproject(repo: GitRepo, commit: str) -> dict[str, Any]:

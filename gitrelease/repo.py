@@ -245,6 +245,12 @@ class GitRepo:
 
     def list_tags(self) -> list[TagRef]:
         """Every tag with its peeled commit, date and message, in one `git for-each-ref`."""
+        return self.tag_listing()[0]
+
+    def tag_listing(self) -> tuple[list[TagRef], dict[str, str]]:
+        """`list_tags`, and every tag's name -> the object it names, including the tags
+        `list_tags` leaves out (of trees, of other tags, or unparseable): what the remote's
+        list is compared with."""
         fields = (
             "%(refname:strip=2)",
             "%(objecttype)",
@@ -262,11 +268,14 @@ class GitRepo:
         fmt = "%1f".join(fields) + "%1e"
         out = self.run("for-each-ref", f"--format={fmt}", "refs/tags")
         tags: list[TagRef] = []
+        objects: dict[str, str] = {}
         for record in out.split(_RS):
             record = record.lstrip("\n")
             if not record:
                 continue
             parts = record.split(_FS)
+            if len(parts) > 2:  # the name and the object come before any message
+                objects[parts[0]] = parts[2]
             if len(parts) != len(fields):
                 continue  # a message holding our separators: not a tag we can trust to parse
             (name, otype, oid, ptype, pid, tagger, cdate, pcdate, inner, subject, body,
@@ -290,7 +299,7 @@ class GitRepo:
                     signed=annotated and bool(signature.strip()),
                 )
             )
-        return tags
+        return tags, objects
 
     def verify_tag(self, tag: TagRef) -> TagSignature:
         """The tag's signature as `git verify-tag` judges it, and whether the name inside

@@ -167,6 +167,37 @@ async def test_check_asks_the_remote_once_and_fetches_only_what_is_new(world: Wo
     assert "v1.11.0" in git(world.deploy, "tag", "--list")
 
 
+async def test_tags_that_are_no_releases_do_not_make_every_check_fetch(world: World) -> None:
+    git(world.release, "tag", "tree-snapshot", "HEAD^{tree}")
+    git(world.release, "tag", "-a", "odd-message", "-m", "a \x1f and a \x1e inside")
+    git(world.release, "push", "--quiet", "origin", "tree-snapshot", "odd-message")
+    git(world.deploy, "fetch", "--quiet", "--tags", "origin")
+    log = _counting_upload_pack(world)
+    async with await open_manager(world) as manager:
+        report = await manager.check_for_updates("bot")
+    assert report.bot is not None and report.bot.version == "1.10.0" and not report.errors
+    assert log.read_text().count("asked") == 1
+
+
+async def test_check_is_not_fooled_by_a_fetch_another_process_made_meanwhile(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitrelease.repo import GitRepo
+
+    world.release_version("1.11.0", "Eleventh")
+    listed = GitRepo.remote_tags
+
+    def then_another_process_fetches(self: GitRepo, remote: str, timeout: float) -> object:
+        tags = listed(self, remote, timeout)
+        git(world.deploy, "fetch", "--quiet", "--tags", "origin")  # e.g. the scheduler's check
+        return tags
+
+    monkeypatch.setattr(GitRepo, "remote_tags", then_another_process_fetches)
+    async with await open_manager(world) as manager:
+        report = await manager.check_for_updates("bot")
+    # Our own fetch then brings nothing: the listing taken before it must not stand.
+    assert report.bot is not None and report.bot.version == "1.11.0"
+
+
 async def test_check_waits_on_a_silent_remote_once(world: World) -> None:
     log = _counting_upload_pack(world, delay=20)
     (world.deploy / "data" / "settings.toml").write_text("fetch_timeout = 1\n")
