@@ -556,11 +556,15 @@ class ReleaseManager:
 
         try:
             backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
-        except GitReleaseError:
-            # A bad backup_path: nothing can be put in order until it is mended. Reads go on;
-            # every operation refuses, naming the setting (its own reconcile raises it).
-            return
-        if not always:
+            bad_layout: GitReleaseError | None = None
+        except GitReleaseError as exc:
+            # A bad backup_path: the backups cannot be put in order until it is mended. Reads
+            # go on without; every operation refuses, naming the setting (its own reconcile
+            # raises it); a recovery still settles interrupted installs, then names it.
+            if not always:
+                return
+            backup_dir, bad_layout = None, exc
+        if not always and backup_dir is not None:
             if self._upkeep is None:
                 self._upkeep = UpkeepWatch()
             if await self._upkeep.pending(store, backup_dir) is None:
@@ -572,6 +576,8 @@ class ReleaseManager:
             return
         try:
             await Installer(self).finish_interrupted(store)
+            if bad_layout is not None:
+                raise bad_layout
             await self._backups(store).reconcile()
         finally:
             lock.release()

@@ -20,6 +20,7 @@ from gitrelease.errors import (
     GitCommandFailed,
     InsufficientDiskSpace,
     InvalidInput,
+    InvalidSetting,
     NoSuchVersion,
     PythonVersionMismatch,
     TagMoved,
@@ -628,6 +629,27 @@ async def test_interrupted_session_is_recorded_as_failed_at_next_start(world: Wo
     assert found is not None and found.status is UpdateStatus.FAILED
     assert "interrupted during 'checkout'" in (found.error_message or "")
 
+
+
+async def test_recovery_finishes_an_interrupted_install_then_names_a_bad_backup_path(
+        world: World) -> None:
+    from gitrelease.models import UpdateSession, UpdateType, utcnow
+
+    async with await open_manager(world) as manager:
+        store = await manager.index()
+        await store.create_session(UpdateSession(
+            "upd_crashed", UpdateType.BOT, UpdateStatus.INSTALLING, 50, utcnow(), None,
+            "1.10.0", "1.0.0", None, ["preflight", "fetch", "resolve"], 5, False, "test",
+            from_commit=world.head()))
+        await store.add_step("upd_crashed", "checkout", "started")
+    (world.deploy / "data" / "settings.toml").write_text('backup_path = "."\n')
+    async with await open_manager(world) as manager:
+        with pytest.raises(InvalidSetting) as caught:
+            await manager.recover()  # what the bot runs as it starts
+        assert caught.value.details["key"] == "backup_path"
+        found = await (await manager.index()).get_session("upd_crashed")
+    assert found is not None and found.status is UpdateStatus.FAILED
+    assert world.head() == world.tag_commit("v1.0.0")
 
 # -- status --------------------------------------------------------------------------------
 
