@@ -317,7 +317,6 @@ class Installer:
     def _packages(self, session: UpdateSession, upgrade: bool) -> None:
         """The requirements HEAD declares (the release, once checked out), through pip."""
         from gitrelease.packages import PackageError, install_requirements, read_requirements
-        from gitrelease.sources import Layout
 
         head = self.m.repo.head_commit()
         self._check_python_at(head, session.target_version)
@@ -331,7 +330,7 @@ class Installer:
                 f"{len(wanted.problems)} requirement line(s) cannot be installed by gitrelease: "
                 f"{'; '.join(wanted.problems[:3])}",
                 hint="use plain requirements (name and version specifiers) in the release")
-        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        layout = self.m.layout()
         install_requirements(self.m.python_executable(), wanted.requirements, upgrade=upgrade,
                              log=layout.logs_dir / f"{session.id}.log",
                              timeout=self.m.settings.pip_timeout)
@@ -347,9 +346,8 @@ class Installer:
     ) -> None:
         from gitrelease.commands import run_command
         from gitrelease.settings import command_argv
-        from gitrelease.sources import Layout
 
-        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        layout = self.m.layout()
         run_command(
             name, command_argv(command), cwd=self.m.root, timeout=timeout,
             log=layout.logs_dir / f"{session.id}.log",
@@ -393,12 +391,11 @@ class Installer:
     async def _restore_packages(self, store: IndexStore, session: UpdateSession) -> str:
         """Back to the `pip freeze` taken before the packages step."""
         from gitrelease.packages import restore_freeze
-        from gitrelease.sources import Layout
 
         notes = [s.detail for s in await store.steps(session.id) if s.step == "freeze"]
         if not notes:
             return "the packages could NOT be put back: no pip freeze was saved"
-        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        layout = self.m.layout()
         try:
             await self.m._in_thread(restore_freeze, self.m.python_executable(), notes[-1],
                                     log=layout.logs_dir / f"{session.id}.log",

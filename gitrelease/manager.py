@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from gitrelease.rollback import RollbackOptions
     from gitrelease.scheduler import RunReport
     from gitrelease.settings_edit import SettingChange
+    from gitrelease.sources import Layout
     from gitrelease.store import BackupSummary, IndexStore, JournalStep
     from gitrelease.upkeep import UpkeepWatch
 
@@ -350,12 +351,17 @@ class ReleaseManager:
         finally:
             lock.release()
 
-    def _backups(self, store: IndexStore) -> BackupService:
-        from gitrelease.backups import BackupService
+    def layout(self) -> Layout:
+        """Where the data, backups and logs are; a bad path names the file it was set in."""
         from gitrelease.sources import Layout
 
+        return Layout.of(self.root, self.data_dir, self.settings, self.loaded.sources)
+
+    def _backups(self, store: IndexStore) -> BackupService:
+        from gitrelease.backups import BackupService
+
         return BackupService(
-            Layout.of(self.root, self.data_dir, self.settings), self.settings, store,
+            self.layout(), self.settings, store,
             python=self.python_executable(),
             gitrelease_version=_own_version(), tracked_files=self.repo.tracked_files)
 
@@ -551,11 +557,10 @@ class ReleaseManager:
         `always`, a cheap look (`upkeep`) first says whether there is anything to do."""
         from gitrelease.install import Installer
         from gitrelease.lock import OperationLock
-        from gitrelease.sources import Layout
         from gitrelease.upkeep import UpkeepWatch
 
         try:
-            backup_dir = Layout.of(self.root, self.data_dir, self.settings).backup_dir
+            backup_dir = self.layout().backup_dir
             bad_layout: GitReleaseError | None = None
         except GitReleaseError as exc:
             # A bad backup_path: the backups cannot be put in order until it is mended. Reads
@@ -600,9 +605,8 @@ class ReleaseManager:
         raise BackupNotFound(f"no backup with id or name {backup_id!r}")
 
     def _has_archives(self) -> bool:
-        from gitrelease.sources import Layout
 
-        directory = Layout.of(self.root, self.data_dir, self.settings).backup_dir
+        directory = self.layout().backup_dir
         return directory.is_dir() and any(p.name.startswith("backup_")
                                           for p in directory.iterdir())
 
@@ -715,12 +719,10 @@ class ReleaseManager:
         since = utcnow() - TIME_RANGES[time_range]
         import asyncio
 
-        from gitrelease.sources import Layout
 
         layout_problems: list[str] = []
         try:
-            backup_dir: Path | None = Layout.of(self.root, self.data_dir,
-                                                self.settings).backup_dir
+            backup_dir: Path | None = self.layout().backup_dir
         except GitReleaseError as exc:  # a bad backup_path: status still answers, and says so
             backup_dir = None
             layout_problems.append(exc.message)

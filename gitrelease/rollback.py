@@ -313,9 +313,8 @@ class Rollback:
 
     def _packages(self, session: UpdateSession, frozen: str) -> None:
         from gitrelease.packages import restore_freeze
-        from gitrelease.sources import Layout
 
-        layout = Layout.of(self.m.root, self.m.data_dir, self.m.settings)
+        layout = self.m.layout()
         restore_freeze(self.m.python_executable(), frozen,
                        log=layout.logs_dir / f"{session.id}.log",
                        timeout=self.m.settings.pip_timeout)

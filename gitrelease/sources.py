@@ -8,7 +8,7 @@ under the deployment root. The index, backups, locks, temp files and SQLite's ow
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -44,13 +44,21 @@ class Layout:
     logs_dir: Path
 
     @classmethod
-    def of(cls, root: Path, data_dir: Path, settings: Settings) -> Layout:
-        backups = _place(root, data_dir, settings.backup_path, "backup_path")
-        logs = _place(root, data_dir, settings.update_logs_path, "update_logs_path")
+    def of(cls, root: Path, data_dir: Path, settings: Settings,
+           sources: Mapping[str, str] | None = None) -> Layout:
+        """Where backups and logs go; a bad path is an InvalidSetting naming the file it was
+        set in (`sources`: setting -> file, as `LoadedSettings` has them)."""
+        def where(key: str) -> str:
+            return (sources or {}).get(key, "settings")
+
+        backups = _place(root, data_dir, settings.backup_path, "backup_path",
+                         where("backup_path"))
+        logs = _place(root, data_dir, settings.update_logs_path, "update_logs_path",
+                      where("update_logs_path"))
         for key, path in (("backup_path", backups), ("update_logs_path", logs)):
             if path in (root, data_dir) or data_dir.is_relative_to(path) or \
                     root.is_relative_to(path):
-                raise InvalidSetting("settings", key, f"is {path}, which holds the deployment "
+                raise InvalidSetting(where(key), key, f"is {path}, which holds the deployment "
                                      "or its data dir; it needs a directory of its own")
         return cls(root, data_dir, backups, logs)
 
@@ -111,22 +119,23 @@ class Source:
     size: int
 
 
-def _place(root: Path, data_dir: Path, configured: str, key: str) -> Path:
+def _place(root: Path, data_dir: Path, configured: str, key: str, source: str) -> Path:
     """Backups and logs may live on another disk (an absolute path); a relative path that
     starts with "data/" is inside the data dir wherever GITRELEASE_DATA_DIR puts it."""
     relative = PurePosixPath(configured)
     if not relative.is_absolute() and relative.parts[:1] == ("data",) and \
             ".." not in relative.parts:
         return data_dir.joinpath(*relative.parts[1:])
-    return _under(root, configured, key, absolute_ok=True)
+    return _under(root, configured, key, absolute_ok=True, source=source)
 
 
-def _under(root: Path, configured: str, key: str, *, absolute_ok: bool = False) -> Path:
+def _under(root: Path, configured: str, key: str, *, absolute_ok: bool = False,
+           source: str = "settings") -> Path:
     relative = PurePosixPath(configured)
     if absolute_ok and relative.is_absolute() and ".." not in relative.parts:
         return Path(configured)
     if relative.is_absolute() or ".." in relative.parts:
-        raise InvalidSetting("settings", key, f"is {configured!r}; it must be a path inside "
+        raise InvalidSetting(source, key, f"is {configured!r}; it must be a path inside "
                              "the deployment root, without '..'")
     return root.joinpath(*relative.parts)
 

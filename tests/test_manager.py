@@ -647,6 +647,7 @@ async def test_recovery_finishes_an_interrupted_install_then_names_a_bad_backup_
         with pytest.raises(InvalidSetting) as caught:
             await manager.recover()  # what the bot runs as it starts
         assert caught.value.details["key"] == "backup_path"
+        assert str(world.deploy / "data" / "settings.toml") in caught.value.message
         found = await (await manager.index()).get_session("upd_crashed")
     assert found is not None and found.status is UpdateStatus.FAILED
     assert world.head() == world.tag_commit("v1.0.0")
@@ -704,8 +705,9 @@ async def test_status_answers_with_a_bad_backup_path_and_names_it(world: World) 
     async with await open_manager(world) as manager:
         info = await manager.get_update_status(show_metrics=True)
     assert info.version == "1.0.0"
-    assert any("backup_path" in w and "directory of its own" in w for w in info.warnings), \
-        info.warnings
+    # Named with the file it was set in, so the operator knows what to mend.
+    assert any(w.startswith(f"{settings}: setting 'backup_path'") and "directory of its own" in w
+               for w in info.warnings), info.warnings
     assert info.disk_usage["backups_bytes"] > 0  # what the index knows of the archives
     assert sorted(p.name for p in (world.deploy / "data").rglob("*")) == before
 
