@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from gitrelease.errors import InvalidSetting
@@ -42,6 +42,8 @@ class Layout:
     data_dir: Path
     backup_dir: Path
     logs_dir: Path
+    # setting -> the file it was set in: what an error about a configured path names
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, root: Path, data_dir: Path, settings: Settings,
@@ -60,7 +62,11 @@ class Layout:
                     root.is_relative_to(path):
                 raise InvalidSetting(where(key), key, f"is {path}, which holds the deployment "
                                      "or its data dir; it needs a directory of its own")
-        return cls(root, data_dir, backups, logs)
+        return cls(root, data_dir, backups, logs, dict(sources or {}))
+
+    def source(self, key: str) -> str:
+        """The file setting `key` came from, as errors name it."""
+        return self.sources.get(key, "settings")
 
     def member_name(self, path: Path) -> str:
         if path.is_relative_to(self.data_dir):
@@ -165,7 +171,7 @@ def _is_runtime(path: Path, layout: Layout) -> bool:
 def _configured(layout: Layout, paths: list[str], key: str) -> list[Path]:
     found = []
     for configured in paths:
-        path = _under(layout.root, configured, key)
+        path = _under(layout.root, configured, key, source=layout.source(key))
         if path.is_file():
             found.append(path)
     return found

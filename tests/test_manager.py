@@ -712,6 +712,22 @@ async def test_status_answers_with_a_bad_backup_path_and_names_it(world: World) 
     assert sorted(p.name for p in (world.deploy / "data").rglob("*")) == before
 
 
+async def test_a_configured_path_outside_the_root_names_the_file_it_was_set_in(
+        world: World) -> None:
+    settings = world.deploy / "data" / "settings.toml"
+    settings.write_text('config_paths = ["../elsewhere/.env"]\n')
+    before = world.state()
+    async with await open_manager(world) as manager:
+        with pytest.raises(InvalidSetting) as caught:
+            await manager.create_backup("config", {})
+    assert caught.value.message.startswith(f"{settings}: setting 'config_paths'")
+    assert "without '..'" in caught.value.message
+    after = world.state()
+    after["files"].pop("data/gitrelease.lock")  # type: ignore[attr-defined]  # the lock's own
+    assert {k: after[k] for k in ("head", "refs", "files")} == \
+        {k: before[k] for k in ("head", "refs", "files")}
+
+
 async def test_status_rejects_unknown_range(world: World) -> None:
     async with await open_manager(world) as manager:
         with pytest.raises(InvalidInput) as caught:
