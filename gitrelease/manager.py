@@ -273,9 +273,10 @@ class ReleaseManager:
                 report.warnings += [moved_warning(tag) for tag in moved]
             report.warnings += self._inert_settings() + snap.bad_warnings()
             if wanted:
-                worked_out = ahead is not None and ahead.succeeds() and early_stands
-                bot, local = ahead.result() if worked_out and ahead is not None else \
-                    self._bot_update(snap, include_security, url)
+                if ahead is not None and early_stands and ahead.succeeds():
+                    bot, local = ahead.result()
+                else:
+                    bot, local = self._bot_update(snap, include_security, url)
                 report.bot = bot
                 report.warnings += local
                 if bot is not None and self.settings.require_signed_tags and \
@@ -605,7 +606,6 @@ class ReleaseManager:
         raise BackupNotFound(f"no backup with id or name {backup_id!r}")
 
     def _has_archives(self) -> bool:
-
         directory = self.layout().backup_dir
         return directory.is_dir() and any(p.name.startswith("backup_")
                                           for p in directory.iterdir())
@@ -718,7 +718,6 @@ class ReleaseManager:
             raise InvalidInput("time_range", time_range, list(TIME_RANGES))
         since = utcnow() - TIME_RANGES[time_range]
         import asyncio
-
 
         layout_problems: list[str] = []
         try:
