@@ -50,23 +50,22 @@ class Layout:
            sources: Mapping[str, str] | None = None) -> Layout:
         """Where backups and logs go; a bad path is an InvalidSetting naming the file it was
         set in (`sources`: setting -> file, as `LoadedSettings` has them)."""
-        def where(key: str) -> str:
-            return (sources or {}).get(key, "settings")
-
+        known = dict(sources or {})
         backups = _place(root, data_dir, settings.backup_path, "backup_path",
-                         where("backup_path"))
+                         _source(known, "backup_path"))
         logs = _place(root, data_dir, settings.update_logs_path, "update_logs_path",
-                      where("update_logs_path"))
+                      _source(known, "update_logs_path"))
         for key, path in (("backup_path", backups), ("update_logs_path", logs)):
             if path in (root, data_dir) or data_dir.is_relative_to(path) or \
                     root.is_relative_to(path):
-                raise InvalidSetting(where(key), key, f"is {path}, which holds the deployment "
-                                     "or its data dir; it needs a directory of its own")
-        return cls(root, data_dir, backups, logs, dict(sources or {}))
+                raise InvalidSetting(_source(known, key), key, f"is {path}, which holds the "
+                                     "deployment or its data dir; it needs a directory of "
+                                     "its own")
+        return cls(root, data_dir, backups, logs, known)
 
     def source(self, key: str) -> str:
         """The file setting `key` came from, as errors name it."""
-        return self.sources.get(key, "settings")
+        return _source(self.sources, key)
 
     def member_name(self, path: Path) -> str:
         if path.is_relative_to(self.data_dir):
@@ -123,6 +122,10 @@ class Source:
     name: str
     kind: str
     size: int
+
+
+def _source(sources: Mapping[str, str], key: str) -> str:
+    return sources.get(key, "settings")
 
 
 def _place(root: Path, data_dir: Path, configured: str, key: str, source: str) -> Path:
