@@ -613,17 +613,22 @@ async def test_checkout_that_fails_after_moving_head_is_undone(
     assert "HEAD restored to" in message
 
 
+async def _crash_during_checkout(manager: ReleaseManager, world: World) -> None:
+    """Leave the journal of an install whose process died while checking out."""
+    from gitrelease.models import UpdateSession, UpdateType, utcnow
+
+    store = await manager.index()
+    await store.create_session(UpdateSession(
+        "upd_crashed", UpdateType.BOT, UpdateStatus.INSTALLING, 50, utcnow(), None,
+        "1.10.0", "1.0.0", None, ["preflight", "fetch", "resolve"], 5, False, "test",
+        from_commit=world.head()))
+    await store.add_step("upd_crashed", "checkout", "started")
+
+
 async def test_interrupted_session_is_recorded_as_failed_at_next_start(world: World) -> None:
     async with await open_manager(world) as manager:
         store = await manager.index()
-        from gitrelease.models import UpdateSession, UpdateType, utcnow
-
-        crashed = UpdateSession(
-            "upd_crashed", UpdateType.BOT, UpdateStatus.INSTALLING, 50, utcnow(), None,
-            "1.10.0", "1.0.0", None, ["preflight", "fetch", "resolve"], 5, False, "test",
-            from_commit=world.head())
-        await store.create_session(crashed)
-        await store.add_step("upd_crashed", "checkout", "started")
+        await _crash_during_checkout(manager, world)
         await manager.install_updates("bot", NO_BACKUP)
         found = await store.get_session("upd_crashed")
     assert found is not None and found.status is UpdateStatus.FAILED
@@ -633,15 +638,8 @@ async def test_interrupted_session_is_recorded_as_failed_at_next_start(world: Wo
 
 async def test_recovery_finishes_an_interrupted_install_then_names_a_bad_backup_path(
         world: World) -> None:
-    from gitrelease.models import UpdateSession, UpdateType, utcnow
-
     async with await open_manager(world) as manager:
-        store = await manager.index()
-        await store.create_session(UpdateSession(
-            "upd_crashed", UpdateType.BOT, UpdateStatus.INSTALLING, 50, utcnow(), None,
-            "1.10.0", "1.0.0", None, ["preflight", "fetch", "resolve"], 5, False, "test",
-            from_commit=world.head()))
-        await store.add_step("upd_crashed", "checkout", "started")
+        await _crash_during_checkout(manager, world)
     (world.deploy / "data" / "settings.toml").write_text('backup_path = "."\n')
     async with await open_manager(world) as manager:
         with pytest.raises(InvalidSetting) as caught:
