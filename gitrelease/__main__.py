@@ -2,6 +2,6 @@
 
 import sys
 
-from gitrelease.cli import main
+from gitrelease.cli.main import main
 
 sys.exit(main())

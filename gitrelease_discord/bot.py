@@ -15,8 +15,8 @@ from pathlib import Path
 import discord
 from discord.ext import commands
 
-from gitrelease.configsync import keys_of
-from gitrelease.errors import GitReleaseError
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.text import env_values
 
 __all__ = ["discord_token", "run_bot"]
 
@@ -31,7 +31,7 @@ def discord_token(root: Path) -> str:
     token = os.environ.get("DISCORD_TOKEN", "").strip()
     if not token:
         try:
-            env = keys_of((root / ".env").read_text(), toml=False)
+            env = env_values((root / ".env").read_text())
         except FileNotFoundError:
             env = {}
         token = str(env.get("DISCORD_TOKEN", "")).strip()

@@ -2,7 +2,7 @@
 
 Markdown for Discord (headings, bullets, bold names, relative timestamps that each reader sees
 in their own time zone), every line from the locale file; the CLI keeps its plain text
-(`gitrelease.render`). Everything here is cut to Discord's limits by `fit`, and scrubbed of
+(`gitrelease.cli.render`). Everything here is cut to Discord's limits by `fit`, and scrubbed of
 secrets.
 """
 
@@ -14,14 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import discord
 
-from gitrelease.render import size
+from gitrelease.core.text import size
 from gitrelease_discord.embeds import COLOURS, LIMITS, cut, fit, scrub
 from gitrelease_discord.i18n import label, text
 
 if TYPE_CHECKING:
-    from gitrelease.models import Backup, SystemInfo, UpdateSchedule, UpdateSession
-    from gitrelease.reports import CheckReport
-    from gitrelease.restore import RestoreResult
+    from gitrelease.core.models import Backup, SystemInfo, UpdateSchedule, UpdateSession
+    from gitrelease.core.reports import CheckReport, RestoreResult
 
 __all__ = ["backup_card", "backups_page", "breaking_notes", "check_card", "confirm_card",
            "progress_text", "restore_card",

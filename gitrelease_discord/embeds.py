@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import discord
 
-from gitrelease.repo import redact
+from gitrelease.core.text import redact
 from gitrelease_discord.i18n import SOURCE, text
 
 __all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_secrets", "scrub"]

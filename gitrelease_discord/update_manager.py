@@ -22,16 +22,21 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from gitrelease import render
-from gitrelease.backups import BACKUP_RANGES as LIST_RANGES
-from gitrelease.backups import SORTS as LIST_SORTS
-from gitrelease.errors import ConfirmationRequired, GitReleaseError, InvalidInput, TargetChanged
-from gitrelease.install import UPDATE_TYPES as INSTALL_TYPES
-from gitrelease.manager import TIME_RANGES as STATUS_RANGES
-from gitrelease.manager import ReleaseManager
-from gitrelease.models import BackupType, ScheduleType
-from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
-from gitrelease.settings import CATEGORIES
+from gitrelease.core.choices import BACKUP_RANGES as LIST_RANGES
+from gitrelease.core.choices import BACKUP_SORTS as LIST_SORTS
+from gitrelease.core.choices import STATUS_RANGES
+from gitrelease.core.choices import UPDATE_TYPES as INSTALL_TYPES
+from gitrelease.core.errors import (
+    ConfirmationRequired,
+    GitReleaseError,
+    InvalidInput,
+    TargetChanged,
+)
+from gitrelease.core.models import RESTART_EXIT_CODE, BackupType, ScheduleType
+from gitrelease.core.reports import ScheduleEvent, Stage
+from gitrelease.core.settings import CATEGORIES
+from gitrelease.core.text import size
+from gitrelease.manager import ReleaseManager, restart_watcher, write_pid_file
 from gitrelease_discord import cards
 from gitrelease_discord.cards import progress_text, step_label
 from gitrelease_discord.embeds import (
@@ -159,8 +164,6 @@ class UpdateManager(commands.Cog):
     # -- life cycle --------------------------------------------------------------------------
 
     async def cog_load(self) -> None:
-        from gitrelease.restart import RestartWatcher, write_pid_file
-
         manager = await ReleaseManager.open(self.root, data_dir=self.data_dir,
                                             this_process_is_bot=True)
         try:
@@ -176,7 +179,7 @@ class UpdateManager(commands.Cog):
             self._notify_soon("update_completion_notifications",
                               text("now_running", version=started.pending.target_version))
         if manager.settings.restart_method == "exit":
-            watcher = RestartWatcher(manager.data_dir, on_request=self._restart_requested)
+            watcher = restart_watcher(manager.data_dir, self._restart_requested)
             self._watcher = self._spawn(watcher.run())
         if await manager.list_schedules():
             self._start_schedules()
@@ -199,8 +202,6 @@ class UpdateManager(commands.Cog):
             self.manager = None
 
     async def _restart_requested(self, _request: dict[str, Any]) -> None:
-        from gitrelease.restart import RESTART_EXIT_CODE
-
         self.exit_code = RESTART_EXIT_CODE
         await self.bot.close()
 
@@ -221,8 +222,8 @@ class UpdateManager(commands.Cog):
             self._wake_schedules.set()
 
     async def _schedule_loop(self, manager: ReleaseManager) -> None:
-        await Scheduler(manager).run_forever(self._stop, wake=self._wake_schedules,
-                                             listener=self._on_schedule)
+        await manager.run_schedules_forever(self._stop, wake=self._wake_schedules,
+                                            listener=self._on_schedule)
 
     async def _on_schedule(self, event: ScheduleEvent) -> None:
         """Scheduled runs are announced like the ones started from a command."""
@@ -271,12 +272,12 @@ class UpdateManager(commands.Cog):
             yield manager
 
     def _remember_secrets(self, root: Path) -> None:
-        from gitrelease.configsync import keys_of
+        from gitrelease.core.text import env_values
 
         token = getattr(self.bot.http, "token", None)
         remember_secrets([token] if token else [])
         with suppress(OSError, ValueError):
-            remember_secrets(keys_of((root / ".env").read_text(), toml=False).values())
+            remember_secrets(env_values((root / ".env").read_text()).values())
 
     # -- checks ------------------------------------------------------------------------------
 
@@ -325,7 +326,7 @@ class UpdateManager(commands.Cog):
 
     async def _notify(self, switch: str, message: str) -> None:
         """Post to the notify_channels, if the event's switch is on; never raises."""
-        from gitrelease.settings import load_settings
+        from gitrelease.core.settings import load_settings
 
         manager = self.manager
         if manager is None:
@@ -561,7 +562,7 @@ class UpdateManager(commands.Cog):
                                                 actor=f"discord:{interaction.user.id}"))
         self._notify_soon("backup_notifications", text(
             "notify_backup", name=backup.name, status=backup.status.value,
-            size=render.size(backup.compressed_size or backup.file_size)))
+            size=size(backup.compressed_size or backup.file_size)))
         await interaction.edit_original_response(embed=cards.backup_card(
             backup, text("backup_title", _locale(interaction), status=backup.status.value),
             _locale(interaction)))
@@ -694,7 +695,7 @@ class UpdateManager(commands.Cog):
     @update_settings.autocomplete("setting_name")
     async def _setting_names(self, interaction: discord.Interaction,
                              current: str) -> list[Choice[str]]:
-        from gitrelease.settings import schema
+        from gitrelease.core.settings import schema
 
         if not await self._may(interaction, "owner"):
             return []

@@ -15,8 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+from gitrelease.deploy.restart import RestartWatcher, write_pid_file
 from gitrelease.manager import ReleaseManager
-from gitrelease.restart import RestartWatcher, write_pid_file
 
 
 def main() -> int:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease import archive
-from gitrelease.errors import GitReleaseError, VerificationFailed
+from gitrelease.core.errors import GitReleaseError, VerificationFailed
+from gitrelease.core.models import Backup, BackupStatus, BackupType, utcnow
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import Backup, BackupStatus, BackupType, utcnow
+from gitrelease.state import archive
 from tests.conftest import World
 
 PAYLOAD = b"owned\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.cli import main
+from gitrelease.cli.main import main
 from tests.conftest import ENV_SECRET, World
 
 

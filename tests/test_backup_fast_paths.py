@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease import archive
-from gitrelease.errors import BackupFailed, VerificationFailed
+from gitrelease.core.errors import BackupFailed, VerificationFailed
+from gitrelease.core.models import BackupStatus, BackupType
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import BackupStatus, BackupType
-from gitrelease.snapshot import integrity_problem, snapshot_database
+from gitrelease.state import archive
+from gitrelease.state.snapshot import integrity_problem, snapshot_database
 from tests.conftest import ENV_SECRET, World, guilds
 from tests.test_backups import members_of, rows
 
@@ -169,7 +169,7 @@ async def test_the_safety_backup_holds_only_what_the_restore_replaces(world: Wor
 async def test_a_failed_restore_puts_an_earlier_database_back_from_its_copy(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gitrelease import restore as restore_module
+    from gitrelease.deploy import restore as restore_module
 
     second = world.deploy / "data" / "second.db"
     with sqlite3.connect(second) as db:
@@ -211,7 +211,7 @@ async def test_a_failed_restore_puts_an_earlier_database_back_from_its_copy(
 async def test_a_restore_creating_a_file_removes_it_again_on_failure(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gitrelease import restore as restore_module
+    from gitrelease.deploy import restore as restore_module
 
     extra = world.deploy / "data" / "notes.json"
     extra.write_text("{}")

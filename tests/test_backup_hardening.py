@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.errors import GitReleaseError, InvalidSetting
+from gitrelease.core.errors import GitReleaseError, InvalidSetting
+from gitrelease.core.models import BackupStatus
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import BackupStatus
 from tests.conftest import ENV_SECRET, World, git
 
 

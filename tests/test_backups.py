@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from gitrelease import archive
-from gitrelease.backups import BackupNotFound
-from gitrelease.errors import InsufficientDiskSpace, InvalidInput, VerificationFailed
+from gitrelease.core.errors import InsufficientDiskSpace, InvalidInput, VerificationFailed
+from gitrelease.core.models import BackupStatus, utcnow
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import BackupStatus, utcnow
+from gitrelease.state import archive
+from gitrelease.state.backups import BackupNotFound
 from tests.conftest import ENV_SECRET, World, git
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +204,7 @@ async def test_refuses_when_the_disk_is_too_small(
 ) -> None:
     import shutil as real_shutil
 
-    from gitrelease import backups
+    from gitrelease.state import backups
 
     usage = real_shutil.disk_usage(world.base)
     monkeypatch.setattr(backups.shutil, "disk_usage",
@@ -426,7 +426,7 @@ async def test_failure_half_way_puts_back_what_was_replaced(
     data_files: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = data_files
-    from gitrelease import restore as restore_module
+    from gitrelease.deploy import restore as restore_module
 
     async with await manager_for(world) as manager:
         backup = await manager.create_backup("full")

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from gitrelease.beside import Beside
-from gitrelease.errors import GitReleaseError
+from gitrelease.core.beside import Beside
+from gitrelease.core.errors import GitReleaseError
 
 
 def test_the_result_comes_back_once_the_call_is_done() -> None:

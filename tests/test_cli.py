@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.cli import main
+from gitrelease.cli.main import main
 from tests.conftest import World, git
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -121,13 +121,14 @@ def test_root_from_environment_and_from_cwd(world: World) -> None:
 def test_check_imports_neither_discord_nor_what_it_does_not_need(world: World) -> None:
     probe = (
         "import sys\n"
-        "from gitrelease.cli import main\n"
+        "from gitrelease.cli.main import main\n"
         f"code = main(['--root', {str(world.deploy)!r}, '--json', 'check', '--type', 'bot'])\n"
         "heavy = ('discord', 'aiohttp', 'aiosqlite', 'filelock', 'psutil', 'tqdm', 'tomlkit')\n"
         "print('LOADED', sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n"
         # check runs without an event loop, an executor, the installer or the index
-        "slow = {'asyncio', 'concurrent.futures', 'sqlite3', 'gitrelease.install',\n"
-        "        'gitrelease.journal', 'gitrelease.store', 'gitrelease.backups'}\n"
+        "slow = {'asyncio', 'concurrent.futures', 'sqlite3', 'gitrelease.deploy.install',\n"
+        "        'gitrelease.deploy.journal', 'gitrelease.index.store',\n"
+        "        'gitrelease.state.backups'}\n"
         "print('ALSO', sorted(set(sys.modules) & slow))\n"
         "sys.exit(code)\n"
     )
@@ -270,7 +271,7 @@ def test_readme_command_lines_parse() -> None:
     import re
     import shlex
 
-    from gitrelease.cli import _parser
+    from gitrelease.cli.main import _parser
 
     readme = (REPO_ROOT / "README.md").read_text()
     lines = [line.split("  #")[0].strip() for line in readme.splitlines()

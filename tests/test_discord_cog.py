@@ -451,7 +451,7 @@ def _engine_errors() -> list[type]:
     import pkgutil
 
     import gitrelease
-    from gitrelease.errors import GitReleaseError
+    from gitrelease.core.errors import GitReleaseError
 
     for module in pkgutil.iter_modules(gitrelease.__path__):
         if module.name != "__main__":
@@ -586,7 +586,7 @@ async def test_a_rollback_with_no_backup_rolls_the_code_back_once_confirmed(
 
 async def test_acknowledged_fast_while_a_large_backup_runs(
         h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gitrelease.backups import BackupService
+    from gitrelease.state.backups import BackupService
 
     # The archive is written for real (64 MB of random bytes); the writing thread then waits
     # at a gate before the backup can finish, so every command below is answered while the

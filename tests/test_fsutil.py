@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gitrelease.fsutil import dir_size
+from gitrelease.core.fsutil import dir_size
 
 
 def test_size_of_a_folder_without_following_symlinks(tmp_path: Path) -> None:
@@ -35,7 +35,7 @@ def test_status_leaves_the_backup_folder_out_when_the_data_folder_is_a_symlink(
         tmp_path: Path) -> None:
     """`data` a symlink to /srv/x and backup_path /srv/x/backups: the archives are not walked
     (status adds their bytes from the index), however the two paths are spelled."""
-    from gitrelease.system import disk_usage
+    from gitrelease.deploy.host import disk_usage
 
     real = tmp_path / "srv" / "x"
     (real / "backups").mkdir(parents=True)

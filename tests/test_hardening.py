@@ -10,15 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.errors import (
+from gitrelease.core.errors import (
     ConfirmationRequired,
     DirtyWorkingTree,
     InvalidSetting,
     VerificationFailed,
 )
+from gitrelease.core.models import UpdateStatus
+from gitrelease.core.reports import InstallPlan
 from gitrelease.manager import InstallOptions, ReleaseManager
-from gitrelease.models import UpdateStatus
-from gitrelease.reports import InstallPlan
 from tests.conftest import World, git, kill_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +84,7 @@ async def test_edit_made_during_the_install_stops_it_and_is_kept(
 async def test_head_not_at_the_tag_after_checkout_is_caught_and_undone(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gitrelease.repo import GitRepo
+    from gitrelease.git.repo import GitRepo
 
     real = GitRepo.checkout_detached
     wrong = world.tag_commit("v1.9.0")
@@ -148,7 +148,7 @@ async def test_bad_python_executable_is_a_setting_error_not_a_crash(world: World
 
 
 def test_odd_pyproject_and_timezone(world: World, tmp_path: Path) -> None:
-    from gitrelease.settings import load_settings
+    from gitrelease.core.settings import load_settings
 
     (tmp_path / "data").mkdir()
     (tmp_path / "pyproject.toml").write_text("tool = 1\n")
@@ -241,8 +241,8 @@ async def test_requirements_gitrelease_cannot_install_refuse_the_install(world: 
 
 
 def test_markers_are_judged_for_the_deployments_python(world: World) -> None:
-    from gitrelease.packages import read_requirements
-    from gitrelease.repo import GitRepo
+    from gitrelease.deploy.packages import read_requirements
+    from gitrelease.git.repo import GitRepo
 
     lines = 'newlib>=1; python_version >= "3.12"\nold>=1; python_version < "3.12"\n'
     world.commit("markers", {"requirements.txt": lines})

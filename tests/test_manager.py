@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.errors import (
+from gitrelease.core.errors import (
     ConfirmationRequired,
     DirtyWorkingTree,
     DowngradeRefused,
@@ -27,9 +27,9 @@ from gitrelease.errors import (
     UntrackedFilesInTheWay,
     UpdateInProgress,
 )
+from gitrelease.core.models import UpdateStatus
+from gitrelease.core.reports import InstallPlan
 from gitrelease.manager import InstallOptions, ReleaseManager
-from gitrelease.models import UpdateStatus
-from gitrelease.reports import InstallPlan
 from tests.conftest import ENV_SECRET, World, git
 
 NO_BACKUP = InstallOptions(backup_before=False, initiated_by="test")
@@ -182,7 +182,7 @@ async def test_tags_that_are_no_releases_do_not_make_every_check_fetch(world: Wo
 
 async def test_check_is_not_fooled_by_a_fetch_another_process_made_meanwhile(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gitrelease.repo import GitRepo
+    from gitrelease.git.repo import GitRepo
 
     world.release_version("1.11.0", "Eleventh")
     listed = GitRepo.remote_tags
@@ -369,7 +369,7 @@ async def test_two_installs_at_once_in_one_process(world: World) -> None:
 
 
 async def test_the_lock_is_free_once_released_from_another_thread(world: World) -> None:
-    from gitrelease.lock import OperationLock
+    from gitrelease.deploy.lock import OperationLock
 
     # The manager takes the lock in a worker thread and releases it in the event loop's.
     data = world.deploy / "data"
@@ -388,7 +388,7 @@ async def test_install_refused_while_another_process_holds_the_lock(world: World
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
             from pathlib import Path
-            from gitrelease.lock import OperationLock
+            from gitrelease.deploy.lock import OperationLock
             lock = OperationLock(Path({str(world.deploy / 'data')!r}), "install", "other-admin")
             lock.acquire()
             print("locked", flush=True)
@@ -542,7 +542,7 @@ async def test_no_backup_is_overruled_by_the_safety_setting(world: World) -> Non
 async def test_failed_pre_update_backup_stops_the_install(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from gitrelease.backups import BackupService
+    from gitrelease.state.backups import BackupService
 
     def no_room(self: BackupService, sources: object) -> None:
         raise InsufficientDiskSpace("a backup needs 9 MiB, 1 MiB are free")
@@ -615,7 +615,7 @@ async def test_checkout_that_fails_after_moving_head_is_undone(
 
 async def _crash_during_checkout(manager: ReleaseManager, world: World) -> None:
     """Leave the journal of an install whose process died while checking out."""
-    from gitrelease.models import UpdateSession, UpdateType, utcnow
+    from gitrelease.core.models import UpdateSession, UpdateType, utcnow
 
     store = await manager.index()
     await store.create_session(UpdateSession(

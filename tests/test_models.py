@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gitrelease import install, models
-from gitrelease.errors import InvalidInput
+from gitrelease.core import models
+from gitrelease.core.errors import InvalidInput
+from gitrelease.deploy import install
 
 
 @pytest.mark.parametrize("value", ["all", "bot", "packages", "config", "dependencies",
@@ -24,8 +25,8 @@ def test_parse_update_type_is_the_installers_rule(value: str) -> None:
 
 
 def test_check_counts_what_an_install_would_do_and_known_vulnerabilities() -> None:
-    from gitrelease.models import UpdateType, utcnow
-    from gitrelease.reports import CheckReport
+    from gitrelease.core.models import UpdateType, utcnow
+    from gitrelease.core.reports import CheckReport
 
     report = CheckReport(UpdateType.PACKAGES, utcnow(), "1.0.0", packages=[
         {"package": "fine", "satisfied": True, "update_available": False, "security": []},

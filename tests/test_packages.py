@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.commands import CommandFailed
-from gitrelease.errors import PythonVersionMismatch
+from gitrelease.core.errors import PythonVersionMismatch
+from gitrelease.core.models import UpdateStatus
+from gitrelease.core.reports import InstallPlan
+from gitrelease.deploy.update_commands import CommandFailed
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import UpdateStatus
-from gitrelease.reports import InstallPlan
 from tests.conftest import World, git
 
 SECRET = "DISCORD_TOKEN=keep-this-secret-value"

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from gitrelease.errors import InvalidInput
-from gitrelease.prepush import check_push
-from gitrelease.release import (
+from gitrelease.core.errors import InvalidInput
+from gitrelease.git.repo import GitRepo
+from gitrelease.git.versions import is_breaking, is_security
+from gitrelease.release.cut import (
     ReleaseOptions,
     build_section,
     cut_release,
     next_version,
     parse_entry,
 )
-from gitrelease.repo import GitRepo
-from gitrelease.versions import is_breaking, is_security
+from gitrelease.release.prepush import check_push
 from tests.conftest import World, git
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

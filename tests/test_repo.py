@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.errors import FetchFailed, InvalidInput, NotAGitRepository
-from gitrelease.repo import DiffStats, GitRepo, find_toplevel, redact
+from gitrelease.core.errors import FetchFailed, InvalidInput, NotAGitRepository
+from gitrelease.core.text import redact
+from gitrelease.git.repo import DiffStats, GitRepo, find_toplevel
 from tests.conftest import World, git
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.hooks import render_hook
-from gitrelease.restart import PENDING_FILE, RESTART_EXIT_CODE, write_pid_file
+from gitrelease.deploy.restart import PENDING_FILE, RESTART_EXIT_CODE, write_pid_file
+from gitrelease.git.hooks import render_hook
 from tests.conftest import REPO_ROOT, SIGTERM_EXIT, Bot, World, git, guilds
 
 

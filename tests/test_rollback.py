@@ -7,10 +7,10 @@ import sqlite3
 
 import pytest
 
-from gitrelease.cli import main
-from gitrelease.errors import ConfirmationRequired, InvalidInput, NoSuchVersion, TargetChanged
+from gitrelease.cli.main import main
+from gitrelease.core.errors import ConfirmationRequired, InvalidInput, NoSuchVersion, TargetChanged
+from gitrelease.core.models import UpdateStatus, UpdateType
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import UpdateStatus, UpdateType
 from tests.conftest import ENV_SECRET, World, git, guilds, kill_at
 
 YES = {"confirm": True}
@@ -104,7 +104,7 @@ async def test_failed_restore_undoes_the_rollback(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await installed_then_changed(world)
-    from gitrelease import restore as restore_module
+    from gitrelease.deploy import restore as restore_module
 
     def broken(*args: object) -> None:
         raise OSError(5, "Input/output error")

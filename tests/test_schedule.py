@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gitrelease.cli import main
-from gitrelease.errors import IndexStoreError, InvalidInput
+from gitrelease.cli.main import main
+from gitrelease.core.errors import IndexStoreError, InvalidInput
+from gitrelease.core.models import ScheduleType, UpdateSchedule, UpdateType
+from gitrelease.deploy.schedule_times import next_run
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import ScheduleType, UpdateSchedule, UpdateType
-from gitrelease.schedule import next_run
 from tests.conftest import World, git
 
 LONDON = ZoneInfo("Europe/London")
@@ -152,7 +152,7 @@ def test_schedule_cli(world: World, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 async def test_status_analytics_over_a_seeded_index(world: World) -> None:
-    from gitrelease.models import UpdateSession, UpdateStatus, utcnow
+    from gitrelease.core.models import UpdateSession, UpdateStatus, utcnow
 
     async with await ReleaseManager.open(world.deploy) as manager:
         store = await manager.index()
@@ -203,7 +203,7 @@ async def test_the_bot_loop_runs_a_run_missed_within_grace_then_sleeps(world: Wo
 
 
 async def test_a_listener_hears_each_run_start_and_end(world: World) -> None:
-    from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
+    from gitrelease.deploy.scheduler import ScheduleEvent, Scheduler, Stage
 
     heard: list[ScheduleEvent] = []
 
@@ -222,7 +222,7 @@ async def test_a_listener_hears_each_run_start_and_end(world: World) -> None:
 
 
 async def test_a_listener_hears_a_failed_and_a_skipped_run(world: World) -> None:
-    from gitrelease.scheduler import ScheduleEvent, Scheduler, Stage
+    from gitrelease.deploy.scheduler import ScheduleEvent, Scheduler, Stage
 
     heard: list[ScheduleEvent] = []
 
@@ -256,7 +256,7 @@ async def test_the_bot_loop_wakes_for_a_new_schedule_and_reads_settings_again(
         world: World) -> None:
     """The loop sleeps an hour when nothing is due; a wake ends the sleep, and a setting
     changed by another process (scheduling_enabled) is seen on the next turn."""
-    from gitrelease.scheduler import Scheduler
+    from gitrelease.deploy.scheduler import Scheduler
 
     async with await ReleaseManager.open(world.deploy) as other:
         await other.change_setting("schedule", "scheduling_enabled", "false")
@@ -289,8 +289,8 @@ async def test_the_bot_loop_does_not_spin_while_scheduling_is_off(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     """An overdue schedule that does not run because scheduling is off must not make the loop
     wake every second: it sleeps the long sleep (a wake or a settings change ends it)."""
-    from gitrelease import scheduler
-    from gitrelease.scheduler import Scheduler
+    from gitrelease.deploy import scheduler
+    from gitrelease.deploy.scheduler import Scheduler
 
     sleeps: list[float] = []
     real_first_of = scheduler._first_of
@@ -320,8 +320,8 @@ async def test_the_bot_loop_survives_an_error_and_tries_again_soon(
         caplog: pytest.LogCaptureFixture, error: Exception) -> None:
     """Neither an engine error (a locked index) nor one nobody foresaw ends scheduling or
     puts it to sleep for an hour: the next turn comes after _RETRY_BUSY."""
-    from gitrelease import scheduler
-    from gitrelease.scheduler import Scheduler
+    from gitrelease.deploy import scheduler
+    from gitrelease.deploy.scheduler import Scheduler
 
     sleeps: list[float] = []
     turns = 0

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.errors import InvalidSetting
-from gitrelease.settings import CATEGORIES, Settings, load_settings, schema
+from gitrelease.core.errors import InvalidSetting
+from gitrelease.core.settings import CATEGORIES, Settings, load_settings, schema
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gitrelease.cli import main
-from gitrelease.errors import InvalidInput
+from gitrelease.cli.main import main
+from gitrelease.core.errors import InvalidInput
 from gitrelease.manager import ReleaseManager
 from tests.conftest import World
 

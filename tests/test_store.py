@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.errors import IndexStoreError
-from gitrelease.models import UpdateSession, UpdateStatus, UpdateType, utcnow
-from gitrelease.store import SQLiteStore
+from gitrelease.core.errors import IndexStoreError
+from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType, utcnow
+from gitrelease.index.sqlite import SQLiteStore
 
 
 def make_session(session_id: str, status: UpdateStatus, age: timedelta) -> UpdateSession:
@@ -97,7 +97,7 @@ async def test_two_connections_opening_a_new_index_at_once(tmp_path: Path) -> No
 
 
 async def test_a_version_1_index_is_migrated_in_place(tmp_path: Path) -> None:
-    from gitrelease import store as store_module
+    from gitrelease.index import sqlite_schema as store_module
 
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as db:
@@ -127,7 +127,7 @@ def rows_of(path: Path, sql: str) -> list[tuple]:
 
 
 async def test_backup_rows_stay_small_whatever_the_file_count(tmp_path: Path) -> None:
-    from gitrelease.models import Backup, BackupStatus, BackupType
+    from gitrelease.core.models import Backup, BackupStatus, BackupType
 
     store = await SQLiteStore.open(tmp_path / "i.db")
     files = [{"path": f"data/f{n}.json", "kind": "data", "size": 1, "mode": 420,

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease import store as store_module
-from gitrelease.backups import BACKUP_RANGES, SORTS, BackupService, ListFilters
+from gitrelease.core.models import Backup, BackupStatus, BackupType, utcnow
+from gitrelease.core.settings import Settings
+from gitrelease.index import sqlite_schema as store_module
+from gitrelease.index.sqlite import SQLiteStore
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import Backup, BackupStatus, BackupType, utcnow
-from gitrelease.settings import Settings
-from gitrelease.sources import Layout
-from gitrelease.store import SQLiteStore
+from gitrelease.state.backups import BACKUP_RANGES, SORTS, BackupService, ListFilters
+from gitrelease.state.sources import Layout
 from tests.conftest import World
 
 # Names that sort differently under SQLite's ASCII-only lower() and Python's str.lower.
@@ -94,7 +94,7 @@ async def test_the_manager_lists_by_sql_as_the_service_does(world: World) -> Non
         for n in range(4):
             await manager.create_backup("config", {"backup_name": f"B{n}"})
         store = await manager.index()
-        reference = manager._backups(store)
+        reference = manager.deployment.backups(store)
         for sort_by in SORTS:
             filters = {"time_range": "all", "sort_by": sort_by, "limit": 50}
             assert await manager.list_backups(filters) == \
@@ -251,7 +251,7 @@ async def test_a_version_4_index_is_migrated_with_its_rows(tmp_path: Path) -> No
 async def test_a_version_5_index_gets_its_sessions_durations(tmp_path: Path) -> None:
     """Sessions written before durations were stored are given theirs by the migration, and
     the analytics read them; sessions written now carry theirs."""
-    from gitrelease.models import UpdateSession, UpdateStatus, UpdateType
+    from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType
 
     path = tmp_path / "v5.db"
     with sqlite3.connect(path) as db:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.commands import CommandFailed
-from gitrelease.errors import ConfirmationRequired
+from gitrelease.core.errors import ConfirmationRequired
+from gitrelease.core.models import UpdateStatus
+from gitrelease.core.reports import InstallPlan
+from gitrelease.deploy.update_commands import CommandFailed
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import UpdateStatus
-from gitrelease.reports import InstallPlan
 from tests.conftest import World, guilds, kill_at
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def test_kill_9_at_each_step_after_the_checkout_is_settled(
     expected = [(1, "migrated"), (2, "migrated")] if status == "completed" else [
         (1, "!"), (2, "?")]
     assert guilds(world.deploy) == expected
-    from gitrelease.quarantine import load_bad
+    from gitrelease.deploy.quarantine import load_bad
 
     assert load_bad(world.deploy / "data") == {}  # a crash says nothing against the release
 

@@ -12,10 +12,10 @@ import sqlite3
 import time
 from pathlib import Path
 
+from gitrelease.core.models import BackupStatus, UpdateSession, UpdateStatus, UpdateType, utcnow
 from gitrelease.manager import ReleaseManager
-from gitrelease.models import BackupStatus, UpdateSession, UpdateStatus, UpdateType, utcnow
-from gitrelease.sources import Layout
-from gitrelease.upkeep import UpkeepWatch, pending_work
+from gitrelease.state.sources import Layout
+from gitrelease.state.upkeep import UpkeepWatch, pending_work
 from tests.conftest import World
 
 ALL = {"time_range": "all", "limit": 50}

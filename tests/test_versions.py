@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 import pytest
 from packaging.version import Version
 
-from gitrelease.errors import InvalidInput
-from gitrelease.repo import TagRef
-from gitrelease.versions import (
+from gitrelease.core.errors import InvalidInput
+from gitrelease.git.repo import TagRef
+from gitrelease.git.versions import (
     Channel,
     TagPattern,
     is_breaking,

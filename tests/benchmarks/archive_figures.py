@@ -38,8 +38,8 @@ async def open_manager(deployment: Deployment, **settings: Any) -> AsyncIterator
 
 def _file_list(manager: Any, directory: Path) -> tuple[Path, int]:
     """The files a full backup takes, by the engine's own rules, as a `tar -T` list."""
-    from gitrelease.models import BackupType
-    from gitrelease.sources import Layout, collect
+    from gitrelease.core.models import BackupType
+    from gitrelease.state.sources import Layout, collect
 
     layout = Layout.of(manager.root, manager.data_dir, manager.settings)
     sources = collect(layout, manager.settings, BackupType.FULL, include_logs=False,
@@ -200,7 +200,7 @@ async def _restore_one(bench: Bench, compression: str, unpack: list[str], limit:
 
 
 async def snapshot(bench: Bench) -> list[Figure]:
-    from gitrelease.snapshot import snapshot_database
+    from gitrelease.state.snapshot import snapshot_database
 
     live = bench.deployment.data / "app.db"
     scratch = bench.scratch("snapshot")
@@ -222,7 +222,7 @@ async def snapshot(bench: Bench) -> list[Figure]:
     mine, theirs = await alternate(ours, baseline, max(bench.heavy_rounds, 5), warmup=True)
     figure = settle(Figure(f"SQLite snapshot inside a backup ({_mib(live.stat().st_size)} db)",
                            "≤ 1.2x", 1.2), mine, theirs)
-    figure.note = ("gitrelease.snapshot.snapshot_database vs a bare Connection.backup("
+    figure.note = ("gitrelease.state.snapshot.snapshot_database vs a bare Connection.backup("
                    "pages=-1); its PRAGMA quick_check runs beside the compression in a backup "
                    "and counts in the backup figures")
     return [figure]

@@ -20,7 +20,7 @@ __all__ = ["check_command", "newest_tag", "rollback"]
 def _tag_listing(root: Path) -> tuple[str, ...]:
     """The arguments of the one `git for-each-ref` that `GitRepo.list_tags` runs, recorded
     from the engine itself so that the baseline asks git for exactly the same fields."""
-    from gitrelease.repo import GitRepo
+    from gitrelease.git.repo import GitRepo
 
     calls: list[tuple[str, ...]] = []
 
@@ -40,8 +40,8 @@ def _tag_listing(root: Path) -> tuple[str, ...]:
 
 
 async def newest_tag(bench: Bench) -> list[Figure]:
-    from gitrelease.repo import GitRepo
-    from gitrelease.versions import Channel, TagPattern, select_releases
+    from gitrelease.git.repo import GitRepo
+    from gitrelease.git.versions import Channel, TagPattern, select_releases
 
     root = bench.plain.root
     listing = _tag_listing(root)

@@ -20,9 +20,9 @@ FILTERS = {"backup_type": "full", "time_range": "30d", "limit": 20, "sort_by": "
 
 
 async def index_queries(bench: Bench) -> list[Figure]:
-    from gitrelease.models import utcnow
-    from gitrelease.store import INDEX_NAME
-    from gitrelease.system import disk_usage
+    from gitrelease.core.models import utcnow
+    from gitrelease.deploy.host import disk_usage
+    from gitrelease.index import INDEX_NAME
 
     deployment = bench.index_deployment
     raw = sqlite3.connect(deployment.data / INDEX_NAME)

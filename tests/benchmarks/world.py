@@ -269,8 +269,7 @@ def build_state(deployment: Deployment, scale: Scale) -> dict[str, int]:
 
 async def _fill_index(deployment: Deployment, scale: Scale) -> None:
     """Thousands of backups and sessions, written through the engine's own API."""
-    from gitrelease.manager import ReleaseManager
-    from gitrelease.models import (
+    from gitrelease.core.models import (
         Backup,
         BackupStatus,
         BackupType,
@@ -279,6 +278,7 @@ async def _fill_index(deployment: Deployment, scale: Scale) -> None:
         UpdateType,
         utcnow,
     )
+    from gitrelease.manager import ReleaseManager
 
     rng = random.Random(13)
     now = utcnow()

@@ -1,0 +1,154 @@
+"""Results of `check` and of a dry-run `install`, shaped as the specification's dictionaries."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.models import Backup, UpdateInfo, UpdateSchedule, UpdateType
+
+__all__ = ["CheckReport", "InstallPlan", "SourceError"]
+
+
+@dataclass(frozen=True)
+class SourceError:
+    """Why one source of a check has no answer; the other sources are unaffected."""
+
+    code: str
+    message: str
+    exit_code: int = 1
+
+    @classmethod
+    def from_exception(cls, exc: GitReleaseError) -> SourceError:
+        return cls(exc.code, exc.message, exc.exit_code)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass
+class CheckReport:
+    check_type: UpdateType
+    last_check: datetime
+    current_version: str
+    bot: UpdateInfo | None = None
+    packages: list[dict[str, Any]] = field(default_factory=list)
+    config: dict[str, Any] | None = None
+    dependencies: list[dict[str, Any]] = field(default_factory=list)
+    errors: dict[str, SourceError] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    security_checked: bool = True
+    ignored_tags: list[str] = field(default_factory=list)
+
+    def _updates(self) -> list[dict[str, Any]]:
+        """What an install would change: a newer release, each package with a newer version,
+        a known vulnerability, or an installed version the requirements no longer allow, the
+        requirement changes, a Python the release needs, the config. Packages that are fine,
+        pip's conflicts and npm's list are facts, not updates."""
+        found: list[dict[str, Any]] = []
+        if self.bot is not None:
+            found.append(self.bot.to_dict())
+        found += [p for p in self.packages
+                  if p.get("update_available") or p.get("satisfied") is False
+                  or p.get("security")]  # a known vulnerability is something to do
+        found += [d for d in self.dependencies
+                  if d.get("kind") == "requirements"
+                  or (d.get("kind") == "python" and d.get("satisfied") is False)]
+        if self.config:
+            found.append(self.config)
+        return found
+
+    def to_dict(self) -> dict[str, Any]:
+        updates = self._updates()
+        return {
+            "check_type": self.check_type.value,
+            "current_version": self.current_version,
+            "bot": self.bot.to_dict() if self.bot else None,
+            "packages": self.packages,
+            "config": self.config,
+            "dependencies": self.dependencies,
+            "total_updates": len(updates),
+            "security_updates": (
+                sum(1 for u in updates if u.get("security_update") or u.get("security"))
+                if self.security_checked else None
+            ),
+            "breaking_updates": sum(
+                1 for u in updates if u.get("breaking_changes") or u.get("breaking")),
+            "last_check": self.last_check.isoformat(),
+            "errors": {source: error.to_dict() for source, error in self.errors.items()},
+            "warnings": self.warnings,
+            "ignored_tags": self.ignored_tags,
+        }
+
+
+@dataclass
+class InstallPlan:
+    """What an install would do; returned by a dry run, which changes nothing."""
+
+    update_type: UpdateType
+    current_version: str
+    target_version: str
+    target_tag: str | None  # None: already at the newest release, nothing to do
+    from_commit: str
+    to_commit: str
+    steps: list[str]
+    update: UpdateInfo | None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.update is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dry_run": True,
+            "up_to_date": self.up_to_date,
+            "update_type": self.update_type.value,
+            "current_version": self.current_version,
+            "target_version": self.target_version,
+            "target_tag": self.target_tag,
+            "from_commit": self.from_commit,
+            "to_commit": self.to_commit,
+            "steps": self.steps,
+            "update": self.update.to_dict() if self.update else None,
+            "warnings": self.warnings,
+        }
+
+
+@dataclass
+class RestoreResult:
+    backup: Backup
+    restore_type: str
+    safety_backup: Backup | None
+    restored: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "backup": self.backup.to_dict(),
+            "restore_type": self.restore_type,
+            "safety_backup": self.safety_backup.to_dict() if self.safety_backup else None,
+            "restored": self.restored,
+        }
+
+
+class Stage(enum.Enum):
+    """Where a scheduled run is, for whoever announces it (the bot's notify_channels)."""
+
+    STARTED = "started"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # missed by more than schedule_grace_minutes
+
+
+@dataclass(frozen=True)
+class ScheduleEvent:
+    stage: Stage
+    schedule: UpdateSchedule
+    detail: str = ""
+
+
+ScheduleListener = Callable[[ScheduleEvent], Awaitable[None]]

@@ -1,0 +1,165 @@
+"""The backup operations: create, list, verify, delete, prune and restore.
+
+Each refuses bad input and unknown ids before anything opens, locks or writes, runs under
+the operation lock (`guard.exclusive`), and leaves an audit line. What a backup holds and how
+it is written is `gitrelease.state`; this is the part that orders those steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gitrelease.core.choices import BACKUP_RANGES
+from gitrelease.core.errors import GitReleaseError, InvalidInput
+from gitrelease.core.models import Backup, Progress, utcnow
+from gitrelease.deploy.context import Deployment
+from gitrelease.deploy.guard import exclusive, reconcile_if_idle
+
+if TYPE_CHECKING:
+    from gitrelease.deploy.restore import RestoreOptions, RestoreResult
+    from gitrelease.state.backups import BackupOptions, ListFilters, PruneResult
+
+__all__ = ["create_backup", "delete_backup", "list_backups", "prune_backups",
+           "restore_backup", "verify_backup"]
+
+
+async def create_backup(
+    d: Deployment, backup_type: str = "full",
+    options: BackupOptions | Mapping[str, Any] | None = None, *,
+    actor: str = "system", progress: Progress | None = None,
+) -> Backup:
+    """Archive the state git does not version, indexed with the current tag."""
+    from gitrelease.state.backups import BackupOptions, parse_backup_type
+
+    kind = parse_backup_type(backup_type)
+    opts = options if isinstance(options, BackupOptions) else BackupOptions.from_mapping(
+        options or {})
+    if not d.settings.backup_enabled:
+        raise InvalidInput("backup_enabled", False, "true",
+                           reason="backups are switched off in the settings")
+    async with exclusive(d, "backup", actor) as store:
+        service = d.backups(store)
+        backup = await service.create(kind, opts, await d.release_point(), progress)
+        await store.audit(actor, "backup_create", backup.id, "completed",
+                          {"type": kind.value, "size": backup.compressed_size})
+        if d.settings.auto_cleanup:
+            pruned = await service.prune(backup.tag, dry_run=False)
+            if pruned.deleted:
+                await store.audit(actor, "backup_prune", None, "completed",
+                                  {"deleted": [b.id for b in pruned.deleted]})
+        return backup
+
+
+async def list_backups(
+    d: Deployment, filters: ListFilters | Mapping[str, Any] | None = None
+) -> list[Backup]:
+    """The backups as `BackupService.list_backups` picks and orders them, by SQL: only
+    the rows shown are read."""
+    from gitrelease.state.backups import ListFilters
+
+    chosen = filters if isinstance(filters, ListFilters) else ListFilters.from_mapping(
+        filters or {})
+    store = await d.index()
+    await reconcile_if_idle(d, store)
+    window = BACKUP_RANGES[chosen.time_range]
+    return await store.query_backups(
+        backup_type=chosen.backup_type, since=utcnow() - window if window else None,
+        sort_by=chosen.sort_by, limit=chosen.limit)
+
+
+async def _known_backup(d: Deployment, backup_id: str) -> None:
+    """Refuse an unknown id before anything opens, locks or writes."""
+    from gitrelease.state.backups import BackupNotFound
+
+    if not isinstance(backup_id, str) or not backup_id or len(backup_id) > 100:
+        raise InvalidInput("backup_id", backup_id, "a backup id or name")
+    store = await d.existing_index()
+    if store is not None and await store.get_backup(backup_id) is not None:
+        return
+    # The index may have been lost while the archives were not: rebuild it, then look.
+    if (store is None and _has_archives(d)) or store is not None:
+        store = await d.index()
+        await reconcile_if_idle(d, store)
+        if await store.get_backup(backup_id) is not None:
+            return
+    raise BackupNotFound(f"no backup with id or name {backup_id!r}")
+
+
+def _has_archives(d: Deployment) -> bool:
+    directory = d.layout().backup_dir
+    return directory.is_dir() and any(p.name.startswith("backup_")
+                                      for p in directory.iterdir())
+
+
+async def verify_backup(
+    d: Deployment, backup_id: str, *, deep: bool = False, actor: str = "system"
+) -> Backup:
+    """Re-read an archive against its checksums; a mismatch marks it CORRUPTED. `deep`
+    also checks every member against the manifest, not only the archive's sha256."""
+    await _known_backup(d, backup_id)
+    async with exclusive(d, "backup_verify", actor, backup_id) as store:
+        service = d.backups(store)
+        backup = await service.get(backup_id)
+        try:
+            return await service.verify(backup, deep=deep)
+        finally:
+            await store.audit(actor, "backup_verify", backup.id, backup.status.value)
+
+
+async def delete_backup(
+    d: Deployment, backup_id: str, *, confirm: bool = False, actor: str = "system"
+) -> Backup:
+    if confirm is not True:
+        raise InvalidInput("confirm", confirm, "true",
+                           reason="deleting a backup cannot be undone")
+    await _known_backup(d, backup_id)
+    async with exclusive(d, "backup_delete", actor, backup_id) as store:
+        service = d.backups(store)
+        backup = await service.get(backup_id)
+        if backup.id in await store.backups_in_use():
+            raise InvalidInput("backup_id", backup_id, "a backup no unfinished update needs",
+                               reason="an unfinished update may still need it")
+        await service.delete(backup)
+        await store.audit(actor, "backup_delete", backup.id, "completed")
+        return backup
+
+
+async def prune_backups(
+    d: Deployment, *, dry_run: bool = False, actor: str = "system"
+) -> PruneResult:
+    """Apply max_backups and backup_retention_days, never touching protected backups."""
+    async with exclusive(d, "backup_prune", actor) as store:
+        point = await d.release_point()
+        result = await d.backups(store).prune(point.tag, dry_run=dry_run)
+        if not dry_run:
+            await store.audit(actor, "backup_prune", None, "completed",
+                              {"deleted": [b.id for b in result.deleted]})
+        return result
+
+
+async def restore_backup(
+    d: Deployment, backup_id: str,
+    options: RestoreOptions | Mapping[str, Any] | None = None, *,
+    actor: str = "system", progress: Progress | None = None,
+) -> RestoreResult:
+    """Verify, take a safety backup, then put the backup's files back in place."""
+    from gitrelease.deploy.restore import RestoreOptions, restore
+
+    opts = options if isinstance(options, RestoreOptions) else RestoreOptions.from_mapping(
+        options or {})
+    await _known_backup(d, backup_id)
+    async with exclusive(d, "restore", actor, backup_id) as store:
+        service = d.backups(store)
+        backup = await service.get(backup_id)
+        try:
+            result = await restore(service, backup, opts, await d.release_point(),
+                                   progress)
+        except GitReleaseError as exc:
+            await store.audit(actor, "restore", backup.id, "failed", {"code": exc.code})
+            raise
+        await store.audit(actor, "restore", backup.id, "completed",
+                          {"type": opts.restore_type, "files": len(result.restored),
+                           "safety_backup": result.safety_backup.id
+                           if result.safety_backup else None})
+        return result

@@ -1,0 +1,81 @@
+"""One operation at a time, on a deployment put in order first.
+
+`exclusive` is what every changing operation runs under: the operation lock, then whatever a
+crashed process left half-way settled (an interrupted install, backups still `creating`).
+`reconcile_if_idle` is the same settling for a read that follows a crash, never waiting for
+a running operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.deploy.context import Deployment, in_thread
+from gitrelease.deploy.install import Installer
+
+if TYPE_CHECKING:
+    from gitrelease.index.store import Store
+
+__all__ = ["exclusive", "reconcile_if_idle"]
+
+
+@asynccontextmanager
+async def exclusive(
+    d: Deployment, operation: str, actor: str, target: str | None = None
+) -> AsyncIterator[Store]:
+    """The operation lock, with what a crash may have left behind put in order first."""
+    from gitrelease.deploy.lock import OperationLock
+
+    store = await d.index()
+    lock = OperationLock(d.data_dir, operation, actor)
+    try:
+        await in_thread(lock.acquire)
+    except GitReleaseError as exc:
+        await store.audit(actor, operation, target, "refused",
+                          {"code": exc.code, "reason": exc.message})
+        raise
+    try:
+        await Installer(d).finish_interrupted(store)
+        await d.backups(store).reconcile()
+        yield store
+    finally:
+        lock.release()
+
+
+async def reconcile_if_idle(d: Deployment, store: Store, *, always: bool = False) -> None:
+    """Put things in order when no operation runs (never waiting for one): a list or a
+    status may follow a crash, or a lost index that the archives can rebuild. Unless
+    `always`, a cheap look (`upkeep`) first says whether there is anything to do."""
+    from gitrelease.deploy.lock import OperationLock
+    from gitrelease.state.upkeep import UpkeepWatch
+
+    try:
+        backup_dir = d.layout().backup_dir
+        bad_layout: GitReleaseError | None = None
+    except GitReleaseError as exc:
+        # A bad backup_path: the backups cannot be put in order until it is mended. Reads
+        # go on without; every operation refuses, naming the setting (its own reconcile
+        # raises it); a recovery still settles interrupted installs, then names it.
+        if not always:
+            return
+        backup_dir, bad_layout = None, exc
+    if not always and backup_dir is not None:
+        if d.upkeep is None:
+            d.upkeep = UpkeepWatch()
+        if await d.upkeep.pending(store, backup_dir) is None:
+            return
+    lock = OperationLock(d.data_dir, "reconcile", "system")
+    try:
+        await in_thread(lock.acquire)
+    except GitReleaseError:
+        return
+    try:
+        await Installer(d).finish_interrupted(store)
+        if bad_layout is not None:
+            raise bad_layout
+        await d.backups(store).reconcile()
+    finally:
+        lock.release()

@@ -1,0 +1,87 @@
+"""Running a release's own commands (post-update, health check): no shell, a timeout, a log.
+
+The command comes from settings as an argument list. It runs in the deployment root with the
+session's facts in its environment; everything it prints goes to the session's log file
+(``data/update_logs/<session id>.log``, 0600). On a timeout its whole process group is
+killed, so a hung child cannot outlive it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.text import redact
+
+__all__ = ["CommandFailed", "CommandResult", "run_command"]
+
+_TAIL_LINES = 8
+
+
+class CommandFailed(GitReleaseError):
+    """A release's post-update command or health check failed or timed out."""
+
+    code = "command_failed"
+    exit_code = 20
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    returncode: int
+    tail: str  # the last lines it printed
+
+
+def run_command(
+    name: str, argv: list[str], *, cwd: Path, timeout: float, log: Path,
+    environment: Mapping[str, str],
+) -> CommandResult:
+    """Run `argv`; raise CommandFailed (with the output's last lines) unless it exits 0."""
+    log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "ab") as handle:
+        handle.write(f"--- {name}: {redact(' '.join(argv))}\n".encode())
+        handle.flush()
+        start = handle.tell()
+        try:
+            process = subprocess.Popen(
+                argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=handle,
+                stderr=subprocess.STDOUT, env={**os.environ, **environment},
+                start_new_session=True)
+        except OSError as exc:
+            raise CommandFailed(f"{name} could not start: {exc.strerror} ({argv[0]})",
+                                hint="fix the command in [tool.gitrelease] or the settings",
+                                log=str(log)) from None
+        try:
+            returncode = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            handle.write(f"--- {name}: killed after {timeout:g} s\n".encode())
+            raise CommandFailed(f"{name} timed out after {timeout:g} s; {_tail(log, start)}",
+                                hint=f"its output is in {log}", log=str(log)) from None
+        handle.write(f"--- {name}: exit status {returncode}\n".encode())
+    tail = _tail(log, start)
+    if returncode != 0:
+        raise CommandFailed(f"{name} exited with status {returncode}; {tail}",
+                            hint=f"its output is in {log}", log=str(log))
+    return CommandResult(returncode, tail)
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _tail(log: Path, start: int) -> str:
+    with log.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read()[-4096:].decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
+    shown = " | ".join(lines)
+    return redact(f"output: {shown}" if shown else "no output")

@@ -1,0 +1,509 @@
+"""`SQLiteStore`: the embedded backend of the index (aiosqlite, WAL) at data/update_manager.db.
+
+SQLite specifics (pragmas, `user_version`, the partial indexes' exact WHERE terms) stay here.
+One class on purpose, over the ~400-line aim: each method is one statement against one
+connection, and splitting them by table would only scatter the connection's handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from gitrelease.core.errors import IndexStoreError
+from gitrelease.core.models import (
+    TERMINAL_STATUSES,
+    Backup,
+    BackupStatus,
+    BackupType,
+    ScheduleType,
+    UpdateSchedule,
+    UpdateSession,
+    UpdateStatus,
+    UpdateType,
+    compact_metadata,
+    utcnow,
+)
+from gitrelease.index.sqlite_schema import (
+    _BACKUP_COLUMNS,
+    _MIGRATIONS,
+    _SESSION_COLUMNS,
+)
+from gitrelease.index.store import AuditEntry, BackupFiles, BackupSummary, JournalStep
+
+__all__ = ["BACKUP_SORTS", "SQLiteStore"]
+
+# How `query_backups` orders each sort, ties included. The reference is a stable Python sort
+# of every row (newest first, then id descending) by one key, reversed for date and size:
+# rows with equal keys keep that base order, hence the trailing columns.
+BACKUP_SORTS = {
+    "date": "created_at DESC, id DESC",
+    "size": "COALESCE(compressed_size, 0) DESC, created_at DESC, id DESC",
+    "name": "py_lower(name), created_at DESC, id DESC",
+    "type": "backup_type, created_at, id DESC",
+}
+# What `backups.reconcile` writes on a completed backup whose archive has gone.
+_MISSING = "the archive is missing"
+# Rows a reconcile must settle: the WHERE of the partial index backups_unsettled, term for
+# term (SQLite uses a partial index only for a query whose WHERE implies the index's).
+_UNSETTLED = ("deleting <> 0 OR status IN ('creating', 'compressing') "
+              "OR (status = 'completed' AND file_path IS NULL)")
+
+# A session that found nothing to do starts and ends at the same commit.
+_CHANGED = "(from_commit IS NULL OR to_commit IS NULL OR from_commit <> to_commit)"
+
+
+def _ts(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _dt(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class SQLiteStore:
+    """The embedded index backend."""
+
+    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: Path) -> SQLiteStore:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        created = not path.exists()
+        try:
+            db = await aiosqlite.connect(path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise IndexStoreError(f"cannot open the index {path}: {exc}") from None
+        store = cls(db, path)
+        try:
+            if created:
+                os.chmod(path, 0o600)  # it names who did what; not for every local user
+            await db.execute("PRAGMA busy_timeout = 10000")
+            await store._enable_wal()
+            # FULL: a journal row must survive power loss, not only a crash of the process.
+            await db.execute("PRAGMA synchronous = FULL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            # SQLite's lower() knows ASCII only; names sort as Python's str.lower sorts them.
+            await db.create_function("py_lower", 1, str.lower, deterministic=True)
+            await store._migrate()
+        except sqlite3.DatabaseError as exc:
+            await db.close()
+            raise IndexStoreError(
+                f"the index {path} cannot be used: {exc}",
+                hint="move the file aside; gitrelease creates a new index",
+            ) from None
+        except BaseException:
+            await db.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def _enable_wal(self) -> None:
+        # Switching a new file to WAL needs it to itself and SQLite answers "locked" at once
+        # (no busy handler) while another process is opening it too: wait a little, retry.
+        for attempt in range(200):
+            try:
+                await self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or attempt == 199:
+                    raise
+                await asyncio.sleep(0.05)
+
+    async def _migrate(self) -> None:
+        # The version is read inside the write transaction: two processes opening a new
+        # index at once must not both apply the same migration.
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            async with self._db.execute("PRAGMA user_version") as cursor:
+                row = await cursor.fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(_MIGRATIONS):
+                raise IndexStoreError(
+                    f"the index {self.path} has schema version {version}, newer than this "
+                    f"gitrelease knows ({len(_MIGRATIONS)})",
+                    hint="upgrade gitrelease; never downgrade it over a newer index",
+                )
+            for script in _MIGRATIONS[version:]:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        await self._db.execute(statement)
+            if version < len(_MIGRATIONS):
+                await self._db.execute(f"PRAGMA user_version = {len(_MIGRATIONS)}")
+            await self._db.execute("COMMIT")
+        except BaseException:
+            await self._db.execute("ROLLBACK")
+            raise
+
+    # -- update sessions -------------------------------------------------------------------
+
+    async def create_session(self, session: UpdateSession) -> None:
+        marks = ", ".join("?" for _ in _SESSION_COLUMNS)
+        await self._db.execute(
+            f"INSERT INTO update_sessions ({', '.join(_SESSION_COLUMNS)}) VALUES ({marks})",  # noqa: S608
+            self._session_row(session),
+        )
+
+    async def save_session(self, session: UpdateSession) -> None:
+        assignments = ", ".join(f"{c} = ?" for c in _SESSION_COLUMNS[1:])
+        row = self._session_row(session)
+        await self._db.execute(
+            f"UPDATE update_sessions SET {assignments} WHERE id = ?",  # noqa: S608
+            (*row[1:], row[0]),
+        )
+
+    async def add_step(self, session_id: str, step: str, state: str, detail: str = "") -> None:
+        await self._db.execute(
+            "INSERT INTO session_steps (session_id, seq, step, state, at, detail) "
+            "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
+            "WHERE session_id = ?), ?, ?, ?, ?)",
+            (session_id, session_id, step, state, _ts(utcnow()), detail),
+        )
+
+    async def get_session(self, session_id: str) -> UpdateSession | None:
+        rows = await self._select_sessions("WHERE id = ?", (session_id,))
+        return rows[0] if rows else None
+
+    async def list_sessions(
+        self, since: datetime | None = None, limit: int = 20
+    ) -> list[UpdateSession]:
+        where, params = ("WHERE started_at >= ?", (_ts(since),)) if since else ("", ())
+        return await self._select_sessions(
+            f"{where} ORDER BY started_at DESC LIMIT ?", (*params, limit))
+
+    async def unfinished_sessions(self) -> list[UpdateSession]:
+        """Sessions a dead process left half-way. One that is RESTARTING did all its steps
+        and waits for the restarted bot to confirm (gitrelease.deploy.boot): it is not half-way."""
+        done = {*TERMINAL_STATUSES, UpdateStatus.RESTARTING}
+        # The complement spelled out (IN, not NOT IN) lets the status index answer it.
+        running = [s.value for s in UpdateStatus if s not in done]
+        marks = ", ".join("?" for _ in running)
+        return await self._select_sessions(
+            f"WHERE status IN ({marks}) ORDER BY started_at", tuple(running))
+
+    async def last_completed(self) -> UpdateSession | None:
+        """The last update that changed something (an "already up to date" run does not)."""
+        rows = await self._select_sessions(
+            f"WHERE status = ? AND {_CHANGED} ORDER BY completed_at DESC LIMIT 1",
+            (UpdateStatus.COMPLETED.value,))
+        return rows[0] if rows else None
+
+    async def steps(self, session_id: str) -> list[JournalStep]:
+        async with self._db.execute(
+            "SELECT seq, step, state, at, detail FROM session_steps "
+            "WHERE session_id = ? ORDER BY seq", (session_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [JournalStep(r[0], r[1], r[2], datetime.fromisoformat(r[3]), r[4]) for r in rows]
+
+    async def session_counts(self, since: datetime | None = None) -> dict[str, int]:
+        """Sessions by status, leaving out the runs that found nothing to install."""
+        where, params = (f"WHERE {_CHANGED} AND started_at >= ?", (_ts(since),)) if since \
+            else (f"WHERE {_CHANGED}", ())
+        async with self._db.execute(
+            f"SELECT status, COUNT(*) FROM update_sessions {where} GROUP BY status",  # noqa: S608
+            params,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return {status: count for status, count in rows}
+
+    async def session_analytics(self, since: datetime | None = None) -> dict[str, Any]:
+        """Counts by type and outcome and durations, computed by SQL over the journal."""
+        where, params = (f"WHERE {_CHANGED} AND started_at >= ?", (_ts(since),)) if since \
+            else (f"WHERE {_CHANGED}", ())
+        async with self._db.execute(
+            "SELECT update_type, status, COUNT(*), AVG(duration_seconds), "  # noqa: S608
+            f"MAX(duration_seconds) FROM update_sessions {where} GROUP BY update_type, status",
+            params,
+        ) as cursor:
+            rows = await cursor.fetchall()
+        by_type: dict[str, dict[str, int]] = {}
+        total = weighted = 0.0
+        longest = None
+        for kind, status, count, mean, most in rows:
+            by_type.setdefault(kind, {})[status] = count
+            if mean is not None:
+                total += count
+                weighted += mean * count
+                longest = most if longest is None else max(longest, most)
+        return {"by_type": by_type,
+                "mean_duration_seconds": round(weighted / total, 3) if total else None,
+                "longest_duration_seconds": round(longest, 3) if longest is not None else None}
+
+    async def _select_sessions(
+        self, clause: str, params: Sequence[Any]
+    ) -> list[UpdateSession]:
+        async with self._db.execute(
+            f"SELECT {', '.join(_SESSION_COLUMNS)} FROM update_sessions {clause}",  # noqa: S608
+            tuple(params),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._session_from_row(row) for row in rows]
+
+    @staticmethod
+    def _session_row(s: UpdateSession) -> tuple[Any, ...]:
+        return (
+            s.id, s.update_type.value, s.status.value, s.progress, _ts(s.started_at),
+            _ts(s.completed_at) if s.completed_at else None, s.target_version,
+            s.current_version, s.error_message, json.dumps(s.steps_completed), s.total_steps,
+            int(s.rollback_available), s.initiated_by, s.from_commit, s.to_commit,
+            s.target_tag, int(s.restart_needed), json.dumps(s.warnings), s.backup_id,
+            (s.completed_at - s.started_at).total_seconds() if s.completed_at else None,
+        )
+
+    @staticmethod
+    def _session_from_row(row: Sequence[Any]) -> UpdateSession:
+        return UpdateSession(
+            id=row[0], update_type=UpdateType(row[1]), status=UpdateStatus(row[2]),
+            progress=row[3], started_at=datetime.fromisoformat(row[4]), completed_at=_dt(row[5]),
+            target_version=row[6], current_version=row[7], error_message=row[8],
+            steps_completed=json.loads(row[9]), total_steps=row[10],
+            rollback_available=bool(row[11]), initiated_by=row[12], from_commit=row[13],
+            to_commit=row[14], target_tag=row[15], restart_needed=bool(row[16]),
+            warnings=json.loads(row[17]), backup_id=row[18],
+        )
+
+    # -- audit log -------------------------------------------------------------------------
+
+    async def audit(
+        self, actor: str, action: str, target: str | None, outcome: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO audit_log (at, actor, action, target, outcome, detail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (_ts(utcnow()), actor, action, target, outcome, json.dumps(detail or {})),
+        )
+
+    async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
+        async with self._db.execute(
+            "SELECT at, actor, action, target, outcome, detail FROM audit_log "
+            "ORDER BY id DESC LIMIT ?", (limit,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            AuditEntry(datetime.fromisoformat(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5]))
+            for r in rows
+        ]
+
+    # -- backups ---------------------------------------------------------------------------
+
+    async def save_backup(self, backup: Backup) -> None:
+        """Insert or update a backup's row; a manifest's file list goes to its own table."""
+        manifest = backup.metadata.get("manifest")
+        if isinstance(manifest, dict) and "files" in manifest:
+            await self._db.execute(
+                "INSERT INTO backup_manifests (backup_id, files) VALUES (?, ?) "
+                "ON CONFLICT (backup_id) DO UPDATE SET files = excluded.files",
+                (backup.id, json.dumps(manifest["files"])))
+        row = self._backup_row(backup)
+        columns = ", ".join(_BACKUP_COLUMNS)
+        marks = ", ".join("?" for _ in _BACKUP_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _BACKUP_COLUMNS[1:])
+        await self._db.execute(
+            f"INSERT INTO backups ({columns}) VALUES ({marks}) "  # noqa: S608
+            f"ON CONFLICT (id) DO UPDATE SET {updates}", row)
+
+    async def get_backup(self, id_or_name: str) -> Backup | None:
+        rows = await self._select_backups("WHERE id = ? OR name = ? ORDER BY id = ? DESC",
+                                          (id_or_name, id_or_name, id_or_name))
+        return rows[0] if rows else None
+
+    async def list_backups(self) -> list[Backup]:
+        return await self._select_backups("ORDER BY created_at DESC, id DESC", ())
+
+    async def query_backups(
+        self, *, backup_type: BackupType | None, since: datetime | None, sort_by: str,
+        limit: int,
+    ) -> list[Backup]:
+        """The backups `backup list` shows: not being deleted, created at or after `since`,
+        of one type, in the order of BACKUP_SORTS, at most `limit`; only those rows are read."""
+        if sort_by not in BACKUP_SORTS:
+            raise ValueError(f"unknown sort {sort_by!r}")
+        where, params = ["deleting = 0"], []
+        if since is not None:
+            where.append("created_at >= ?")
+            params.append(_ts(since))
+        if backup_type is not None:
+            where.append("backup_type = ?")
+            params.append(backup_type.value)
+        return await self._select_backups(
+            f"WHERE {' AND '.join(where)} ORDER BY {BACKUP_SORTS[sort_by]} LIMIT ?",
+            (*params, limit))
+
+    async def backup_summary(self) -> BackupSummary:
+        """Counts by status and stored bytes by SQL: two rows read, not every backup."""
+        completed = BackupStatus.COMPLETED.value
+        async with self._db.execute(
+            "SELECT status, COUNT(*), SUM(COALESCE(compressed_size, 0)) FROM backups "
+            "GROUP BY status") as cursor:
+            rows = await cursor.fetchall()
+        # Damaged archives still take room: the few corrupted rows whose file is there.
+        async with self._db.execute(
+            "SELECT SUM(COALESCE(compressed_size, 0)) FROM backups WHERE status = ? "
+            "AND file_path IS NOT NULL AND problem IS NOT ?",
+            (BackupStatus.CORRUPTED.value, _MISSING)) as cursor:
+            damaged = await cursor.fetchone()
+        async with self._db.execute(
+            "SELECT id, created_at FROM backups WHERE status = ? "
+            "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
+            latest = await cursor.fetchone()
+        async with self._db.execute(
+            "SELECT id FROM backups WHERE status = ? AND verified_at IS NOT NULL "
+            "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
+            verified = await cursor.fetchone()
+        by_status = {status: count for status, count, _ in rows}
+        completed_bytes = next((size for status, _, size in rows if status == completed), 0)
+        return BackupSummary(
+            total=sum(by_status.values()), by_status=by_status, completed_bytes=completed_bytes,
+            archive_bytes=completed_bytes + int((damaged[0] if damaged else 0) or 0),
+            latest=(latest[0], datetime.fromisoformat(latest[1])) if latest else None,
+            newest_verified=verified[0] if verified else None)
+
+    async def backup_files(self) -> BackupFiles:
+        """Every row's archive path and whether the row says it exists, from the index
+        backups_archives alone; each list comes back as one string (tens of thousands of
+        rows as Python tuples would cost more than all the rest)."""
+        lists = []
+        for where, params in (
+            ("file_path IS NOT NULL", ()),
+            ("status = ? AND file_path IS NOT NULL", (BackupStatus.COMPLETED.value,)),
+            ("status = ? AND file_path IS NOT NULL AND problem = ?",
+             (BackupStatus.CORRUPTED.value, _MISSING)),
+        ):
+            async with self._db.execute(
+                f"SELECT group_concat(file_path, char(0)) FROM backups INDEXED BY "  # noqa: S608
+                f"backups_archives WHERE {where}", params) as cursor:
+                row = await cursor.fetchone()
+            lists.append(row[0].split("\0") if row and row[0] else [])
+        return BackupFiles(*lists)
+
+    async def backups_unsettled(self) -> bool:
+        """A row a dead process left half-way (still being written, or being deleted), or
+        a completed one that names no archive at all."""
+        async with self._db.execute(
+            f"SELECT EXISTS (SELECT 1 FROM backups WHERE {_UNSETTLED})") as cursor:  # noqa: S608
+            row = await cursor.fetchone()
+        return bool(row and row[0])
+
+    async def change_stamp(self) -> tuple[int, int]:
+        """A value that differs after any write to the index, by this connection (its count
+        of changes) or another, in this process or not (SQLite's data_version)."""
+        async with self._db.execute(
+            "SELECT total_changes(), data_version FROM pragma_data_version") as cursor:
+            row = await cursor.fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def delete_backup(self, backup_id: str) -> None:
+        await self._db.execute("DELETE FROM backup_manifests WHERE backup_id = ?", (backup_id,))
+        await self._db.execute("DELETE FROM backups WHERE id = ?", (backup_id,))
+
+    async def backup_manifest(self, backup: Backup) -> dict[str, Any]:
+        """A backup's whole manifest: the summary in its row and the list of its files."""
+        async with self._db.execute(
+            "SELECT files FROM backup_manifests WHERE backup_id = ?", (backup.id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        summary = backup.metadata.get("manifest", {})
+        return {**summary, "files": json.loads(row[0]) if row else summary.get("files", [])}
+
+    async def backups_in_use(self) -> set[str]:
+        """Backups that an unfinished update session may still need for its way back."""
+        done = [s.value for s in TERMINAL_STATUSES]
+        marks = ", ".join("?" for _ in done)
+        async with self._db.execute(
+            f"SELECT backup_id FROM update_sessions WHERE backup_id IS NOT NULL "  # noqa: S608
+            f"AND status NOT IN ({marks})", tuple(done),
+        ) as cursor:
+            return {row[0] for row in await cursor.fetchall()}
+
+    async def _select_backups(self, clause: str, params: Sequence[Any]) -> list[Backup]:
+        async with self._db.execute(
+            f"SELECT {', '.join(_BACKUP_COLUMNS)} FROM backups {clause}",  # noqa: S608
+            tuple(params),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [self._backup_from_row(row) for row in rows]
+
+    @staticmethod
+    def _backup_row(b: Backup) -> tuple[Any, ...]:
+        return (
+            b.id, b.name, b.backup_type.value, b.status.value, b.file_path, b.file_size,
+            b.compressed_size, _ts(b.created_at), _ts(b.completed_at) if b.completed_at else None,
+            b.description, b.checksum, int(b.auto_created),
+            json.dumps(compact_metadata(b.metadata)), b.tag, b.commit, int(b.keep),
+            _ts(b.verified_at) if b.verified_at else None, b.problem, int(b.deleting),
+        )
+
+    @staticmethod
+    def _backup_from_row(row: Sequence[Any]) -> Backup:
+        return Backup(
+            id=row[0], name=row[1], backup_type=BackupType(row[2]), status=BackupStatus(row[3]),
+            file_path=row[4], file_size=row[5], compressed_size=row[6],
+            created_at=datetime.fromisoformat(row[7]), completed_at=_dt(row[8]),
+            description=row[9], checksum=row[10], auto_created=bool(row[11]),
+            metadata=json.loads(row[12]), tag=row[13], commit=row[14], keep=bool(row[15]),
+            verified_at=_dt(row[16]), problem=row[17], deleting=bool(row[18]),
+        )
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    async def save_schedule(self, schedule: UpdateSchedule) -> None:
+        row = (
+            schedule.id, schedule.name, schedule.schedule_type.value, schedule.update_time,
+            json.dumps(schedule.update_days), json.dumps([t.value for t in schedule.update_types]),
+            int(schedule.enabled), schedule.created_by, _ts(schedule.created_at),
+            _ts(schedule.last_run) if schedule.last_run else None,
+            _ts(schedule.next_run) if schedule.next_run else None,
+            schedule.max_backups_to_keep, schedule.last_outcome,
+        )
+        await self._db.execute(
+            "INSERT INTO schedules (id, name, schedule_type, update_time, update_days, "
+            "update_types, enabled, created_by, created_at, last_run, next_run, "
+            "max_backups_to_keep, last_outcome) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "update_time = excluded.update_time, update_days = excluded.update_days, "
+            "update_types = excluded.update_types, enabled = excluded.enabled, "
+            "last_run = excluded.last_run, next_run = excluded.next_run, "
+            "last_outcome = excluded.last_outcome", row)
+
+    async def list_schedules(self) -> list[UpdateSchedule]:
+        async with self._db.execute(
+            "SELECT id, name, schedule_type, update_time, update_days, update_types, enabled, "
+            "created_by, created_at, last_run, next_run, max_backups_to_keep, last_outcome "
+            "FROM schedules ORDER BY created_at, id") as cursor:
+            rows = await cursor.fetchall()
+        return [UpdateSchedule(
+            id=r[0], name=r[1], schedule_type=ScheduleType(r[2]), update_time=r[3],
+            update_days=json.loads(r[4]), update_types=[UpdateType(t) for t in json.loads(r[5])],
+            enabled=bool(r[6]), created_by=r[7], created_at=datetime.fromisoformat(r[8]),
+            last_run=_dt(r[9]), next_run=_dt(r[10]), max_backups_to_keep=r[11],
+            last_outcome=r[12]) for r in rows]
+
+    async def delete_schedule(self, schedule_id: str) -> bool:
+        cursor = await self._db.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))
+        return cursor.rowcount > 0
+
+    async def claim_schedule(
+        self, schedule_id: str, due: datetime, following: datetime | None
+    ) -> bool:
+        """Take the run due at `due` by moving next_run on: true for exactly one runner,
+        however many try at once. A runner that dies after this loses that one run rather
+        than holding the schedule forever."""
+        cursor = await self._db.execute(
+            "UPDATE schedules SET next_run = ? WHERE id = ? AND next_run = ?",
+            (_ts(following) if following else None, schedule_id, _ts(due)))
+        return cursor.rowcount == 1

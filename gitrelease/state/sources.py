@@ -1,0 +1,220 @@
+"""What a backup holds: the state git does not version, sorted into databases, config, data, logs.
+
+Member names say where a file lives: ``data/<path>`` under the data dir, ``root/<path>``
+under the deployment root. The index, backups, locks, temp files and SQLite's own ``-wal``
+``-shm`` ``-journal`` files are never members (a database is captured whole by its snapshot).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from gitrelease.core.errors import InvalidSetting
+from gitrelease.core.models import BackupType
+from gitrelease.core.settings import Settings
+from gitrelease.state.snapshot import is_sqlite
+
+__all__ = ["KINDS_OF", "Layout", "Source", "collect"]
+
+#: The member kinds each backup type holds.
+KINDS_OF = {
+    BackupType.DATABASE: {"database"},
+    BackupType.CONFIG: {"config"},
+    BackupType.DATA_ONLY: {"data"},
+    BackupType.FULL: {"database", "config", "data"},
+}
+_SIDECARS = ("-wal", "-shm", "-journal")
+_RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db",
+                  "bad_releases.json", "audit_cache.json", "last_check.json",
+                  # About the running process, never about the data: restoring one would
+                  # bring back a start that no longer waits, or a restart nobody asked for.
+                  "restart_pending.json", "restart_request.json"}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a deployment keeps things, resolved once from the settings."""
+
+    root: Path
+    data_dir: Path
+    backup_dir: Path
+    logs_dir: Path
+    # setting -> the file it was set in: what an error about a configured path names
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, root: Path, data_dir: Path, settings: Settings,
+           sources: Mapping[str, str] | None = None) -> Layout:
+        """Where backups and logs go; a bad path is an InvalidSetting naming the file it was
+        set in (`sources`: setting -> file, as `LoadedSettings` has them)."""
+        known = dict(sources or {})
+        backups = _place(root, data_dir, settings.backup_path, "backup_path",
+                         _source(known, "backup_path"))
+        logs = _place(root, data_dir, settings.update_logs_path, "update_logs_path",
+                      _source(known, "update_logs_path"))
+        for key, path in (("backup_path", backups), ("update_logs_path", logs)):
+            if path in (root, data_dir) or data_dir.is_relative_to(path) or \
+                    root.is_relative_to(path):
+                raise InvalidSetting(_source(known, key), key, f"is {path}, which holds the "
+                                     "deployment or its data dir; it needs a directory of "
+                                     "its own")
+        return cls(root, data_dir, backups, logs, known)
+
+    def source(self, key: str) -> str:
+        """The file setting `key` came from, as errors name it."""
+        return _source(self.sources, key)
+
+    def member_name(self, path: Path) -> str:
+        if path.is_relative_to(self.data_dir):
+            return "data/" + path.relative_to(self.data_dir).as_posix()
+        return "root/" + path.relative_to(self.root).as_posix()
+
+    def live_path(self, member: str) -> Path:
+        """Where a member is restored to (the name only; `restorable` decides if it may be)."""
+        area, _, rest = member.partition("/")
+        base = {"data": self.data_dir, "root": self.root}.get(area)
+        relative = PurePosixPath(rest)
+        if base is None or not rest or relative.is_absolute() or ".." in relative.parts:
+            raise ValueError(f"not a member name: {member!r}")
+        return base.joinpath(*relative.parts)
+
+    def restorable(
+        self, member: str, settings: Settings, tracked: frozenset[str]
+    ) -> Path:
+        """The live path of a member a gitrelease backup could hold, else ValueError.
+
+        An archive is only data: whatever its manifest says, a restore never writes into
+        .git, over versioned files, over the index, locks, backups or logs, anywhere else
+        in the root than the configured config and database files, or through a symlinked
+        directory.
+        """
+        path = self.live_path(member)
+        relative = path.relative_to(self.root) if path.is_relative_to(self.root) else None
+        if ".git" in PurePosixPath(member).parts:
+            raise ValueError(f"{member!r} is inside .git")
+        if relative is not None and relative.as_posix() in tracked:
+            raise ValueError(f"{member!r} is a versioned file; git restores those")
+        if member.startswith("root/"):
+            allowed = {".env", *settings.config_paths, *settings.database_paths,
+                       *settings.config_templates.values()}
+            if member.removeprefix("root/") not in {PurePosixPath(a).as_posix() for a in allowed}:
+                raise ValueError(f"{member!r} is not a configured config or database file")
+        reserved = (self.backup_dir, self.logs_dir)
+        if any(path == r or path.is_relative_to(r) for r in reserved) and not (
+                path.is_relative_to(self.logs_dir) and path.suffix == ".log"):
+            raise ValueError(f"{member!r} is inside the backups or logs")
+        if path.parent == self.data_dir and (path.name in _RUNTIME_FILES
+                                             or path.name.startswith("update_manager.db")):
+            raise ValueError(f"{member!r} is gitrelease's own state")
+        base = self.data_dir if member.startswith("data/") else self.root
+        for parent in [*path.relative_to(base).parents][:-1]:
+            if (base / parent).is_symlink():
+                raise ValueError(f"{member!r} would be written through a symlink")
+        return path
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    name: str
+    kind: str
+    size: int
+
+
+def _source(sources: Mapping[str, str], key: str) -> str:
+    return sources.get(key, "settings")
+
+
+def _place(root: Path, data_dir: Path, configured: str, key: str, source: str) -> Path:
+    """Backups and logs may live on another disk (an absolute path); a relative path that
+    starts with "data/" is inside the data dir wherever GITRELEASE_DATA_DIR puts it."""
+    relative = PurePosixPath(configured)
+    if not relative.is_absolute() and relative.parts[:1] == ("data",) and \
+            ".." not in relative.parts:
+        return data_dir.joinpath(*relative.parts[1:])
+    return _under(root, configured, key, absolute_ok=True, source=source)
+
+
+def _under(root: Path, configured: str, key: str, *, absolute_ok: bool = False,
+           source: str = "settings") -> Path:
+    relative = PurePosixPath(configured)
+    if absolute_ok and relative.is_absolute() and ".." not in relative.parts:
+        return Path(configured)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise InvalidSetting(source, key, f"is {configured!r}; it must be a path inside "
+                             "the deployment root, without '..'")
+    return root.joinpath(*relative.parts)
+
+
+def _walk(directory: Path, skip: set[Path]) -> Iterator[Path]:
+    """Regular files under `directory`, not following symlinks, skipping whole subtrees."""
+    if not directory.is_dir():
+        return
+    for current, dirs, files in os.walk(directory):
+        here = Path(current)
+        dirs[:] = sorted(d for d in dirs if here / d not in skip)
+        for name in sorted(files):
+            path = here / name
+            if path.is_file() and not path.is_symlink():
+                yield path
+
+
+def _is_runtime(path: Path, layout: Layout) -> bool:
+    name = path.name
+    if path.parent == layout.data_dir and name in _RUNTIME_FILES:
+        return True
+    if name.startswith("update_manager.db"):
+        return True
+    return name.startswith(".") and ".tmp" in name
+
+
+def _configured(layout: Layout, paths: list[str], key: str) -> list[Path]:
+    found = []
+    for configured in paths:
+        path = _under(layout.root, configured, key, source=layout.source(key))
+        if path.is_file():
+            found.append(path)
+    return found
+
+
+def collect(
+    layout: Layout, settings: Settings, backup_type: BackupType, *, include_logs: bool,
+    tracked: frozenset[str] = frozenset(),
+) -> list[Source]:
+    """Every file a backup of this type takes, with its member name and kind."""
+    kinds = set(KINDS_OF[backup_type]) | ({"log"} if include_logs else set())
+    chosen: dict[Path, str] = {}
+    skip = {layout.backup_dir, layout.logs_dir}
+    databases = [p for p in _walk(layout.data_dir, skip)
+                 if not _is_runtime(p, layout) and not p.name.endswith(_SIDECARS)
+                 and is_sqlite(p)]
+    databases += [p for p in _configured(layout, settings.database_paths, "database_paths")
+                  if is_sqlite(p)]
+    sidecars = {Path(f"{db}{suffix}") for db in databases for suffix in _SIDECARS}
+    for path in databases:
+        chosen.setdefault(path, "database")
+    config = [layout.root / ".env", layout.data_dir / "settings.toml"]
+    config += _configured(layout, settings.config_paths, "config_paths")
+    config += _configured(layout, list(settings.config_templates.values()), "config_templates")
+    for path in config:
+        # A config file may be a symlink to where the operator keeps secrets: its content
+        # is what is backed up, and a restore writes through the link.
+        if path.is_file():
+            chosen.setdefault(path, "config")
+    for path in _walk(layout.logs_dir, set()):
+        chosen.setdefault(path, "log")
+    for path in _walk(layout.data_dir, skip):
+        if path in chosen or path in sidecars or _is_runtime(path, layout):
+            continue
+        chosen[path] = "log" if path.suffix == ".log" else "data"
+    def versioned(path: Path) -> bool:
+        return path.is_relative_to(layout.root) and \
+            path.relative_to(layout.root).as_posix() in tracked
+
+    return [
+        Source(path, layout.member_name(path), kind, path.stat().st_size)
+        for path, kind in chosen.items() if kind in kinds and not versioned(path)
+    ]
