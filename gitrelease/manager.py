@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from gitrelease.core.settings import LoadedSettings
     from gitrelease.core.settings_edit import SettingChange
     from gitrelease.deploy.boot import StartCheck
-    from gitrelease.deploy.install import InstallOptions
+    from gitrelease.deploy.install_options import InstallOptions
     from gitrelease.deploy.restart import RestartOutcome
     from gitrelease.deploy.restore import RestoreOptions
     from gitrelease.deploy.rollback import RollbackOptions
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from gitrelease.git.repo import GitRepo
     from gitrelease.index.store import JournalStep, Store
     from gitrelease.release.cut import ReleaseResult
-    from gitrelease.state.backups import BackupOptions, ListFilters, PruneResult
+    from gitrelease.state.backup_options import BackupOptions, ListFilters
+    from gitrelease.state.retention import PruneResult
     from gitrelease.state.sources import Layout
 
 # The operations are imported where they are used: the CLI's `check` needs none of the
@@ -49,7 +50,7 @@ __all__ = ["InstallOptions", "ReleaseManager", "check_push", "cut_release",
 
 def __getattr__(name: str) -> Any:
     if name == "InstallOptions":  # re-exported for front-ends, imported only when asked for
-        from gitrelease.deploy.install import InstallOptions
+        from gitrelease.deploy.install_options import InstallOptions
 
         return InstallOptions
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -352,7 +353,7 @@ class ReleaseManager:
 
 def deployment_root(root: Path | None = None) -> Path:
     """`root`, else $GITRELEASE_ROOT, else the git top-level of the current directory."""
-    from gitrelease.git.repo import deployment_root as find
+    from gitrelease.git.worktree import deployment_root as find
 
     return find(root).resolve()
 

@@ -15,7 +15,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
-__all__ = ["FileTranslator", "describe", "hint", "text"]
+__all__ = ["FileTranslator", "describe", "hint", "locale_of", "text"]
 
 SOURCE = "en_US"
 
@@ -68,6 +68,11 @@ def describe(key: str) -> app_commands.locale_str:
 def locale_name(locale: discord.Locale | str) -> str:
     """discord's 'en-US' is the folder 'en_US'."""
     return str(getattr(locale, "value", locale)).replace("-", "_")
+
+
+def locale_of(interaction: discord.Interaction) -> str:
+    """The folder of the invoking user's language: replies are worded for whoever asked."""
+    return locale_name(interaction.locale)
 
 
 class FileTranslator(app_commands.Translator):

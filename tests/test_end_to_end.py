@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO_ROOT, SIGTERM_EXIT, Bot, World, git
-from tests.test_signed_tags import keypair
+from tests.git_layer.test_signed_tags import keypair
 
 
 def cli_at(root: Path, *args: str) -> str:

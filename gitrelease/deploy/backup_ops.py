@@ -18,7 +18,8 @@ from gitrelease.deploy.guard import exclusive, reconcile_if_idle
 
 if TYPE_CHECKING:
     from gitrelease.deploy.restore import RestoreOptions, RestoreResult
-    from gitrelease.state.backups import BackupOptions, ListFilters, PruneResult
+    from gitrelease.state.backup_options import BackupOptions, ListFilters
+    from gitrelease.state.retention import PruneResult
 
 __all__ = ["create_backup", "delete_backup", "list_backups", "prune_backups",
            "restore_backup", "verify_backup"]
@@ -30,7 +31,7 @@ async def create_backup(
     actor: str = "system", progress: Progress | None = None,
 ) -> Backup:
     """Archive the state git does not version, indexed with the current tag."""
-    from gitrelease.state.backups import BackupOptions, parse_backup_type
+    from gitrelease.state.backup_options import BackupOptions, parse_backup_type
 
     kind = parse_backup_type(backup_type)
     opts = options if isinstance(options, BackupOptions) else BackupOptions.from_mapping(
@@ -56,7 +57,7 @@ async def list_backups(
 ) -> list[Backup]:
     """The backups as `BackupService.list_backups` picks and orders them, by SQL: only
     the rows shown are read."""
-    from gitrelease.state.backups import ListFilters
+    from gitrelease.state.backup_options import ListFilters
 
     chosen = filters if isinstance(filters, ListFilters) else ListFilters.from_mapping(
         filters or {})
@@ -87,9 +88,11 @@ async def _known_backup(d: Deployment, backup_id: str) -> None:
 
 
 def _has_archives(d: Deployment) -> bool:
-    directory = d.layout().backup_dir
-    return directory.is_dir() and any(p.name.startswith("backup_")
-                                      for p in directory.iterdir())
+    """Whether anything in the archive store looks like a backup (before there is an index
+    to ask, so no Store and no BackupService yet)."""
+    from gitrelease.state.archives import archive_store
+
+    return any(name.startswith("backup_") for name in archive_store(d.layout()).taken_names())
 
 
 async def verify_backup(

@@ -107,7 +107,7 @@ def _check_bot(
         report.current_version = snap.current.text
         report.ignored_tags = snap.ignored
         if moved:
-            from gitrelease.deploy.install import moved_warning
+            from gitrelease.deploy.resolve import moved_warning
 
             report.warnings += [moved_warning(tag) for tag in moved]
         report.warnings += d.inert_settings() + snap.bad_warnings()

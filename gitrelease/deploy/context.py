@@ -23,9 +23,11 @@ from gitrelease.core.beside import Beside
 from gitrelease.core.errors import GitReleaseError, InvalidSetting
 from gitrelease.core.settings import LoadedSettings, Settings, load_settings
 from gitrelease.git import releases
+from gitrelease.git.records import FetchResult
 from gitrelease.git.releases import ReleaseSnapshot
-from gitrelease.git.repo import FetchResult, GitRepo, deployment_root
+from gitrelease.git.repo import GitRepo
 from gitrelease.git.versions import Channel, TagPattern
+from gitrelease.git.worktree import deployment_root
 
 if TYPE_CHECKING:
     from gitrelease.index.store import Store

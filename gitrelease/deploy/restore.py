@@ -25,10 +25,11 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.models import Backup, BackupStatus, BackupType, Progress, utcnow
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
-from gitrelease.state import archive
-from gitrelease.state.backups import BackupOptions, BackupService, ReleasePoint
+from gitrelease.state.backup_options import BackupOptions
+from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
 from gitrelease.state.sources import Layout
+from gitrelease.state.unpack import UnsafeArchive, extract_safely
 
 __all__ = ["RESTORE_TYPES", "RestoreFailed", "RestoreOptions", "RestoreResult", "restore"]
 
@@ -105,24 +106,28 @@ async def restore(
         targets = {name: layout.restorable(name, service.settings, tracked)
                    for name in entries}
     except ValueError as exc:
-        raise archive.UnsafeArchive(f"backup {backup.id}: {exc}") from None
+        raise UnsafeArchive(f"backup {backup.id}: {exc}") from None
     databases = {name for name, e in entries.items() if e["kind"] == "database"}
     result = RestoreResult(backup, options.restore_type, None)
-    staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-", dir=layout.backup_dir))
+    # The staging dir is beside the archives: a leftover of a crash is swept by the reconcile.
+    staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-",
+                                    dir=service.archives.scratch))
     try:
         # Unpacking (which verifies, by the archive's sha256 and each member's) and the
         # safety backup (of what is live now) are independent: they run side by side, and
         # nothing live is touched until both are done.
         report("unpack", 10, backup.id)
         verify = options.verify_backup and backup.checksum is not None
-        unpacking = asyncio.ensure_future(asyncio.to_thread(
-            archive.extract_safely, Path(backup.file_path or ""), staging, manifest,
-            wanted=set(entries), checksum=backup.checksum if verify else None,
-            durable=set(entries) - databases))
-        safety = None if safety_backup is not None or not take_safety else \
-            asyncio.ensure_future(_safety_backup(service, backup, options, entries, targets,
-                                                 point))
-        staged = await _both(service, backup, unpacking, safety, verify=options.verify_backup)
+        async with service.archives.reading(backup.file_path or "") as source:
+            unpacking = asyncio.ensure_future(asyncio.to_thread(
+                extract_safely, source, staging, manifest, wanted=set(entries),
+                checksum=backup.checksum if verify else None,
+                durable=set(entries) - databases))
+            safety = None if safety_backup is not None or not take_safety else \
+                asyncio.ensure_future(_safety_backup(service, backup, options, entries,
+                                                     targets, point))
+            staged = await _both(service, backup, unpacking, safety,
+                                 verify=options.verify_backup)
         result.safety_backup = safety_backup or (safety.result() if safety else None)
         if verify:
             backup.verified_at = utcnow()

@@ -281,7 +281,8 @@ class Rollback:
                             hint="name the version to roll back to")
 
     async def _safety_backup(self, store: Store, snap: Any, target: _Target) -> Backup:
-        from gitrelease.state.backups import BackupOptions, ReleasePoint
+        from gitrelease.state.backup_options import BackupOptions
+        from gitrelease.state.backups import ReleasePoint
 
         service = self.d.backups(store)
         current = snap.current

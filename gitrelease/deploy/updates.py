@@ -14,7 +14,8 @@ from gitrelease.core.models import Progress, UpdateSession, parse_update_type
 from gitrelease.core.reports import InstallPlan
 from gitrelease.deploy.context import Deployment, in_thread
 from gitrelease.deploy.guard import exclusive
-from gitrelease.deploy.install import Installer, InstallOptions
+from gitrelease.deploy.install import Installer
+from gitrelease.deploy.install_options import InstallOptions
 from gitrelease.deploy.rollback import Rollback, RollbackOptions
 
 __all__ = ["install_updates", "rollback_to_version"]

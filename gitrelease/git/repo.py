@@ -1,8 +1,10 @@
-"""The git layer: one runner over GitPython, plumbing output parsed once into typed objects.
+"""The one git runner, `GitRepo`: every git call, its output parsed once into typed records.
 
 Every git call goes through `GitRepo.run`: an argument list (never a shell), a clean
 environment (no prompts, C locale), a timeout. Names given by people never reach git as
-arguments: versions are matched against the listed tags and git is handed commit ids.
+arguments: versions are matched against the listed tags and git is handed commit ids. The
+records it returns are in `gitrelease.git.records`; what a failure's stderr means is decided in
+`gitrelease.git.stderr`.
 """
 
 from __future__ import annotations
@@ -12,50 +14,23 @@ import re
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import git
 
-from gitrelease.core.errors import (
-    FetchFailed,
-    GitCommandFailed,
-    InvalidInput,
-    NotAGitRepository,
-)
+from gitrelease.core.errors import FetchFailed, InvalidInput, NotAGitRepository
 from gitrelease.core.text import redact
+from gitrelease.git.records import Commit, DiffStats, FetchResult, TagRef, TagSignature
+from gitrelease.git.stderr import command_failed, fetch_result, tag_signature
 
-__all__ = [
-    "Commit",
-    "DiffStats",
-    "FetchResult",
-    "GitRepo",
-    "TagRef",
-    "deployment_root",
-    "find_toplevel",
-    "redact",
-]
+__all__ = ["GitRepo"]
 
 _FS = "\x1f"  # field separator in --format output
 _RS = "\x1e"  # record separator
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _REMOTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
-# Everything up to the last "@" before the host: passwords may hold "@" themselves.
-_CLOBBER = re.compile(
-    r"^\s*!\s+\[rejected\]\s+(\S+)\s+->\s+\S+\s+\(would clobber existing tag\)", re.M)
-_NETWORK_HINTS = (
-    "could not read from remote",
-    "unable to access",
-    "could not resolve host",
-    "does not appear to be a git repository",
-    "connection refused",
-    "connection timed out",
-    "repository not found",
-    "no such remote",
-    "failed to connect",
-)
 _ENVIRONMENT = {
     # No credential or host-key prompt may ever hang an unattended update.
     "GIT_TERMINAL_PROMPT": "0",
@@ -67,83 +42,6 @@ _ENVIRONMENT = {
     # the bot itself once its checks pass, never half-way.
     "GITRELEASE_SESSION": "gitrelease",
 }
-
-
-@dataclass(frozen=True)
-class TagRef:
-    """A tag as `git for-each-ref` reports it, peeled to the commit it names."""
-
-    name: str
-    commit: str
-    object: str  # the tag object's id; equal to `commit` for a lightweight tag
-    annotated: bool
-    date: datetime  # tagger date, else the commit's committer date
-    message: str  # annotated tag message (its changelog); empty for a lightweight tag
-    object_tag_name: str | None  # the name written inside the tag object itself
-    signed: bool = False  # the tag object carries a signature (GPG, X.509 or SSH)
-
-
-@dataclass(frozen=True)
-class TagSignature:
-    """valid | unsigned | unknown_key | bad | name_mismatch, with git's words for it."""
-
-    state: str
-    detail: str
-
-    @property
-    def valid(self) -> bool:
-        return self.state == "valid"
-
-
-_UNKNOWN_KEY = ("no principal matched", "no public key", "allowedsignersfile",
-                "can't check signature", "errsig", "no_pubkey", "not a trusted")
-
-
-def _first(lines: list[str], default: str) -> str:
-    return lines[0][:300] if lines else default
-
-
-@dataclass(frozen=True)
-class Commit:
-    sha: str
-    subject: str
-    message: str
-
-
-@dataclass(frozen=True)
-class DiffStats:
-    files_changed: int
-    bytes_changed: int  # size at the target of every added or modified file
-
-
-@dataclass(frozen=True)
-class FetchResult:
-    moved_tags: tuple[str, ...]  # tags whose remote target differs from ours: not followed
-    # git reported something (it names every ref it updates, unless told to be quiet): a
-    # listing of the refs taken before or during the fetch may be stale. False: none moved.
-    reported: bool = True
-
-
-def deployment_root(root: Path | None = None) -> Path:
-    """`root`, else $GITRELEASE_ROOT, else the git top-level of the working directory."""
-    if root is not None:
-        return root
-    env_root = os.environ.get("GITRELEASE_ROOT")
-    return Path(env_root) if env_root else find_toplevel(Path.cwd())
-
-
-def find_toplevel(start: Path) -> Path:
-    """The working tree that contains `start` (the git top-level of the current directory)."""
-    try:
-        repo = git.Repo(start, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        raise NotAGitRepository(f"{start} is not inside a git working tree") from None
-    try:
-        if repo.working_tree_dir is None:
-            raise NotAGitRepository(f"{start} is a bare repository, not a working tree")
-        return Path(repo.working_tree_dir)
-    finally:
-        repo.close()
 
 
 class GitRepo:
@@ -175,7 +73,7 @@ class GitRepo:
         """Run git with an argument list and return its stdout; raise a typed error on failure."""
         status, out, err = self._execute(args, timeout)
         if status != 0:
-            raise self._error(args, status, err, timeout)
+            raise command_failed(args, status, err)
         return out.decode("utf-8", errors="replace")
 
     def run_bytes(self, *args: str) -> tuple[int, bytes]:
@@ -190,7 +88,7 @@ class GitRepo:
             stdin.seek(0)
             status, out, err = self._execute(args, None, stdin)
         if status != 0:
-            raise self._error(args, status, err, None)
+            raise command_failed(args, status, err)
         return out.decode("utf-8", errors="replace")
 
     def _execute(
@@ -211,20 +109,6 @@ class GitRepo:
             err = f"timed out after {limit:g} s".encode()
             status = -1
         return status, out, err if isinstance(err, bytes) else err.encode()
-
-    @staticmethod
-    def _error(
-        args: Sequence[str], status: int, err: bytes, timeout: float | None
-    ) -> GitCommandFailed:
-        text = redact(err.decode("utf-8", errors="replace")).strip()
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        # git says what went wrong first and "Aborting" last: keep what it said, briefly.
-        reason = "; ".join(line for line in lines if line.lower() != "aborting")[:500]
-        return GitCommandFailed(
-            f"git {_subcommand(args)} failed: {reason or f'exit status {status}'}",
-            hint="`git status` in the deployment shows where it stands",
-            stderr=text,
-        )
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -306,18 +190,7 @@ class GitRepo:
             return TagSignature("unsigned", "the annotated tag is not signed")
         _require_sha(tag.object)
         status, out, err = self._execute(("verify-tag", "--raw", tag.object), None)
-        text = redact((err + b"\n" + out).decode("utf-8", errors="replace")).strip()
-        lines = [line for line in text.splitlines() if line.strip()]
-        if status == 0:
-            good = next((line for line in lines if "Good" in line or "GOODSIG" in line),
-                        lines[0] if lines else "")
-            return TagSignature("valid", good.removeprefix("[GNUPG:] "))
-        lowered = text.lower()
-        if any(marker in lowered for marker in _UNKNOWN_KEY):
-            reason = [line for line in lines if any(m in line.lower() for m in _UNKNOWN_KEY)]
-            return TagSignature("unknown_key", _first(reason or lines, "the signing key is not "
-                                                                       "trusted here"))
-        return TagSignature("bad", _first(lines, f"git verify-tag exited with {status}"))
+        return tag_signature(status, out, err)
 
     def dirty_files(self) -> list[str]:
         """Tracked files with changes (staged or not). Untracked and ignored files don't count."""
@@ -449,19 +322,7 @@ class GitRepo:
         status, _out, err = self._execute(
             ["fetch", "--no-tags", "--refmap=", "--no-recurse-submodules", "--no-progress",
              "--no-write-fetch-head", "--", remote, "refs/tags/*:refs/tags/*"], timeout)
-        text = redact(err.decode("utf-8", errors="replace")).strip()
-        moved = tuple(_CLOBBER.findall(text))
-        if status == 0 or moved:
-            return FetchResult(moved, reported=bool(text))
-        if status == -1:
-            raise FetchFailed(f"fetching from {remote!r} {text}", remote=remote)
-        lowered = text.lower()
-        lines = [line for line in text.splitlines() if line.strip()]
-        reason = next((line for line in lines if any(h in line.lower() for h in _NETWORK_HINTS)),
-                      lines[-1] if lines else f"exit status {status}")
-        if not any(h in lowered for h in _NETWORK_HINTS):
-            raise GitCommandFailed(f"git fetch from {remote!r} failed: {reason}", stderr=text)
-        raise FetchFailed(f"cannot fetch from {remote!r}: {reason}", remote=remote)
+        return fetch_result(remote, status, err)
 
     def checkout_detached(self, commit: str) -> None:
         """Move HEAD to a commit; git refuses rather than overwrite local changes."""
@@ -494,14 +355,6 @@ class GitRepo:
                 f"no remote named {remote!r} is configured in {self.root}",
                 hint="add it with `git remote add` or set the `remote` setting",
             )
-
-
-def _subcommand(args: Sequence[str]) -> str:
-    """The git command in an argument list, past any "-c name=value" options."""
-    rest = list(args)
-    while rest and rest[0].startswith("-"):
-        rest = rest[2:] if rest[0] == "-c" else rest[1:]
-    return rest[0] if rest else "command"
 
 
 def _require_sha(commit: str) -> None:

@@ -15,7 +15,7 @@ from enum import Enum
 from packaging.version import InvalidVersion, Version
 
 from gitrelease.core.errors import InvalidInput
-from gitrelease.git.repo import TagRef
+from gitrelease.git.records import TagRef
 
 __all__ = [
     "Channel",

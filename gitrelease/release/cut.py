@@ -1,10 +1,10 @@
-"""Cutting a release on the release machine: next version, changelog section, commit, tag, push.
+"""Cutting a release on the release machine: the transaction that writes, commits, tags, pushes.
 
-`cut_release` bumps ``VERSION``, prepends a section to ``CHANGELOG.md``, commits both as
+`cut_release` bumps ``VERSION`` (see `gitrelease.release.bump`), prepends a section to
+``CHANGELOG.md`` (see `gitrelease.release.changelog`), commits both as
 ``chore(release): <tag>`` and creates an annotated (or signed) tag whose message is that
 section, since the deployment side reads a release's changelog and its breaking/security
-markers from the tag message. Versions bump npm-style on PEP 440 versions: from a pre-release,
-``patch`` (and ``minor``/``major`` where they would land on the same final) finishes it.
+markers from the tag message.
 
 It is all or nothing: any failure after the first write, a rejected push included, deletes the
 tag, moves the branch back and restores both files byte for byte.
@@ -12,7 +12,6 @@ tag, moves the branch back and restores both files byte for byte.
 
 from __future__ import annotations
 
-import re
 import shlex
 import stat
 from dataclasses import asdict, dataclass, field, replace
@@ -29,50 +28,26 @@ from gitrelease.core.errors import (
     GitReleaseError,
     InvalidInput,
     UpdateInProgress,
-    UsageError,
 )
 from gitrelease.core.fsutil import atomic_write
 from gitrelease.core.settings import load_settings
 from gitrelease.git.repo import GitRepo
-from gitrelease.git.versions import (
-    Channel,
-    Release,
-    TagPattern,
-    is_breaking,
-    is_security,
-    select_releases,
-)
+from gitrelease.git.versions import Channel, Release, TagPattern, select_releases
 from gitrelease.git.versions import parse_version as parse_given_version
+from gitrelease.release.bump import target_version
+from gitrelease.release.changelog import (
+    RELEASE_SUBJECT,
+    build_section,
+    changelog_entries,
+    with_section,
+)
 
-__all__ = [
-    "BUMPS",
-    "PRE_LABELS",
-    "RELEASE_SUBJECT",
-    "ChangeEntry",
-    "ReleaseOptions",
-    "ReleaseResult",
-    "build_section",
-    "cut_release",
-    "next_version",
-    "parse_entry",
-]
+__all__ = ["ReleaseOptions", "ReleaseResult", "cut_release"]
 
-BUMPS = ("major", "minor", "patch")
-#: What --pre accepts, and the PEP 440 label each stands for.
-PRE_LABELS = {"a": "a", "alpha": "a", "b": "b", "beta": "b", "c": "rc", "rc": "rc"}
-_LABEL_ORDER = {"a": 0, "b": 1, "rc": 2}
-RELEASE_SUBJECT = "chore(release): "
 VERSION_FILE = "VERSION"
 CHANGELOG_FILE = "CHANGELOG.md"
 _FILES = (VERSION_FILE, CHANGELOG_FILE)
 _TAG_MESSAGE_FILE = "GITRELEASE_TAGMSG"  # in the git dir, like git's own TAG_EDITMSG
-_CONVENTIONAL = re.compile(
-    r"^(?P<type>[A-Za-z]+)(?:\((?P<scope>[^)\n]*)\))?(?P<bang>!)?:[ \t]*(?P<text>\S.*)$")
-# The note runs to a blank line or the next trailer ("Refs: #12").
-_BREAKING_FOOTER = re.compile(
-    r"^BREAKING[ -]CHANGE:[ \t]*(?P<note>\S.*(?:\n(?![\w-]+:[ \t]).+)*)", re.M)
-_GROUPS = (("feat", "Features"), ("fix", "Fixes"), ("perf", "Performance"),
-           ("refactor", "Refactoring"), ("docs", "Documentation"))
 
 
 @dataclass(frozen=True)
@@ -99,165 +74,6 @@ class ReleaseResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class ChangeEntry:
-    """One commit as the changelog shows it."""
-
-    sha: str  # abbreviated
-    subject: str
-    type: str | None  # conventional-commit type, lower case; None for other subjects
-    scope: str | None
-    text: str  # the subject past "type(scope): "
-    breaking: str | None  # what breaks: the BREAKING CHANGE note, else the subject's text
-    security: bool
-
-    def line(self, text: str | None = None) -> str:
-        scope = f"{self.scope}: " if self.scope else ""
-        return f"- {scope}{text or self.text} ({self.sha})"
-
-
-# -- the next version ----------------------------------------------------------------------
-
-
-def next_version(base: Version, bump: str, pre: str | None = None) -> Version:
-    """The version after `base` for a bump, optionally as pre-release `pre` (a, b or rc)."""
-    final = _final(base)
-    if not base.is_prerelease:
-        target = _bumped(final, bump)
-    elif (bump == "patch" or (bump == "minor" and final.micro == 0)
-          or (bump == "major" and final.minor == final.micro == 0)):
-        target = final  # 1.3.0rc1 -> 1.3.0 finishes the release it was a candidate for
-    else:
-        target = _bumped(final, bump)
-    if pre is None:
-        return target
-    number = 1
-    if base.pre is not None and final == target:
-        label, current = base.pre
-        if _LABEL_ORDER[pre] < _LABEL_ORDER[label]:
-            raise InvalidInput("--pre", pre, [k for k, v in PRE_LABELS.items()
-                                              if _LABEL_ORDER[v] >= _LABEL_ORDER[label]],
-                               reason=f"the last release {base} is past {pre}")
-        if pre == label:
-            number = current if base.dev is not None else current + 1
-    return Version(f"{target}{pre}{number}")
-
-
-def _final(version: Version) -> Version:
-    epoch = f"{version.epoch}!" if version.epoch else ""
-    return Version(f"{epoch}{version.major}.{version.minor}.{version.micro}")
-
-
-def _bumped(final: Version, bump: str) -> Version:
-    epoch = f"{final.epoch}!" if final.epoch else ""
-    major, minor, micro = final.major, final.minor, final.micro
-    parts = {"major": (major + 1, 0, 0), "minor": (major, minor + 1, 0),
-             "patch": (major, minor, micro + 1)}[bump]
-    return Version(epoch + ".".join(map(str, parts)))
-
-
-def _target_version(options: ReleaseOptions, last: Release | None, base: Version) -> Version:
-    target = options.target.strip()
-    if target in BUMPS:
-        pre = None
-        if options.pre is not None:
-            pre = PRE_LABELS.get(options.pre.strip().lower())
-            if pre is None:
-                raise InvalidInput("--pre", options.pre, PRE_LABELS)
-        return next_version(base, target, pre)
-    if not re.match(r"^[vV]?\d", target):
-        raise InvalidInput("BUMP", options.target, "major, minor, patch, or a version such "
-                           "as 2.1.0", reason="neither a bump nor a version")
-    if options.pre is not None:
-        raise UsageError("release: --pre goes with major, minor or patch; give a pre-release "
-                         "as the VERSION itself, such as 2.1.0rc1")
-    version = parse_given_version(target, field="VERSION")
-    if version.local is not None:
-        raise InvalidInput("VERSION", options.target, "a public version, without +local")
-    if last is not None and version <= last.version:
-        raise InvalidInput("VERSION", options.target, f"a version newer than {last.version}",
-                           reason=f"not newer than the last release {last.tag}")
-    return version
-
-
-# -- the changelog section -----------------------------------------------------------------
-
-
-def parse_entry(sha: str, message: str, version: Version) -> ChangeEntry:
-    """A commit message as a changelog entry; the markers are those the deployment reads."""
-    subject = " ".join(message.strip().split("\n\n", 1)[0].split())
-    match = _CONVENTIONAL.match(subject)
-    kind = scope = None
-    text = subject
-    if match:
-        kind, scope, text = match["type"].lower(), match["scope"] or None, match["text"]
-    breaking = None
-    if is_breaking(None, version, [message.strip()]):
-        footer = _BREAKING_FOOTER.search(message)
-        breaking = " ".join(footer["note"].split()) if footer else text
-    return ChangeEntry(sha, subject, kind, scope, text, breaking, is_security([message]))
-
-
-def build_section(
-    tag: str, day: datetime, entries: list[ChangeEntry], previous_tag: str | None
-) -> str:
-    """The changelog section of a release, which is also its tag message.
-
-    The call-out blocks each carry a line in the form `versions.is_breaking` and
-    `versions.is_security` look for, so the deployment side sees the markers in the tag.
-    Security fixes are listed only in their block; breaking changes also in their group.
-    """
-    lines = [f"## {tag} — {day:%Y-%m-%d}", ""]
-    breaking = [e for e in entries if e.breaking]
-    if breaking:
-        lines += ["### ⚠ BREAKING CHANGES", "",
-                  "BREAKING CHANGE: not backward compatible; read these before upgrading.", ""]
-        lines += [*(e.line(e.breaking) for e in breaking), ""]
-    security = [e for e in entries if e.security]
-    if security:
-        lines += ["### Security", "", "Security: fixes security issues; upgrade soon.", ""]
-        lines += [*(e.line() for e in security), ""]
-    rest = [e for e in entries if not e.security]
-    known = {kind for kind, _title in _GROUPS}
-    for kind, title in _GROUPS:
-        group = [e.line() for e in rest if e.type == kind]
-        if group:
-            lines += [f"### {title}", "", *group, ""]
-    # Under "Other" the type is all that says what a change was: keep the whole subject.
-    other = [f"- {e.subject} ({e.sha})" for e in rest if e.type not in known]
-    if other:
-        lines += ["### Other", "", *other, ""]
-    if not entries:
-        since = f" since {previous_tag}" if previous_tag else ""
-        lines += [f"No changes{since}.", ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
-
-
-def _entries(repo: GitRepo, since: str | None, version: Version) -> list[ChangeEntry]:
-    """Commits since the last release, newest first, in one `git log` (NUL-separated: git
-    refuses NUL in commit messages, so it can only be a separator)."""
-    revs = [f"{since}..HEAD"] if since else ["HEAD"]
-    out = repo.run("log", "-z", "--no-merges", "--format=%h%x00%B", *revs, "--")
-    fields = out.split("\0")
-    entries = []
-    for sha, message in zip(fields[0::2], fields[1::2], strict=False):
-        if not message.startswith(RELEASE_SUBJECT):  # our own release commits
-            entries.append(parse_entry(sha.strip(), message, version))
-    return entries
-
-
-def _with_section(changelog: bytes | None, section: str) -> bytes:
-    text = changelog.decode("utf-8") if changelog is not None else "# Changelog\n"
-    head, sep, rest = text.partition("\n## ")
-    if not head.lstrip().startswith("# "):  # no title of its own: keep the file as it was
-        return (section + "\n" + text).encode()
-    body = head.rstrip("\n") + "\n\n" + section
-    return (body + (f"\n## {rest}" if sep else "")).encode()
-
-
-# -- doing it ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -320,7 +136,7 @@ def _plan(repo: GitRepo, pattern: TagPattern, remote: str, options: ReleaseOptio
           now: datetime) -> _Plan:
     # What a person gave is judged first, then the state of the clone.
     last, base = _last_release(repo, pattern)
-    version = _target_version(options, last, base)
+    version = target_version(options.target, options.pre, last, base)
     tag = pattern.tag_for(version)
     if tag.startswith("-") or repo.run_bytes("check-ref-format", f"refs/tags/{tag}")[0]:
         raise InvalidInput("tag_pattern", pattern.glob, "a pattern giving valid tag names",
@@ -340,11 +156,11 @@ def _plan(repo: GitRepo, pattern: TagPattern, remote: str, options: ReleaseOptio
     if dirty:
         raise DirtyWorkingTree(f"{len(dirty)} tracked file(s) have changes: "
                                f"{', '.join(dirty[:5])}")
-    section = build_section(tag, now, _entries(repo, last.commit if last else None, version),
-                            last.tag if last else None)
+    entries = changelog_entries(repo, last.commit if last else None, version)
+    section = build_section(tag, now, entries, last.tag if last else None)
     originals = {name: _read(repo.root / name) for name in _FILES}
     try:
-        changelog = _with_section(originals[CHANGELOG_FILE], section)
+        changelog = with_section(originals[CHANGELOG_FILE], section)
     except UnicodeDecodeError:
         raise GitReleaseError(f"{CHANGELOG_FILE} is not UTF-8 text",
                               hint="convert it to UTF-8, then release again") from None

@@ -1,33 +1,33 @@
-"""Backups of the state git does not version: create, list, verify, delete, prune, reconcile.
+"""The backup service: a backup's life in the index and the archive store.
 
-Each backup is one archive in the backups dir and one row in the index, tied to the tag and
-commit it was taken at. The row goes CREATING -> COMPLETED only after the archive is renamed
-into place; a failure leaves a FAILED row and no file. Callers hold the operation lock for
-anything that writes (see `ReleaseManager`); `reconcile` relies on that to know that no other
-process is writing an archive.
+Each backup is one archive in the store (`archives`; the backups dir today) and one row in
+the index, tied to the tag and commit it was taken at. The row goes CREATING -> COMPLETED
+only after the archive is committed into the store; a failure leaves a FAILED row and no
+archive. Callers hold the operation lock for anything that writes (see `ReleaseManager`).
+
+Here: create (gathering the sources, snapshots and the manifest, then writing in a thread),
+get, list, verify and delete. What callers pass is `backup_options`; which backups a prune
+deletes is `retention`; putting things in order after a crash is `reconcile`; the archive
+format is `archive`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import os
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
 import threading
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitrelease.core.choices import BACKUP_RANGES, BACKUP_SORTS
+from gitrelease.core.choices import BACKUP_RANGES
 from gitrelease.core.errors import (
     BackupFailed,
     GitReleaseError,
@@ -35,32 +35,19 @@ from gitrelease.core.errors import (
     InvalidInput,
     VerificationFailed,
 )
-from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.models import Backup, BackupStatus, BackupType, Progress, utcnow
-from gitrelease.core.options import options_from
 from gitrelease.core.settings import Settings
 from gitrelease.index.store import Store
 from gitrelease.state import archive
+from gitrelease.state.archives import ArchiveStore, archive_store
+from gitrelease.state.backup_options import BackupOptions, ListFilters
+from gitrelease.state.reconcile import reconcile
+from gitrelease.state.retention import PruneResult, choose_doomed
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
 from gitrelease.state.sources import Layout, Source, collect
+from gitrelease.state.verification import checksum_matches, verify_archive
 
-__all__ = [
-    "BACKUP_RANGES",
-    "BackupNotFound",
-    "BackupOptions",
-    "BackupService",
-    "ListFilters",
-    "PruneResult",
-    "ReleasePoint",
-]
-
-MISSING = "the archive is missing"
-SORTS = BACKUP_SORTS
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# Only archives named the way gitrelease names them are ever adopted: any other file in the
-# backups dir (a dump someone left there) is not read at all, let alone on every command.
-_ARCHIVE = re.compile(r"^(backup_\d{8}_\d{6}(?:_\d+)?)\.tar(?:\.gz|\.zst)?$")
-_SHA40 = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
+__all__ = ["BackupNotFound", "BackupService", "ReleasePoint"]
 
 
 class BackupNotFound(GitReleaseError):
@@ -78,89 +65,19 @@ class ReleasePoint:
     version: str
 
 
-@dataclass(frozen=True)
-class BackupOptions:
-    compress: bool = True
-    backup_name: str | None = None
-    description: str | None = None
-    include_logs: bool = False
-    keep: bool = False
-    auto_created: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("compress", "include_logs", "keep", "auto_created"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidInput(name, getattr(self, name), "true or false")
-        if self.backup_name is not None and (
-                not isinstance(self.backup_name, str) or not _NAME.match(self.backup_name)):
-            raise InvalidInput("backup_name", self.backup_name,
-                               "1-64 letters, digits, '.', '_' or '-', starting with a letter "
-                               "or digit")
-        if self.description is not None and (
-                not isinstance(self.description, str) or len(self.description) > 500
-                or any(ord(c) < 32 and c not in "\t" for c in self.description)):
-            raise InvalidInput("description", self.description,
-                               "up to 500 characters on one line")
-
-    @classmethod
-    def from_mapping(cls, options: Mapping[str, Any]) -> BackupOptions:
-        return options_from(cls, options, {"name": "backup_name"})
-
-
-@dataclass(frozen=True)
-class ListFilters:
-    backup_type: BackupType | None = None
-    time_range: str = "30d"
-    limit: int = 20
-    sort_by: str = "date"
-
-    def __post_init__(self) -> None:
-        if self.time_range not in BACKUP_RANGES:
-            raise InvalidInput("time_range", self.time_range, list(BACKUP_RANGES))
-        if isinstance(self.limit, bool) or not isinstance(self.limit, int) or not (
-                1 <= self.limit <= 50):
-            raise InvalidInput("limit", self.limit, "an integer from 1 to 50")
-        if self.sort_by not in SORTS:
-            raise InvalidInput("sort_by", self.sort_by, SORTS)
-
-    @classmethod
-    def from_mapping(cls, filters: Mapping[str, Any]) -> ListFilters:
-        values = dict(filters)
-        kind = values.pop("backup_type", None)
-        unknown = set(values) - {"time_range", "limit", "sort_by"}
-        if unknown:
-            raise InvalidInput("filter", sorted(unknown)[0],
-                               ["backup_type", "time_range", "limit", "sort_by"])
-        return cls(parse_backup_type(kind) if kind is not None else None, **values)
-
-
-def parse_backup_type(value: str, *, field: str = "backup_type") -> BackupType:
-    try:
-        return BackupType(value)
-    except ValueError:
-        raise InvalidInput(field, value, [t.value for t in BackupType]) from None
-
-
-@dataclass
-class PruneResult:
-    dry_run: bool
-    deleted: list[Backup] = field(default_factory=list)
-    kept: dict[str, str] = field(default_factory=dict)  # backup id -> why it is protected
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "deleted": [b.to_dict() for b in self.deleted],
-                "kept": self.kept}
-
-
 class BackupService:
+    """The backups of one deployment: its rows in the index, its archives in `archives`."""
+
     def __init__(
         self, layout: Layout, settings: Settings, store: Store, *,
         python: str, gitrelease_version: str,
         tracked_files: Callable[[], frozenset[str]] = frozenset,
+        archives: ArchiveStore | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
         self.store = store
+        self.archives = archives if archives is not None else archive_store(layout)
         self.python = python
         self.gitrelease_version = gitrelease_version
         self.tracked_files = tracked_files  # versioned paths: never backed up nor restored
@@ -183,7 +100,7 @@ class BackupService:
                                hint="check database_paths and config_paths, or pick another "
                                     "type")
         existing = await self.store.list_backups()
-        backup_id = _new_id(existing, self.layout.backup_dir)
+        backup_id = _new_id(existing, self.archives.taken_names())
         name = options.backup_name or backup_id
         for other in existing:
             if other.name == name and other.status is BackupStatus.FAILED and other.id != name:
@@ -194,12 +111,12 @@ class BackupService:
                                    reason="already used")
         compression = (self.settings.compression if options.compress
                        and self.settings.compression_enabled else "none")
-        final = self.layout.backup_dir / f"{backup_id}{archive.suffix_for(compression)}"
+        file_name = f"{backup_id}{archive.suffix_for(compression)}"
         backup = Backup(
             id=backup_id, name=name, backup_type=backup_type, status=BackupStatus.CREATING,
-            file_path=str(final), file_size=None, compressed_size=None, created_at=utcnow(),
-            completed_at=None, description=options.description, checksum=None,
-            auto_created=options.auto_created, metadata={}, tag=point.tag,
+            file_path=self.archives.location(file_name), file_size=None, compressed_size=None,
+            created_at=utcnow(), completed_at=None, description=options.description,
+            checksum=None, auto_created=options.auto_created, metadata={}, tag=point.tag,
             commit=point.commit, keep=options.keep)
         await self.store.save_backup(backup)
         # A thread cannot be cancelled: on cancellation (Ctrl-C, a cancelled task) it is told
@@ -207,7 +124,8 @@ class BackupService:
         # is not released while it still writes.
         stop = threading.Event()
         writing = asyncio.ensure_future(asyncio.to_thread(
-            self._write, backup, sources, compression, final, point, options, progress, stop))
+            self._write, backup, sources, compression, file_name, point, options, progress,
+            stop))
         try:
             written = await asyncio.shield(writing)
         except BaseException as exc:
@@ -233,17 +151,17 @@ class BackupService:
         return backup
 
     def _write(
-        self, backup: Backup, sources: list[Source], compression: str, final: Path,
+        self, backup: Backup, sources: list[Source], compression: str, file_name: str,
         point: ReleasePoint, options: BackupOptions, progress: Progress | None,
         stop: threading.Event,
     ) -> archive.ArchiveWritten:
-        self.layout.backup_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        """Write the archive and commit it into the store (in a thread: it blocks)."""
+        pending = self.archives.begin(file_name)
         self._check_space(sources)
-        work = Path(tempfile.mkdtemp(prefix=f".tmp-{backup.id}-", dir=self.layout.backup_dir))
-        temporary = self.layout.backup_dir / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        work = Path(tempfile.mkdtemp(prefix=f".tmp-{backup.id}-", dir=self.archives.scratch))
         # Work that does not need the archive runs beside it, on the other cores: `pip
         # freeze` (only the manifest, written last, needs it) and each snapshot's check
-        # (which must pass before the archive is renamed into place).
+        # (which must pass before the archive is committed into the store).
         freeze = _PipFreeze(self.python)
         checks = ThreadPoolExecutor(1, thread_name_prefix="snapshot-check")
         try:
@@ -257,11 +175,11 @@ class BackupService:
                     raise BackupFailed("the backup was cancelled; nothing was kept")
                 done += count
                 if progress is not None:
-                    progress("archive", 30 + int(done / total * 60), final.name)
+                    progress("archive", 30 + int(done / total * 60), file_name)
 
             try:
                 written = archive.write_archive(
-                    temporary, members, compression=compression,
+                    pending.path, members, compression=compression,
                     level=(self.settings.zstd_level if compression == "zstd"
                            else self.settings.compression_level), progress=advance,
                     manifest=lambda: self._manifest(backup, point, options, freeze.result()))
@@ -274,24 +192,23 @@ class BackupService:
                             hint="repair the database or restore a good backup, then back "
                                  "up again")
                 if self.settings.verify_backups:
-                    _rehash(temporary, written.sha256)
+                    _rehash(pending.path, written.sha256)
                 if stop.is_set():
                     raise BackupFailed("the backup was cancelled; nothing was kept")
-                os.replace(temporary, final)
-                fsync_dir(final.parent)
+                pending.commit()
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     raise InsufficientDiskSpace(
-                        f"the disk filled up while writing {final.name}; nothing was kept"
+                        f"the disk filled up while writing {file_name}; nothing was kept"
                     ) from None
-                raise BackupFailed(f"cannot write {final.name}: {exc.strerror or exc}") from None
+                raise BackupFailed(f"cannot write {file_name}: {exc.strerror or exc}") from None
             if progress is not None:
                 progress("archive", 100, "written")
             return written
         finally:
             freeze.stop()
             checks.shutdown(wait=True, cancel_futures=True)
-            temporary.unlink(missing_ok=True)
+            pending.discard()
             shutil.rmtree(work, ignore_errors=True)
 
     def _members(
@@ -322,10 +239,10 @@ class BackupService:
         # A database's snapshot can be as large as the file and its -wal together.
         needed += sum(_size(Path(f"{s.path}-wal")) for s in sources if s.kind == "database")
         needed += 16 * 1024 * 1024
-        free = shutil.disk_usage(self.layout.backup_dir).free
+        free = self.archives.free_space()
         if free < needed:
             raise InsufficientDiskSpace(
-                f"a backup needs up to {needed // 2**20} MiB in {self.layout.backup_dir}, "
+                f"a backup needs up to {needed // 2**20} MiB in {self.archives.scratch}, "
                 f"{free // 2**20} MiB are free")
 
     def _manifest(
@@ -382,19 +299,20 @@ class BackupService:
         """Re-read the archive; a mismatch marks it CORRUPTED naming the file.
 
         The archive's sha256 recorded when it was written settles it in one read of the file
-        (see `archive.verify_archive`). An archive adopted from disk was never checked member
-        by member against its own manifest: its first verification is deep, as is one asked
-        for with `deep`.
+        (see `verification.verify_archive`). An archive adopted from disk was never checked
+        member by member against its own manifest: its first verification is deep, as is one
+        asked for with `deep`.
         """
         deep = deep or (backup.verified_at is None and bool(backup.metadata.get("adopted")))
-        path = Path(backup.file_path or "")
         try:
-            # The manifest (a row per file) is read only when the quick check cannot settle it.
-            if deep or backup.checksum is None or not await asyncio.to_thread(
-                    archive.checksum_matches, path, backup.checksum):
-                await asyncio.to_thread(
-                    archive.verify_archive, path, backup.checksum,
-                    await self.store.backup_manifest(backup), deep=True)
+            async with self.archives.reading(backup.file_path or "") as path:
+                # The manifest (a row per file) is read only when the quick check cannot
+                # settle it.
+                if deep or backup.checksum is None or not await asyncio.to_thread(
+                        checksum_matches, path, backup.checksum):
+                    await asyncio.to_thread(
+                        verify_archive, path, backup.checksum,
+                        await self.store.backup_manifest(backup), deep=True)
         except VerificationFailed as exc:
             backup.status = BackupStatus.CORRUPTED
             backup.problem = exc.message
@@ -412,136 +330,27 @@ class BackupService:
         backup.deleting = True
         await self.store.save_backup(backup)
         if backup.file_path:
-            await asyncio.to_thread(_unlink, Path(backup.file_path))
+            await asyncio.to_thread(self.archives.delete, backup.file_path)
         await self.store.delete_backup(backup.id)
 
-    # -- retention ---------------------------------------------------------------------------
+    # -- retention and reconciliation (the rules are in their own modules) -------------------
 
     async def prune(self, current_tag: str | None, *, dry_run: bool) -> PruneResult:
-        result = PruneResult(dry_run)
+        """Delete what `retention.choose_doomed` picks (nothing with `dry_run`)."""
         backups = [b for b in await self.store.list_backups() if not b.deleting]
-        completed = [b for b in backups if b.status is BackupStatus.COMPLETED]
-        completed.sort(key=lambda b: b.created_at, reverse=True)
-        protected: dict[str, str] = {}
-        if completed:
-            protected.setdefault(completed[0].id, "newest completed backup")
-        of_tag = [b for b in completed if current_tag and b.tag == current_tag]
-        if of_tag:
-            protected.setdefault(of_tag[0].id, f"newest backup of the deployed tag {current_tag}")
-        for b in completed:
-            if b.keep:
-                protected.setdefault(b.id, "marked keep")
-        for backup_id in await self.store.backups_in_use():
-            protected.setdefault(backup_id, "needed by an unfinished update")
-        cutoff = utcnow() - timedelta(days=self.settings.backup_retention_days)
-        # Protected backups count toward max_backups; the oldest others go until it is met.
-        excess = len(completed) - self.settings.max_backups
-        doomed: list[Backup] = []
-        for backup in reversed(completed):
-            if backup.id in protected:
-                continue
-            if excess > 0 or backup.created_at < cutoff:
-                doomed.append(backup)
-                excess -= 1
-        # Failed attempts have no archive and never count; old ones are only clutter.
-        doomed += [b for b in backups if b.status is BackupStatus.FAILED and b.created_at < cutoff]
-        result.kept = {k: v for k, v in protected.items() if any(b.id == k for b in backups)}
-        for backup in sorted(doomed, key=lambda b: b.created_at):
+        doomed, kept = choose_doomed(backups, await self.store.backups_in_use(), current_tag,
+                                     self.settings)
+        result = PruneResult(dry_run, kept=kept)
+        for backup in doomed:
             if not dry_run:
                 await self.delete(backup)
             result.deleted.append(backup)
         return result
 
-    # -- reconciliation --------------------------------------------------------------------
-
     async def reconcile(self) -> list[str]:
-        """Make disk and index agree after a crash; the caller holds the operation lock."""
-        notes: list[str] = []
-        directory = self.layout.backup_dir
-        for leftover in await asyncio.to_thread(_leftovers, directory):
-            await asyncio.to_thread(_remove, leftover)
-            notes.append(f"removed leftover {leftover.name}")
-        rows = await self.store.list_backups()
-        for backup in rows:
-            path = Path(backup.file_path) if backup.file_path else None
-            if backup.deleting:
-                if path is not None:
-                    await asyncio.to_thread(_unlink, path)
-                await self.store.delete_backup(backup.id)
-                notes.append(f"finished deleting {backup.id}")
-            elif backup.status in (BackupStatus.CREATING, BackupStatus.COMPRESSING):
-                backup.status = BackupStatus.FAILED
-                backup.problem = "interrupted while being written"
-                backup.completed_at = utcnow()
-                await self.store.save_backup(backup)
-                notes.append(f"{backup.id} was interrupted: marked failed")
-            elif backup.status is BackupStatus.COMPLETED and (path is None or not path.exists()):
-                if path is not None and not path.parent.is_dir():
-                    notes.append(f"{path.parent} is not there (a disk not mounted?): "
-                                 "nothing marked")
-                    continue
-                backup.status = BackupStatus.CORRUPTED
-                backup.problem = MISSING
-                await self.store.save_backup(backup)
-                notes.append(f"{backup.id}: archive missing")
-            elif backup.status is BackupStatus.CORRUPTED and backup.problem == MISSING \
-                    and path is not None and path.exists():
-                backup.status = BackupStatus.COMPLETED  # it is back; `verify` will tell
-                backup.problem = None
-                backup.verified_at = None
-                await self.store.save_backup(backup)
-                notes.append(f"{backup.id}: archive found again (not verified)")
-        known = {Path(b.file_path).name for b in rows if b.file_path}
-        for path in await asyncio.to_thread(_archives, directory):
-            if path.name not in known:
-                adopted = await self._adopt(path)
-                notes.append(f"adopted {path.name} as {adopted.id}" if adopted
-                             else f"{path.name} is not a readable gitrelease archive: left alone")
-        return notes
-
-    async def _adopt(self, path: Path) -> Backup | None:
-        """A row for an archive the index does not know, from the archive's own manifest.
-
-        The manifest is the archive's word, so nothing in it is taken on trust: the id must
-        be the file's own name, text fields must be plain, a date cannot lie in the future,
-        and an adopted archive is never `keep` (an operator marks that again).
-        """
-        match = _ARCHIVE.match(path.name)
-        if match is None:
-            return None
-        try:
-            manifest = await asyncio.to_thread(archive.read_manifest, path)
-            checksum = await asyncio.to_thread(archive.sha256_file, path)
-            backup_id = match.group(1)
-            if manifest.get("backup_id") != backup_id:
-                return None
-            stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-            created = min(datetime.fromisoformat(manifest["created_at"]).astimezone(UTC),
-                          stamp, utcnow())
-            name = manifest.get("name")
-            if not isinstance(name, str) or not _NAME.match(name) or \
-                    await self.store.get_backup(name) is not None:
-                name = backup_id
-            description = manifest.get("description")
-            if not isinstance(description, str) or not description.isprintable():
-                description = None
-            tag, commit = manifest.get("tag"), manifest.get("commit")
-            backup = Backup(
-                id=backup_id, name=name,
-                backup_type=BackupType(manifest["backup_type"]), status=BackupStatus.COMPLETED,
-                file_path=str(path), file_size=sum(int(f["size"]) for f in manifest["files"]),
-                compressed_size=path.stat().st_size, created_at=created, completed_at=created,
-                description=description[:500] if description else None, checksum=checksum,
-                auto_created=bool(manifest.get("auto_created")),
-                metadata={"manifest": manifest, "adopted": True},
-                tag=tag if isinstance(tag, str) and _NAME.match(tag.replace("/", "-")) else None,
-                commit=commit if isinstance(commit, str) and _SHA40.match(commit) else None)
-        except (GitReleaseError, KeyError, TypeError, ValueError, OSError):
-            return None
-        if await self.store.get_backup(backup.id) is not None:
-            return None
-        await self.store.save_backup(backup)
-        return backup
+        """Make the store and the index agree after a crash (see `reconcile`); the caller
+        holds the operation lock."""
+        return await reconcile(self.store, self.archives)
 
 
 def _size(path: Path) -> int:
@@ -551,11 +360,9 @@ def _size(path: Path) -> int:
         return 0
 
 
-def _new_id(existing: list[Backup], directory: Path) -> str:
+def _new_id(existing: list[Backup], taken_names: set[str]) -> str:
     base = f"backup_{utcnow():%Y%m%d_%H%M%S}"
-    taken = {b.id for b in existing} | {b.name for b in existing}
-    if directory.is_dir():
-        taken |= {p.name.split(".tar")[0] for p in directory.iterdir()}
+    taken = {b.id for b in existing} | {b.name for b in existing} | taken_names
     candidate, n = base, 1
     while candidate in taken:
         n += 1
@@ -592,31 +399,3 @@ class _PipFreeze:
 def _rehash(path: Path, expected: str) -> None:
     if archive.sha256_file(path) != expected:
         raise VerificationFailed(f"{path.name} read back differs from what was written")
-
-
-def _unlink(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    if path.parent.exists():
-        fsync_dir(path.parent)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
-
-
-def _leftovers(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return [p for p in directory.iterdir()
-            if p.name.startswith((".tmp-", ".restore-")) or
-            (p.name.startswith(".") and ".tmp-" in p.name)]
-
-
-def _archives(directory: Path) -> list[Path]:
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir()
-                  if p.is_file() and not p.is_symlink() and _ARCHIVE.match(p.name))

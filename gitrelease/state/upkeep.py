@@ -1,15 +1,18 @@
 """Whether anything needs putting in order: the cheap look before a reconcile.
 
 A list or a status may follow a crash, or a lost index that the archives can rebuild
-(`Installer.finish_interrupted`, `BackupService.reconcile`). That work reads every backup row
+(`Installer.finish_interrupted`, `reconcile.reconcile`). That work reads every backup row
 and stats every archive; this answers "is there any?" from indexed SQL and one listing of
 the backups dir, so that the work runs only when there is some. It looks for exactly what
-the reconcile acts on (tests/test_upkeep.py holds the two together):
+the reconcile acts on (tests/state/test_upkeep.py holds the two together):
 
 - sessions left unfinished, rows left half-written or half-deleted;
 - leftovers of an interrupted write in the backups dir;
 - an archive there that the index does not know (a lost index is rebuilt this way);
 - a completed backup whose archive has gone, or a missing one that is back.
+
+It reads the local backups dir itself (directory stamps make a clean answer free to repeat),
+with the names `archives` gives: a store elsewhere would need a look of its own.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gitrelease.index.store import BackupFiles, Store
-from gitrelease.state.backups import _ARCHIVE
+from gitrelease.state.archives import ARCHIVE_NAME, is_leftover
 
 __all__ = ["UpkeepWatch", "pending_work"]
 
@@ -118,7 +121,7 @@ def _disagreement(backup_dir: str, files: BackupFiles) -> _Look:
 
     here = listing(backup_dir) or _Listing(backup_dir, {})
     for name in here.entries:
-        if name.startswith((".tmp-", ".restore-")) or (name.startswith(".") and ".tmp-" in name):
+        if is_leftover(name):
             return look(f"a leftover {name} is in the backups dir")
     # Set arithmetic on whole paths settles the usual case; only paths it leaves over (none,
     # unless something changed or a row points elsewhere) are looked at one by one.
@@ -127,7 +130,7 @@ def _disagreement(backup_dir: str, files: BackupFiles) -> _Look:
         known = {os.path.basename(path) for path in files.paths}
         for path in unknown:
             name = os.path.basename(path)
-            if name not in known and _ARCHIVE.match(name) and \
+            if name not in known and ARCHIVE_NAME.match(name) and \
                     here.entries[name].is_file(follow_symlinks=False):
                 return look(f"the archive {name} is not in the index")
     for path in set(files.completed) - here.present_paths():

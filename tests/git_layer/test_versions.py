@@ -8,7 +8,7 @@ import pytest
 from packaging.version import Version
 
 from gitrelease.core.errors import InvalidInput
-from gitrelease.git.repo import TagRef
+from gitrelease.git.records import TagRef
 from gitrelease.git.versions import (
     Channel,
     TagPattern,

@@ -13,7 +13,7 @@ import pytest
 from gitrelease.core.errors import GitReleaseError, VerificationFailed
 from gitrelease.core.models import Backup, BackupStatus, BackupType, utcnow
 from gitrelease.manager import ReleaseManager
-from gitrelease.state import archive
+from gitrelease.state import archive, unpack, verification
 from tests.conftest import World
 
 PAYLOAD = b"owned\n"
@@ -83,7 +83,7 @@ def test_extract_refuses_and_writes_nothing_outside(tmp_path: Path, case: str) -
     path = tmp_path / "evil.tar.gz"
     build(path, members, listing_for(members, case))
     with pytest.raises(GitReleaseError):
-        archive.extract_safely(path, staging, json.loads(
+        unpack.extract_safely(path, staging, json.loads(
             json.dumps({"files": listing_for(members, case)})))
     assert not outside.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["evil.tar.gz", "stage"]
@@ -139,8 +139,8 @@ def test_round_trip_and_manifest(tmp_path: Path, compression: str) -> None:
     assert path.stat().st_size == written.size
     manifest = archive.read_manifest(path)
     assert manifest["files"][0]["sha256"] == hashlib.sha256(b"hello" * 1000).hexdigest()
-    archive.verify_archive(path, written.sha256, manifest)
-    staged = archive.extract_safely(path, tmp_path / "out", manifest)
+    verification.verify_archive(path, written.sha256, manifest)
+    staged = unpack.extract_safely(path, tmp_path / "out", manifest)
     assert staged["data/file.txt"].read_bytes() == b"hello" * 1000
 
 
@@ -154,5 +154,5 @@ def test_verify_names_the_damaged_member(tmp_path: Path) -> None:
     data[data.index(b"A" * 100) + 10] = ord("B")  # inside the member's content
     path.write_bytes(bytes(data))
     with pytest.raises(VerificationFailed) as caught:
-        archive.verify_archive(path, None, written.manifest)
+        verification.verify_archive(path, None, written.manifest)
     assert "data/file.txt does not match its checksum" in caught.value.message

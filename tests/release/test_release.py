@@ -16,17 +16,13 @@ from packaging.version import Version
 from gitrelease.core.errors import InvalidInput
 from gitrelease.git.repo import GitRepo
 from gitrelease.git.versions import is_breaking, is_security
-from gitrelease.release.cut import (
-    ReleaseOptions,
-    build_section,
-    cut_release,
-    next_version,
-    parse_entry,
-)
+from gitrelease.release.bump import next_version
+from gitrelease.release.changelog import build_section, parse_entry
+from gitrelease.release.cut import ReleaseOptions, cut_release
 from gitrelease.release.prepush import check_push
 from tests.conftest import World, git
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DAY = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 ZERO = "0" * 40
 

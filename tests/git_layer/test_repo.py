@@ -8,7 +8,9 @@ import pytest
 
 from gitrelease.core.errors import FetchFailed, InvalidInput, NotAGitRepository
 from gitrelease.core.text import redact
-from gitrelease.git.repo import DiffStats, GitRepo, find_toplevel
+from gitrelease.git.records import DiffStats
+from gitrelease.git.repo import GitRepo
+from gitrelease.git.worktree import find_toplevel
 from tests.conftest import World, git
 
 

@@ -16,7 +16,8 @@ from gitrelease.core.settings import Settings
 from gitrelease.index import sqlite_schema as store_module
 from gitrelease.index.sqlite import SQLiteStore
 from gitrelease.manager import ReleaseManager
-from gitrelease.state.backups import BACKUP_RANGES, SORTS, BackupService, ListFilters
+from gitrelease.state.backup_options import BACKUP_RANGES, SORTS, ListFilters
+from gitrelease.state.backups import BackupService
 from gitrelease.state.sources import Layout
 from tests.conftest import World
 

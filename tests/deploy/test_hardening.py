@@ -18,10 +18,11 @@ from gitrelease.core.errors import (
 )
 from gitrelease.core.models import UpdateStatus
 from gitrelease.core.reports import InstallPlan
+from gitrelease.deploy.context import Deployment
 from gitrelease.manager import InstallOptions, ReleaseManager
 from tests.conftest import World, git, kill_at
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NO_BACKUP = {"backup_before": False}
 
 
@@ -65,14 +66,14 @@ async def test_edit_made_during_the_install_stops_it_and_is_kept(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     git(world.deploy, "checkout", "--quiet", "-B", "prod", "v1.0.0")
-    real_fetch = ReleaseManager._fetch
+    real_fetch = Deployment.fetch
 
-    def fetch_then_operator_edits(self: ReleaseManager):  # type: ignore[no-untyped-def]
+    def fetch_then_operator_edits(self: Deployment):  # type: ignore[no-untyped-def]
         result = real_fetch(self)
         (world.deploy / "bot.py").write_text("print('hotfix in progress')\n")
         return result
 
-    monkeypatch.setattr(ReleaseManager, "_fetch", fetch_then_operator_edits)
+    monkeypatch.setattr(Deployment, "fetch", fetch_then_operator_edits)
     async with await ReleaseManager.open(world.deploy) as manager:
         with pytest.raises(DirtyWorkingTree):
             await manager.install_updates("bot", NO_BACKUP)

@@ -20,10 +20,10 @@ import pytest
 from gitrelease.core.errors import BackupFailed, VerificationFailed
 from gitrelease.core.models import BackupStatus, BackupType
 from gitrelease.manager import ReleaseManager
-from gitrelease.state import archive
+from gitrelease.state import archive, verification
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
 from tests.conftest import ENV_SECRET, World, guilds
-from tests.test_backups import members_of, rows
+from tests.state.test_backups import members_of, rows
 
 YES = {"confirm": True}
 
@@ -115,19 +115,19 @@ def test_verify_trusts_the_recorded_sum_and_deep_reads_every_member(tmp_path: Pa
     path = tmp_path / "a.tar.zst"
     written = archive.write_archive(path, [archive.Member(source, "data/file.txt", "data")],
                                     compression="zstd", level=3, manifest={})
-    archive.verify_archive(path, written.sha256, written.manifest)
-    archive.verify_archive(path, written.sha256, written.manifest, deep=True)
+    verification.verify_archive(path, written.sha256, written.manifest)
+    verification.verify_archive(path, written.sha256, written.manifest, deep=True)
     # A manifest that disagrees with the members: only the deep check reads the members.
     wrong = {**written.manifest, "files": [{**written.manifest["files"][0], "sha256": "0" * 64}]}
-    archive.verify_archive(path, written.sha256, wrong)
+    verification.verify_archive(path, written.sha256, wrong)
     with pytest.raises(VerificationFailed, match="does not match its checksum"):
-        archive.verify_archive(path, written.sha256, wrong, deep=True)
+        verification.verify_archive(path, written.sha256, wrong, deep=True)
     # A changed byte: the sum differs, and the deep pass then names what is damaged.
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(VerificationFailed):
-        archive.verify_archive(path, written.sha256, written.manifest)
+        verification.verify_archive(path, written.sha256, written.manifest)
 
 
 async def test_an_adopted_archive_is_verified_member_by_member_first(world: World) -> None:
@@ -255,7 +255,7 @@ async def test_a_damaged_archive_is_marked_by_the_restore_that_found_it(world: W
 
 
 async def test_rollback_without_a_backup_takes_no_safety_backup(world: World) -> None:
-    from tests.test_rollback import installed_then_changed
+    from tests.deploy.test_rollback import installed_then_changed
 
     await installed_then_changed(world)
     async with await ReleaseManager.open(world.deploy) as manager:

@@ -13,7 +13,7 @@ import pytest
 from gitrelease.cli.main import main
 from tests.conftest import World, git
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(world: World, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict, str]:

@@ -214,7 +214,7 @@ async def test_a_listener_hears_each_run_start_and_end(world: World) -> None:
     async with await ReleaseManager.open(world.deploy) as manager:
         daily = await manager.add_schedule("daily", "03:00", None, "bot")
         assert daily.next_run is not None
-        report = await Scheduler(manager).run_due(daily.next_run, listener=listener)
+        report = await Scheduler(manager.deployment).run_due(daily.next_run, listener=listener)
     assert [e.stage for e in heard] == [Stage.STARTED, Stage.COMPLETED]
     assert heard[-1].detail == "bot: completed" and heard[-1].schedule.id == daily.id
     assert len(report.ran) == 1
@@ -234,10 +234,10 @@ async def test_a_listener_hears_a_failed_and_a_skipped_run(world: World) -> None
     async with await ReleaseManager.open(world.deploy) as manager:
         daily = await manager.add_schedule("daily", "03:00", None, "bot")
         assert daily.next_run is not None
-        await Scheduler(manager).run_due(daily.next_run, listener=listener)
+        await Scheduler(manager.deployment).run_due(daily.next_run, listener=listener)
         (after,) = await manager.list_schedules()
         assert after.next_run is not None
-        await Scheduler(manager).run_due(after.next_run + timedelta(hours=5),
+        await Scheduler(manager.deployment).run_due(after.next_run + timedelta(hours=5),
                                          listener=listener)
     assert [e.stage for e in heard] == [Stage.STARTED, Stage.FAILED, Stage.SKIPPED]
     assert heard[1].detail.startswith("bot: failed (")
@@ -262,7 +262,7 @@ async def test_the_bot_loop_wakes_for_a_new_schedule_and_reads_settings_again(
         await other.change_setting("schedule", "scheduling_enabled", "false")
     async with await ReleaseManager.open(world.deploy) as manager:
         stop, wake = asyncio.Event(), asyncio.Event()
-        loop = asyncio.ensure_future(Scheduler(manager).run_forever(stop, wake=wake))
+        loop = asyncio.ensure_future(Scheduler(manager.deployment).run_forever(stop, wake=wake))
         async with await ReleaseManager.open(world.deploy) as other:
             daily = await other.add_schedule("daily", "03:00", None, "bot")
             store = await other.index()
@@ -309,7 +309,7 @@ async def test_the_bot_loop_does_not_spin_while_scheduling_is_off(
         store = await manager.index()
         daily.next_run = datetime.now(UTC) - timedelta(minutes=1)
         await store.save_schedule(daily)
-        await Scheduler(manager).run_forever(asyncio.Event(), longest_sleep=600)
+        await Scheduler(manager.deployment).run_forever(asyncio.Event(), longest_sleep=600)
         assert sleeps == [600, 600]
 
 
@@ -341,7 +341,7 @@ async def test_the_bot_loop_survives_an_error_and_tries_again_soon(
     monkeypatch.setattr(Scheduler, "run_due", broken_once)
     monkeypatch.setattr(scheduler, "_first_of", recorded)
     async with await ReleaseManager.open(world.deploy) as manager:
-        await Scheduler(manager).run_forever(asyncio.Event(), longest_sleep=600)
+        await Scheduler(manager.deployment).run_forever(asyncio.Event(), longest_sleep=600)
     assert turns == 2
     assert sleeps == [scheduler._RETRY_BUSY, 600]
     assert ("database is locked" if isinstance(error, IndexStoreError)

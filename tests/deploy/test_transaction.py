@@ -20,7 +20,7 @@ from gitrelease.deploy.update_commands import CommandFailed
 from gitrelease.manager import ReleaseManager
 from tests.conftest import World, guilds, kill_at
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 

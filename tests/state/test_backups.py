@@ -26,7 +26,7 @@ from gitrelease.state import archive
 from gitrelease.state.backups import BackupNotFound
 from tests.conftest import ENV_SECRET, World, git
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def members_of(path: Path) -> dict[str, bytes]:
@@ -204,10 +204,10 @@ async def test_refuses_when_the_disk_is_too_small(
 ) -> None:
     import shutil as real_shutil
 
-    from gitrelease.state import backups
+    from gitrelease.state import archives
 
     usage = real_shutil.disk_usage(world.base)
-    monkeypatch.setattr(backups.shutil, "disk_usage",
+    monkeypatch.setattr(archives.shutil, "disk_usage",
                         lambda path: usage._replace(free=1024))
     async with await manager_for(world) as manager:
         with pytest.raises(InsufficientDiskSpace):

@@ -1,0 +1,180 @@
+"""Getting a deployment whole again: undoing a failed install, settling one a crash cut off.
+
+`undo` runs right after a step failed; `finish_interrupted` runs at the next start (under
+the lock) for the sessions a dead process left, reading their journal to decide between
+finishing and undoing. Rollbacks are undone by the same `undo`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType, utcnow
+from gitrelease.deploy.install_steps import CHANGE_STEPS, DATA_STEPS, MOVES_CODE
+from gitrelease.deploy.release_commands import run_release_command
+
+if TYPE_CHECKING:
+    from gitrelease.deploy.context import Deployment
+    from gitrelease.index.store import JournalStep, Store
+
+__all__ = ["finish_interrupted", "restore_head", "undo"]
+
+
+async def undo(
+    d: Deployment, store: Store, session: UpdateSession, branch: str | None,
+    started: list[str], reason: str, *, blame: bool = True,
+) -> str:
+    """After a failure past the checkout: back to where the install started, and why."""
+    from gitrelease.deploy.quarantine import mark_bad
+
+    install = session.update_type is not UpdateType.ROLLBACK
+    release = install and session.target_tag is not None and "checkout" in started \
+        and blame
+    if release and session.to_commit and session.target_tag:
+        await d.in_thread(mark_bad, d.data_dir, session.target_tag,
+                          session.to_commit, reason, session.id)
+    if install and not d.settings.rollback_on_failure:
+        return ("left as it is because rollback_on_failure is off"
+                + ("; the release is marked bad" if release else ""))
+    parts = [await d.in_thread(restore_head, d, session.from_commit, branch)]
+    if {"packages", "dependencies"}.intersection(started):
+        parts.append(await _restore_packages(d, store, session))
+    if DATA_STEPS.intersection(started):
+        parts.append(await _restore_data(d, store, session, "all"))
+    elif "config" in started:
+        parts.append(await _restore_data(d, store, session, "config"))
+    if release:
+        parts.append("the release is marked bad")
+    return ("rolled back: " if install else "undone: ") + "; ".join(parts)
+
+
+async def _restore_packages(d: Deployment, store: Store, session: UpdateSession) -> str:
+    """Back to the `pip freeze` taken before the packages step."""
+    from gitrelease.deploy.packages import restore_freeze
+
+    notes = [s.detail for s in await store.steps(session.id) if s.step == "freeze"]
+    if not notes:
+        return "the packages could NOT be put back: no pip freeze was saved"
+    layout = d.layout()
+    try:
+        await d.in_thread(restore_freeze, d.python_executable(), notes[-1],
+                          log=layout.logs_dir / f"{session.id}.log",
+                          timeout=d.settings.pip_timeout)
+    except GitReleaseError as exc:
+        return f"the packages could NOT be put back: {exc.message}"
+    return "packages put back as they were"
+
+
+async def _restore_data(
+    d: Deployment, store: Store, session: UpdateSession, restore_type: str = "all"
+) -> str:
+    """Put the pre-update backup back (`restore_type` of it) after a step changed data."""
+    from gitrelease.deploy.restore import RestoreOptions, restore
+
+    if session.backup_id is None:
+        return "the data could NOT be restored: no pre-update backup was taken"
+    service = d.backups(store)
+    try:
+        backup = await service.get(session.backup_id)
+        await restore(service, backup,
+                      RestoreOptions(confirm=True, restore_type=restore_type),
+                      await d.release_point())
+    except GitReleaseError as exc:
+        return f"the data could NOT be restored from {session.backup_id}: {exc.message}"
+    return f"{'config' if restore_type == 'config' else 'data'} restored from " \
+           f"{session.backup_id}"
+
+
+def restore_head(d: Deployment, commit: str | None, branch: str | None) -> str:
+    """Put HEAD back where the install found it; says what it did, for the journal."""
+    if commit is None:
+        return "HEAD not restored: the starting commit is unknown"
+    try:
+        if d.repo.head_commit() == commit and d.repo.head_branch() == branch:
+            dirty = d.repo.dirty_files()
+            if dirty:
+                return (f"HEAD did not move, but tracked files differ from it: "
+                        f"{', '.join(dirty[:10])} (left as they are; see git status)")
+            return "HEAD did not move; nothing was changed"
+        d.repo.restore_head(commit, branch)
+        return f"HEAD restored to {branch or commit[:12]}"
+    except GitReleaseError as exc:
+        return f"HEAD could NOT be restored to {commit[:12]}: {exc.message}"
+
+
+async def finish_interrupted(d: Deployment, store: Store) -> None:
+    """Bring sessions left by a process that died to an end (called under the lock).
+
+    Finished if HEAD reached the target, every step up to it completed and the health
+    check passes; otherwise rolled back. Never left half-way.
+    """
+    for session in await store.unfinished_sessions():
+        journal = await store.steps(session.id)
+        last = next((s.step for s in reversed(journal) if s.state != "note"), "start")
+        status, what = await _settle(d, store, session, journal)
+        session.status = status
+        session.completed_at = utcnow()
+        if status is UpdateStatus.COMPLETED:
+            session.progress = 100
+            session.restart_needed = True
+            session.steps_completed.append(f"recovery: {what}")
+        else:
+            session.error_message = f"interrupted during {last!r}: {what}"
+        await store.add_step(session.id, "recovery", "done", what)
+        await store.save_session(session)
+
+
+async def _settle(
+    d: Deployment, store: Store, session: UpdateSession, journal: list[JournalStep]
+) -> tuple[UpdateStatus, str]:
+    started = [s.step for s in journal if s.state == "started"]
+    done = {s.step for s in journal if s.state == "done"}
+    branch = next((s.detail.removeprefix("branch=") or None for s in journal
+                   if s.step == "origin"), None)
+    head = await d.in_thread(d.repo.head_commit)
+    intended = session.to_commit or session.from_commit
+    changes = [name for name in started if name in CHANGE_STEPS]
+    if not changes:
+        return UpdateStatus.FAILED, "the process ended before anything changed"
+    if head not in (session.from_commit, intended):
+        return UpdateStatus.FAILED, (
+            f"the process ended and HEAD has since moved to {head[:12]} (it started from "
+            f"{(session.from_commit or '?')[:12]}); left as it is")
+    # A health check cut off is simply run again; any other planned step that did not
+    # finish (or never began) means the update is not whole.
+    planned = [name for s in journal if s.step.startswith("plan") and s.state == "note"
+               for name in s.detail.split(",") if name]
+    unfinished = [name for name in dict.fromkeys(started + planned)
+                  if name not in done and name != "health_check"]
+    if session.update_type in MOVES_CODE and "checkout" in started and not any(
+            s.step == "plan:release" for s in journal):
+        unfinished.append("the release's own commands")
+    if head == intended and not unfinished and "recovery" not in done:
+        try:
+            if "health_check" not in done and session.update_type in MOVES_CODE:
+                await _health_check_after_crash(d, session)
+            return UpdateStatus.COMPLETED, f"everything up to {session.target_version} " \
+                                           "had been done"
+        except GitReleaseError as exc:
+            started.append("health_check")
+            reason = exc.message
+    else:
+        reason = (f"the process ended before {unfinished[0]!r} was done" if unfinished
+                  else "the process ended while undoing")
+        # A crash says nothing against the release: it is not marked bad for it.
+        undone = await undo(d, store, session, branch, started, reason, blame=False)
+        return UpdateStatus.FAILED, f"{reason}; {undone}"
+    undone = await undo(d, store, session, branch, started, reason)
+    return UpdateStatus.FAILED, f"{reason}; {undone}"
+
+
+async def _health_check_after_crash(d: Deployment, session: UpdateSession) -> None:
+    """The health check of a release whose install was cut off after its last step."""
+    from gitrelease.core.settings import command_argv, load_settings
+
+    loaded = await d.in_thread(load_settings, d.root, d.data_dir)
+    target = loaded.settings
+    if command_argv(target.health_check_command):
+        await d.in_thread(run_release_command, d, session, "health check",
+                          target.health_check_command, target.health_check_timeout)

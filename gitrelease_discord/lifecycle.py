@@ -1,0 +1,171 @@
+"""The cog's life cycle: what it starts at load, runs in the background and stops at unload.
+
+At load it opens the deployment, finishes a restart that was pending, and starts the restart
+watcher and the schedule loop; announcements to the notify_channels run as background tasks
+too, so that a command never waits on them. At unload every task gets a short grace, then the
+deployment is closed. Each command opens its own manager (`_open`), so settings and tags changed
+meanwhile are seen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any, TypeVar
+
+import discord
+from discord.ext import commands
+
+from gitrelease.core.models import RESTART_EXIT_CODE
+from gitrelease.core.reports import ScheduleEvent, Stage
+from gitrelease.manager import ReleaseManager, restart_watcher, write_pid_file
+from gitrelease_discord.embeds import remember_secrets
+from gitrelease_discord.i18n import text
+from gitrelease_discord.notify import announce
+from gitrelease_discord.progress import ProgressMessage
+
+__all__ = ["CogLifecycle"]
+
+T = TypeVar("T")
+
+
+class CogLifecycle(commands.Cog):
+    """The state and background work the command groups share; `UpdateManager` is the cog."""
+
+    def __init__(self, bot: commands.Bot, *, root: Path | None = None,
+                 data_dir: Path | None = None) -> None:
+        self.bot = bot
+        self.root = root
+        self.data_dir = data_dir
+        self.manager: ReleaseManager | None = None
+        self.confirm_timeout = 60.0
+        self.page_timeout = 180.0
+        self.exit_code = 0
+        self._stop = asyncio.Event()
+        self._wake_schedules = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._schedule_task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.unload_grace = 5.0  # seconds the loop and announcements get to finish on unload
+
+    async def cog_load(self) -> None:
+        manager = await ReleaseManager.open(self.root, data_dir=self.data_dir,
+                                            this_process_is_bot=True)
+        try:
+            await asyncio.to_thread(self._remember_secrets, manager.root)
+            await manager.recover()
+            await asyncio.to_thread(write_pid_file, manager.data_dir)
+            started = await manager.confirm_start(actor="bot")
+        except BaseException:
+            await manager.close()  # a failed load leaves no index or repository open
+            raise
+        self.manager = manager
+        if started.action == "confirmed" and started.pending is not None:
+            self._notify_soon("update_completion_notifications",
+                              text("now_running", version=started.pending.target_version))
+        if manager.settings.restart_method == "exit":
+            watcher = restart_watcher(manager.data_dir, self._restart_requested)
+            self._watcher = self._spawn(watcher.run())
+        if await manager.list_schedules():
+            self._start_schedules()
+
+    async def cog_unload(self) -> None:
+        self._stop.set()
+        self._wake_schedules.set()
+        # The unload may run inside one of these tasks (the restart watcher closes the bot):
+        # awaiting itself would never end.
+        tasks = [task for task in self._tasks if task is not asyncio.current_task()]
+        if self._watcher in tasks:  # it only watches for requests: nothing to finish
+            self._watcher.cancel()
+        if tasks:  # a short grace: a sleeping loop ends, an announcement being posted lands
+            _done, pending = await asyncio.wait(tasks, timeout=self.unload_grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self.manager is not None:
+            await self.manager.close()
+            self.manager = None
+
+    async def _restart_requested(self, _request: dict[str, Any]) -> None:
+        self.exit_code = RESTART_EXIT_CODE
+        await self.bot.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- schedules ---------------------------------------------------------------------------
+
+    def _start_schedules(self) -> None:
+        """Start the schedule loop, or wake it: a schedule was added, its next run may be
+        sooner than the one the loop sleeps until."""
+        if self.manager is None:
+            return
+        if self._schedule_task is None or self._schedule_task.done():
+            self._schedule_task = self._spawn(self._schedule_loop(self.manager))
+        else:
+            self._wake_schedules.set()
+
+    async def _schedule_loop(self, manager: ReleaseManager) -> None:
+        await manager.run_schedules_forever(self._stop, wake=self._wake_schedules,
+                                            listener=self._on_schedule)
+
+    async def _on_schedule(self, event: ScheduleEvent) -> None:
+        """Scheduled runs are announced like the ones started from a command."""
+        schedule = event.schedule
+        kinds = ", ".join(kind.value for kind in schedule.update_types)
+        if event.stage is Stage.STARTED:
+            await self._notify("update_start_notifications", text(
+                "notify_schedule_start", schedule=schedule.name, kinds=kinds))
+        elif event.stage is Stage.COMPLETED:
+            await self._notify("update_completion_notifications", text(
+                "notify_schedule_done", schedule=schedule.name, outcome=event.detail))
+        elif event.stage is Stage.SKIPPED:  # missed while the bot was down: not an error
+            await self._notify("update_completion_notifications", text(
+                "notify_schedule_skipped", schedule=schedule.name, outcome=event.detail))
+        else:
+            await self._notify("error_notifications", text(
+                "notify_schedule_failed", schedule=schedule.name, outcome=event.detail))
+
+    # -- notifications -----------------------------------------------------------------------
+
+    def _notify_soon(self, switch: str, message: str) -> None:
+        self._spawn(self._notify(switch, message))
+
+    async def _notify(self, switch: str, message: str) -> None:
+        """Post to the notify_channels, if the event's switch is on; never raises."""
+        await announce(self.bot, self.manager, switch, message)
+
+    # -- the manager each command uses -------------------------------------------------------
+
+    async def _with_progress(
+        self, interaction: discord.Interaction, title: str,
+        work: Callable[[ReleaseManager, ProgressMessage], Awaitable[T]],
+    ) -> T:
+        """Run `work` with a fresh manager, its progress shown in the original response."""
+        async with self._open() as manager:
+            progress = ProgressMessage(interaction, title, self._notify_soon)
+            try:
+                return await work(manager, progress)
+            finally:
+                await progress.close()
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[ReleaseManager]:
+        """A manager per command, so settings and tags changed meanwhile are seen."""
+        async with await ReleaseManager.open(self.root, data_dir=self.data_dir,
+                                             this_process_is_bot=True) as manager:
+            await asyncio.to_thread(self._remember_secrets, manager.root)
+            yield manager
+
+    def _remember_secrets(self, root: Path) -> None:
+        from gitrelease.core.text import env_values
+
+        token = getattr(self.bot.http, "token", None)
+        remember_secrets([token] if token else [])
+        with suppress(OSError, ValueError):
+            remember_secrets(env_values((root / ".env").read_text()).values())
