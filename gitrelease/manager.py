@@ -4,29 +4,38 @@ A thin facade: it opens a `Deployment` (gitrelease.deploy.context) and hands eac
 the operation that does it. Its surface is async (the bot's event loop); the operations run
 git, disk and process work in threads. The release side (cutting a release, the pre-push
 check) and the git hooks work on a checkout alone, and are plain functions at the end.
+
+Over the ~400-line aim on purpose: it is the whole public surface in one place, each entry a
+docstring and a call or two; split, a front-end's author would have to search for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from gitrelease.core.models import Progress, SystemInfo, UpdateSession
-from gitrelease.core.reports import CheckReport, InstallPlan
-from gitrelease.core.settings import Settings
-from gitrelease.deploy.context import Deployment, in_thread
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import asyncio
 
-    from gitrelease.core.models import Backup, UpdateSchedule
-    from gitrelease.core.reports import RestoreResult, ScheduleListener
-    from gitrelease.core.settings import LoadedSettings
+    from packaging.version import Version
+
+    from gitrelease.core.choices import STATUS_RANGES as TIME_RANGES
+    from gitrelease.core.models import (
+        Backup,
+        Progress,
+        SystemInfo,
+        UpdateSchedule,
+        UpdateSession,
+        parse_update_type,
+    )
+    from gitrelease.core.reports import CheckReport, InstallPlan, RestoreResult, ScheduleListener
+    from gitrelease.core.settings import LoadedSettings, Settings
     from gitrelease.core.settings_edit import SettingChange
     from gitrelease.deploy.boot import StartCheck
+    from gitrelease.deploy.context import Deployment
     from gitrelease.deploy.install_options import InstallOptions
     from gitrelease.deploy.restart import RestartOutcome
     from gitrelease.deploy.restore import RestoreOptions
@@ -41,19 +50,40 @@ if TYPE_CHECKING:
     from gitrelease.state.sources import Layout
 
 # The operations are imported where they are used: the CLI's `check` needs none of the
-# installer, the index or asyncio (it runs without an event loop, see `blocking`), and CLI
-# start-up time is part of the product.
+# installer, the index or asyncio (it runs without an event loop, see `blocking`), the
+# release side and the hooks need no deployment at all, and CLI start-up time is part of
+# the product.
 
-__all__ = ["InstallOptions", "ReleaseManager", "check_push", "cut_release",
-           "deployment_root", "manage_hooks", "restart_watcher", "write_pid_file"]
+T = TypeVar("T")
+
+__all__ = ["TIME_RANGES", "InstallOptions", "ReleaseManager", "check_push", "cut_release",
+           "deployment_root", "manage_hooks", "parse_update_type", "restart_watcher",
+           "write_pid_file"]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "InstallOptions":  # re-exported for front-ends, imported only when asked for
+    # Re-exported for front-ends (and for the code written against the flat package),
+    # imported only when asked for.
+    if name == "InstallOptions":
         from gitrelease.deploy.install_options import InstallOptions
 
         return InstallOptions
+    if name == "TIME_RANGES":
+        from gitrelease.core.choices import STATUS_RANGES
+
+        return STATUS_RANGES
+    if name == "parse_update_type":
+        from gitrelease.core.models import parse_update_type
+
+        return parse_update_type
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Blocking work off the event loop (the facade owns the loop/thread boundary)."""
+    import asyncio
+
+    return await asyncio.to_thread(func, *args, **kwargs)
 
 
 class ReleaseManager:
@@ -68,6 +98,8 @@ class ReleaseManager:
         this_process_is_bot: bool = False,
     ) -> ReleaseManager:
         """The deployment at `root`, else $GITRELEASE_ROOT, else the git top-level of the cwd."""
+        from gitrelease.deploy.context import Deployment
+
         return cls(await in_thread(Deployment.open, root, data_dir, this_process_is_bot))
 
     @classmethod
@@ -77,6 +109,8 @@ class ReleaseManager:
     ) -> Iterator[ReleaseManager]:
         """A manager for the blocking calls (`check_blocking`), with no event loop: what a
         one-shot CLI command needs, without asyncio's import. It never opens the index."""
+        from gitrelease.deploy.context import Deployment
+
         manager = cls(Deployment.open(root, data_dir))
         try:
             yield manager
@@ -117,6 +151,10 @@ class ReleaseManager:
 
     def python_executable(self) -> str:
         return self.deployment.python_executable()
+
+    def deployment_python(self) -> Version:
+        """The version of the interpreter that runs the bot."""
+        return self.deployment.deployment_python()
 
     async def index(self) -> Store:
         """The index, opened once per manager and created if missing."""

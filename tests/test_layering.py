@@ -40,6 +40,21 @@ def test_no_shell_anywhere() -> None:
         assert "os.system(" not in text, path.name
 
 
+MODULE_AIM = 420  # lines: ~400, with a little room for a docstring's growth
+
+
+@pytest.mark.parametrize("module", sorted(
+    str(p.relative_to(PACKAGE.parent)) for folder in ("gitrelease", "gitrelease_discord")
+    for p in (PACKAGE.parent / folder).rglob("*.py")))
+def test_modules_stay_small_or_say_why(module: str) -> None:
+    path = PACKAGE.parent / module
+    lines = len(path.read_text().splitlines())
+    reason = ast.get_docstring(ast.parse(path.read_text())) or ""
+    assert lines <= MODULE_AIM or "over the ~400-line aim" in reason.lower(), \
+        f"{module} has {lines} lines; split it, or say in its docstring why it is over " \
+        "the ~400-line aim"
+
+
 def test_the_layer_contracts_hold() -> None:
     """.importlinter: front-ends > facade > operations > release, state > index, git > core;
     the front-ends see only the facade and core; no import cycle anywhere."""

@@ -169,18 +169,18 @@ def _config(d: Deployment, report: CheckReport, snap: ReleaseSnapshot) -> None:
     target, label = target_of(snap)
     drifts = check_config(d.repo, d.root, d.settings.config_templates, snap.current.commit,
                           target)
-    changed = [d for d in drifts if d.changed]
+    changed = [drift for drift in drifts if drift.changed]
     if not changed:
         return
     changes = []
-    for d in changed:
-        if d.added_in_target:
-            changes.append(f"{d.template}: {len(d.added_in_target)} new keys")
-        if d.removed_in_target:
-            changes.append(f"{d.template}: {len(d.removed_in_target)} keys removed")
-        if d.missing_in_live:
-            changes.append(f"{d.live}: {len(d.missing_in_live)} keys missing")
+    for drift in changed:
+        if drift.added_in_target:
+            changes.append(f"{drift.template}: {len(drift.added_in_target)} new keys")
+        if drift.removed_in_target:
+            changes.append(f"{drift.template}: {len(drift.removed_in_target)} keys removed")
+        if drift.missing_in_live:
+            changes.append(f"{drift.live}: {len(drift.missing_in_live)} keys missing")
     report.config = {"update_type": "config", "version": label, "changes": changes,
-                     "requires_restart": True, "breaking": any(d.removed_in_target
-                                                               for d in changed),
-                     "files": [d.to_dict() for d in drifts]}
+                     "requires_restart": True, "breaking": any(drift.removed_in_target
+                                                               for drift in changed),
+                     "files": [drift.to_dict() for drift in drifts]}

@@ -151,7 +151,7 @@ def _live_bot_pid(data_dir: Path) -> int:
         written = path.stat().st_mtime
     except FileNotFoundError:
         raise RestartFailed(f"restart_method is signal but there is no {path}",
-                            hint="the bot writes it at start: gitrelease.deploy.restart."
+                            hint="the bot writes it at start: gitrelease.manager."
                                  "write_pid_file(data_dir)") from None
     if not text.isdigit() or int(text) <= 1:
         raise RestartFailed(f"{path} does not hold a process id: {text[:20]!r}")
