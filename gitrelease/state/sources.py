@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 from gitrelease.core.errors import InvalidSetting
 from gitrelease.core.models import BackupType
 from gitrelease.core.settings import Settings
+from gitrelease.index import INDEX_NAME
 from gitrelease.state.snapshot import is_sqlite
 
 __all__ = ["KINDS_OF", "Layout", "Source", "collect"]
@@ -27,7 +28,7 @@ KINDS_OF = {
     BackupType.FULL: {"database", "config", "data"},
 }
 _SIDECARS = ("-wal", "-shm", "-journal")
-_RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", "update_manager.db",
+_RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", INDEX_NAME,
                   "bad_releases.json", "audit_cache.json", "last_check.json",
                   # About the running process, never about the data: restoring one would
                   # bring back a start that no longer waits, or a restart nobody asked for.
@@ -107,7 +108,7 @@ class Layout:
                 path.is_relative_to(self.logs_dir) and path.suffix == ".log"):
             raise ValueError(f"{member!r} is inside the backups or logs")
         if path.parent == self.data_dir and (path.name in _RUNTIME_FILES
-                                             or path.name.startswith("update_manager.db")):
+                                             or path.name.startswith(INDEX_NAME)):
             raise ValueError(f"{member!r} is gitrelease's own state")
         base = self.data_dir if member.startswith("data/") else self.root
         for parent in [*path.relative_to(base).parents][:-1]:
@@ -166,7 +167,7 @@ def _is_runtime(path: Path, layout: Layout) -> bool:
     name = path.name
     if path.parent == layout.data_dir and name in _RUNTIME_FILES:
         return True
-    if name.startswith("update_manager.db"):
+    if name.startswith(INDEX_NAME):  # the index and its -wal, -shm
         return True
     return name.startswith(".") and ".tmp" in name
 
