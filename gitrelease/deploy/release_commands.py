@@ -46,7 +46,7 @@ def run_release_command(
 ) -> None:
     """One of the release's commands, logged to the session's log, told what is installed."""
     from gitrelease.core.settings import command_argv
-    from gitrelease.deploy.update_commands import run_command
+    from gitrelease.deploy.command_runner import run_command
 
     layout = d.layout()
     run_command(

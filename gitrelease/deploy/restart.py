@@ -125,7 +125,7 @@ def _by_command(
     root: Path, data_dir: Path, settings: Settings, reason: str, environment: dict[str, str],
     log: Path | None,
 ) -> RestartOutcome:
-    from gitrelease.deploy.update_commands import CommandFailed, run_command
+    from gitrelease.deploy.command_runner import CommandFailed, run_command
 
     argv = command_argv(settings.restart_command)
     if not argv:

@@ -21,7 +21,7 @@ import pytest
 from gitrelease.core.errors import PythonVersionMismatch
 from gitrelease.core.models import UpdateStatus
 from gitrelease.core.reports import InstallPlan
-from gitrelease.deploy.update_commands import CommandFailed
+from gitrelease.deploy.command_runner import CommandFailed
 from gitrelease.manager import ReleaseManager
 from tests.conftest import World, git
 
