@@ -11,11 +11,13 @@ docstring and a call or two; split, a front-end's author would have to search fo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
+
+from gitrelease.core.beside import in_thread
 
 if TYPE_CHECKING:
     import asyncio
@@ -54,8 +56,6 @@ if TYPE_CHECKING:
 # release side and the hooks need no deployment at all, and CLI start-up time is part of
 # the product.
 
-T = TypeVar("T")
-
 __all__ = ["TIME_RANGES", "InstallOptions", "ReleaseManager", "check_push", "cut_release",
            "deployment_root", "manage_hooks", "parse_update_type", "restart_watcher",
            "write_pid_file"]
@@ -77,13 +77,6 @@ def __getattr__(name: str) -> Any:
 
         return parse_update_type
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Blocking work off the event loop (the facade owns the loop/thread boundary)."""
-    import asyncio
-
-    return await asyncio.to_thread(func, *args, **kwargs)
 
 
 class ReleaseManager:

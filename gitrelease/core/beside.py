@@ -1,4 +1,5 @@
-"""`Beside`: one call run in a thread of its own while the caller does something else.
+"""`Beside`: one call run in a thread of its own while the caller does something else; and
+`in_thread`, the same for a coroutine: blocking work off the event loop.
 
 `check` waits mostly on git processes (the fetch above all); those that do not depend on
 each other run side by side. A plain thread, not an executor: concurrent.futures is an
@@ -9,9 +10,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-__all__ = ["Beside"]
+__all__ = ["Beside", "in_thread"]
 
 T = TypeVar("T")
 
@@ -43,3 +44,11 @@ class Beside(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+
+async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Blocking work (git, disk, processes) off the event loop. asyncio is imported here,
+    when a coroutine first needs it: the CLI's `check` runs without it."""
+    import asyncio
+
+    return await asyncio.to_thread(func, *args, **kwargs)

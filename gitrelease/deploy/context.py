@@ -12,14 +12,13 @@ import os
 import platform
 import subprocess
 import sys
-from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
-from gitrelease.core.beside import Beside
+from gitrelease.core.beside import Beside, in_thread
 from gitrelease.core.errors import GitReleaseError, InvalidSetting
 from gitrelease.core.settings import LoadedSettings, Settings, load_settings
 from gitrelease.git import releases
@@ -40,14 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Deployment", "in_thread", "own_version"]
 
-T = TypeVar("T")
-
-
-async def in_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Blocking work (git, disk, processes) off the event loop."""
-    import asyncio
-
-    return await asyncio.to_thread(func, *args, **kwargs)
 
 
 class Deployment:
