@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["Deployment", "in_thread", "own_version"]
 
 
-
 class Deployment:
     """One deployment: its checkout, data folder, settings and (once opened) index."""
 
