@@ -86,6 +86,14 @@ def command_argv(value: str | list[str]) -> list[str]:
     return argv
 
 
+_TAG_GLOB = re.compile(r"^[A-Za-z0-9._/-]*\*[A-Za-z0-9._/-]*$")
+
+
+def _is_tag_patterns(value: str | list[str]) -> bool:
+    patterns = [value] if isinstance(value, str) else value
+    return 0 < len(patterns) <= 10 and all(_TAG_GLOB.match(p) for p in patterns)
+
+
 def _is_timezone(name: str) -> bool:
     import zoneinfo
 
@@ -116,10 +124,11 @@ class Settings:
     remote: str = field(default="origin", metadata=_meta(
         "update", "git remote that release tags are fetched from",
         pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"), pattern_text="a remote name"))
-    tag_pattern: str = field(default="v*", metadata=_meta(
-        "update", "glob of release tags; the part '*' stands for is a PEP 440 version",
-        pattern=re.compile(r"^[A-Za-z0-9._/-]*\*[A-Za-z0-9._/-]*$"),
-        pattern_text="a glob with exactly one '*', such as v* or release-*"))
+    tag_pattern: str | list[str] = field(default="v*", metadata=_meta(
+        "update", "glob(s) of release tags, one '*' each, standing for a PEP 440 version; a "
+        "list covers a project that switched scheme (the default takes v1.2.0 and 1.2.0)",
+        check=_is_tag_patterns,
+        pattern_text="a glob with exactly one '*' (such as v* or release-*), or a list of them"))
     channel: str = field(default="stable", metadata=_meta(
         "update", "which releases are offered: stable, or pre to include pre-releases",
         choices=("stable", "pre")))
@@ -155,6 +164,15 @@ class Settings:
     max_boot_failures: int = field(default=3, metadata=_meta(
         "update", "starts of a freshly updated version that never confirmed before boot-check "
         "rolls it back", minimum=1, maximum=100))
+    start_confirmation: str = field(default="auto", metadata=_meta(
+        "update", "whether boot-check counts unconfirmed starts toward max_boot_failures: "
+        "required (the bot always calls confirm_start or loads the cog), off (a passing health "
+        "check confirms), auto (required once this deployment has ever confirmed a start)",
+        choices=("auto", "required", "off")))
+    local_changes: str = field(default="refuse", metadata=_meta(
+        "update", "what an install does with edits to tracked files: refuse, or carry them "
+        "over the checkout (stash, checkout, re-apply; a conflict undoes the install)",
+        choices=("refuse", "carry")))
     require_signed_tags: bool = field(default=False, metadata=_meta(
         "update", "install only release tags whose signature git verify-tag accepts"))
     timezone: str = field(default="UTC", metadata=_meta(
