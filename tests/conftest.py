@@ -41,6 +41,7 @@ for _key, _value in ISOLATED_ENV.items():
 
 ENV_SECRET = "DISCORD_TOKEN=super-secret-token-value\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.realbot"]  # the real-bot world: fixtures realbot, realbot_packages
 
 
 def kill_at(deploy: Path, point: str, *args: str) -> None:
