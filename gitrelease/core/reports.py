@@ -43,6 +43,13 @@ class CheckReport:
     warnings: list[str] = field(default_factory=list)
     security_checked: bool = True
     ignored_tags: list[str] = field(default_factory=list)
+    # False when HEAD is at no release the tag patterns know (its version reads 0+untagged…):
+    # then nothing can be judged "not breaking" against it.
+    version_known: bool = True
+    # Set when no tag at all matched the patterns: which tags were seen, which pattern would.
+    tag_hint: str | None = None
+    # What a full backup would hold now, by kind: {"databases": [...], "config": [...], ...}.
+    backup_holds: dict[str, list[str]] = field(default_factory=dict)
 
     def _updates(self) -> list[dict[str, Any]]:
         """What an install would change: a newer release, each package with a newer version,
@@ -82,6 +89,9 @@ class CheckReport:
             "errors": {source: error.to_dict() for source, error in self.errors.items()},
             "warnings": self.warnings,
             "ignored_tags": self.ignored_tags,
+            "version_known": self.version_known,
+            "tag_hint": self.tag_hint,
+            "backup_holds": self.backup_holds,
         }
 
 
