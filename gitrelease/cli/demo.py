@@ -1,8 +1,10 @@
-"""`gitrelease demo`: a throw-away world that shows check -> install -> status for real.
+"""`gitrelease demo`: a throw-away world that shows check -> install -> rollback for real.
 
 It builds a bare origin, a release-side clone that commits and pushes annotated tags, and a
 deployment clone at the first release with an untracked ``.env`` and ``data/app.db``; then
-runs the real engine on it and shows that the bot's data is untouched by an install.
+runs the real engine on it: an install leaves the bot's data untouched, the new release writes
+to its database, and a rollback brings code and data back together. All of it lives in a
+temporary folder that is deleted at the end (``--keep`` keeps it).
 """
 
 from __future__ import annotations
@@ -83,6 +85,20 @@ def build_world(base: Path) -> Path:
     return deploy
 
 
+def _rows(deploy: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(deploy / "data" / "app.db") as db:
+        rows = db.execute("SELECT id, prefix FROM guilds ORDER BY id").fetchall()
+    db.close()
+    return rows
+
+
+def _new_release_writes(deploy: Path) -> None:
+    """What a bot does once it runs the new release: it writes to its database."""
+    with sqlite3.connect(deploy / "data" / "app.db") as db:
+        db.execute("INSERT INTO guilds VALUES (3, '$')")
+    db.close()
+
+
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
@@ -115,9 +131,12 @@ def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
     async def show() -> dict[str, object]:
         deploy = build_world(base)
         say(f"Built a throw-away origin with releases v1.0.0, v1.1.0, v1.2.0 and v2.0.0rc1,\n"
-            f"and a deployment at v1.0.0 with .env and data/app.db: {deploy}\n")
+            f"and a deployment at v1.0.0 with .env and data/app.db, in {base}\n"
+            f"({'kept' if keep else 'deleted'} when the demo ends"
+            f"{'' if keep else '; --keep keeps it'}).\n")
         state = [deploy / ".env", deploy / "data" / "app.db"]
         before = {p.name: _digest(p) for p in state}
+        rows_before = _rows(deploy)
         async with await ReleaseManager.open(deploy) as manager:
             say("$ gitrelease check")
             report = await manager.check_for_updates("bot")
@@ -127,19 +146,41 @@ def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
                 "bot", InstallOptions(initiated_by="demo"),
                 progress=lambda step, pct, detail: say(f"  [{pct:>3}%] {step}: {detail}"))
             say(render_session(session) + "\n")  # type: ignore[arg-type]
+            installed = {p.name: _digest(p) for p in state}
+            for name in before:
+                verdict = "unchanged" if before[name] == installed[name] else "CHANGED"
+                say(f"{name}: sha256 {before[name]} before the install, {installed[name]} "
+                    f"after: {verdict}")
+            _new_release_writes(deploy)
+            say(f"\nThe bot, now at {session.target_version}, writes to its database: "
+                f"{len(rows_before)} rows -> {len(_rows(deploy))}.\n")
             say("$ gitrelease backup list")
             backups = await manager.list_backups()
             say(render_backups(backups) + "\n")
+            say("$ gitrelease rollback previous --yes")
+            rolled = await manager.rollback_to_version(
+                "previous", {"confirm": True, "initiated_by": "demo"},
+                progress=lambda step, pct, detail: say(f"  [{pct:>3}%] {step}: {detail}"))
+            say(render_session(rolled) + "\n")
+            rows_after = _rows(deploy)
+            say(f"Rows after the rollback: {len(rows_after)} "
+                f"({'as before the install' if rows_after == rows_before else 'CHANGED'}): "
+                "the code and the data went back together.\n")
             say("$ gitrelease status --history")
             info = await manager.get_update_status(show_history=True)
             say(render_status(info) + "\n")
-        after = {p.name: _digest(p) for p in state}
-        for name in before:
-            verdict = "unchanged" if before[name] == after[name] else "CHANGED"
-            say(f"{name}: sha256 {before[name]} before, {after[name]} after: {verdict}")
+        env_after = _digest(deploy / ".env")
+        say(f".env: sha256 {before['.env']} at the start, {env_after} at the end: "
+            f"{'as before' if env_after == before['.env'] else 'CHANGED'}")
+        say(f"app.db: rows {rows_before} at the start, {rows_after} at the end: "
+            f"{'as before' if rows_after == rows_before else 'CHANGED'} (the file's bytes "
+            "differ: SQLite wrote the restored pages back through its backup API)")
         return {"check": report.to_dict(), "install": session.to_dict(),
-                "backups": [b.to_dict() for b in backups],
-                "status": info.to_dict(), "untracked_state_unchanged": before == after}
+                "backups": [b.to_dict() for b in backups], "rollback": rolled.to_dict(),
+                "status": info.to_dict(),
+                "untracked_state_unchanged": before == installed,
+                "rolled_back_with_data": rows_after == rows_before
+                and env_after == before[".env"]}
 
     try:
         with _isolated_git():
@@ -149,6 +190,7 @@ def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
             say(f"\nThe demo is kept in {base}")
         else:
             shutil.rmtree(base, ignore_errors=True)
+            say(f"\nDeleted {base}")
     if as_json:
         print(json.dumps(result, indent=2))
-    return 0 if result["untracked_state_unchanged"] else 1
+    return 0 if result["untracked_state_unchanged"] and result["rolled_back_with_data"] else 1

@@ -262,8 +262,11 @@ def test_demo_runs_end_to_end() -> None:
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["install"]["status"] == "completed"
-    assert data["status"]["version"] == "1.2.0"
+    assert data["rollback"]["status"] == "completed"
+    assert data["rollback"]["target_version"] == "1.0.0"
+    assert data["status"]["version"] == "1.0.0"
     assert data["untracked_state_unchanged"] is True
+    assert data["rolled_back_with_data"] is True
 
 
 def test_readme_command_lines_parse() -> None:
