@@ -62,7 +62,8 @@ def parse_value(spec: SettingSpec, text: str) -> Any:
     try:
         return spec.validate(value, "the new value")
     except InvalidSetting:
-        raise InvalidInput("setting_value", text, spec.allowed()) from None
+        raise InvalidInput("setting_value", text, spec.allowed(),
+                           reason=f"not a value {spec.name} allows") from None
 
 
 def _convert(spec: SettingSpec, text: str) -> Any:
