@@ -57,13 +57,19 @@ def spec_for(category: str, name: str) -> SettingSpec:
 
 
 def parse_value(spec: SettingSpec, text: str) -> Any:
-    """A person's text as the setting's type, then checked against the schema."""
-    value = _convert(spec, text.strip())
+    """A person's text as the setting's type, then checked against the schema. A refused
+    command's text is never repeated: commands may carry tokens."""
     try:
-        return spec.validate(value, "the new value")
-    except InvalidSetting:
-        raise InvalidInput("setting_value", text, spec.allowed(),
-                           reason=f"not a value {spec.name} allows") from None
+        value = _convert(spec, text.strip())
+        try:
+            return spec.validate(value, "the new value")
+        except InvalidSetting:
+            raise InvalidInput("setting_value", text, spec.allowed()) from None
+    except InvalidInput as exc:
+        if not spec.name.endswith("_command"):
+            raise
+        raise InvalidInput("setting_value", "(not shown)", exc.allowed,
+                           reason=exc.reason) from None
 
 
 def _convert(spec: SettingSpec, text: str) -> Any:

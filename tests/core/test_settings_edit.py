@@ -98,3 +98,14 @@ def test_cli_settings(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([*root, "--json", "settings", "show", "everything"]) == 2
     assert main([*root, "settings", "reset", "backup", "max_backups"]) == 0
     assert "12 -> 50 (now from default)" in capsys.readouterr().out
+
+
+def test_a_refused_command_value_is_never_repeated() -> None:
+    from gitrelease.core.settings import schema
+    from gitrelease.core.settings_edit import parse_value
+
+    for text in ('["--token=s3cret-value"]', '["unterminated s3cret-value'):
+        with pytest.raises(InvalidInput) as caught:
+            parse_value(schema()["restart_command"], text)
+        assert "s3cret-value" not in caught.value.message
+        assert "s3cret-value" not in str(caught.value.to_dict())
