@@ -278,13 +278,16 @@ class ReleaseManager:
         return await restart_after_checkout(self.deployment, old, new)
 
     async def confirm_start(self, *, actor: str = "bot") -> StartCheck:
-        """Called by the bot once it is up: the version it runs, recorded and confirmed."""
+        """Called by the bot once it is up: the version it runs, recorded and confirmed.
+        From the first call on, boot-check expects every start to confirm (start_confirmation
+        = auto); the cog calls it at load."""
         from gitrelease.deploy.boot import confirm_start
 
         return await confirm_start(self.deployment, actor=actor)
 
     async def boot_check(self) -> StartCheck:
-        """Before each start: count unconfirmed starts and roll back a crash loop."""
+        """Before each start: count the starts expected to confirm that did not (or failed
+        health checks, for a bot that never confirms) and roll back a crash loop."""
         from gitrelease.deploy.boot import boot_check
 
         return await boot_check(self.deployment)

@@ -40,8 +40,8 @@ def _when(moment: datetime | str | None, locale: str) -> str:
     return f"<t:{int(moment.timestamp())}:R>"
 
 
-def _flag(value: bool | None, locale: str) -> str:
-    return _t(locale, "not_checked" if value is None else ("yes" if value else "no"))
+def _flag(value: bool | None, locale: str, *, unknown: str = "not_checked") -> str:
+    return _t(locale, unknown if value is None else ("yes" if value else "no"))
 
 
 def _embed(title: str, lines: list[str], colour: str, locale: str) -> discord.Embed:
@@ -103,7 +103,8 @@ def check_card(report: CheckReport, title: str, locale: str, *,
                files=bot.files_changed),
             _t(locale, "bot_changelog", changelog=cut(changelog, 1500)),
             _t(locale, "bot_security", value=_flag(bot.security_update, locale)),
-            _t(locale, "bot_breaking", value=_flag(bot.breaking_changes, locale)),
+            _t(locale, "bot_breaking", value=_flag(bot.breaking_changes, locale,
+                                                        unknown="unknown")),
             _t(locale, "bot_signature", value=bot.signature or "-"),
             _t(locale, "bot_released", when=_when(bot.release_date, locale)),
         ]

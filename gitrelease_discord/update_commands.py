@@ -85,7 +85,8 @@ class UpdateCommands(CogLifecycle):
                 try:
                     plan = await manager.install_updates(
                         update_type, {**options, "force": False, "dry_run": True})
-                    reasons: list[str] = []
+                    # The dry run lists what the install would ask, beside the plan.
+                    reasons: list[str] = list(getattr(plan, "needs_confirmation", []))
                 except ConfirmationRequired as exc:
                     reasons = list(exc.reasons)
                     plan = await manager.install_updates(

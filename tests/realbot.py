@@ -16,6 +16,7 @@ here, and ``python_executable`` pointing at it).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -25,13 +26,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import World, git
+from tests.conftest import REPO_ROOT, World, git
 
-__all__ = ["BOT_TOKEN", "CONFIG_V5", "DATABASE", "realbot", "realbot_packages", "users"]
+__all__ = ["BOT_TOKEN", "CONFIG_V5", "DATABASE", "cli", "realbot", "realbot_packages", "users"]
 
 BOT_TOKEN = "TOKEN=real-bot-token-value-1234\n"
 DATABASE = "database/database.db"
 CONFIG_V5 = {"prefix": "!", "owners": [1234], "sync_commands_globally": False}
+
+
+def cli(world: World, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """`gitrelease --root DEPLOY ARGS` as a process; with `check`, it must succeed."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gitrelease", "--root", str(world.deploy), *args],
+        cwd=REPO_ROOT, capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
 
 
 def users(deploy: Path) -> list[tuple]:

@@ -41,7 +41,8 @@ def test_release_minor_push_is_installed_verified_and_restarted(
     allowed.write_text(f"release@example.invalid {key.with_suffix('.pub').read_text()}")
     git(world.deploy, "config", "gpg.ssh.allowedSignersFile", str(allowed))
     (world.deploy / "data" / "settings.toml").write_text(
-        'require_signed_tags = true\nrestart_method = "signal"\nchannel = "pre"\n')
+        'require_signed_tags = true\nrestart_method = "signal"\nchannel = "pre"\n'
+        'start_confirmation = "required"\n')  # this bot confirms each start
     cli_at(world.deploy, "hooks", "install")
     old_bot = Bot(world, "signal")
     bots.append(old_bot)

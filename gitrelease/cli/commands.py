@@ -68,7 +68,8 @@ def _cmd_install(args: argparse.Namespace) -> int:
     options = InstallOptions(
         to_version=args.to, backup_before=not args.no_backup,
         restart_required=not args.no_restart, force=args.force, backup_name=args.backup_name,
-        dry_run=args.dry_run, initiated_by=actor())
+        dry_run=args.dry_run, initiated_by=actor(),
+        keep_local_changes=args.keep_local_changes)
     progress = terminal_progress(args.json)
     try:
         result = run(args, lambda m: m.install_updates(args.type, options, progress=progress))
@@ -116,9 +117,11 @@ def _cmd_journal(args: argparse.Namespace) -> int:
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from gitrelease.cli.progress import terminal_progress
 
+    _needs_yes(args, "rollback changes the code and data",
+               "" if args.no_backup else "it backs up the current state first")
     options = {"confirm": args.yes, "create_backup": not args.no_backup,
                "restore_config": not args.no_restore_config, "force": args.force,
-               "initiated_by": actor()}
+               "keep_local_changes": args.keep_local_changes, "initiated_by": actor()}
     progress = terminal_progress(args.json)
     try:
         session = run(args, lambda m: m.rollback_to_version(args.target, options,
@@ -173,22 +176,30 @@ def _cmd_schedule(args: argparse.Namespace) -> int:
 
 
 def _cmd_settings(args: argparse.Namespace) -> int:
-    async def show(manager: ReleaseManager) -> list[dict[str, Any]]:
-        return manager.settings_view(args.category)
+    async def show(manager: ReleaseManager) -> tuple[Any, list[dict[str, Any]]]:
+        return manager.root, manager.settings_view(args.category)
 
     if args.action == "show":
-        rows = run(args, show)
+        root, rows = run(args, show)
+        # A command may carry a token: shown as set or not, in either form.
+        rows = [{**row, "value": _redacted(row["name"], row["value"]),
+                 "default": _redacted(row["name"], row["default"])} for row in rows]
         if args.json:
             print(json.dumps(rows, indent=2))
         else:
-            for row in rows:
-                value = _redacted(row["name"], row["value"])
-                print(f"{row['category']:<12} {row['name']:<32} {value!s:<24} "
-                      f"({row['source']})")
+            print(_render_settings(root, rows))
         return 0
     value = args.value if args.action == "set" else None
-    change = run(args, lambda m: m.change_setting(args.category, args.name, value,
-                                                   actor=actor()))
+    try:
+        change = run(args, lambda m: m.change_setting(args.category, args.name, value,
+                                                       actor=actor()))
+    except InvalidInput as exc:
+        if exc.field != "setting_value":
+            raise
+        # Named as the setting, not as the VALUE argument; a command's text is not repeated.
+        shown = "(not shown)" if args.name.endswith("_command") else exc.value
+        raise InvalidInput(f"{args.category}.{args.name}", shown, exc.allowed,
+                           reason=exc.reason) from None
     if args.json:
         print_json(change.to_dict())
     else:
@@ -197,8 +208,46 @@ def _cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _render_settings(root: Any, rows: list[dict[str, Any]]) -> str:
+    """Each setting with its value, the layer it came from, and what it does."""
+    import contextlib
+    import textwrap
+    from pathlib import Path
+
+    from gitrelease.core.settings import INERT
+
+    lines: list[str] = []
+    category = None
+    for row in rows:
+        if row["category"] != category:
+            category = row["category"]
+            lines += [""] if lines else []
+            lines.append(f"[{category}]")
+        source = row["source"]
+        if source != "default" and root is not None:
+            with contextlib.suppress(ValueError):
+                source = str(Path(source).relative_to(root))
+        value = row["value"]
+        shown = value if value == "(set)" else json.dumps(value)
+        lines.append(f"  {row['name']} = {shown}   ({source})")
+        description = row["description"] + (" (not acted on by this version yet)"
+                                            if row["name"] in INERT else "")
+        lines += textwrap.wrap(description, width=92, initial_indent="      ",
+                               subsequent_indent="      ")
+    return "\n".join(lines)
+
+
 def _redacted(name: str, value: Any) -> Any:
     return "(set)" if name.endswith("_command") and value else value
+
+
+def _needs_yes(args: argparse.Namespace, what: str, hint: str = "") -> None:
+    """Rollback, restore and delete need --yes; without it, say what the command does and
+    how to go ahead, not that a flag is "invalid"."""
+    from gitrelease.core.errors import ConfirmationRequired
+
+    if not args.yes:
+        raise ConfirmationRequired(f"{what}: add --yes to go ahead", hint=hint)
 
 
 def _cmd_backup(args: argparse.Namespace) -> int:
@@ -241,10 +290,12 @@ def _backup_work(
         return lambda m: m.verify_backup(args.id, deep=args.deep, actor=actor)
     if args.action == "restore":
         choice("--type", args.type, RESTORE_TYPES)
+        _needs_yes(args, "backup restore replaces the live files with the backup's")
         options = {"confirm": args.yes, "restore_type": args.type,
                    "verify_backup": not args.no_verify}
         return lambda m: m.restore_backup(args.id, options, actor=actor, progress=progress)
     if args.action == "delete":
+        _needs_yes(args, "backup delete cannot be undone")
         return lambda m: m.delete_backup(args.id, confirm=args.yes, actor=actor)
     return lambda m: m.prune_backups(dry_run=args.dry_run, actor=actor)
 
@@ -253,8 +304,10 @@ def _render_backup_result(action: str, result: Any) -> str:
     if action == "list":
         return render.render_backups(result)
     if action == "restore":
-        lines = [f"Restored {len(result.restored)} files from {result.backup.id} "
+        count = len(result.restored)
+        lines = [f"Restored {count} file{'' if count == 1 else 's'} from {result.backup.id} "
                  f"({result.restore_type}):"] + [f"  {name}" for name in result.restored]
+        lines += [f"warning: {w}" for w in result.warnings]
         if result.safety_backup is not None:
             lines.append(f"The state before the restore is in {result.safety_backup.id}.")
         return "\n".join(lines)

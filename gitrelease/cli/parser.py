@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="install despite breaking changes, size or a moved tag")
     install.add_argument("--backup-name", metavar="NAME", help="name of the pre-update backup")
     install.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    install.add_argument("--keep-local-changes", action="store_true",
+                         help="carry edits to tracked files (a config the README says to "
+                         "edit) over the checkout; a conflict undoes the install")
 
     status = commands.add_parser("status", help="version, health and update history")
     status.add_argument("--history", action="store_true", help="list recent update sessions")
@@ -101,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="keep today's config files (.env, settings)")
     rollback.add_argument("--force", action="store_true",
                           help="roll back the code even without a backup of that release")
+    rollback.add_argument("--keep-local-changes", action="store_true",
+                          help="carry edits to tracked files over the checkout; a conflict "
+                          "undoes the rollback")
 
     _backup_parser(commands)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gitrelease.cli.render_check import render_check
 from gitrelease.core.text import size
 
 if TYPE_CHECKING:
     from gitrelease.core.models import Backup, SystemInfo, UpdateSession
-    from gitrelease.core.reports import CheckReport, InstallPlan
+    from gitrelease.core.reports import InstallPlan
 
 __all__ = [
     "render_backup",
@@ -22,59 +23,34 @@ __all__ = [
 ]
 
 
-def _yes_no(value: bool | None) -> str:
-    return "not checked" if value is None else ("yes" if value else "no")
-
-
-def render_check(report: CheckReport, *, details: bool = False) -> str:
-    data = report.to_dict()
-    lines = [
-        "Update check",
-        f"  current version: {data['current_version'] or '?'}",
-        f"  available updates: {data['total_updates']}   security: "
-        f"{'not checked' if data['security_updates'] is None else data['security_updates']}"
-        f"   breaking: {data['breaking_updates']}",
-    ]
-    bot = report.bot
-    if bot is not None:
-        lines += [
-            "", f"Bot release {bot.tag} ({bot.version}, current {bot.current_version})",
-            f"  released: {bot.release_date:%Y-%m-%d %H:%M} UTC   commit: {bot.commit}",
-            f"  changes: {bot.commit_count} commits, {bot.files_changed} files, "
-            f"{size(bot.size)}",
-            f"  security: {_yes_no(bot.security_update)}   breaking: "
-            f"{_yes_no(bot.breaking_changes)}   signature: {bot.signature}",
-        ]
-        changelog = bot.changelog or ""
-        if not details and changelog.count("\n") > 8:
-            changelog = "\n".join(changelog.splitlines()[:8]) + "\n... (--details for all)"
-        lines += ["  changelog:"] + [f"    {line}" for line in changelog.splitlines()]
-        if details and len(bot.releases) > 1:
-            lines += ["  newer releases:"] + [
-                f"    {r['tag']}  {r['release_date'][:10]}  signature: {r['signature']}"
-                for r in bot.releases]
-    elif "bot" not in report.errors and report.check_type.value in ("all", "bot"):
-        lines += ["", "Bot: up to date"]
-    for source, error in report.errors.items():
-        lines.append(f"{source}: {error.message}")
-    lines += [f"warning: {w}" for w in report.warnings]
-    if details and report.ignored_tags:
-        lines.append("ignored tags (not PEP 440 versions): " + ", ".join(report.ignored_tags))
-    return "\n".join(lines)
+def _package_moves(title: str, moves: list[dict[str, Any]]) -> list[str]:
+    """One line per package: from -> to, downgrades marked."""
+    return [f"  {title}:"] + [
+        f"    {m['name']} {m['from'] or '(not installed)'} -> {m['to'] or '(removed)'}"
+        + ("  DOWNGRADE" if m.get("downgrade") else "") for m in moves] if moves else []
 
 
 def render_plan(plan: InstallPlan) -> str:
     info = plan.update
-    if info is None:
-        return f"Dry run: already at {plan.current_version}; nothing would be installed"
-    lines = [
-        f"Dry run: would install {plan.target_tag} ({plan.current_version} -> "
-        f"{plan.target_version})",
-        f"  commit {plan.from_commit[:12]} -> {plan.to_commit[:12]}; {info.commit_count} "
-        f"commits, {info.files_changed} files, {size(info.size)}",
-        f"  steps: {', '.join(plan.steps)}",
-        "  nothing was changed",
-    ]
+    if info is None and not plan.steps:
+        lines = [f"Dry run: already at {plan.current_version}; nothing would be installed"]
+    elif info is None:
+        lines = [f"Dry run: {plan.update_type.value} update at {plan.current_version} (the "
+                 "code stays as it is)", f"  steps: {', '.join(plan.steps)}"]
+    else:
+        lines = [
+            f"Dry run: would install {plan.target_tag} ({plan.current_version} -> "
+            f"{plan.target_version})",
+            f"  commit {plan.from_commit[:12]} -> {plan.to_commit[:12]}; {info.commit_count} "
+            f"commits, {info.files_changed} files, {size(info.size)}",
+            f"  steps: {', '.join(plan.steps)}",
+        ]
+    lines += _package_moves("packages that would move", plan.package_changes)
+    if plan.needs_confirmation:
+        lines += ["  the install would ask first (install with --force, or confirm it in "
+                  "Discord):"] + [f"    - {reason}" for reason in plan.needs_confirmation]
+    if plan.steps or info is not None:
+        lines.append("  nothing was changed")
     return "\n".join(lines + [f"warning: {w}" for w in plan.warnings])
 
 
@@ -91,9 +67,13 @@ def render_session_dict(s: dict[str, Any]) -> str:
     ]
     if s["error_message"]:
         lines.append(f"  error: {s['error_message']}")
+    lines += _package_moves("packages moved", s.get("package_changes") or [])
     lines += [f"  warning: {w}" for w in s.get("warnings", [])]
     if s.get("restart_needed") and s["status"] == "completed":
-        lines.append("  the running bot still runs the old code until it is restarted")
+        # An install leaves the bot on the older code, a rollback on the newer one: either
+        # way it runs what it ran when the session began.
+        lines.append(f"  the running bot still runs {s['current_version']} until it is "
+                     "restarted")
     return "\n".join(lines)
 
 
@@ -121,6 +101,10 @@ def render_status(info: SystemInfo) -> str:
         bad = f", {b['corrupted']} CORRUPTED" if b.get("corrupted") else ""
         lines.append(f"  backups: {b['completed']} ({size(b['stored_bytes'])} stored{latest})"
                      f"{bad}")
+    if info.backup_holds:
+        lines.append("  a full backup would hold:")
+        lines += [f"    {kind}: {', '.join(names) if names else 'none found'}"
+                  for kind, names in info.backup_holds.items()]
     if info.disk_usage:
         d = info.disk_usage
         lines.append(f"  disk: {size(d['free_bytes'])} free of {size(d['total_bytes'])}; "
@@ -164,6 +148,7 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
             lines.append(f"  sha256: {backup.checksum}")
         if backup.file_path:
             lines.append(f"  file: {backup.file_path}")
+    lines += [f"  warning: {w}" for w in backup.warnings]
     return "\n".join(lines)
 
 

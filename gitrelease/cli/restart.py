@@ -34,9 +34,11 @@ def add_parsers(commands: Any) -> None:
     restart.add_argument("--old", metavar="COMMIT", help="with --hook: HEAD before")
     restart.add_argument("--new", metavar="COMMIT", help="with --hook: HEAD after")
     commands.add_parser("confirm", help="the bot is up: confirm the version it runs (the "
-                                        "update waiting on the restart completes)")
+                                        "update waiting on the restart completes; from then "
+                                        "on boot-check expects each start to confirm)")
     commands.add_parser("boot-check", help="before each start (ExecStartPre): count starts "
-                                           "that never confirmed; roll back a crash loop")
+                                           "expected to confirm that did not (or failed "
+                                           "health checks); roll back a crash loop")
     bot = commands.add_parser("bot", help="run a minimal Discord bot with the update "
                                            "commands (token: DISCORD_TOKEN or .env)")
     bot.add_argument("--sync", action="store_true", help="sync the slash commands at start")

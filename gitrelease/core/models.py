@@ -117,7 +117,7 @@ class UpdateInfo:
     size: int | None
     changelog: str | None
     security_update: bool | None  # None: not checked (include_security was off)
-    breaking_changes: bool
+    breaking_changes: bool | None  # None: unknown (the running version is at no release)
     dependencies: list[str]
     release_date: datetime
     download_url: str | None
@@ -177,6 +177,8 @@ class UpdateSession:
     restart_needed: bool = False
     warnings: list[str] = field(default_factory=list)
     backup_id: str | None = None  # the pre-update backup that is this update's way back
+    # Packages the update moved: {"name", "from", "to", "downgrade"}; None: not installed.
+    package_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -203,6 +205,7 @@ class UpdateSession:
             "restart_needed": self.restart_needed,
             "warnings": self.warnings,
             "backup_id": self.backup_id,
+            "package_changes": self.package_changes,
         }
 
 
@@ -227,6 +230,8 @@ class Backup:
     verified_at: datetime | None = None
     problem: str | None = None  # why it is CORRUPTED or FAILED, for people
     deleting: bool = False  # marked before its file is deleted, so a crash is reconciled
+    # What the backup that was just taken has to say (no database found, ...); not stored.
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -249,6 +254,7 @@ class Backup:
             "verified": self.verified_at is not None and self.status is BackupStatus.COMPLETED,
             "verified_at": isoformat(self.verified_at),
             "problem": self.problem,
+            "warnings": self.warnings,
         }
 
 
@@ -315,6 +321,8 @@ class SystemInfo:
     gitrelease_version: str = ""
     recent_sessions: list[UpdateSession] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # What a full backup would hold now: {"databases": [...], "config": [...], "data": [...]}.
+    backup_holds: dict[str, list[str]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -334,4 +342,5 @@ class SystemInfo:
             "gitrelease_version": self.gitrelease_version,
             "recent_sessions": [s.to_dict() for s in self.recent_sessions],
             "warnings": self.warnings,
+            "backup_holds": self.backup_holds,
         }

@@ -42,6 +42,9 @@ class CheckReport:
     errors: dict[str, SourceError] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     security_checked: bool = True
+    # Sources whose security was asked for and could not be checked ("packages" without
+    # pip-audit): nothing found there means "not checked", never "none".
+    security_unchecked: list[str] = field(default_factory=list)
     ignored_tags: list[str] = field(default_factory=list)
     # False when HEAD is at no release the tag patterns know (its version reads 0+untagged…):
     # then nothing can be judged "not breaking" against it.
@@ -51,26 +54,36 @@ class CheckReport:
     # What a full backup would hold now, by kind: {"databases": [...], "config": [...], ...}.
     backup_holds: dict[str, list[str]] = field(default_factory=dict)
 
-    def _updates(self) -> list[dict[str, Any]]:
-        """What an install would change: a newer release, each package with a newer version,
-        a known vulnerability, or an installed version the requirements no longer allow, the
-        requirement changes, a Python the release needs, the config. Packages that are fine,
-        pip's conflicts and npm's list are facts, not updates."""
-        found: list[dict[str, Any]] = []
-        if self.bot is not None:
-            found.append(self.bot.to_dict())
-        found += [p for p in self.packages
-                  if p.get("update_available") or p.get("satisfied") is False
-                  or p.get("security")]  # a known vulnerability is something to do
-        found += [d for d in self.dependencies
-                  if d.get("kind") == "requirements"
-                  or (d.get("kind") == "python" and d.get("satisfied") is False)]
-        if self.config:
-            found.append(self.config)
+    def _updates(self) -> dict[str, list[dict[str, Any]]]:
+        """What an install would change, by category: a newer release; each package with a
+        newer version, a known vulnerability, or an installed version the requirements no
+        longer allow; the requirement changes and a Python the release needs; the config
+        keys to add or drop. Packages that are fine, pip's conflicts, npm's list and values
+        only the operator can set are facts, not updates."""
+        return {
+            "bot": [self.bot.to_dict()] if self.bot is not None else [],
+            "packages": [p for p in self.packages
+                         if p.get("update_available") or p.get("satisfied") is False
+                         or p.get("security")],  # a known vulnerability is something to do
+            "dependencies": [d for d in self.dependencies
+                             if d.get("kind") == "requirements"
+                             or (d.get("kind") == "python" and d.get("satisfied") is False)],
+            "config": [self.config] if self.config
+            and self.config.get("update_available", True) else [],
+        }
+
+    def security_count(self) -> int | None:
+        """Updates that fix a known hole; None when nothing was found where the check could
+        not look (then "0" would read as "none"). Found ones count even then."""
+        found = sum(1 for updates in self._updates().values() for u in updates
+                    if u.get("security_update") or u.get("security"))
+        if not self.security_checked or (self.security_unchecked and not found):
+            return None
         return found
 
     def to_dict(self) -> dict[str, Any]:
-        updates = self._updates()
+        by_category = self._updates()
+        updates = [u for found in by_category.values() for u in found]
         return {
             "check_type": self.check_type.value,
             "current_version": self.current_version,
@@ -79,12 +92,14 @@ class CheckReport:
             "config": self.config,
             "dependencies": self.dependencies,
             "total_updates": len(updates),
-            "security_updates": (
-                sum(1 for u in updates if u.get("security_update") or u.get("security"))
-                if self.security_checked else None
-            ),
+            "updates_by_category": {name: len(found) for name, found in by_category.items()},
+            "security_updates": self.security_count(),
+            "security_unchecked": self.security_unchecked,
             "breaking_updates": sum(
                 1 for u in updates if u.get("breaking_changes") or u.get("breaking")),
+            # Whether these break cannot be told (the running version is at no release).
+            "breaking_unknown": sum(
+                1 for u in updates if "breaking_changes" in u and u["breaking_changes"] is None),
             "last_check": self.last_check.isoformat(),
             "errors": {source: error.to_dict() for source, error in self.errors.items()},
             "warnings": self.warnings,
@@ -108,6 +123,11 @@ class InstallPlan:
     steps: list[str]
     update: UpdateInfo | None
     warnings: list[str] = field(default_factory=list)
+    # What pip would move, as `UpdateSession.package_changes` lists what it moved.
+    package_changes: list[dict[str, Any]] = field(default_factory=list)
+    # Why the install itself would stop and ask (ConfirmationRequired.reasons): the dry run
+    # shows the plan all the same.
+    needs_confirmation: list[str] = field(default_factory=list)
 
     @property
     def up_to_date(self) -> bool:
@@ -126,6 +146,8 @@ class InstallPlan:
             "steps": self.steps,
             "update": self.update.to_dict() if self.update else None,
             "warnings": self.warnings,
+            "package_changes": self.package_changes,
+            "needs_confirmation": self.needs_confirmation,
         }
 
 
@@ -134,7 +156,9 @@ class RestoreResult:
     backup: Backup
     restore_type: str
     safety_backup: Backup | None
-    restored: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)  # paths from the bot's root
+    # Said alongside: a backup taken at another release than the code here, ...
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -142,6 +166,7 @@ class RestoreResult:
             "restore_type": self.restore_type,
             "safety_backup": self.safety_backup.to_dict() if self.safety_backup else None,
             "restored": self.restored,
+            "warnings": self.warnings,
         }
 
 

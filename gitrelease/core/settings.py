@@ -124,11 +124,12 @@ class Settings:
     remote: str = field(default="origin", metadata=_meta(
         "update", "git remote that release tags are fetched from",
         pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"), pattern_text="a remote name"))
-    tag_pattern: str | list[str] = field(default="v*", metadata=_meta(
+    tag_pattern: str | list[str] = field(default_factory=lambda: ["v*", "*"], metadata=_meta(
         "update", "glob(s) of release tags, one '*' each, standing for a PEP 440 version; a "
         "list covers a project that switched scheme (the default takes v1.2.0 and 1.2.0)",
         check=_is_tag_patterns,
-        pattern_text="a glob with exactly one '*' (such as v* or release-*), or a list of them"))
+        pattern_text="a glob with exactly one '*' (such as v* or release-*), or a list of 1 "
+        "to 10 of them (such as [\"v*\", \"*\"])"))
     channel: str = field(default="stable", metadata=_meta(
         "update", "which releases are offered: stable, or pre to include pre-releases",
         choices=("stable", "pre")))

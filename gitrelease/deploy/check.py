@@ -36,6 +36,8 @@ def check(
     if others:
         _check_others(d, report, include_security, others)
     _remember_check(d, report)
+    from gitrelease.deploy.holds import backup_holds
+    report.backup_holds = backup_holds(d)
     return report
 
 
@@ -106,6 +108,12 @@ def _check_bot(
         snap = early.result() if early_stands else d.snapshot()
         report.current_version = snap.current.text
         report.ignored_tags = snap.ignored
+        report.version_known = snap.current.base is not None
+        # Never "up to date" when no tag is a release, or when tags the patterns miss read
+        # as newer releases: the hint says which tags were seen and what would take them.
+        report.tag_hint = snap.hint
+        unknown = snap.unknown_version_warning() if snap.releases else None
+        report.warnings += [w for w in (snap.hint, unknown) if w]
         if moved:
             from gitrelease.deploy.resolve import moved_warning
 

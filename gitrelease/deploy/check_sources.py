@@ -83,6 +83,8 @@ def _packages(d: Deployment, report: CheckReport, snap: ReleaseSnapshot,
             "breaking_changes": _major_bump(have, latest),
         })
     if audit is None and include_security:
+        # Asked for and not done: the report's security count must not read as "none".
+        report.security_unchecked.append("packages")
         report.warnings.append("package security: not checked (pip-audit is not installed; "
                                "install gitrelease[audit])")
 
@@ -106,18 +108,25 @@ def _audit(d: Deployment, include_security: bool) -> dict[str, Any] | None:
     """Known vulnerabilities per package from pip-audit, or None: not checked (never "none")."""
     if not include_security or importlib.util.find_spec("pip_audit") is None:
         return None
+    import os
     import subprocess
     import sys
 
+    from packaging.utils import canonicalize_name
+
     try:
+        # pip-audit lists packages through pip-api, which asks the interpreter this names:
+        # the deployment's, not the one gitrelease runs in.
         result = subprocess.run(
             [sys.executable, "-m", "pip_audit", "--format", "json", "--progress-spinner", "off"],
-            capture_output=True, text=True, timeout=120, check=False)
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "PIPAPI_PYTHON_LOCATION": d.python_executable()})
         data = json.loads(result.stdout)
-    except (OSError, subprocess.SubprocessError, ValueError):
+        found = {canonicalize_name(dep["name"]): [v["id"] for v in dep.get("vulns", [])]
+                 for dep in data.get("dependencies", [])}
+    except (OSError, subprocess.SubprocessError, ValueError, TypeError, KeyError,
+            AttributeError):
         return None
-    found = {dep["name"].lower(): [v["id"] for v in dep.get("vulns", [])]
-             for dep in data.get("dependencies", [])}
     from gitrelease.core.fsutil import atomic_write
     from gitrelease.core.models import utcnow
 
@@ -170,17 +179,25 @@ def _config(d: Deployment, report: CheckReport, snap: ReleaseSnapshot) -> None:
     drifts = check_config(d.repo, d.root, d.settings.config_templates, snap.current.commit,
                           target)
     changed = [drift for drift in drifts if drift.changed]
-    if not changed:
+    unset = [drift for drift in drifts if drift.needs_value]
+    if not changed and not unset:
         return
     changes = []
     for drift in changed:
         if drift.added_in_target:
-            changes.append(f"{drift.template}: {len(drift.added_in_target)} new keys")
+            changes.append(f"{drift.template}: {_keys(len(drift.added_in_target), 'new ')}")
         if drift.removed_in_target:
-            changes.append(f"{drift.template}: {len(drift.removed_in_target)} keys removed")
+            changes.append(f"{drift.template}: {_keys(len(drift.removed_in_target))} removed")
         if drift.missing_in_live:
-            changes.append(f"{drift.live}: {len(drift.missing_in_live)} keys missing")
-    report.config = {"update_type": "config", "version": label, "changes": changes,
-                     "requires_restart": True, "breaking": any(drift.removed_in_target
-                                                               for drift in changed),
+            changes.append(f"{drift.live}: {_keys(len(drift.missing_in_live))} missing")
+    # Values only the operator has: named so, never counted as something an install does.
+    needs = [f"{drift.live}: needs your value for {', '.join(drift.needs_value)}"
+             for drift in unset]
+    report.config = {"update_type": "config", "version": label, "changes": changes + needs,
+                     "update_available": bool(changed), "requires_restart": True,
+                     "breaking": any(drift.removed_in_target for drift in changed),
                      "files": [drift.to_dict() for drift in drifts]}
+
+
+def _keys(count: int, kind: str = "") -> str:
+    return f"{count} {kind}key" + ("" if count == 1 else "s")

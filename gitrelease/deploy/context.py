@@ -25,7 +25,7 @@ from gitrelease.git import releases
 from gitrelease.git.records import FetchResult
 from gitrelease.git.releases import ReleaseSnapshot
 from gitrelease.git.repo import GitRepo
-from gitrelease.git.versions import Channel, TagPattern
+from gitrelease.git.versions import Channel, TagScheme
 from gitrelease.git.worktree import deployment_root
 
 if TYPE_CHECKING:
@@ -54,6 +54,7 @@ class Deployment:
         self.this_process_is_bot = this_process_is_bot
         self.store: Store | None = None
         self.upkeep: UpkeepWatch | None = None  # for self.store, once it is open
+        self._data_claimed = False  # see claim_data_dir
 
     in_thread = staticmethod(in_thread)
 
@@ -70,7 +71,9 @@ class Deployment:
                 data_dir = Path(env_data) if env_data else repo.root / "data"
             loaded = load_settings(repo.root, data_dir)
             repo.timeout = loaded.settings.git_timeout
-            return cls(repo, data_dir, loaded, this_process_is_bot=this_process_is_bot)
+            deployment = cls(repo, data_dir, loaded, this_process_is_bot=this_process_is_bot)
+            deployment.claim_data_dir()
+            return deployment
         except BaseException:
             repo.close()
             raise
@@ -86,6 +89,7 @@ class Deployment:
         return self.loaded.settings
 
     async def close(self) -> None:
+        await in_thread(self.claim_data_dir)  # made by this run, perhaps
         if self.store is not None:
             await self.store.close()
             self.store = None
@@ -100,6 +104,7 @@ class Deployment:
 
             self.store = await open_store(self.data_dir)
             self.upkeep = None  # its stamps are those of a connection now gone
+            await in_thread(self.claim_data_dir)
         return self.store
 
     async def existing_index(self) -> Store | None:
@@ -111,6 +116,26 @@ class Deployment:
         return await self.index()
 
     # -- where things are ------------------------------------------------------------------
+
+    def claim_data_dir(self) -> None:
+        """Keep the data dir out of the bot's `git status` (and safe from `git clean -fd`):
+        once it exists inside the checkout, wholly untracked and not ignored, it gets a
+        ``.gitignore`` holding ``*``. A bot that tracks something there, or ignores it
+        itself, is left as it is. Blocking (one git call, the first time only)."""
+        from contextlib import suppress
+
+        from gitrelease.core.fsutil import atomic_write
+
+        if self._data_claimed or not self.data_dir.is_dir():
+            return
+        self._data_claimed = True
+        data, root = self.data_dir.resolve(), self.root.resolve()
+        if data == root or not data.is_relative_to(root) or (data / ".gitignore").exists():
+            return
+        inside = data.relative_to(root).as_posix() + "/"
+        with suppress(GitReleaseError, OSError):  # a read-only checkout is no failure here
+            if self.repo.unversioned(inside, ignored=False) == [inside]:
+                atomic_write(data / ".gitignore", b"*\n", mode=0o644)
 
     def layout(self) -> Layout:
         """Where the data, backups and logs are; a bad path names the file it was set in."""
@@ -124,7 +149,8 @@ class Deployment:
         return BackupService(
             self.layout(), self.settings, store,
             python=self.python_executable(),
-            gitrelease_version=own_version(), tracked_files=self.repo.tracked_files)
+            gitrelease_version=own_version(), tracked_files=self.repo.tracked_files,
+            unversioned=self.repo.unversioned)
 
     async def release_point(self) -> ReleasePoint:
         """The release HEAD is at, as a backup records it."""
@@ -139,9 +165,9 @@ class Deployment:
         """The release tags as they are locally, with the releases marked bad left out."""
         from gitrelease.deploy.quarantine import load_bad
 
-        pattern = TagPattern.parse(self.settings.tag_pattern)
+        scheme = TagScheme.parse(self.settings.tag_pattern)
         bad = {commit: b.reason for commit, b in load_bad(self.data_dir).items()}
-        return releases.snapshot(self.repo, pattern, Channel(self.settings.channel), bad)
+        return releases.snapshot(self.repo, scheme, Channel(self.settings.channel), bad)
 
     def fetch(self) -> FetchResult:
         return self.repo.fetch_tags(self.settings.remote, self.settings.fetch_timeout)

@@ -12,11 +12,17 @@ interrupted install (`recovery`).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.choices import UPDATE_TYPES
-from gitrelease.core.errors import DirtyWorkingTree, GitReleaseError, VerificationFailed
+from gitrelease.core.errors import (
+    ConfirmationRequired,
+    DirtyWorkingTree,
+    GitReleaseError,
+    VerificationFailed,
+)
 from gitrelease.core.models import (
     BackupType,
     Progress,
@@ -27,10 +33,11 @@ from gitrelease.core.models import (
     utcnow,
 )
 from gitrelease.core.reports import InstallPlan
-from gitrelease.deploy import install_steps, recovery, resolve
+from gitrelease.deploy import install_steps, local_changes, recovery, resolve
 from gitrelease.deploy.install_options import InstallOptions
 from gitrelease.deploy.install_steps import DATA_STEPS, MOVES_CODE
 from gitrelease.deploy.journal import StepRunner
+from gitrelease.deploy.local_changes import Carry, LocalChangesConflict
 from gitrelease.deploy.release_commands import run_release_steps
 from gitrelease.deploy.resolve import Resolution, moved_warning
 
@@ -63,34 +70,80 @@ class Installer:
         self.d = deployment
 
     def plan(self, opts: InstallOptions, kind: UpdateType = UpdateType.BOT) -> InstallPlan:
-        self.check_tree()
+        carrying = self.carrying(opts)
+        self.check_tree(carrying)
         if kind not in MOVES_CODE:
             current = self.d.snapshot().current
-            return InstallPlan(kind, current.text, current.text, None, current.commit,
+            plan = InstallPlan(kind, current.text, current.text, None, current.commit,
                                current.commit, self.steps(opts, kind), None, [])
+            return self._with_package_moves(plan, kind, current.commit)
         moved = self.d.fetch().moved_tags
-        found = resolve.resolve_target(self.d, opts, moved)
+        asked: tuple[str, ...] = ()
+        try:
+            found = resolve.resolve_target(self.d, opts, moved, kind)
+        except ConfirmationRequired as exc:
+            # A dry run shows the plan and what the install would ask, rather than stop at
+            # the question; asked once more with those accepted (any other refusal stands).
+            asked = exc.reasons
+            found = resolve.resolve_target(
+                self.d, dataclasses.replace(opts, accept=(*opts.accept, *asked)), moved, kind)
+            found.warnings = [w for w in found.warnings
+                              if w not in {f"installed once confirmed although {r}"
+                                           for r in asked}]
         if found.target is None or found.info is None:
             current = found.snapshot.current
             steps = [] if kind is UpdateType.BOT else self.steps(opts, kind)
-            return InstallPlan(kind, current.text, current.text, None,
+            plan = InstallPlan(kind, current.text, current.text, None,
                                current.commit, current.commit, steps, None, found.warnings)
-        return InstallPlan(
+            return self._with_package_moves(plan, kind, current.commit)
+        edited = self.d.repo.dirty_files() if carrying else []
+        if edited:
+            found.warnings.append(
+                f"the local changes to {', '.join(edited[:10])} would be carried over to "
+                f"{found.target.tag} (stash, checkout, re-apply); a conflict would undo the "
+                "install")
+        plan = InstallPlan(
             kind, found.snapshot.current.text, str(found.target.version),
             found.target.tag, found.snapshot.current.commit, found.target.commit,
-            self.steps(opts, kind), found.info, found.warnings)
+            self.steps(opts, kind, carrying=bool(edited)), found.info, found.warnings,
+            needs_confirmation=list(asked))
+        return self._with_package_moves(plan, kind, found.target.commit)
+
+    def _with_package_moves(self, plan: InstallPlan, kind: UpdateType, commit: str
+                            ) -> InstallPlan:
+        """The plan, with the packages pip would move for the requirements at `commit`."""
+        from gitrelease.deploy.packages import planned_moves
+
+        if kind not in (UpdateType.PACKAGES, UpdateType.ALL, UpdateType.DEPENDENCIES):
+            return plan
+        try:
+            plan.package_changes = planned_moves(
+                self.d.python_executable(), self.d.repo, commit,
+                str(self.d.deployment_python()), upgrade=kind is not UpdateType.DEPENDENCIES,
+                timeout=self.d.settings.pip_timeout)
+        except GitReleaseError as exc:
+            plan.warnings.append(f"which packages would move could not be told: {exc.message}")
+        return plan
+
+    def carrying(self, opts: InstallOptions) -> bool:
+        """Whether edits to tracked files are carried over the checkout (option or setting)."""
+        return local_changes.wants_carry(self.d, opts.keep_local_changes)
 
     def takes_backup(self, opts: InstallOptions) -> bool:
         return install_steps.takes_backup(self.d, opts)
 
-    def steps(self, opts: InstallOptions, kind: UpdateType = UpdateType.BOT) -> list[str]:
-        return install_steps.planned_steps(self.d, opts, kind)
+    def steps(self, opts: InstallOptions, kind: UpdateType = UpdateType.BOT, *,
+              carrying: bool = False) -> list[str]:
+        return install_steps.planned_steps(self.d, opts, kind, carrying=carrying)
 
     async def run(
         self, store: Store, opts: InstallOptions, progress: Progress | None,
         kind: UpdateType = UpdateType.BOT,
     ) -> UpdateSession:
         snap = await self.d.in_thread(self.d.snapshot)
+        carry = self.carrying(opts)
+        carrying = carry and kind in MOVES_CODE and bool(
+            await self.d.in_thread(self.d.repo.dirty_files))
         session = UpdateSession(
             id=f"upd_{utcnow():%Y%m%d_%H%M%S}_{uuid.uuid4().hex[:6]}",
             update_type=kind, status=UpdateStatus.CHECKING, progress=0,
@@ -98,26 +151,31 @@ class Installer:
             target_version=opts.to_version or ("newest" if kind in MOVES_CODE
                                                else snap.current.text),
             current_version=snap.current.text,
-            error_message=None, steps_completed=[], total_steps=len(self.steps(opts, kind)),
+            error_message=None, steps_completed=[],
+            total_steps=len(self.steps(opts, kind, carrying=carrying)),
             rollback_available=False, initiated_by=opts.initiated_by,
             from_commit=snap.current.commit,
         )
         await store.create_session(session)
         step = StepRunner(store, session, progress)
+        carrier = Carry(self.d, session, step) if carrying else None
         branch = await self.d.in_thread(self.d.repo.head_branch)
         await step.note("origin", f"branch={branch or ''}")
-        await step.note("plan", ",".join(self.steps(opts, kind)))
+        await step.note("plan", ",".join(self.steps(opts, kind, carrying=carrying)))
         try:
-            await step("preflight", UpdateStatus.CHECKING, 10, self.check_tree)
+            await step("preflight", UpdateStatus.CHECKING, 10, self.check_tree, carry)
             if kind in MOVES_CODE:
                 fetched = await step("fetch", UpdateStatus.DOWNLOADING, 30, self.d.fetch)
                 found = await step("resolve", UpdateStatus.CHECKING, 50,
-                                   resolve.resolve_target, self.d, opts, fetched.moved_tags)
+                                   resolve.resolve_target, self.d, opts, fetched.moved_tags,
+                                   kind)
             else:
                 found = Resolution(None, snap)
             if kind is UpdateType.DEPENDENCIES:
                 await step("resolve", UpdateStatus.CHECKING, 50, resolve.check_python_at,
                            self.d, snap.current.commit, snap.current.text)
+            if carrier is not None and found.target is not None:
+                await carrier.save()  # before the backup, which then holds the patch
         except GitReleaseError as exc:
             refused = step.current in ("preflight", "resolve")
             await step.finish(UpdateStatus.CANCELLED if refused else UpdateStatus.FAILED,
@@ -161,32 +219,48 @@ class Installer:
             await store.save_session(session)
         try:
             if target is not None:
+                if carrier is not None:
+                    await carrier.put_aside(target.tag)
                 await step("checkout", UpdateStatus.INSTALLING, 70, self._checkout,
                            target.commit)
                 await step("verify", UpdateStatus.INSTALLING, 75, self._verify_head,
                            target.commit)
+                if carrier is not None:
+                    await carrier.reapply(target.commit, target.tag)
             if kind in (UpdateType.PACKAGES, UpdateType.ALL, UpdateType.DEPENDENCIES):
                 name = "dependencies" if kind is UpdateType.DEPENDENCIES else "packages"
                 frozen = await self.d.in_thread(self._freeze)
                 await step.note("freeze", frozen)
                 await step(name, UpdateStatus.INSTALLING, 82, self._packages, session,
                            kind is not UpdateType.DEPENDENCIES)
+                session.package_changes = await self.d.in_thread(self._moved_since, frozen)
             if kind in (UpdateType.CONFIG, UpdateType.ALL):
                 added = await step("config", UpdateStatus.INSTALLING, 86, self._merge_config)
                 session.steps_completed.append(
                     f"config: added {', '.join(added)}" if added else "config: nothing missing")
+                from gitrelease.deploy.configsync import NEEDS_VALUE
+
+                unset = [a.removesuffix(f" {NEEDS_VALUE}") for a in added
+                         if a.endswith(NEEDS_VALUE)]
+                if unset:  # added as the template has them: a placeholder, not a value
+                    session.warnings.append(f"needs your value: {', '.join(unset)} (the "
+                                            "template gives no real value; set it, then "
+                                            "restart the bot)")
             if target is not None:
                 await run_release_steps(self.d, step, session)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
+            # Edits that conflict with a release say nothing against the release.
             undo = await recovery.undo(self.d, store, session, branch, step.started,
-                                        message)
+                                        message, blame=not isinstance(exc, LocalChangesConflict))
             await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
             await store.audit(opts.initiated_by, "install", session.target_version, "failed",
                               {"session": session.id, "undo": undo})
             raise
         from gitrelease.deploy.restart_step import restart_after_update
 
+        if carrier is not None:
+            await carrier.finish()
         await store.audit(opts.initiated_by, "install", session.target_version, "completed",
                           {"session": session.id, "from": session.from_commit,
                            "to": session.to_commit})
@@ -200,6 +274,12 @@ class Installer:
         from gitrelease.deploy.packages import freeze
 
         return freeze(self.d.python_executable())
+
+    def _moved_since(self, frozen: str) -> list[dict[str, Any]]:
+        """Which packages moved since `frozen` (a `pip freeze`), from -> to."""
+        from gitrelease.deploy.packages import package_moves, pinned
+
+        return package_moves(pinned(frozen), pinned(self._freeze()))
 
     def _packages(self, session: UpdateSession, upgrade: bool) -> None:
         """The requirements HEAD declares (the release, once checked out), through pip."""
@@ -260,8 +340,8 @@ class Installer:
         if head != commit:
             raise VerificationFailed(f"after checkout HEAD is {head[:12]}, not {commit[:12]}")
 
-    def check_tree(self) -> None:
-        resolve.check_tree(self.d)
+    def check_tree(self, carry: bool = False) -> None:
+        resolve.check_tree(self.d, carry=carry)
 
     def wanted_version(self, name: str) -> Version:
         """The version a person named (see `resolve.wanted_version`), checked before any run."""

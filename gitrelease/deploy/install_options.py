@@ -28,12 +28,15 @@ class InstallOptions:
     backup_name: str | None = None
     dry_run: bool = False
     initiated_by: str = "system"
+    # Carry edits to tracked files over the checkout (also: setting local_changes = "carry").
+    keep_local_changes: bool = False
     # Reasons to ask (ConfirmationRequired.reasons) that a person was shown and accepted:
     # the install goes past exactly these, and still stops at any other. `force` passes all.
     accept: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("backup_before", "restart_required", "force", "dry_run"):
+        for name in ("backup_before", "restart_required", "force", "dry_run",
+                     "keep_local_changes"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")
         if not isinstance(self.accept, tuple | list) or len(self.accept) > 20 or not all(
@@ -63,4 +66,4 @@ class InstallOptions:
     def from_mapping(cls, options: Mapping[str, Any]) -> InstallOptions:
         return options_from(cls, options, {
             "force_update": "force", "to": "to_version", "target_version": "to_version",
-            "user_id": "initiated_by"})
+            "user_id": "initiated_by", "carry_local_changes": "keep_local_changes"})

@@ -19,6 +19,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.text import redact
@@ -32,8 +33,10 @@ __all__ = [
     "install_requirements",
     "installed_versions",
     "newest_versions",
+    "package_moves",
     "pinned",
     "pip_check",
+    "planned_moves",
     "read_requirements",
     "restore_freeze",
 ]
@@ -217,6 +220,54 @@ def pinned(frozen: str) -> dict[str, str]:
     """name -> version of the `==` lines of a `pip freeze`."""
     return {canonicalize_name(line.split("==")[0]): line.split("==", 1)[1].strip()
             for line in frozen.splitlines() if "==" in line and not line.startswith("#")}
+
+
+def package_moves(before: dict[str, str], after: dict[str, str]) -> list[dict[str, Any]]:
+    """Each package whose version differs: name, from, to (None: not installed on that
+    side) and whether it went down."""
+    moves = []
+    for name in sorted(before.keys() | after.keys()):
+        old, new = before.get(name), after.get(name)
+        if old != new:
+            moves.append({"name": name, "from": old, "to": new,
+                          "downgrade": old is not None and new is not None
+                          and _older(new, old)})
+    return moves
+
+
+def _older(new: str, old: str) -> bool:
+    try:
+        return Version(new) < Version(old)
+    except InvalidVersion:
+        return False
+
+
+def planned_moves(
+    python: str, repo: GitRepo, commit: str, python_version: str, *, upgrade: bool,
+    timeout: float,
+) -> list[dict[str, Any]]:
+    """The moves an install of the requirements at `commit` would make, as pip resolves
+    them against what is installed (`pip install --dry-run`: nothing is installed)."""
+    wanted = read_requirements(repo, commit, python_version)
+    if wanted.source is None or not wanted.requirements:
+        return []
+    if wanted.problems:
+        raise PackageError(f"{len(wanted.problems)} requirement line(s) cannot be installed "
+                           f"by gitrelease: {'; '.join(wanted.problems[:3])}")
+    installed = installed_versions(python)
+    with tempfile.TemporaryDirectory() as scratch:
+        listing = Path(scratch) / "requirements.txt"
+        listing.write_text("".join(f"{r}\n" for r in wanted.requirements))
+        report = Path(scratch) / "report.json"
+        result = _pip(python, ["install", "--dry-run", "--quiet", *(["--upgrade"] if upgrade
+                                                                      else []),
+                               "--report", str(report), "-r", str(listing)], timeout=timeout)
+        if result.returncode != 0:
+            raise _fail("pip install --dry-run", result)
+        data = json.loads(report.read_text())
+    would = {canonicalize_name(item["metadata"]["name"]): item["metadata"]["version"]
+             for item in data.get("install", [])}
+    return package_moves(installed, {**installed, **would})
 
 
 

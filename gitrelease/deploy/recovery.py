@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from gitrelease.deploy.context import Deployment
     from gitrelease.index.store import JournalStep, Store
 
-__all__ = ["finish_interrupted", "restore_head", "undo"]
+__all__ = ["finish_interrupted", "put_back_local_changes", "restore_head", "undo"]
 
 
 async def undo(
@@ -34,10 +34,18 @@ async def undo(
     if release and session.to_commit and session.target_tag:
         await d.in_thread(mark_bad, d.data_dir, session.target_tag,
                           session.to_commit, reason, session.id)
-    if install and not d.settings.rollback_on_failure:
+    stash = await _stash_of(store, session)
+    # Edits that conflicted with the release are never left half-merged in a tracked file.
+    if install and not d.settings.rollback_on_failure and started[-1:] != ["carry"]:
         return ("left as it is because rollback_on_failure is off"
-                + ("; the release is marked bad" if release else ""))
-    parts = [await d.in_thread(restore_head, d, session.from_commit, branch)]
+                + ("; the release is marked bad" if release else "")
+                + (f"; the local changes from before are in git stash ({stash[:12]})"
+                   if stash else ""))
+    if stash is not None:
+        parts = [await d.in_thread(put_back_local_changes, d, stash, session.from_commit,
+                                   branch, "carry" in started)]
+    else:
+        parts = [await d.in_thread(restore_head, d, session.from_commit, branch)]
     if {"packages", "dependencies"}.intersection(started):
         parts.append(await _restore_packages(d, store, session))
     if DATA_STEPS.intersection(started):
@@ -86,6 +94,41 @@ async def _restore_data(
            f"{session.backup_id}"
 
 
+async def _stash_of(store: Store, session: UpdateSession) -> str | None:
+    """The stash of the local changes an operation carried (journalled before the reset)."""
+    return next((s.detail for s in reversed(await store.steps(session.id))
+                 if s.step == "stash" and s.state == "note"), None)
+
+
+def put_back_local_changes(
+    d: Deployment, stash: str, commit: str | None, branch: str | None, carried: bool
+) -> str:
+    """Undo a carry (`local_changes`): HEAD back to `commit`, and the edits exactly as they
+    were, from `stash`, which stays in `git stash list` until they are."""
+    repo = d.repo
+    kept = f"the local changes are kept in git stash ({stash[:12]})"
+    try:
+        repo.stash_store(stash, "gitrelease: local changes kept while undoing")
+        if commit is None:
+            return f"HEAD not restored: the starting commit is unknown; {kept}"
+        if repo.head_commit() == commit and repo.matches_stash(stash):
+            repo.stash_drop(stash)
+            return "HEAD did not move; the local changes were never moved"
+        dirty = repo.dirty_files()
+        if dirty and not carried:
+            return (f"HEAD not restored: tracked files were changed meanwhile "
+                    f"({', '.join(dirty[:10])}), left as they are; {kept}")
+        repo.discard_tracked_changes()  # the release's files, or the edits carried onto it
+        head = restore_head(d, commit, branch)
+        if repo.head_commit() != commit:
+            return f"{head}; {kept}"
+        repo.stash_restore(stash)
+        repo.stash_drop(stash)
+    except GitReleaseError as exc:
+        return f"the local changes could NOT be put back ({exc.message}); {kept}"
+    return f"{head}; the local changes put back as they were"
+
+
 def restore_head(d: Deployment, commit: str | None, branch: str | None) -> str:
     """Put HEAD back where the install found it; says what it did, for the journal."""
     if commit is None:
@@ -119,6 +162,9 @@ async def finish_interrupted(d: Deployment, store: Store) -> None:
             session.progress = 100
             session.restart_needed = True
             session.steps_completed.append(f"recovery: {what}")
+            stash = await _stash_of(store, session)
+            if stash is not None:  # carried over: the stash entry is no longer needed
+                await d.in_thread(d.repo.stash_drop, stash)
         else:
             session.error_message = f"interrupted during {last!r}: {what}"
         await store.add_step(session.id, "recovery", "done", what)

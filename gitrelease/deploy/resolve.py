@@ -23,8 +23,10 @@ from gitrelease.core.errors import (
     TagMoved,
     UntrackedFilesInTheWay,
 )
+from gitrelease.core.models import UpdateType
+from gitrelease.deploy import local_changes, release_needs
 from gitrelease.git import releases
-from gitrelease.git.versions import Channel, TagPattern, parse_version
+from gitrelease.git.versions import Channel, TagScheme, parse_version
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
     from gitrelease.git.versions import Release
 
 __all__ = [
+    "CARRY_OFFER",
     "Resolution",
     "check_python_at",
     "check_tree",
@@ -58,13 +61,20 @@ class Resolution:
     warnings: list[str] = field(default_factory=list)
 
 
-def check_tree(d: Deployment) -> None:
-    """Refuse a working tree with local edits, or a disk too full to take the release."""
+#: How an install carries edits to tracked files over (said wherever it refuses them).
+CARRY_OFFER = ('install with --keep-local-changes (or setting local_changes = "carry") to '
+               "carry them over")
+
+
+def check_tree(d: Deployment, *, carry: bool = False, offer: str = CARRY_OFFER) -> None:
+    """Refuse a working tree with local edits (unless they are carried over: `carry`), or
+    a disk too full to take the release. `offer` names the way to carry them."""
     dirty = d.repo.dirty_files()
-    if dirty:
+    if dirty and not carry:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10
                                           else "")
-        raise DirtyWorkingTree(f"tracked files have local changes: {shown}")
+        raise DirtyWorkingTree(f"tracked files have local changes: {shown}; {offer}, or "
+                               "commit/stash them", hint="git status shows them")
     free = shutil.disk_usage(d.root).free
     needed = d.settings.min_disk_space_mb * _MIB
     if free < needed:
@@ -73,8 +83,10 @@ def check_tree(d: Deployment) -> None:
             f"{d.settings.min_disk_space_mb} MiB needed")
 
 
-def resolve_target(d: Deployment, opts: InstallOptions, moved: tuple[str, ...]) -> Resolution:
-    """The release to install (named, or the newest offered), or why it may not be."""
+def resolve_target(d: Deployment, opts: InstallOptions, moved: tuple[str, ...],
+                   kind: UpdateType = UpdateType.BOT) -> Resolution:
+    """The release to install (named, or the newest offered), or why it may not be; `kind`
+    is the install's (a `bot` install asks first when the release needs what it leaves)."""
     snap = d.snapshot()
     current = snap.current
     warnings = [moved_warning(tag) for tag in moved] + d.inert_settings()
@@ -93,6 +105,10 @@ def resolve_target(d: Deployment, opts: InstallOptions, moved: tuple[str, ...]) 
         offered = snap.offered()
         target = offered[-1] if offered else None
         warnings += snap.bad_warnings()
+        if target is None and not snap.releases:  # nothing matched: not "already at" it
+            raise NoSuchVersion(f"no release to install: {snap.hint}",
+                                hint="set tag_pattern as said, or tag a release")
+    warnings += [snap.hint] if snap.hint else []
     if target is None or (target.commit == current.commit and current.tag is not None
                           and target.version == current.version):
         return Resolution(None, snap, warnings=warnings)
@@ -121,9 +137,18 @@ def resolve_target(d: Deployment, opts: InstallOptions, moved: tuple[str, ...]) 
         warnings += local
     if info.breaking_changes and d.settings.require_confirmation:
         reasons.append(f"{target.tag} has breaking changes")
+    if current.base is None and d.settings.require_confirmation:
+        reasons.append(f"the running version is unknown ({current.text}): whether "
+                       f"{target.tag} breaks cannot be told")
     if (info.size or 0) > d.settings.max_update_size_mb * _MIB:
         reasons.append(f"it changes {(info.size or 0) // _MIB} MiB, more than "
                        f"max_update_size_mb ({d.settings.max_update_size_mb})")
+    if kind is UpdateType.BOT:  # `all` adds what the release needs, the others do not move
+        needs, unknown = release_needs.unmet_needs(d, current.commit, target)
+        warnings += unknown
+        reasons += [release_needs.needs_reason(target.tag, needs)] if needs else []
+    if local_changes.wants_carry(d, opts.keep_local_changes):
+        reasons += local_changes.lost_edits(d, current.commit, target.commit, target.tag)
     unaccepted = [r for r in reasons if r not in opts.accept]
     if unaccepted and not opts.force:
         raise ConfirmationRequired("; ".join(unaccepted), reasons=tuple(unaccepted))
@@ -138,8 +163,8 @@ def wanted_version(d: Deployment, name: str) -> Version:
     Checked before anything runs; the name itself is only ever looked up, never handed
     to git.
     """
-    pattern = TagPattern.parse(d.settings.tag_pattern)
-    return pattern.version_of(name) or parse_version(name, field="to_version")
+    scheme = TagScheme.parse(d.settings.tag_pattern)
+    return scheme.version_of(name) or parse_version(name, field="to_version")
 
 
 def named_release(d: Deployment, snap: ReleaseSnapshot, name: str) -> Release:
@@ -150,7 +175,8 @@ def named_release(d: Deployment, snap: ReleaseSnapshot, name: str) -> Release:
     found = snap.find(wanted_version(d, name))
     if found is None:
         known = ", ".join(str(r.version) for r in snap.releases[-5:]) or "none"
-        raise NoSuchVersion(f"no release {name} among the tags (newest known: {known})")
+        hint = f"; {snap.hint}" if snap.hint else ""
+        raise NoSuchVersion(f"no release {name} among the tags (newest known: {known}){hint}")
     return found
 
 

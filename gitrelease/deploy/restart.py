@@ -14,8 +14,10 @@ The setting ``restart_method`` says how:
 - ``none``: nothing; the operator restarts the bot.
 
 Every code move also leaves ``data/restart_pending.json``: the version the next start must
-confirm (`gitrelease.deploy.boot`). This module imports nothing heavy: the post-checkout
-hook runs it on every checkout, and a checkout must not wait for it long.
+confirm (`gitrelease.deploy.boot`). ``data/confirms_starts`` says that this bot confirms its
+starts (it has done so once: the cog at load, or ``gitrelease confirm``), which is when
+``start_confirmation = auto`` counts unconfirmed starts. This module imports nothing heavy:
+the post-checkout hook runs it on every checkout, and a checkout must not wait for it long.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gitrelease.core.models import RESTART_EXIT_CODE, utcnow
 from gitrelease.core.settings import Settings, command_argv
 
 __all__ = [
+    "CONFIRMS_FILE",
     "PENDING_FILE",
     "PID_FILE",
     "REQUEST_FILE",
@@ -45,6 +48,8 @@ __all__ = [
     "RestartOutcome",
     "RestartWatcher",
     "clear_pending",
+    "confirms_starts",
+    "mark_confirms_starts",
     "read_pending",
     "restart_bot",
     "take_restart_request",
@@ -55,6 +60,7 @@ __all__ = [
 PID_FILE = "bot.pid"
 REQUEST_FILE = "restart_request.json"
 PENDING_FILE = "restart_pending.json"
+CONFIRMS_FILE = "confirms_starts"
 
 
 @dataclass(frozen=True)
@@ -272,3 +278,17 @@ def new_pending(
 ) -> PendingStart:
     return PendingStart(target_commit, target_version, from_commit, from_version,
                         utcnow().isoformat(), reason, session_id)
+
+
+def mark_confirms_starts(data_dir: Path, actor: str) -> None:
+    """This bot confirms its starts: from now on `start_confirmation = auto` counts the ones
+    that never confirm. Written once; a later confirmation leaves the first one's record."""
+    path = data_dir / CONFIRMS_FILE
+    if path.is_file():
+        return
+    record = {"first_confirmed_at": utcnow().isoformat(), "by": actor}
+    atomic_write(path, json.dumps(record).encode(), mode=0o644)
+
+
+def confirms_starts(data_dir: Path) -> bool:
+    return (data_dir / CONFIRMS_FILE).is_file()

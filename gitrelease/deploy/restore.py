@@ -15,7 +15,7 @@ import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,12 +103,13 @@ async def restore(
     # Versioned files are git's to restore (a backup may hold one, e.g. data/.gitkeep).
     entries = {name: e for name, e in entries.items() if not _versioned(layout, name, tracked)}
     try:
-        targets = {name: layout.restorable(name, service.settings, tracked)
-                   for name in entries}
+        targets = {name: layout.restorable(name, service.settings, tracked, e.get("kind"))
+                   for name, e in entries.items()}
     except ValueError as exc:
         raise UnsafeArchive(f"backup {backup.id}: {exc}") from None
     databases = {name for name, e in entries.items() if e["kind"] == "database"}
-    result = RestoreResult(backup, options.restore_type, None)
+    result = RestoreResult(backup, options.restore_type, None,
+                           warnings=_other_release(backup, point, bool(databases)))
     # The staging dir is beside the archives: a leftover of a crash is swept by the reconcile.
     staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-",
                                     dir=service.archives.scratch))
@@ -122,23 +123,45 @@ async def restore(
             unpacking = asyncio.ensure_future(asyncio.to_thread(
                 extract_safely, source, staging, manifest, wanted=set(entries),
                 checksum=backup.checksum if verify else None,
-                durable=set(entries) - databases))
+                durable=set(entries) - databases, shown=layout.shown))
             safety = None if safety_backup is not None or not take_safety else \
                 asyncio.ensure_future(_safety_backup(service, backup, options, entries,
                                                      targets, point))
             staged = await _both(service, backup, unpacking, safety,
                                  verify=options.verify_backup)
         result.safety_backup = safety_backup or (safety.result() if safety else None)
+        not_sqlite = sorted(n for n in databases if not is_sqlite(staged[n]))
+        if not_sqlite:  # what a restore writes as a database is one, wherever it goes
+            await _drop(service, safety)
+            raise UnsafeArchive(f"backup {backup.id}: {layout.shown(not_sqlite[0])} is "
+                                "listed as a database but is no SQLite file")
         if verify:
             backup.verified_at = utcnow()
             await service.store.save_backup(backup)
         report("restore", 60, backup.id)
-        result.restored = await _replace(
-            backup, staged, targets, databases, staging / "aside", result.safety_backup, report)
+        result.restored = [layout.shown(name) for name in await _replace(
+            backup, staged, targets, databases, staging / "aside", result.safety_backup, report,
+            layout.shown)]
         report("done", 100, backup.id)
         return result
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
+
+
+def _other_release(backup: Backup, point: ReleasePoint, databases: bool) -> list[str]:
+    """A backup taken at another release than the code here: said, for its database (or its
+    files) may not fit this code."""
+    if not backup.commit or not point.commit or backup.commit == point.commit:
+        return []
+    taken = backup.tag or backup.commit[:12]
+    here = point.tag or point.version
+    what = "its database" if databases else "its files"
+    return [f"backup {backup.id} was taken at {taken}; the code here is {here}: {what} may "
+            "not match this code"]
+
+
+def _files(count: int) -> str:
+    return f"{count} file" if count == 1 else f"{count} files"
 
 
 async def _both(
@@ -192,7 +215,7 @@ async def _safety_backup(
 
 async def _replace(
     backup: Backup, staged: dict[str, Path], targets: dict[str, Path], databases: set[str],
-    aside: Path, safety: Backup | None, report: Progress,
+    aside: Path, safety: Backup | None, report: Progress, shown: Callable[[str], str],
 ) -> list[str]:
     """Swap the staged files in: plain files first, each live one kept aside by a hard link
     (no copy), then the databases, each one transaction in SQLite. A database before the last
@@ -207,7 +230,7 @@ async def _replace(
         aside.mkdir()
         directories: set[Path] = set()
         for number, name in enumerate(order):
-            report("restore", 60 + int(number / len(order) * 35), name)
+            report("restore", 60 + int(number / len(order) * 35), shown(name))
             live = _live(targets[name])
             is_database = name in databases
             if is_database and directories:
@@ -226,12 +249,12 @@ async def _replace(
                 directories.add(live.parent)
         await asyncio.to_thread(_fsync_dirs, directories)
     except BaseException as exc:
-        undo = await asyncio.to_thread(_put_back, applied, kept, targets, databases)
+        undo = await asyncio.to_thread(_put_back, applied, kept, targets, databases, shown)
         message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
         hint = (f"the safety backup {safety.id} holds the state from before the restore"
                 if safety else None)
-        raise RestoreFailed(f"restoring {backup.id} failed at {name}: {message}; {undo}",
-                            hint=hint) from None
+        raise RestoreFailed(f"restoring {backup.id} failed at {shown(name)}: {message}; "
+                            f"{undo}", hint=hint) from None
     return applied
 
 
@@ -306,7 +329,7 @@ def _apply(staged: Path, live: Path, is_database: bool) -> None:
 
 def _put_back(
     applied: list[str], kept: dict[str, Path | None], targets: dict[str, Path],
-    databases: set[str],
+    databases: set[str], shown: Callable[[str], str] = str,
 ) -> str:
     """Undo a half-done restore from the copies kept aside; says what it did."""
     if not applied:
@@ -327,11 +350,14 @@ def _put_back(
                 os.replace(old, live)
             directories.add(live.parent)
         except (GitReleaseError, OSError) as exc:
-            failed.append(f"{name} ({exc.message if isinstance(exc, GitReleaseError) else exc})")
+            failed.append(f"{shown(name)} "
+                          f"({exc.message if isinstance(exc, GitReleaseError) else exc})")
     try:
         _fsync_dirs(directories)
     except OSError as exc:
         failed.append(f"the directories ({exc})")
     if failed:
-        return f"putting back the {len(applied)} replaced files FAILED for {', '.join(failed)}"
-    return f"the {len(applied)} files already replaced were put back"
+        return (f"putting back the {_files(len(applied))} replaced FAILED for "
+                f"{', '.join(failed)}")
+    replaced = _files(len(applied))
+    return f"the {replaced} already replaced {'was' if len(applied) == 1 else 'were'} put back"

@@ -33,8 +33,10 @@ from gitrelease.core.models import (
     utcnow,
 )
 from gitrelease.core.options import options_from
+from gitrelease.deploy import local_changes
 from gitrelease.deploy.install import Installer
 from gitrelease.deploy.journal import StepRunner
+from gitrelease.deploy.local_changes import Carry
 
 if TYPE_CHECKING:
     from gitrelease.deploy.context import Deployment
@@ -43,6 +45,9 @@ if TYPE_CHECKING:
 __all__ = ["SPECIAL_TARGETS", "Rollback", "RollbackOptions"]
 
 SPECIAL_TARGETS = ("previous", "last_backup")
+#: How a rollback carries edits to tracked files (the CLI's rollback has no flag for it).
+ROLLBACK_CARRY_OFFER = ('roll back with the setting local_changes = "carry" (option '
+                        "keep_local_changes) to carry them over")
 
 
 @dataclass(frozen=True)
@@ -56,12 +61,15 @@ class RollbackOptions:
     # The commit a person confirmed (a confirmation dialog shows what "previous" meant then):
     # if the target now resolves elsewhere, nothing is done.
     expect_commit: str | None = None
+    # Carry edits to tracked files over the checkout (also: setting local_changes = "carry").
+    keep_local_changes: bool = False
 
     def __post_init__(self) -> None:
         if self.confirm is not True:
             raise InvalidInput("confirm", self.confirm, "true",
                                reason="a rollback replaces the code and the data")
-        for name in ("create_backup", "restore_config", "force", "restart"):
+        for name in ("create_backup", "restore_config", "force", "restart",
+                     "keep_local_changes"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")
         if not isinstance(self.initiated_by, str) or not 0 < len(self.initiated_by) <= 100:
@@ -122,6 +130,14 @@ class Rollback:
                 f"{opts.expect_commit[:12]} that was confirmed: nothing was rolled back",
                 hint="run the rollback again to see what it would do now")
         warnings = []
+        carry = local_changes.wants_carry(self.d, opts.keep_local_changes)
+        carrying = carry and bool(await self.d.in_thread(self.d.repo.dirty_files))
+        lost = await self.d.in_thread(local_changes.lost_edits, self.d, snap.current.commit,
+                                      target.commit, target.label) if carrying else []
+        if lost and not opts.force:
+            raise ConfirmationRequired("; ".join(lost), reasons=tuple(lost),
+                                       hint="pass --force to roll back without those edits")
+        warnings += [f"rolled back with --force although {r}" for r in lost]
         if target.backup is None:
             if not opts.force:
                 raise ConfirmationRequired(
@@ -146,11 +162,17 @@ class Rollback:
         await step.note("request", f"rollback to {target_text!r} ({target.label}) by "
                                    f"{opts.initiated_by}")
         frozen = await self._frozen_then(store, target.backup) if target.backup else None
-        plan = ["preflight", *(["backup"] if opts.create_backup else []), "checkout", "verify",
+        plan = ["preflight", *(["backup"] if opts.create_backup else []),
+                *(["stash"] if carrying else []), "checkout", "verify",
+                *(["carry"] if carrying else []),
                 *(["restore"] if target.backup else []), *(["packages"] if frozen else [])]
+        session.total_steps = len(plan)
         await step.note("plan", ",".join(plan))
+        carrier = Carry(self.d, session, step) if carrying else None
         try:
-            await step("preflight", UpdateStatus.CHECKING, 10, self.installer.check_tree)
+            await step("preflight", UpdateStatus.CHECKING, 10, self._check_tree, carry)
+            if carrier is not None:
+                await carrier.save()  # before the backup, which then holds the patch
             if opts.create_backup:
                 backup = await step("backup", UpdateStatus.INSTALLING, 40, self._safety_backup,
                                     store, snap, target)
@@ -163,16 +185,23 @@ class Rollback:
                               {"session": session.id, "code": exc.code})
             raise
         try:
+            if carrier is not None:
+                await carrier.put_aside(target.label)
             await step("checkout", UpdateStatus.INSTALLING, 60, self.installer._checkout,
                        target.commit)
             await step("verify", UpdateStatus.INSTALLING, 70, self._verify, target)
+            if carrier is not None:
+                await carrier.reapply(target.commit, target.label)
             if target.backup is not None:
                 await step("restore", UpdateStatus.INSTALLING, 90, self._restore, store,
                            target.backup, opts)
                 if frozen is not None:
-                    await step.note("freeze", await self.d.in_thread(self.installer._freeze))
+                    before = await self.d.in_thread(self.installer._freeze)
+                    await step.note("freeze", before)
                     await step("packages", UpdateStatus.INSTALLING, 97, self._packages,
                                session, frozen)
+                    session.package_changes = await self.d.in_thread(
+                        self.installer._moved_since, before)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
             undo = await self.installer._undo(store, session, branch, step.started, message)
@@ -180,6 +209,8 @@ class Rollback:
             await store.audit(opts.initiated_by, "rollback", target.label, "failed",
                               {"session": session.id, "undo": undo})
             raise
+        if carrier is not None:
+            await carrier.finish()
         session.restart_needed = True
         await self._forget_pending_start(store, session)
         if opts.restart:
@@ -207,6 +238,11 @@ class Rollback:
             waiting.error_message = (f"rolled back by {session.id} before the bot confirmed "
                                      f"{waiting.target_version}")
             await store.save_session(waiting)
+
+    def _check_tree(self, carry: bool) -> None:
+        from gitrelease.deploy.resolve import check_tree
+
+        check_tree(self.d, carry=carry, offer=ROLLBACK_CARRY_OFFER)
 
     def _check_signature(self, snap: Any, target: _Target) -> None:
         """With require_signed_tags, code is checked out only from a valid signed tag; boot-

@@ -19,6 +19,7 @@ from gitrelease.core.models import SystemInfo, UpdateSession, UpdateStatus, utcn
 from gitrelease.deploy.check import last_check
 from gitrelease.deploy.context import Deployment, in_thread, own_version
 from gitrelease.deploy.guard import reconcile_if_idle
+from gitrelease.deploy.holds import backup_holds
 
 if TYPE_CHECKING:
     from gitrelease.git.releases import ReleaseSnapshot
@@ -44,10 +45,11 @@ async def get_update_status(
         backup_dir = None
         layout_problems.append(exc.message)
     # git, the host's facts and the index each wait on something of their own: together.
-    snap, host, (stats, summary, last, recent) = await asyncio.gather(
+    snap, host, (stats, summary, last, recent), holds = await asyncio.gather(
         in_thread(d.snapshot),
         in_thread(_host_facts, d, show_metrics, backup_dir),
-        _index_statistics(d, since, show_history))
+        _index_statistics(d, since, show_history),
+        in_thread(backup_holds, d))
     disk = host.disk
     if disk:  # the archives' sizes come from the index, which reconcile keeps true
         archives = summary.archive_bytes if summary else 0
@@ -67,6 +69,7 @@ async def get_update_status(
         tag=snap.current.tag, commit=snap.current.commit,
         version_file_agrees=agrees, uptime_source=host.uptime_source,
         gitrelease_version=own_version(), recent_sessions=recent, warnings=warnings,
+        backup_holds=holds,
     )
 
 

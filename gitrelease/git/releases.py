@@ -19,9 +19,11 @@ from gitrelease.git.versions import (
     Channel,
     Release,
     TagPattern,
+    TagScheme,
     is_breaking,
     is_security,
     select_releases,
+    suggest_pattern,
 )
 
 __all__ = [
@@ -71,11 +73,33 @@ class CurrentVersion:
 @dataclass(frozen=True)
 class ReleaseSnapshot:
     releases: list[Release]  # every release tag, pre-releases included, oldest first
-    ignored: list[str]  # tags matching the glob that are not PEP 440 versions
+    ignored: list[str]  # tags matching a glob that look like a version but are not PEP 440
     current: CurrentVersion
     channel: Channel
     bad: dict[str, str] = field(default_factory=dict)  # commit -> why it was marked bad
     tags: dict[str, str] = field(default_factory=dict)  # every local tag -> the object it names
+    # Set when "up to date" would be untrue: tags exist but none is a release, or some the
+    # patterns miss read as newer releases. Says which tags were seen and which pattern would.
+    hint: str | None = None
+    scheme: TagScheme | None = None
+    head_tags: tuple[str, ...] = ()  # every tag at HEAD, release or not
+
+    def unknown_version_warning(self) -> str | None:
+        """Said when HEAD is at no release and has none behind it: then nothing can be
+        judged "not breaking" against it."""
+        if self.current.base is not None:
+            return None
+        scheme = self.scheme or TagScheme.parse("v*")
+        tagged = ""
+        if self.head_tags:
+            globs = [found[0].glob for found in map(suggest_pattern, self.head_tags) if found]
+            wanted = (f"; tag_pattern = {TagScheme.parse((scheme.globs + globs)[:10]).text} "
+                      "would" if globs else "")
+            tagged = (f" (it is tagged {', '.join(self.head_tags[:3])}, which the pattern does "
+                      f"not take{wanted})")
+        return (f"the running version is unknown: HEAD ({self.current.commit[:7]}) is at no "
+                f"release tag and has none behind it under tag_pattern {scheme.text}{tagged}, "
+                "so whether an update breaks anything cannot be told")
 
     def newer(self) -> list[Release]:
         """Releases newer than the current version on the configured channel, oldest first."""
@@ -100,24 +124,67 @@ class ReleaseSnapshot:
 
 
 def snapshot(
-    repo: GitRepo, pattern: TagPattern, channel: Channel, bad: dict[str, str] | None = None
+    repo: GitRepo, pattern: TagPattern | TagScheme, channel: Channel,
+    bad: dict[str, str] | None = None,
 ) -> ReleaseSnapshot:
     """One `for-each-ref`, one `describe`: the releases and where HEAD stands among them."""
+    scheme = pattern if isinstance(pattern, TagScheme) else TagScheme((pattern,))
     refs, objects = repo.tag_listing()
-    releases, ignored = select_releases(refs, pattern, Channel.PRE)
+    releases, ignored = select_releases(refs, scheme, Channel.PRE)
     head = repo.head_commit()
     current = CurrentVersion(head, None, 0)
     at_head = [r for r in releases if r.commit == head]
     if at_head:
         current = CurrentVersion(head, at_head[-1], 0)
     elif releases:
-        described = repo.describe(pattern.glob, exclude=ignored)
+        # Every tag a glob matches that is no release is left out, whatever its kind (a
+        # bare "*" matches "nightly"): describe then lands on releases only.
+        others = [name for name in objects
+                  if scheme.matches(name) and scheme.version_of(name) is None]
+        described = repo.describe(scheme.globs, exclude=others)
         if described:
             name, distance, _sha = described.rsplit("-", 2)
             by_name = {r.tag: r for r in releases}
             if name in by_name:
                 current = CurrentVersion(head, by_name[name], int(distance))
-    return ReleaseSnapshot(releases, ignored, current, channel, bad or {}, objects)
+    head_tags = tuple(r.name for r in refs if r.commit == head)
+    return ReleaseSnapshot(releases, ignored, current, channel, bad or {}, objects,
+                           _tag_hint(list(objects), scheme, releases), scheme, head_tags)
+
+
+_SHOWN_TAGS = 3
+
+
+def _tag_hint(names: list[str], scheme: TagScheme, releases: list[Release]) -> str | None:
+    """Why "up to date" would be untrue, if it would: no tag is a release, or tags that the
+    patterns miss read as releases newer than any they take. Names a few, and the setting
+    that would take them."""
+    newest = releases[-1].version if releases else None
+    missed: dict[str, tuple[str, Version]] = {}  # tag -> the glob that would take it, version
+    for name in names:
+        found = suggest_pattern(name) if scheme.version_of(name) is None else None
+        if found is not None and (newest is None or found[1] > newest):
+            missed[name] = (found[0].glob, found[1])
+    if releases and not missed:
+        return None
+    seen = sorted(missed, key=lambda n: missed[n][1]) if missed else sorted(names)
+    shown = ", ".join(seen[-_SHOWN_TAGS:]) + (
+        f" and {len(seen) - _SHOWN_TAGS} more" if len(seen) > _SHOWN_TAGS else "")
+    globs = list(dict.fromkeys(missed[n][0] for n in reversed(seen)))
+    if releases:
+        wanted = TagScheme.parse((scheme.globs + globs)[:10]).text
+        return (f"tags {shown} look like releases newer than {releases[-1].tag}, but "
+                f"tag_pattern {scheme.text} does not take them; tag_pattern = {wanted} would")
+    if not names:
+        return (f"the repository has no tags, so no release to offer (a release is a tag "
+                f"such as {scheme.patterns[0].tag_for(Version('1.0.0'))}, under tag_pattern "
+                f"{scheme.text})")
+    if not missed:
+        return (f"no tag is a release under tag_pattern {scheme.text}: the tags seen ({shown})"
+                " hold no PEP 440 version, such as 1.2.0 or v1.2.0")
+    wanted = TagScheme.parse(globs[:10]).text
+    return (f"no tag is a release under tag_pattern {scheme.text}: tags seen include {shown}; "
+            f"tag_pattern = {wanted} would take them")
 
 
 def read_pyproject(repo: GitRepo, commit: str) -> dict[str, Any]:
@@ -147,6 +214,9 @@ def update_info(
     pyproject = Beside(lambda: read_pyproject(repo, target.commit))
     commits = repo.commits_between(current.commit, target.commit)
     stats = diffed.result()
+    if current.base is None:  # unknown version: only the releases HEAD does not contain
+        new = {c.sha for c in commits}
+        between = [r for r in between if r.commit in new]
     messages = [r.ref.message for r in between] + [c.message for c in commits]
     project = pyproject.result().get("project", {})
     dependencies = project.get("dependencies", []) if isinstance(project, dict) else []

@@ -23,6 +23,7 @@ import git
 from gitrelease.core.errors import FetchFailed, InvalidInput, NotAGitRepository
 from gitrelease.core.text import redact
 from gitrelease.git.records import Commit, DiffStats, FetchResult, TagRef, TagSignature
+from gitrelease.git.stash import StashMethods
 from gitrelease.git.stderr import command_failed, fetch_result, tag_signature
 
 __all__ = ["GitRepo"]
@@ -44,8 +45,8 @@ _ENVIRONMENT = {
 }
 
 
-class GitRepo:
-    """A deployment's git working tree."""
+class GitRepo(StashMethods):
+    """A deployment's git working tree (its stash methods: `gitrelease.git.stash`)."""
 
     def __init__(self, root: Path, *, timeout: float = 120.0) -> None:
         try:
@@ -262,9 +263,16 @@ class GitRepo:
         status, out = self.run_bytes("cat-file", "blob", f"{commit}:{path}")
         return out if status == 0 else None
 
-    def describe(self, glob: str, exclude: Sequence[str] = ()) -> str | None:
-        """`git describe --tags --long` limited to release tags, or None without any."""
-        args = ["describe", "--tags", "--long", "--abbrev=7", f"--match={glob}"]
+    def describe(self, globs: str | Sequence[str], exclude: Sequence[str] = ()) -> str | None:
+        """`git describe --tags --long` limited to release tags, or None without any.
+
+        Several globs: the nearest tag matching any of them (git adds up its ``--match``es).
+        """
+        matches = [globs] if isinstance(globs, str) else list(globs)
+        if not matches or not all(isinstance(g, str) and g and "\0" not in g for g in matches):
+            raise InvalidInput("tag_pattern", globs, "one glob or more")
+        args = ["describe", "--tags", "--long", "--abbrev=7"]
+        args += [f"--match={glob}" for glob in matches]
         args += [f"--exclude={name}" for name in exclude]
         status, out = self.run_bytes(*args, "HEAD")
         return out.decode().strip() if status == 0 else None
@@ -272,6 +280,20 @@ class GitRepo:
     def tracked_files(self) -> frozenset[str]:
         """Every path git versions at HEAD (restores never write these)."""
         return frozenset(p for p in self.run("ls-files", "-z").split("\0") if p)
+
+    def unversioned(self, under: str | None = None, *, ignored: bool = True) -> list[str]:
+        """Paths git does not version, relative to the root: the untracked ones `git status`
+        shows and, with `ignored`, those the ignore rules hide. A directory git versions
+        nothing in is one ``dir/`` entry, not listed file by file (a virtual environment
+        costs one line). `under`: only below that path of the checkout."""
+        if under is not None and (not under or under.startswith(("-", "/", ":")) or "\0" in under):
+            raise InvalidInput("path", under, "a path inside the checkout")
+        found: list[str] = []
+        for which in (["--no-empty-directory"], ["--ignored"])[:2 if ignored else 1]:
+            out = self.run("ls-files", "-z", "--others", "--exclude-standard", "--directory",
+                           *which, "--", *([under] if under is not None else []))
+            found += [p for p in out.split("\0") if p]
+        return list(dict.fromkeys(found))
 
     def remote_names(self) -> list[str]:
         """The configured remotes; asked of git again only once the repository's config

@@ -260,6 +260,7 @@ class SQLiteStore:
             s.current_version, s.error_message, json.dumps(s.steps_completed), s.total_steps,
             int(s.rollback_available), s.initiated_by, s.from_commit, s.to_commit,
             s.target_tag, int(s.restart_needed), json.dumps(s.warnings), s.backup_id,
+            json.dumps(s.package_changes),
             (s.completed_at - s.started_at).total_seconds() if s.completed_at else None,
         )
 
@@ -273,6 +274,7 @@ class SQLiteStore:
             rollback_available=bool(row[11]), initiated_by=row[12], from_commit=row[13],
             to_commit=row[14], target_tag=row[15], restart_needed=bool(row[16]),
             warnings=json.loads(row[17]), backup_id=row[18],
+            package_changes=json.loads(row[19]),
         )
 
     # -- audit log -------------------------------------------------------------------------

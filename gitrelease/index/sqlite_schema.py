@@ -144,11 +144,16 @@ _MIGRATIONS: Sequence[str] = (
         (started_at, update_type, status, duration_seconds, completed_at, from_commit,
          to_commit);
     """,
+    # 7: the packages each session moved (name, from, to, downgrade), as JSON like warnings
+    """
+    ALTER TABLE update_sessions ADD COLUMN package_changes TEXT NOT NULL DEFAULT '[]';
+    """,
 )
 
 _SESSION_COLUMNS = (
     "id", "update_type", "status", "progress", "started_at", "completed_at", "target_version",
     "current_version", "error_message", "steps_completed", "total_steps", "rollback_available",
     "initiated_by", "from_commit", "to_commit", "target_tag", "restart_needed", "warnings",
-    "backup_id", "duration_seconds",  # the last is derived: written, never read back
+    "backup_id", "package_changes",
+    "duration_seconds",  # the last is derived: written, never read back
 )

@@ -32,7 +32,7 @@ from gitrelease.core.errors import (
 from gitrelease.core.fsutil import atomic_write
 from gitrelease.core.settings import load_settings
 from gitrelease.git.repo import GitRepo
-from gitrelease.git.versions import Channel, Release, TagPattern, select_releases
+from gitrelease.git.versions import Channel, Release, TagScheme, select_releases
 from gitrelease.git.versions import parse_version as parse_given_version
 from gitrelease.release.bump import target_version
 from gitrelease.release.changelog import (
@@ -98,7 +98,7 @@ def cut_release(
     settings = load_settings(root, root / "data").settings
     repo = GitRepo(root, timeout=settings.git_timeout)
     try:
-        plan = _plan(repo, TagPattern.parse(settings.tag_pattern), settings.remote, options,
+        plan = _plan(repo, TagScheme.parse(settings.tag_pattern), settings.remote, options,
                      now or datetime.now(UTC))
         result = ReleaseResult(
             str(plan.version), plan.tag, plan.last.tag if plan.last else None, None,
@@ -117,7 +117,7 @@ def cut_release(
                                    hint="wait for it to finish") from None
         try:
             # Planned again under the lock: the other release may have just finished.
-            plan = _plan(repo, TagPattern.parse(settings.tag_pattern), settings.remote,
+            plan = _plan(repo, TagScheme.parse(settings.tag_pattern), settings.remote,
                          options, now or datetime.now(UTC))
             # A push also runs the pre-push hook, which lists the remote's tags itself.
             commit = _Transaction(repo, plan).run(settings.fetch_timeout + settings.git_timeout)
@@ -132,11 +132,12 @@ def cut_release(
         repo.close()
 
 
-def _plan(repo: GitRepo, pattern: TagPattern, remote: str, options: ReleaseOptions,
+def _plan(repo: GitRepo, scheme: TagScheme, remote: str, options: ReleaseOptions,
           now: datetime) -> _Plan:
     # What a person gave is judged first, then the state of the clone.
-    last, base = _last_release(repo, pattern)
+    last, base = _last_release(repo, scheme)
     version = target_version(options.target, options.pre, last, base)
+    pattern = scheme.pattern_for(last.tag if last else None)  # as the newest release is named
     tag = pattern.tag_for(version)
     if tag.startswith("-") or repo.run_bytes("check-ref-format", f"refs/tags/{tag}")[0]:
         raise InvalidInput("tag_pattern", pattern.glob, "a pattern giving valid tag names",
@@ -178,9 +179,9 @@ def _plan(repo: GitRepo, pattern: TagPattern, remote: str, options: ReleaseOptio
                  originals, commands)
 
 
-def _last_release(repo: GitRepo, pattern: TagPattern) -> tuple[Release | None, Version]:
+def _last_release(repo: GitRepo, scheme: TagScheme) -> tuple[Release | None, Version]:
     """The newest release tag, stable or not, and the version to bump from."""
-    releases, _ignored = select_releases(repo.list_tags(), pattern, Channel.PRE)
+    releases, _ignored = select_releases(repo.list_tags(), scheme, Channel.PRE)
     if releases:
         return releases[-1], releases[-1].version
     try:

@@ -1,9 +1,9 @@
 """The release side's pre-push check: only well-formed release tags leave this clone.
 
 `hooks/pre-push` hands git's pre-push input to `check_push`, which refuses pushing a tag that
-is lightweight, whose name is not a version under `tag_pattern`, whose commit's ``VERSION``
-file says another version, or that is not newer than the newest release tag already on the
-remote. Branches and tag deletions pass.
+is lightweight, whose name is not a version under `tag_pattern` (any of its globs), whose
+commit's ``VERSION`` file says another version, or that is not newer than the newest release
+tag already on the remote (whichever pattern names it). Branches and tag deletions pass.
 
 Every tag is a release tag here: this hook belongs on the clone releases are cut from, and a
 tag that is not ``prefix + version + suffix`` (``1.2.0`` for ``v*``, ``nightly``) is refused
@@ -23,7 +23,7 @@ from packaging.version import Version
 from gitrelease.core.errors import InvalidInput
 from gitrelease.core.settings import load_settings
 from gitrelease.git.repo import GitRepo
-from gitrelease.git.versions import TagPattern, parse_version
+from gitrelease.git.versions import TagScheme, parse_version
 
 __all__ = ["PushedRef", "check_push", "parse_push_lines"]
 
@@ -68,21 +68,21 @@ def check_push(root: Path, remote: str, url: str, lines: Iterable[str]) -> list[
     if not tags:
         return refusals  # branches only: no settings, no git
     settings = load_settings(root, root / "data").settings
-    pattern = TagPattern.parse(settings.tag_pattern)
+    scheme = TagScheme.parse(settings.tag_pattern)
     repo = GitRepo(root, timeout=settings.git_timeout)
     try:
-        newest = _newest_on_remote(repo, url or remote, pattern)
+        newest = _newest_on_remote(repo, url or remote, scheme)
         for ref in tags:
             name = ref.remote_ref.removeprefix(_TAGS)
             refusals += [f"tag {name}: {reason} {_OVERRIDE}"
-                         for reason in _problems(repo, ref, name, pattern, newest, remote)]
+                         for reason in _problems(repo, ref, name, scheme, newest, remote)]
     finally:
         repo.close()
     return refusals
 
 
 def _problems(
-    repo: GitRepo, ref: PushedRef, name: str, pattern: TagPattern,
+    repo: GitRepo, ref: PushedRef, name: str, scheme: TagScheme,
     newest: tuple[Version, str] | None, remote: str,
 ) -> list[str]:
     problems = []
@@ -98,11 +98,11 @@ def _problems(
         if inner != name:
             problems.append(f"points at the tag object named {inner!r}; a release tag's object "
                             "carries its own name (create it with gitrelease release)")
-    version = pattern.version_of(name)
+    version = scheme.version_of(name)
     if version is None:
-        example = pattern.tag_for(Version("1.2.0"))
+        example = scheme.patterns[0].tag_for(Version("1.2.0"))
         problems.append(f"is not a release tag: its name is not a PEP 440 version under "
-                        f"tag_pattern {pattern.glob!r} (such as {example})")
+                        f"tag_pattern {scheme.text} (such as {example})")
         return problems
     status, data = repo.run_bytes("cat-file", "blob", f"{ref.local_sha}^{{commit}}:VERSION")
     if status != 0:
@@ -123,7 +123,7 @@ def _problems(
 
 
 def _newest_on_remote(
-    repo: GitRepo, where: str, pattern: TagPattern
+    repo: GitRepo, where: str, scheme: TagScheme
 ) -> tuple[Version, str] | None:
     """The newest release tag on the remote (pre-releases included), in one `ls-remote`."""
     if where.startswith("-"):
@@ -133,7 +133,7 @@ def _newest_on_remote(
     for line in out.splitlines():
         _sha, _tab, ref = line.partition("\t")
         name = ref.removeprefix(_TAGS)
-        version = pattern.version_of(name)
+        version = scheme.version_of(name)
         if version is not None:
             found.append((version, name))
     return max(found, default=None)

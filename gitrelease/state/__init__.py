@@ -5,6 +5,7 @@ where archives are stored (`archives.ArchiveStore`; the local folder today).
 Where a change belongs:
 
 - `sources`: which files a backup holds, member names, where a member is restored to
+- `databases`: finding the bot's SQLite databases among the files git does not version
 - `snapshot`: SQLite snapshots in and out (the backup API), integrity checks
 - `archive`: one archive's tar format, written in one pass, opened for reading
 - `compression`: the gzip/zstd streams under the tar

@@ -44,7 +44,7 @@ from gitrelease.state.backup_options import BackupOptions, ListFilters
 from gitrelease.state.reconcile import reconcile
 from gitrelease.state.retention import PruneResult, choose_doomed
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
-from gitrelease.state.sources import Layout, Source, collect
+from gitrelease.state.sources import Gathered, Layout, Source, gather
 from gitrelease.state.verification import checksum_matches, verify_archive
 
 __all__ = ["BackupNotFound", "BackupService", "ReleasePoint"]
@@ -73,6 +73,7 @@ class BackupService:
         python: str, gitrelease_version: str,
         tracked_files: Callable[[], frozenset[str]] = frozenset,
         archives: ArchiveStore | None = None,
+        unversioned: Callable[[], list[str]] | None = None,
     ) -> None:
         self.layout = layout
         self.settings = settings
@@ -81,6 +82,9 @@ class BackupService:
         self.python = python
         self.gitrelease_version = gitrelease_version
         self.tracked_files = tracked_files  # versioned paths: never backed up nor restored
+        # What git does not version (`GitRepo.unversioned`): where the bot's databases are
+        # looked for outside the data dir; None walks the checkout instead.
+        self.unversioned = unversioned
 
     # -- create ----------------------------------------------------------------------------
 
@@ -90,13 +94,14 @@ class BackupService:
     ) -> Backup:
         """Take a backup; the caller holds the operation lock. `only`: just these members
         (a restore's safety backup holds the files it replaces, not the others)."""
-        sources = await asyncio.to_thread(
-            collect, self.layout, self.settings, backup_type, include_logs=options.include_logs,
-            tracked=await asyncio.to_thread(self.tracked_files))
+        gathered = await asyncio.to_thread(self._gather, backup_type, options.include_logs)
+        sources = gathered.sources
         if only is not None:
             sources = [s for s in sources if s.name in only]
         if not sources:
-            raise BackupFailed(f"there is nothing to back up for a {backup_type.value} backup",
+            found = "; ".join(gathered.warnings) if only is None else ""
+            raise BackupFailed(f"there is nothing to back up for a {backup_type.value} backup"
+                               + (f": {found}" if found else ""),
                                hint="check database_paths and config_paths, or pick another "
                                     "type")
         existing = await self.store.list_backups()
@@ -117,7 +122,8 @@ class BackupService:
             file_path=self.archives.location(file_name), file_size=None, compressed_size=None,
             created_at=utcnow(), completed_at=None, description=options.description,
             checksum=None, auto_created=options.auto_created, metadata={}, tag=point.tag,
-            commit=point.commit, keep=options.keep)
+            commit=point.commit, keep=options.keep,
+            warnings=list(gathered.warnings) if only is None else [])
         await self.store.save_backup(backup)
         # A thread cannot be cancelled: on cancellation (Ctrl-C, a cancelled task) it is told
         # to stop and waited for, so no archive lands after the row says FAILED and the lock
@@ -149,6 +155,12 @@ class BackupService:
             backup.verified_at = utcnow()
         await self.store.save_backup(backup)
         return backup
+
+    def _gather(self, backup_type: BackupType, include_logs: bool) -> Gathered:
+        """The sources (in a thread: git and the disk block)."""
+        unversioned = self.unversioned() if self.unversioned is not None else None
+        return gather(self.layout, self.settings, backup_type, include_logs=include_logs,
+                      tracked=self.tracked_files(), unversioned=unversioned)
 
     def _write(
         self, backup: Backup, sources: list[Source], compression: str, file_name: str,

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from gitrelease.core.errors import InsufficientDiskSpace, VerificationFailed
+from gitrelease.state.databases import is_sqlite
 
 __all__ = ["integrity_problem", "is_sqlite", "restore_database", "snapshot_database"]
 
@@ -22,17 +23,8 @@ __all__ = ["integrity_problem", "is_sqlite", "restore_database", "snapshot_datab
 # fails it is never COMPLETED. A restore does not check the live file again afterwards: what it
 # copied in is byte for byte the snapshot that passed, by the manifest's sha256.
 
-_MAGIC = b"SQLite format 3\x00"
 _BUSY_MS = 30_000
 _SQLITE_FULL = 13
-
-
-def is_sqlite(path: Path) -> bool:
-    try:
-        with path.open("rb") as handle:
-            return handle.read(len(_MAGIC)) == _MAGIC
-    except OSError:
-        return False
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:

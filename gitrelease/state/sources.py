@@ -1,8 +1,11 @@
 """What a backup holds: the state git does not version, sorted into databases, config, data, logs.
 
 Member names say where a file lives: ``data/<path>`` under the data dir, ``root/<path>``
-under the deployment root. The index, backups, locks, temp files and SQLite's own ``-wal``
-``-shm`` ``-journal`` files are never members (a database is captured whole by its snapshot).
+under the deployment root; people are shown the path from the bot's root (`Layout.shown`).
+The index, backups, locks, temp files and SQLite's own ``-wal`` ``-shm`` ``-journal`` files
+are never members (a database is captured whole by its snapshot). Databases are every SQLite
+file of the data dir, the configured `database_paths`, and those found among the checkout's
+untracked and ignored files (`databases.find_databases`).
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from gitrelease.core.errors import InvalidSetting
 from gitrelease.core.models import BackupType
 from gitrelease.core.settings import Settings
 from gitrelease.index import INDEX_NAME
-from gitrelease.state.snapshot import is_sqlite
+from gitrelease.state.databases import HINTS, find_databases, is_skipped, is_sqlite
 
-__all__ = ["KINDS_OF", "Layout", "Source", "collect"]
+__all__ = ["KINDS_OF", "Gathered", "Layout", "Source", "collect", "gather", "would_hold"]
 
 #: The member kinds each backup type holds.
 KINDS_OF = {
@@ -32,7 +35,9 @@ _RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", INDEX_NA
                   "bad_releases.json", "audit_cache.json", "last_check.json",
                   # About the running process, never about the data: restoring one would
                   # bring back a start that no longer waits, or a restart nobody asked for.
-                  "restart_pending.json", "restart_request.json"}
+                  "restart_pending.json", "restart_request.json",
+                  # The `*` that keeps the data dir out of the bot's `git status`.
+                  ".gitignore"}
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,16 @@ class Layout:
             return "data/" + path.relative_to(self.data_dir).as_posix()
         return "root/" + path.relative_to(self.root).as_posix()
 
+    def shown(self, member: str) -> str:
+        """A member as the operator knows it: its path from the bot's root (``.env``,
+        ``data/app.db``), absolute when it lives outside the checkout."""
+        try:
+            path = self.live_path(member)
+        except ValueError:
+            return member
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) \
+            else str(path)
+
     def live_path(self, member: str) -> Path:
         """Where a member is restored to (the name only; `restorable` decides if it may be)."""
         area, _, rest = member.partition("/")
@@ -83,14 +98,15 @@ class Layout:
         return base.joinpath(*relative.parts)
 
     def restorable(
-        self, member: str, settings: Settings, tracked: frozenset[str]
+        self, member: str, settings: Settings, tracked: frozenset[str],
+        kind: str | None = None,
     ) -> Path:
         """The live path of a member a gitrelease backup could hold, else ValueError.
 
         An archive is only data: whatever its manifest says, a restore never writes into
         .git, over versioned files, over the index, locks, backups or logs, anywhere else
-        in the root than the configured config and database files, or through a symlinked
-        directory.
+        in the root than the configured config and database files and where a backup could
+        have found a database (`_could_be_found`), or through a symlinked directory.
         """
         path = self.live_path(member)
         relative = path.relative_to(self.root) if path.is_relative_to(self.root) else None
@@ -101,7 +117,9 @@ class Layout:
         if member.startswith("root/"):
             allowed = {".env", *settings.config_paths, *settings.database_paths,
                        *settings.config_templates.values()}
-            if member.removeprefix("root/") not in {PurePosixPath(a).as_posix() for a in allowed}:
+            name = PurePosixPath(member.removeprefix("root/"))
+            if name.as_posix() not in {PurePosixPath(a).as_posix() for a in allowed} and not (
+                    kind == "database" and self._could_be_found(name, path)):
                 raise ValueError(f"{member!r} is not a configured config or database file")
         reserved = (self.backup_dir, self.logs_dir)
         if any(path == r or path.is_relative_to(r) for r in reserved) and not (
@@ -115,6 +133,17 @@ class Layout:
             if (base / parent).is_symlink():
                 raise ValueError(f"{member!r} would be written through a symlink")
         return path
+
+    def _could_be_found(self, name: PurePosixPath, path: Path) -> bool:
+        """Whether a database member of the root is where `find_databases` could have found
+        one: named like a database, or where a SQLite file is now, not through a link, and
+        outside virtual environments and caches. (What is restored there must be SQLite too:
+        the restore checks the staged file.) A script passed off as a database goes nowhere."""
+        if is_skipped(name) or path.is_symlink() or any(
+                (p / "pyvenv.cfg").is_file() for p in path.parents
+                if p.is_relative_to(self.root) and p != self.root):
+            return False  # the search follows no link, and neither does a restore of it
+        return name.suffix.lower() in HINTS or is_sqlite(path)
 
 
 @dataclass(frozen=True)
@@ -181,11 +210,33 @@ def _configured(layout: Layout, paths: list[str], key: str) -> list[Path]:
     return found
 
 
+@dataclass(frozen=True)
+class Gathered:
+    """What a backup of one type would take, and what it has to say about it."""
+
+    sources: list[Source]
+    warnings: list[str] = field(default_factory=list)
+
+
 def collect(
     layout: Layout, settings: Settings, backup_type: BackupType, *, include_logs: bool,
-    tracked: frozenset[str] = frozenset(),
+    tracked: frozenset[str] = frozenset(), unversioned: list[str] | None = None,
 ) -> list[Source]:
     """Every file a backup of this type takes, with its member name and kind."""
+    return gather(layout, settings, backup_type, include_logs=include_logs, tracked=tracked,
+                  unversioned=unversioned).sources
+
+
+def gather(
+    layout: Layout, settings: Settings, backup_type: BackupType, *, include_logs: bool,
+    tracked: frozenset[str] = frozenset(), unversioned: list[str] | None = None,
+) -> Gathered:
+    """`collect`, with a warning for each kind the type holds that was not found at all
+    (never a backup silently without its database) and for a search cut short.
+
+    `unversioned`: what git does not version in the checkout (`GitRepo.unversioned`), where
+    databases outside the data dir are looked for; None walks the checkout instead.
+    """
     kinds = set(KINDS_OF[backup_type]) | ({"log"} if include_logs else set())
     chosen: dict[Path, str] = {}
     skip = {layout.backup_dir, layout.logs_dir}
@@ -194,6 +245,11 @@ def collect(
                  and is_sqlite(p)]
     databases += [p for p in _configured(layout, settings.database_paths, "database_paths")
                   if is_sqlite(p)]
+    found = find_databases(layout.root, unversioned, tracked=tracked,
+                           skip={layout.data_dir, *skip}) \
+        if "database" in kinds else None
+    if found is not None:
+        databases += [p for p in found.databases if not _is_runtime(p, layout)]
     sidecars = {Path(f"{db}{suffix}") for db in databases for suffix in _SIDECARS}
     for path in databases:
         chosen.setdefault(path, "database")
@@ -215,7 +271,42 @@ def collect(
         return path.is_relative_to(layout.root) and \
             path.relative_to(layout.root).as_posix() in tracked
 
-    return [
+    sources = [
         Source(path, layout.member_name(path), kind, path.stat().st_size)
         for path, kind in chosen.items() if kind in kinds and not versioned(path)
     ]
+    held = {s.kind for s in sources}
+    warnings = []
+    if "database" in kinds and "database" not in held:
+        warnings.append(
+            "no SQLite database was found (looked in the data dir, database_paths and every "
+            "file git does not version in the checkout): this backup holds no database")
+    if "config" in kinds and "config" not in held:
+        warnings.append("no config file was found (.env, data/settings.toml, config_paths): "
+                        "this backup holds no config")
+    if found is not None and found.incomplete:
+        warnings.append(found.incomplete)
+    return Gathered(sources, warnings)
+
+
+#: How many names of one kind `would_hold` lists before it counts the rest.
+_SHOWN = 20
+
+
+def would_hold(
+    layout: Layout, settings: Settings, *, tracked: frozenset[str] = frozenset(),
+    unversioned: list[str] | None = None,
+) -> dict[str, list[str]]:
+    """What a full backup would hold now, by kind, as paths from the bot's root:
+    ``{"databases": [...], "config": [...], "data": [...]}`` (past 20 of a kind, the rest
+    are counted: ``"and 130 more"``)."""
+    gathered = gather(layout, settings, BackupType.FULL, include_logs=False, tracked=tracked,
+                      unversioned=unversioned)
+    holds: dict[str, list[str]] = {"databases": [], "config": [], "data": []}
+    key = {"database": "databases", "config": "config", "data": "data"}
+    for source in sorted(gathered.sources, key=lambda s: s.name):
+        holds[key[source.kind]].append(layout.shown(source.name))
+    for name, shown in holds.items():
+        if len(shown) > _SHOWN:
+            holds[name] = [*shown[:_SHOWN], f"and {len(shown) - _SHOWN} more"]
+    return holds

@@ -12,6 +12,7 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -40,6 +41,7 @@ class UnpackFailed(GitReleaseError):
 def extract_safely(
     path: Path, staging: Path, manifest: dict[str, Any], *, wanted: set[str] | None = None,
     checksum: str | None = None, durable: set[str] | None = None,
+    shown: Callable[[str], str] = str,
 ) -> dict[str, Path]:
     """Unpack regular files listed in the manifest into `staging`; nothing lands outside it.
 
@@ -51,7 +53,9 @@ def extract_safely(
     while unpacking rather than in a pass of its own; and as the file is then known to be what
     gitrelease wrote, reading stops after the last member wanted (the rest is only hashed).
     Members named in `durable` (default: all) are fsynced; the others are read back through
-    SQLite and need not be. Returns member name -> staged path.
+    SQLite and need not be. `shown` names a member as the operator knows it (``.env``, not
+    ``root/.env``) where a message is about the file, not about the archive's make-up.
+    Returns member name -> staged path.
     """
     expected = {f["path"]: f for f in manifest.get("files", [])}
     budget = sum(int(f["size"]) for f in expected.values())
@@ -88,7 +92,8 @@ def extract_safely(
             assert handle is not None  # noqa: S101 - a regular member always has data
             digest = _stage(handle, target, durable is None or info.name in durable)
             if digest != entry["sha256"]:
-                raise VerificationFailed(f"{path.name}: {info.name} does not match its checksum")
+                raise VerificationFailed(
+                    f"{path.name}: {shown(info.name)} does not match its checksum")
             os.chmod(target, stat.S_IMODE(int(entry["mode"])) & 0o777)
             staged[info.name] = target
             if checksum is not None and len(staged) == len(goal):
@@ -98,7 +103,8 @@ def extract_safely(
                 pass
     missing = goal - set(staged)
     if missing:
-        raise VerificationFailed(f"{path.name}: {sorted(missing)[0]} is missing from the archive")
+        raise VerificationFailed(
+            f"{path.name}: {shown(sorted(missing)[0])} is missing from the archive")
     if checksum is not None and source.digest.hexdigest() != checksum:
         raise VerificationFailed(f"{path.name}: the archive's sha256 does not match the index")
     return staged

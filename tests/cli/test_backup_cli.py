@@ -37,7 +37,7 @@ def test_create_list_verify_restore_delete_prune(
     db.close()
     code, restored = cli(world, capsys, "backup", "restore", "pre_v2", "--yes")
     assert code == 0
-    assert "root/.env" in restored["restored"]  # type: ignore[index]
+    assert ".env" in restored["restored"]  # type: ignore[index]
     assert (world.deploy / ".env").read_text() == ENV_SECRET
     safety = restored["safety_backup"]["id"]  # type: ignore[index]
 
@@ -83,11 +83,11 @@ BAD = [
     (["backup", "verify", "backup_19990101_000000"], "backup_not_found", None),
     (["backup", "verify", "x" * 101], "invalid_input", "ID"),
     (["backup", "verify", "b", "--deep=1"], "usage_error", None),
-    (["backup", "restore", "backup_19990101_000000"], "invalid_input", "--yes"),
+    (["backup", "restore", "backup_19990101_000000"], "confirmation_required", None),
     (["backup", "restore", "backup_19990101_000000", "--yes"], "backup_not_found", None),
     (["backup", "restore", "b", "--yes", "--type", "logs"], "invalid_input", "--type"),
     (["backup", "restore", "b", "--yes", "--no-verify=1"], "usage_error", None),
-    (["backup", "delete", "backup_19990101_000000"], "invalid_input", "--yes"),
+    (["backup", "delete", "backup_19990101_000000"], "confirmation_required", None),
     (["backup", "delete", "backup_19990101_000000", "--yes"], "backup_not_found", None),
     (["backup", "prune", "--dry-run=1"], "usage_error", None),
 ]

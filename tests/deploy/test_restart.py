@@ -46,6 +46,9 @@ def recorder(world: World) -> tuple[str, Path]:
     return f'restart_method = "command"\nrestart_command = {command}\n', log
 
 
+REQUIRED = 'start_confirmation = "required"\n'  # these bots confirm their starts
+
+
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
@@ -244,7 +247,7 @@ def test_none_restarts_nothing_and_says_so(world: World) -> None:
 def test_install_with_signal_restart_completes_only_when_the_new_bot_confirms(
     world: World, bots: list[Bot],
 ) -> None:
-    settings(world, 'restart_method = "signal"\n')
+    settings(world, 'restart_method = "signal"\n' + REQUIRED)
     old_bot = Bot(world, "signal")
     bots.append(old_bot)
     session = json.loads(cli(world, "install", "--type", "bot", "--to", "1.1.0",
@@ -273,7 +276,7 @@ def test_restart_failure_does_not_undo_the_installed_release(world: World) -> No
 
 def test_boot_check_rolls_back_after_max_unconfirmed_starts(world: World) -> None:
     text, log = recorder(world)
-    settings(world, text + "max_boot_failures = 2\n")
+    settings(world, text + "max_boot_failures = 2\n" + REQUIRED)
     cli(world, "install", "--type", "bot", "--to", "1.1.0")
     git_log = lines(log)
     assert git_log == ["install 1.1.0"]
@@ -405,7 +408,7 @@ def test_crash_loop_after_a_hand_checkout_goes_back_in_code_alone(world: World) 
 
 def test_pending_start_is_never_backed_up_or_restored(world: World) -> None:
     text, _log = recorder(world)
-    settings(world, text + "max_boot_failures = 1\n")
+    settings(world, text + "max_boot_failures = 1\n" + REQUIRED)
     cli(world, "install", "--type", "bot", "--to", "1.1.0")
     cli(world, "boot-check")
     assert json.loads(cli(world, "boot-check", "--json").stdout)["action"] == "rolled_back"
@@ -431,7 +434,7 @@ def test_rollback_previous_works_while_the_install_waits_for_its_restart(world: 
 
 def test_boot_check_lets_the_bot_start_when_its_rollback_is_refused(world: World) -> None:
     text, _log = recorder(world)
-    settings(world, text + "max_boot_failures = 1\n")
+    settings(world, text + "max_boot_failures = 1\n" + REQUIRED)
     cli(world, "install", "--type", "bot", "--to", "1.1.0")
     cli(world, "boot-check")
     (world.deploy / "bot.py").write_text("print('edited on the server')\n")  # a dirty tree

@@ -124,8 +124,9 @@ def test_rollback_cli(world: World, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--root", str(world.deploy), "install", "--type", "bot"]) == 0
     capsys.readouterr()
     code = main(["--root", str(world.deploy), "--json", "rollback", "previous"])
-    assert code == 2
-    assert json.loads(capsys.readouterr().out)["error"]["message"].startswith("invalid --yes")
+    assert code == 15  # says what a rollback does and how to go ahead, not "invalid --yes"
+    assert json.loads(capsys.readouterr().out)["error"]["message"].startswith(
+        "rollback changes the code and data: add --yes")
     assert main(["--root", str(world.deploy), "--json", "rollback", "previous", "--yes"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "completed"
     assert world.head() == world.tag_commit("v1.0.0")

@@ -43,3 +43,21 @@ def test_fields_past_discords_limit_are_counted_in_the_readers_language(
     assert shown.fields[-1].value == "… et 16 de plus"
     assert [f.name for f in shown.fields[:24]] == [f"n{n}" for n in range(24)]
     assert fit(many()).fields[-1].value == "… and 16 more"
+
+
+def test_breaking_from_an_unknown_version_reads_unknown_not_unchecked() -> None:
+    from datetime import UTC, datetime
+
+    from gitrelease.core.models import UpdateInfo, UpdateType
+    from gitrelease.core.reports import CheckReport
+    from gitrelease_discord.cards import check_card
+
+    info = UpdateInfo(UpdateType.BOT, "6.5.0", 10, "Release 6.5.0", False, None, [],
+                      datetime(2024, 1, 1, tzinfo=UTC), None, "a" * 40, tag="v6.5.0",
+                      current_version="0+untagged.gabc1234")
+    report = CheckReport(UpdateType.BOT, datetime(2024, 1, 2, tzinfo=UTC),
+                         "0+untagged.gabc1234", bot=info, version_known=False)
+    card = check_card(report, "Update check", "en-US")
+    body = card.description or ""
+    body += "".join(f.value for f in card.fields)
+    assert text("unknown", "en-US") in body

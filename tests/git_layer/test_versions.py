@@ -12,10 +12,12 @@ from gitrelease.git.records import TagRef
 from gitrelease.git.versions import (
     Channel,
     TagPattern,
+    TagScheme,
     is_breaking,
     is_security,
     parse_version,
     select_releases,
+    suggest_pattern,
 )
 
 V = TagPattern.parse("v*")
@@ -100,10 +102,61 @@ def test_security_markers(messages: list[str], expected: bool) -> None:
     ("1.4.0", "1.5.0", ["feat: x\n\nBREAKING CHANGE: settings moved"], True),
     ("1.4.0", "1.5.0", ["feat: x\n\nBREAKING-CHANGE: settings moved"], True),
     ("1.4.0", "1.5.0", ["feat: mention breaking change: none"], False),
-    (None, "3.0.0", [], False),
+    (None, "3.0.0", [], None),  # the running version unknown: not "not breaking"
+    (None, "3.0.0", ["feat!: new config format"], True),  # declared: known all the same
 ])
 def test_breaking_markers(
-    current: str | None, target: str, messages: list[str], expected: bool
+    current: str | None, target: str, messages: list[str], expected: bool | None
 ) -> None:
     assert is_breaking(Version(current) if current else None, Version(target),
                        messages) is expected
+
+
+# -- several patterns ----------------------------------------------------------------------
+
+DEFAULT = TagScheme.parse(["v*", "*"])
+
+
+def test_a_list_of_patterns_takes_both_schemes_and_orders_across_them() -> None:
+    tags = [ref(n) for n in ("1.0.0", "5.0", "v5.1.0", "v6.5.0", "nightly", "latest",
+                             "vnext", "1.0-final-x", "v1.0.0.")]
+    releases, ignored = select_releases(tags, DEFAULT, Channel.STABLE)
+    assert [r.tag for r in releases] == ["1.0.0", "5.0", "v5.1.0", "v6.5.0"]
+    # Named as "not a version": what carries a pattern's prefix, or starts with a digit;
+    # never every tag the bare "*" matches.
+    assert sorted(ignored) == ["1.0-final-x", "v1.0.0.", "vnext"]
+    alone, ignored_alone = select_releases(tags, TagPattern.parse("*"), Channel.STABLE)
+    assert [r.tag for r in alone] == ["1.0.0", "5.0"]
+    assert ignored_alone == ["1.0-final-x"]
+
+
+def test_a_tag_several_patterns_match_counts_once_under_the_first() -> None:
+    scheme = TagScheme.parse(["*", "*.0", "*"])
+    assert scheme.globs == ["*", "*.0"]
+    releases, _ = select_releases([ref("1.2.0")], scheme, Channel.STABLE)
+    assert [(r.tag, str(r.version)) for r in releases] == [("1.2.0", "1.2.0")]
+    assert scheme.text == '["*", "*.0"]' and TagScheme.parse("v*").text == '"v*"'
+
+
+def test_a_new_tag_is_named_as_the_newest_release() -> None:
+    assert DEFAULT.pattern_for("5.0").tag_for(Version("5.1.0")) == "5.1.0"
+    assert DEFAULT.pattern_for("v5.1.0").tag_for(Version("5.2.0")) == "v5.2.0"
+    assert DEFAULT.pattern_for(None).tag_for(Version("1.0.0")) == "v1.0.0"
+
+
+@pytest.mark.parametrize("bad", [[], ["v**"], [1], "x", ["v*"] * 11, ["v*", "v?"], None])
+def test_bad_pattern_lists(bad: object) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        TagScheme.parse(bad)  # type: ignore[arg-type]
+    assert caught.value.field == "tag_pattern"
+
+
+@pytest.mark.parametrize(("name", "glob", "version"), [
+    ("release-1.0", "release-*", "1.0"), ("5.0", "*", "5.0"), ("v5.1.0", "v*", "5.1.0"),
+    ("release-3.1-final", "release-*-final", "3.1"), ("app/v2.0.0rc1", "app/v*", "2.0.0rc1"),
+    ("nightly", None, None), ("vnext", None, None), ("latest", None, None),
+    ("2024-01-05", None, None),
+])
+def test_suggested_patterns(name: str, glob: str | None, version: str | None) -> None:
+    found = suggest_pattern(name)
+    assert ((found[0].glob, str(found[1])) if found else (None, None)) == (glob, version)

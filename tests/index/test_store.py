@@ -26,7 +26,7 @@ async def test_new_index_is_wal_versioned_and_private(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 6
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
@@ -62,6 +62,8 @@ async def test_sessions_roundtrip_and_statistics(tmp_path: Path) -> None:
         for s in (old, done, running):
             await store.create_session(s)
         done.steps_completed = ["preflight", "fetch"]
+        done.package_changes = [{"name": "botlib", "from": "2.0", "to": "1.5",
+                                 "downgrade": True}]
         await store.save_session(done)
         loaded = await store.get_session("done")
         assert loaded == done
@@ -112,11 +114,11 @@ async def test_a_version_1_index_is_migrated_in_place(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     try:
         old = await store.get_session("s1")
-        assert old is not None and old.backup_id is None
+        assert old is not None and old.backup_id is None and old.package_changes == []
         assert await store.list_backups() == []
     finally:
         await store.close()
-    assert rows_of(path, "PRAGMA user_version") == [(6,)]
+    assert rows_of(path, "PRAGMA user_version") == [(7,)]
 
 
 def rows_of(path: Path, sql: str) -> list[tuple]:

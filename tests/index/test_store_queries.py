@@ -241,7 +241,7 @@ async def test_a_version_4_index_is_migrated_with_its_rows(tmp_path: Path) -> No
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (6,)
+        assert db.execute("PRAGMA user_version").fetchone() == (7,)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     db.close()
     assert {"backups_type_created_at", "backups_status_created_at", "backups_archives",

@@ -387,7 +387,7 @@ async def test_restore_brings_back_database_and_env_while_a_connection_is_open(
     assert json.loads((world.deploy / "data" / "files" / "user0.json").read_text()) == {
         "user": 0}
     assert result.safety_backup is not None and result.safety_backup.auto_created
-    assert "root/.env" in result.restored and "data/app.db" in result.restored
+    assert ".env" in result.restored and "data/app.db" in result.restored
     safety = members_of(Path(result.safety_backup.file_path or ""))
     assert safety["root/.env"] == b"DISCORD_TOKEN=rotated\n"
     assert rows(live, "PRAGMA integrity_check") == [("ok",)]
@@ -552,7 +552,7 @@ async def test_lost_index_is_rebuilt_from_the_archives(world: World) -> None:
         assert listed[second.id].description == "two"
         assert listed[first.id].tag == "v1.0.0"
         restored = await manager.restore_backup("before", {"confirm": True})
-    assert "root/.env" in restored.restored
+    assert ".env" in restored.restored
 
 
 async def test_missing_archive_is_marked_at_reconciliation(world: World) -> None:
