@@ -160,11 +160,27 @@ class World:
         }
 
 
-def _build_template(base: Path) -> World:
+def new_world(base: Path) -> World:
+    """An empty world under `base`: a bare origin and a release-side clone on `main`; the
+    deployment is cloned by the caller once the releases are pushed."""
     world = World(base, base / "origin.git", base / "release", base / "deploy")
     git(base, "init", "--quiet", "--bare", "--initial-branch=main", str(world.origin))
     git(base, "clone", "--quiet", str(world.origin), str(world.release))
     git(world.release, "checkout", "--quiet", "-b", "main")
+    return world
+
+
+def copy_world(template: World, base: Path) -> World:
+    """A private copy of a template world, remotes pointing at the copy's own origin."""
+    shutil.copytree(template.base, base, symlinks=True)
+    copy = World(base, base / "origin.git", base / "release", base / "deploy", template.clock)
+    for clone in (copy.release, copy.deploy):
+        git(clone, "remote", "set-url", "origin", str(copy.origin))
+    return copy
+
+
+def _build_template(base: Path) -> World:
+    world = new_world(base)
     world.commit("feat: first bot", {
         ".gitignore": "/data/*\n!/data/.gitkeep\n.env\n",
         "data/.gitkeep": "",
@@ -199,13 +215,7 @@ def template_world(tmp_path_factory: pytest.TempPathFactory) -> World:
 @pytest.fixture
 def world(template_world: World, tmp_path: Path) -> Iterator[World]:
     """A private copy of the template world, remotes pointing at the copy's own origin."""
-    base = tmp_path / "world"
-    shutil.copytree(template_world.base, base, symlinks=True)
-    copy = World(base, base / "origin.git", base / "release", base / "deploy",
-                 template_world.clock)
-    for clone in (copy.release, copy.deploy):
-        git(clone, "remote", "set-url", "origin", str(copy.origin))
-    yield copy
+    yield copy_world(template_world, tmp_path / "world")
 
 
 # -- a bot process, for the restart tests ---------------------------------------------------

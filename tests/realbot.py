@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, World, git
+from tests.conftest import REPO_ROOT, World, copy_world, git, new_world
 
 __all__ = ["BOT_TOKEN", "CONFIG_V5", "DATABASE", "cli", "realbot", "realbot_packages", "users"]
 
@@ -54,10 +54,7 @@ def users(deploy: Path) -> list[tuple]:
 
 
 def _build(base: Path) -> World:
-    world = World(base, base / "origin.git", base / "release", base / "deploy")
-    git(base, "init", "--quiet", "--bare", "--initial-branch=main", str(world.origin))
-    git(base, "clone", "--quiet", str(world.origin), str(world.release))
-    git(world.release, "checkout", "--quiet", "-b", "main")
+    world = new_world(base)
     world.commit("Initial commit", {
         ".gitignore": ".env\n__pycache__/\ndatabase/*.db\n",
         "bot.py": "print('bot')\n",
@@ -99,13 +96,7 @@ def realbot_template(tmp_path_factory: pytest.TempPathFactory) -> World:
 @pytest.fixture
 def realbot(realbot_template: World, tmp_path: Path) -> Iterator[World]:
     """A private copy of the real-bot world, remotes pointing at the copy's own origin."""
-    base = tmp_path / "realbot"
-    shutil.copytree(realbot_template.base, base, symlinks=True)
-    copy = World(base, base / "origin.git", base / "release", base / "deploy",
-                 realbot_template.clock)
-    for clone in (copy.release, copy.deploy):
-        git(clone, "remote", "set-url", "origin", str(copy.origin))
-    yield copy
+    yield copy_world(realbot_template, tmp_path / "realbot")
 
 
 @pytest.fixture(scope="session")
@@ -120,12 +111,10 @@ def realbot_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def realbot_venv(tmp_path_factory: pytest.TempPathFactory, realbot_wheels: Path) -> Path:
-    venv = tmp_path_factory.mktemp("realbot-venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                    "--no-index", "--find-links", str(realbot_wheels), "botlib==2.0"],
-                   check=True)
-    return venv
+    from tests.deploy.test_packages import make_venv
+
+    return make_venv(tmp_path_factory.mktemp("realbot-venv") / "env", realbot_wheels,
+                     "botlib==2.0")
 
 
 @pytest.fixture

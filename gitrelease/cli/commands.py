@@ -32,6 +32,7 @@ from gitrelease.cli.parser import (
     UPDATE_TYPES,
 )
 from gitrelease.core.errors import InvalidInput
+from gitrelease.core.text import counted
 
 if TYPE_CHECKING:
     from gitrelease.cli.progress import ProgressBar
@@ -304,8 +305,7 @@ def _render_backup_result(action: str, result: Any) -> str:
     if action == "list":
         return render.render_backups(result)
     if action == "restore":
-        count = len(result.restored)
-        lines = [f"Restored {count} file{'' if count == 1 else 's'} from {result.backup.id} "
+        lines = [f"Restored {counted(len(result.restored), 'file')} from {result.backup.id} "
                  f"({result.restore_type}):"] + [f"  {name}" for name in result.restored]
         lines += [f"warning: {w}" for w in result.warnings]
         if result.safety_backup is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["ENV_LINE", "env_values", "redact", "size"]
+__all__ = ["ENV_LINE", "counted", "env_values", "redact", "size"]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]*@")
 _SECRET_PARAMETER = re.compile(
@@ -39,3 +39,8 @@ def env_values(text: str) -> dict[str, str]:
         if match and not line.lstrip().startswith("#"):
             found.setdefault(match.group(1), match.group(2))
     return found
+
+
+def counted(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``: a count with its noun, plural by an ``s`` when not one."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.reports import CheckReport, SourceError
+from gitrelease.core.text import counted
 from gitrelease.deploy import packages
 from gitrelease.deploy.configsync import check_config
 from gitrelease.git.releases import ReleaseSnapshot, read_pyproject
@@ -200,4 +201,4 @@ def _config(d: Deployment, report: CheckReport, snap: ReleaseSnapshot) -> None:
 
 
 def _keys(count: int, kind: str = "") -> str:
-    return f"{count} {kind}key" + ("" if count == 1 else "s")
+    return counted(count, f"{kind}key")

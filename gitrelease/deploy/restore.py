@@ -25,6 +25,7 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.models import Backup, BackupStatus, BackupType, Progress, utcnow
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
+from gitrelease.core.text import counted
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
@@ -158,10 +159,6 @@ def _other_release(backup: Backup, point: ReleasePoint, databases: bool) -> list
     what = "its database" if databases else "its files"
     return [f"backup {backup.id} was taken at {taken}; the code here is {here}: {what} may "
             "not match this code"]
-
-
-def _files(count: int) -> str:
-    return f"{count} file" if count == 1 else f"{count} files"
 
 
 async def _both(
@@ -357,7 +354,7 @@ def _put_back(
     except OSError as exc:
         failed.append(f"the directories ({exc})")
     if failed:
-        return (f"putting back the {_files(len(applied))} replaced FAILED for "
+        return (f"putting back the {counted(len(applied), 'file')} replaced FAILED for "
                 f"{', '.join(failed)}")
-    replaced = _files(len(applied))
+    replaced = counted(len(applied), "file")
     return f"the {replaced} already replaced {'was' if len(applied) == 1 else 'were'} put back"

@@ -46,6 +46,14 @@ def build_wheel(directory: Path, name: str, version: str, requires: list[str] = 
             wheel.writestr(path, data)
 
 
+def make_venv(venv: Path, wheels: Path, *requirements: str) -> Path:
+    """A virtual environment at `venv` holding `requirements`, from the local `wheels` only."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                    "--no-index", "--find-links", str(wheels), *requirements], check=True)
+    return venv
+
+
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("wheels")
@@ -57,12 +65,8 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def base_venv(tmp_path_factory: pytest.TempPathFactory, wheels: Path) -> Path:
-    venv = tmp_path_factory.mktemp("venv") / "env"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                    "--no-index", "--find-links", str(wheels), "tinyalpha==1.0",
-                    "tinybeta==1.0"], check=True)
-    return venv
+    return make_venv(tmp_path_factory.mktemp("venv") / "env", wheels, "tinyalpha==1.0",
+                     "tinybeta==1.0")
 
 
 @pytest.fixture
