@@ -9,7 +9,7 @@ from discord import app_commands
 
 from gitrelease.core.errors import InvalidInput
 from gitrelease.core.text import size
-from gitrelease_discord import cards
+from gitrelease_discord import state_cards
 from gitrelease_discord.checks import allow, may
 from gitrelease_discord.confirm import unconfirmed
 from gitrelease_discord.embeds import cut
@@ -41,7 +41,7 @@ class BackupCommands(CogLifecycle):
         "commands.backup_create.description"))
     @app_commands.describe(**params("backup_create", "backup_type", "compress", "backup_name",
                                     "include_logs", "description"))
-    @app_commands.choices(backup_type=choices(BACKUP_TYPES))
+    @app_commands.choices(backup_type=choices("backup_types"))
     async def backup_create(self, interaction: discord.Interaction, backup_type: str = "full",
                             compress: bool = True, backup_name: str | None = None,
                             include_logs: bool = False,
@@ -61,7 +61,7 @@ class BackupCommands(CogLifecycle):
         self._notify_soon("backup_notifications", text(
             "notify_backup", name=backup.name, status=backup.status.value,
             size=size(backup.compressed_size or backup.file_size)))
-        await interaction.edit_original_response(embed=cards.backup_card(
+        await interaction.edit_original_response(embed=state_cards.backup_card(
             backup, text("backup_title", locale_of(interaction), status=backup.status.value),
             locale_of(interaction)))
 
@@ -69,8 +69,8 @@ class BackupCommands(CogLifecycle):
         "commands.backup_list.description"))
     @app_commands.describe(**params("backup_list", "backup_type", "time_range", "limit",
                                     "sort_by"))
-    @app_commands.choices(backup_type=choices(BACKUP_TYPES), time_range=choices(BACKUP_RANGES),
-                          sort_by=choices(SORTS))
+    @app_commands.choices(backup_type=choices("backup_types"), time_range=choices("backup_ranges"),
+                          sort_by=choices("sorts"))
     async def backup_list(self, interaction: discord.Interaction, backup_type: str | None = None,
                           time_range: str = "30d", limit: app_commands.Range[int, 1, 50] = 20,
                           sort_by: str = "date") -> None:
@@ -93,7 +93,7 @@ class BackupCommands(CogLifecycle):
         pages = -(-len(backups) // PAGE_SIZE)
 
         def page(index: int) -> discord.Embed:
-            embed = cards.backups_page(backups, index * PAGE_SIZE, PAGE_SIZE, text(
+            embed = state_cards.backups_page(backups, index * PAGE_SIZE, PAGE_SIZE, text(
                 "backup_list_title", locale, count=len(backups)), locale)
             embed.set_footer(text=text("page", locale, page=index + 1, pages=pages))
             return embed
@@ -109,7 +109,7 @@ class BackupCommands(CogLifecycle):
         "commands.backup_restore.description"))
     @app_commands.describe(**params("backup_restore", "backup_id", "confirm", "restore_type",
                                     "verify_backup"))
-    @app_commands.choices(restore_type=choices(RESTORE_TYPES))
+    @app_commands.choices(restore_type=choices("restore_types"))
     async def backup_restore(self, interaction: discord.Interaction, backup_id: str,
                              confirm: bool, restore_type: str = "all",
                              verify_backup: bool = True) -> None:
@@ -129,7 +129,7 @@ class BackupCommands(CogLifecycle):
         self._notify_soon("update_completion_notifications", text(
             "notify_restore_done", name=result.backup.name, kind=restore_type,
             user=interaction.user.id))
-        await interaction.edit_original_response(embed=cards.restore_card(
+        await interaction.edit_original_response(embed=state_cards.restore_card(
             result, text("restore_title", locale, backup=backup_id), locale))
 
     @backup_restore.autocomplete("backup_id")

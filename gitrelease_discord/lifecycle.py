@@ -144,11 +144,13 @@ class CogLifecycle(commands.Cog):
 
     async def _with_progress(
         self, interaction: discord.Interaction, title: str,
-        work: Callable[[ReleaseManager, ProgressMessage], Awaitable[T]],
+        work: Callable[[ReleaseManager, ProgressMessage], Awaitable[T]], *,
+        intro: str | None = None,
     ) -> T:
-        """Run `work` with a fresh manager, its progress shown in the original response."""
+        """Run `work` with a fresh manager, its progress shown in the original response
+        (under `intro`, when given)."""
         async with self._open() as manager:
-            progress = ProgressMessage(interaction, title, self._notify_soon)
+            progress = ProgressMessage(interaction, title, self._notify_soon, intro=intro)
             try:
                 return await work(manager, progress)
             finally:

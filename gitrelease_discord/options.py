@@ -19,11 +19,11 @@ from gitrelease.core.choices import UPDATE_TYPES as INSTALL_TYPES
 from gitrelease.core.errors import InvalidInput
 from gitrelease.core.models import BackupType, ScheduleType
 from gitrelease.core.settings import CATEGORIES
-from gitrelease_discord.i18n import describe
+from gitrelease_discord.i18n import describe, label
 
 __all__ = [
-    "BACKUP_RANGES", "BACKUP_TYPES", "CATEGORIES", "RESTORE_TYPES", "SCHEDULE_TYPES", "SORTS",
-    "TIME_RANGES", "UPDATE_TYPES", "Choice", "check_choice", "check_flags", "check_text",
+    "BACKUP_RANGES", "BACKUP_TYPES", "CATEGORIES", "GROUPS", "RESTORE_TYPES", "SCHEDULE_TYPES",
+    "SORTS", "TIME_RANGES", "UPDATE_TYPES", "Choice", "check_choice", "check_flags", "check_text",
     "choices", "matching", "params",
 ]
 
@@ -39,9 +39,22 @@ SORTS = LIST_SORTS
 RESTORE_TYPES = ("all", "database", "config", "data")
 
 
-def choices(values: tuple[str, ...]) -> list[Choice[str]]:
-    """The fixed choices of an option, each shown as its own value."""
-    return [Choice(name=value, value=value) for value in values]
+#: Each option's fixed values, by the group their readable names are under in the locale
+#: file ("messages.choices.<group>.<value>").
+GROUPS: dict[str, tuple[str, ...]] = {
+    "update_types": UPDATE_TYPES, "time_ranges": TIME_RANGES,
+    "schedule_types": SCHEDULE_TYPES, "backup_types": BACKUP_TYPES,
+    "backup_ranges": BACKUP_RANGES, "sorts": SORTS, "restore_types": RESTORE_TYPES,
+    "categories": CATEGORIES,
+}
+
+
+def choices(group: str) -> list[Choice[str]]:
+    """The fixed choices of an option: readable names ("Last 7 days"), translated by the
+    command tree's Translator, for the engine's values ("7d")."""
+    return [Choice(name=app_commands.locale_str(
+        label(f"choices.{group}.{value}") or value, key=f"messages.choices.{group}.{value}"),
+        value=value) for value in GROUPS[group]]
 
 
 def params(command: str, *names: str) -> dict[str, app_commands.locale_str]:

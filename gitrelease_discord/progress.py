@@ -28,8 +28,10 @@ class ProgressMessage:
     The engine may report from worker threads: everything is handed to the loop first.
     """
 
-    def __init__(self, interaction: discord.Interaction, title: str, notify: Notify) -> None:
+    def __init__(self, interaction: discord.Interaction, title: str, notify: Notify, *,
+                 intro: str | None = None) -> None:
         self.interaction, self.title, self.notify = interaction, title, notify
+        self.intro = intro  # shown above the steps the whole time (what the work will do)
         self.loop = asyncio.get_running_loop()
         self.state: tuple[str, int, str] | None = None
         self.done: list[str] = []  # steps finished, shown with ✅
@@ -62,8 +64,9 @@ class ProgressMessage:
             return
         step, percent, _detail = self.state
         self.last = time.monotonic()
+        shown = progress_text(self.done, step, percent, self.locale)
         embed = discord.Embed(title=self.title, colour=COLOURS["info"],
-                              description=progress_text(self.done, step, percent, self.locale))
+                              description=f"{self.intro}\n{shown}" if self.intro else shown)
         with suppress(discord.HTTPException):
             await self.interaction.edit_original_response(embed=embed)
 

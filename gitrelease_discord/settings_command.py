@@ -34,7 +34,7 @@ class SettingsCommand(CogLifecycle):
         "commands.update_settings.description"))
     @app_commands.describe(**params("update_settings", "setting_category", "setting_name",
                                     "setting_value", "reset_to_default"))
-    @app_commands.choices(setting_category=choices(CATEGORIES))
+    @app_commands.choices(setting_category=choices("categories"))
     async def update_settings(self, interaction: discord.Interaction, setting_category: str,
                               setting_name: str, setting_value: str | None = None,
                               reset_to_default: bool = False) -> None:

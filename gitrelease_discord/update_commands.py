@@ -13,7 +13,7 @@ import discord
 from discord import app_commands
 
 from gitrelease.core.errors import ConfirmationRequired, TargetChanged
-from gitrelease_discord import cards
+from gitrelease_discord import cards, state_cards
 from gitrelease_discord.checks import allow, may
 from gitrelease_discord.confirm import ask, confirm_install, unconfirmed
 from gitrelease_discord.embeds import COLOURS
@@ -43,7 +43,7 @@ class UpdateCommands(CogLifecycle):
         "commands.update_check.description"))
     @app_commands.describe(**params("update_check", "check_type", "show_details",
                                     "include_security"))
-    @app_commands.choices(check_type=choices(UPDATE_TYPES))
+    @app_commands.choices(check_type=choices("update_types"))
     async def update_check(self, interaction: discord.Interaction, check_type: str = "all",
                            show_details: bool = False, include_security: bool = True) -> None:
         await allow(self.bot, interaction, "admin")
@@ -61,7 +61,7 @@ class UpdateCommands(CogLifecycle):
         "commands.update_install.description"))
     @app_commands.describe(**params("update_install", "update_type", "backup_before",
                                     "restart_required", "force_update", "backup_name"))
-    @app_commands.choices(update_type=choices(UPDATE_TYPES))
+    @app_commands.choices(update_type=choices("update_types"))
     async def update_install(self, interaction: discord.Interaction, update_type: str,
                              backup_before: bool = True, restart_required: bool = True,
                              force_update: bool = False, backup_name: str | None = None) -> None:
@@ -128,7 +128,7 @@ class UpdateCommands(CogLifecycle):
         "commands.update_status.description"))
     @app_commands.describe(**params("update_status", "show_history", "show_metrics",
                                     "time_range"))
-    @app_commands.choices(time_range=choices(TIME_RANGES))
+    @app_commands.choices(time_range=choices("time_ranges"))
     async def update_status(self, interaction: discord.Interaction, show_history: bool = False,
                             show_metrics: bool = True, time_range: str = "7d") -> None:
         await allow(self.bot, interaction, "admin")
@@ -138,7 +138,7 @@ class UpdateCommands(CogLifecycle):
         async with self._open() as manager:
             info = await manager.get_update_status(time_range, show_history=show_history,
                                                    show_metrics=show_metrics)
-        await interaction.edit_original_response(embed=cards.status_card(
+        await interaction.edit_original_response(embed=state_cards.status_card(
             info, text("status_title", locale_of(interaction)), locale_of(interaction)))
 
     @app_commands.command(name="update_rollback", description=describe(
@@ -193,7 +193,7 @@ class UpdateCommands(CogLifecycle):
         "commands.update_schedule.description"))
     @app_commands.describe(**params("update_schedule", "schedule_type", "update_time",
                                     "update_days", "update_types", "enabled"))
-    @app_commands.choices(schedule_type=choices(SCHEDULE_TYPES))
+    @app_commands.choices(schedule_type=choices("schedule_types"))
     async def update_schedule(self, interaction: discord.Interaction, schedule_type: str,
                               update_types: str, update_time: str | None = None,
                               update_days: str | None = None, enabled: bool = True) -> None:
@@ -210,5 +210,5 @@ class UpdateCommands(CogLifecycle):
                 actor=f"discord:{interaction.user.id}")
         self._start_schedules()
         locale = locale_of(interaction)
-        await interaction.edit_original_response(embed=cards.schedule_card(
+        await interaction.edit_original_response(embed=state_cards.schedule_card(
             schedule, text("schedule_title", locale, id=schedule.id), locale))
