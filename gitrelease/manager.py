@@ -219,6 +219,17 @@ class ReleaseManager:
         snap = await in_thread(self.deployment.snapshot)
         return [r.tag for r in reversed(snap.releases)]
 
+    async def release_choices(self) -> list[dict[str, Any]]:
+        """Every release tag, newest first, each with where it stands against what runs:
+        {"tag", "relation": "current" | "newer" | "older", "failed": bool} (for the
+        suggestions a front-end offers; "failed": it failed to install before)."""
+        snap = await in_thread(self.deployment.snapshot)
+        current = snap.current
+        return [{"tag": r.tag,
+                 "relation": "current" if r.commit == current.commit and current.distance == 0
+                 else "newer" if current.is_older_than(r) else "older",
+                 "failed": r.commit in snap.bad} for r in reversed(snap.releases)]
+
     # -- schedules -------------------------------------------------------------------------
 
     async def add_schedule(
@@ -230,6 +241,16 @@ class ReleaseManager:
 
         return await Scheduler(self.deployment).add(schedule_type, update_time, update_days,
                                                     update_types, enabled, actor)
+
+    async def check_schedule(
+        self, schedule_type: str, update_time: str | None = None, update_days: str | None = None,
+        update_types: str = "all", enabled: bool = True,
+    ) -> None:
+        """Raise `InvalidInput` for what `add_schedule` would refuse; writes nothing."""
+        from gitrelease.deploy.scheduler import Scheduler
+
+        await Scheduler(self.deployment).check(schedule_type, update_time, update_days,
+                                               update_types, enabled)
 
     async def list_schedules(self) -> list[UpdateSchedule]:
         store = await self.existing_index()
@@ -330,6 +351,12 @@ class ReleaseManager:
 
         return await backup_ops.list_backups(self.deployment, filters)
 
+    async def get_backup(self, backup_id: str) -> Backup:
+        """The backup of that id or name, or `BackupNotFound`."""
+        from gitrelease.deploy import backup_ops
+
+        return await backup_ops.get_backup(self.deployment, backup_id)
+
     async def verify_backup(self, backup_id: str, *, deep: bool = False,
                             actor: str = "system") -> Backup:
         """Re-read an archive against its checksums; a mismatch marks it CORRUPTED. `deep`
@@ -380,6 +407,14 @@ class ReleaseManager:
         from gitrelease.deploy.status import journal
 
         return await journal(self.deployment, session_id)
+
+    async def session_log(self, session_id: str, lines: int = 20
+                          ) -> tuple[UpdateSession, list[str]]:
+        """A recorded session and the last lines its commands printed (its log's tail)."""
+        from gitrelease.deploy.status import log_tail
+
+        session, _steps = await self.journal(session_id)
+        return session, await in_thread(log_tail, self.deployment, session, lines)
 
 
 # -- what works on a checkout alone -----------------------------------------------------------

@@ -22,6 +22,10 @@ __all__ = [
     "size",
 ]
 
+#: Why a backup the product took was taken, as `backup list` says it.
+_ORIGINS = {"pre_update": "taken before an install", "pre_rollback": "taken before a rollback",
+            "safety": "safety copy before a restore", "scheduled": "taken by a scheduled update"}
+
 
 def _package_moves(title: str, moves: list[dict[str, Any]]) -> list[str]:
     """One line per package: from -> to, downgrades marked."""
@@ -46,6 +50,13 @@ def render_plan(plan: InstallPlan) -> str:
             f"  steps: {', '.join(plan.steps)}",
         ]
     lines += _package_moves("packages that would move", plan.package_changes)
+    if plan.config_keys:  # names only: the live files hold secrets
+        lines += ["  config keys that would be added:"] + [
+            f"    {live}: {', '.join(keys)}" for live, keys in plan.config_keys.items()]
+    if plan.backup_holds:
+        lines += ["  the backup before the update would hold:"] + [
+            f"    {kind}: {', '.join(names) if names else 'none found'}"
+            for kind, names in plan.backup_holds.items()]
     if plan.needs_confirmation:
         lines += ["  the install would ask first (install with --force, or confirm it in "
                   "Discord):"] + [f"    - {reason}" for reason in plan.needs_confirmation]
@@ -138,7 +149,8 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
         f"{title} - {created}",
         f"  {backup.backup_type.value} backup of {backup.tag or backup.commit or '?'}, "
         f"{size(backup.file_size)} -> {size(backup.compressed_size)}"
-        + (", kept" if backup.keep else "") + (", automatic" if backup.auto_created else ""),
+        + (", kept" if backup.keep else "")
+        + (f", {_ORIGINS[backup.origin.value]}" if backup.origin.value in _ORIGINS else ""),
         f"  {state}",
     ]
     if verbose:

@@ -64,7 +64,7 @@ class InvalidInput(GitReleaseError):
         self, field: str, value: object, allowed: str | Iterable[str], *, reason: str = ""
     ) -> None:
         allowed_text = allowed if isinstance(allowed, str) else ", ".join(allowed)
-        shown = _shorten(repr(value))
+        shown = "nothing" if value is None else _shorten(repr(value))  # never "None"
         why = f" ({reason})" if reason else ""
         super().__init__(
             f"invalid {field}: {shown}{why}",

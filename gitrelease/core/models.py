@@ -93,6 +93,23 @@ class BackupType(Enum):
     DATA_ONLY = "data_only"
 
 
+class BackupOrigin(Enum):
+    """Why a backup was taken: by hand, or by the product before it changed something."""
+
+    MANUAL = "manual"
+    PRE_UPDATE = "pre_update"  # before an install
+    PRE_ROLLBACK = "pre_rollback"  # before a rollback
+    SAFETY = "safety"  # of the files a restore replaces, before it replaces them
+    SCHEDULED = "scheduled"  # before an install a schedule started
+
+
+#: How backups recorded before origins were stored are told apart: by their description.
+_ORIGIN_BY_DESCRIPTION = (("before installing ", BackupOrigin.PRE_UPDATE),
+                          ("before a scheduled install", BackupOrigin.SCHEDULED),
+                          ("before rolling back ", BackupOrigin.PRE_ROLLBACK),
+                          ("taken before restoring ", BackupOrigin.SAFETY))
+
+
 class BackupStatus(Enum):
     CREATING = "creating"
     COMPRESSING = "compressing"
@@ -233,11 +250,25 @@ class Backup:
     # What the backup that was just taken has to say (no database found, ...); not stored.
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def origin(self) -> BackupOrigin:
+        """Why it was taken (recorded since origins were; before that, told from the
+        description the product gave its own backups)."""
+        recorded = self.metadata.get("origin")
+        if recorded in {o.value for o in BackupOrigin}:
+            return BackupOrigin(recorded)
+        if self.auto_created:
+            for start, origin in _ORIGIN_BY_DESCRIPTION:
+                if (self.description or "").startswith(start):
+                    return origin
+        return BackupOrigin.MANUAL
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "backup_type": self.backup_type.value,
+            "origin": self.origin.value,
             "status": self.status.value,
             "file_path": self.file_path,
             "file_size": self.file_size,

@@ -128,6 +128,15 @@ class InstallPlan:
     # Why the install itself would stop and ask (ConfirmationRequired.reasons): the dry run
     # shows the plan all the same.
     needs_confirmation: list[str] = field(default_factory=list)
+    # The config keys the install would add, by live file ({".env": ["PREFIX"]}): names
+    # only, as `check` gives them, for the live files hold secrets.
+    config_keys: dict[str, list[str]] = field(default_factory=dict)
+    # What the pre-update backup would hold, by kind (as `CheckReport.backup_holds`); empty
+    # when the install would take no backup, so "nothing to back up" is never implied.
+    backup_holds: dict[str, list[str]] = field(default_factory=dict)
+    # Newer releases a plain install passes over because they failed to install before:
+    # [{"tag", "reason", "session"}], oldest first; for whoever asks to agree to skip them.
+    skipped: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def up_to_date(self) -> bool:
@@ -148,6 +157,8 @@ class InstallPlan:
             "warnings": self.warnings,
             "package_changes": self.package_changes,
             "needs_confirmation": self.needs_confirmation,
+            "config_keys": self.config_keys,
+            "backup_holds": self.backup_holds,
         }
 
 

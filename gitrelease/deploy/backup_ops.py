@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from gitrelease.state.backup_options import BackupOptions, ListFilters
     from gitrelease.state.retention import PruneResult
 
-__all__ = ["create_backup", "delete_backup", "list_backups", "prune_backups",
+__all__ = ["create_backup", "delete_backup", "get_backup", "list_backups", "prune_backups",
            "restore_backup", "verify_backup"]
 
 
@@ -139,6 +139,13 @@ async def prune_backups(
             await store.audit(actor, "backup_prune", None, "completed",
                               {"deleted": [b.id for b in result.deleted]})
         return result
+
+
+async def get_backup(d: Deployment, backup_id: str) -> Backup:
+    """The backup of that id or name (the index rebuilt first if it was lost), or
+    `BackupNotFound`; changes nothing else."""
+    await _known_backup(d, backup_id)
+    return await d.backups(await d.index()).get(backup_id)
 
 
 async def restore_backup(

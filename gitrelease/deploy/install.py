@@ -76,7 +76,7 @@ class Installer:
             current = self.d.snapshot().current
             plan = InstallPlan(kind, current.text, current.text, None, current.commit,
                                current.commit, self.steps(opts, kind), None, [])
-            return self._with_package_moves(plan, kind, current.commit)
+            return self._filled(plan, kind, current.commit)
         moved = self.d.fetch().moved_tags
         asked: tuple[str, ...] = ()
         try:
@@ -90,12 +90,14 @@ class Installer:
             found.warnings = [w for w in found.warnings
                               if w not in {f"installed once confirmed although {r}"
                                            for r in asked}]
+        skipped = [] if opts.to_version is not None else self._skipped(found.snapshot)
         if found.target is None or found.info is None:
             current = found.snapshot.current
             steps = [] if kind is UpdateType.BOT else self.steps(opts, kind)
             plan = InstallPlan(kind, current.text, current.text, None,
-                               current.commit, current.commit, steps, None, found.warnings)
-            return self._with_package_moves(plan, kind, current.commit)
+                               current.commit, current.commit, steps, None, found.warnings,
+                               skipped=skipped)
+            return self._filled(plan, kind, current.commit)
         edited = self.d.repo.dirty_files() if carrying else []
         if edited:
             found.warnings.append(
@@ -106,8 +108,38 @@ class Installer:
             kind, found.snapshot.current.text, str(found.target.version),
             found.target.tag, found.snapshot.current.commit, found.target.commit,
             self.steps(opts, kind, carrying=bool(edited)), found.info, found.warnings,
-            needs_confirmation=list(asked))
-        return self._with_package_moves(plan, kind, found.target.commit)
+            needs_confirmation=list(asked), skipped=skipped)
+        return self._filled(plan, kind, found.target.commit)
+
+    def _skipped(self, snap: ReleaseSnapshot) -> list[dict[str, str]]:
+        """The newer releases a plain install passes over, each with why and the session
+        in which it failed (its log)."""
+        from gitrelease.deploy.quarantine import load_bad
+
+        recorded = load_bad(self.d.data_dir)
+        return [{"tag": r.tag, "reason": snap.bad[r.commit],
+                 "session": recorded[r.commit].session if r.commit in recorded else ""}
+                for r in snap.newer() if r.commit in snap.bad]
+
+    def _filled(self, plan: InstallPlan, kind: UpdateType, commit: str) -> InstallPlan:
+        """The plan with what the install would change besides the code, for whoever is
+        asked to agree to it: packages pip would move, config keys the merge would add (by
+        live file, names only: live files hold secrets) and what the backup would hold."""
+        from gitrelease.deploy.configsync import ConfigError, check_config
+        from gitrelease.deploy.holds import backup_holds
+
+        self._with_package_moves(plan, kind, commit)
+        if kind in (UpdateType.CONFIG, UpdateType.ALL):
+            try:  # the keys `merge_config` adds: the target's template keys the live lacks
+                plan.config_keys = {drift.live: drift.missing_in_live for drift in check_config(
+                    self.d.repo, self.d.root, self.d.settings.config_templates,
+                    plan.from_commit, commit) if drift.missing_in_live}
+            except ConfigError as exc:
+                plan.warnings.append(f"which config keys would be added could not be told: "
+                                     f"{exc.message}")
+        if "backup" in plan.steps:  # the install's own step list says whether it takes one
+            plan.backup_holds = backup_holds(self.d)
+        return plan
 
     def _with_package_moves(self, plan: InstallPlan, kind: UpdateType, commit: str
                             ) -> InstallPlan:
@@ -183,6 +215,7 @@ class Installer:
             await store.audit(opts.initiated_by, "install", session.target_version,
                               "refused" if refused else "failed", {"session": session.id,
                                                                    "code": exc.code})
+            exc.details.update(session=session.id, changed=False, refused=refused)
             raise
         session.warnings = found.warnings
         if not opts.backup_before and self.takes_backup(opts):
@@ -214,6 +247,7 @@ class Installer:
                 await step.finish(UpdateStatus.FAILED, f"pre-update backup failed: {exc.message}")
                 await store.audit(opts.initiated_by, "install", session.target_version,
                                   "failed", {"session": session.id, "code": exc.code})
+                exc.details.update(session=session.id, changed=False)
                 raise
             session.backup_id = backup.id
             await store.save_session(session)
@@ -256,6 +290,8 @@ class Installer:
             await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
             await store.audit(opts.initiated_by, "install", session.target_version, "failed",
                               {"session": session.id, "undo": undo})
+            if isinstance(exc, GitReleaseError):  # what a front-end tells about the state
+                exc.details.update(session=session.id, changed=True, undo=undo)
             raise
         from gitrelease.deploy.restart_step import restart_after_update
 
@@ -312,15 +348,19 @@ class Installer:
         self, store: Store, opts: InstallOptions, snap: ReleaseSnapshot, target: str
     ) -> Backup:
         """A full backup indexed with the current tag, COMPLETED and verified before any change."""
+        from gitrelease.core.models import BackupOrigin
         from gitrelease.state.backup_options import BackupOptions
         from gitrelease.state.backups import ReleasePoint
 
         service = self.d.backups(store)
         current = snap.current
+        scheduled = (opts.initiated_by or "").startswith("schedule:")
         backup = await service.create(
             BackupType.FULL,
             BackupOptions(backup_name=opts.backup_name, auto_created=True,
-                          description=f"before installing {target}"),
+                          description=f"before installing {target}",
+                          origin=BackupOrigin.SCHEDULED if scheduled
+                          else BackupOrigin.PRE_UPDATE),
             ReleasePoint(current.tag, current.commit, current.text))
         if backup.verified_at is None:
             backup = await service.verify(backup)

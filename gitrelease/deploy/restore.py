@@ -22,7 +22,14 @@ from typing import Any
 
 from gitrelease.core.errors import GitReleaseError, InvalidInput, VerificationFailed
 from gitrelease.core.fsutil import fsync_dir
-from gitrelease.core.models import Backup, BackupStatus, BackupType, Progress, utcnow
+from gitrelease.core.models import (
+    Backup,
+    BackupOrigin,
+    BackupStatus,
+    BackupType,
+    Progress,
+    utcnow,
+)
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
 from gitrelease.core.text import counted
@@ -204,7 +211,7 @@ async def _safety_backup(
         return None
     kind = _SAFETY_TYPES.get(options.restore_type, BackupType.FULL)
     return await service.create(
-        kind, BackupOptions(compress=False, auto_created=True,
+        kind, BackupOptions(compress=False, auto_created=True, origin=BackupOrigin.SAFETY,
                             include_logs=any(e["kind"] == "log" for e in entries.values()),
                             description=f"taken before restoring {backup.id}"),
         point, only=replaced)

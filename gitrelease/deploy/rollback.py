@@ -183,6 +183,8 @@ class Rollback:
                               else UpdateStatus.FAILED, exc.message)
             await store.audit(opts.initiated_by, "rollback", target.label, "refused",
                               {"session": session.id, "code": exc.code})
+            exc.details.update(session=session.id, changed=False,
+                               refused=step.current == "preflight")
             raise
         try:
             if carrier is not None:
@@ -208,6 +210,8 @@ class Rollback:
             await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
             await store.audit(opts.initiated_by, "rollback", target.label, "failed",
                               {"session": session.id, "undo": undo})
+            if isinstance(exc, GitReleaseError):  # what a front-end tells about the state
+                exc.details.update(session=session.id, changed=True, undo=undo)
             raise
         if carrier is not None:
             await carrier.finish()
@@ -317,6 +321,7 @@ class Rollback:
                             hint="name the version to roll back to")
 
     async def _safety_backup(self, store: Store, snap: Any, target: _Target) -> Backup:
+        from gitrelease.core.models import BackupOrigin
         from gitrelease.state.backup_options import BackupOptions
         from gitrelease.state.backups import ReleasePoint
 
@@ -324,8 +329,8 @@ class Rollback:
         current = snap.current
         backup = await service.create(
             BackupType.FULL,
-            BackupOptions(auto_created=True, description=f"before rolling back to "
-                                                         f"{target.label}"),
+            BackupOptions(auto_created=True, origin=BackupOrigin.PRE_ROLLBACK,
+                          description=f"before rolling back to {target.label}"),
             ReleasePoint(current.tag, current.commit, current.text))
         if backup.verified_at is None:
             backup = await service.verify(backup)

@@ -62,7 +62,8 @@ def _days(kind: ScheduleType, text: str | None) -> list[str]:
         return []
     if kind is ScheduleType.MONTHLY:
         if not items or not all(d.isdigit() and 1 <= int(d) <= 31 for d in items):
-            raise InvalidInput("update_days", text, "days of the month 1-31, e.g. 1,15")
+            raise InvalidInput("update_days", text, "days of the month 1-31, e.g. 1,15",
+                               reason="" if items else "a monthly schedule needs its days")
         return sorted({str(int(d)) for d in items}, key=int)
     if kind is ScheduleType.CUSTOM and text and len(text.split()) == 5:
         from croniter import croniter
@@ -73,7 +74,8 @@ def _days(kind: ScheduleType, text: str | None) -> list[str]:
     if not items or not all(d in WEEKDAYS for d in items):
         raise InvalidInput("update_days", text, "weekday names, e.g. monday,thursday"
                            + (", or a 5-field cron expression" if kind is ScheduleType.CUSTOM
-                              else ""))
+                              else ""),
+                           reason="" if items else f"a {kind.value} schedule needs its days")
     return sorted(set(items), key=WEEKDAYS.index)
 
 

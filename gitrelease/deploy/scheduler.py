@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from gitrelease.core.errors import GitReleaseError, InvalidInput
 from gitrelease.core.models import UpdateSchedule, UpdateStatus, UpdateType, utcnow
 from gitrelease.core.reports import ScheduleEvent, ScheduleListener, Stage
-from gitrelease.deploy.schedule_times import next_run, parse_request
+from gitrelease.deploy.schedule_times import ScheduleRequest, next_run, parse_request
 from gitrelease.deploy.updates import install_updates
 
 if TYPE_CHECKING:
@@ -49,20 +49,32 @@ class Scheduler:
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.d.settings.timezone)
 
+    async def check(
+        self, schedule_type: str, update_time: str | None, update_days: str | None,
+        update_types: str, enabled: bool,
+    ) -> ScheduleRequest:
+        """The schedule as asked, checked field by field and against max_schedules; nothing
+        is written (a front-end asks this before it shows that work has started)."""
+        settings = self.d.settings
+        request = parse_request(schedule_type, update_time, update_days, update_types,
+                                enabled, default_time=settings.default_time,
+                                allowed_types=settings.allowed_update_types)
+        store = await self.d.existing_index()
+        existing = await store.list_schedules() if store is not None else []
+        if len(existing) >= settings.max_schedules:
+            raise InvalidInput("schedule_type", schedule_type,
+                               f"at most {settings.max_schedules} schedules (max_schedules)",
+                               reason="remove one first")
+        return request
+
     async def add(
         self, schedule_type: str, update_time: str | None, update_days: str | None,
         update_types: str, enabled: bool, actor: str,
     ) -> UpdateSchedule:
         settings = self.d.settings
-        request = parse_request(schedule_type, update_time, update_days, update_types,
-                                enabled, default_time=settings.default_time,
-                                allowed_types=settings.allowed_update_types)
+        request = await self.check(schedule_type, update_time, update_days, update_types,
+                                   enabled)
         store = await self.d.index()
-        existing = await store.list_schedules()
-        if len(existing) >= settings.max_schedules:
-            raise InvalidInput("schedule_type", schedule_type,
-                               f"at most {settings.max_schedules} schedules (max_schedules)",
-                               reason="remove one first")
         now = utcnow()
         schedule = UpdateSchedule(
             id=f"sch_{uuid.uuid4().hex[:8]}", name=f"{request.schedule_type.value} "

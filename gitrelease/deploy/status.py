@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from gitrelease.git.releases import ReleaseSnapshot
     from gitrelease.index.store import BackupSummary, JournalStep
 
-__all__ = ["get_update_status", "journal"]
+__all__ = ["get_update_status", "journal", "log_tail"]
 
 
 async def get_update_status(
@@ -186,6 +186,22 @@ async def journal(
                                reason="no such session")
         session = found
     return session, await store.steps(session.id)
+
+
+def log_tail(d: Deployment, session: UpdateSession, lines: int = 20) -> list[str]:
+    """The last `lines` lines of what the session's commands printed (its log under
+    data/update_logs/), credentials in URLs removed; empty when it ran none. The file is
+    named from the session's id as the index holds it, never from what a person typed."""
+    from gitrelease.core.text import redact
+
+    path = d.layout().logs_dir / f"{session.id}.log"
+    try:
+        with path.open("rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [redact(line) for line in text.splitlines() if line.strip()][-lines:]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from gitrelease.core.choices import BACKUP_RANGES, BACKUP_SORTS
 from gitrelease.core.errors import InvalidInput
-from gitrelease.core.models import BackupType
+from gitrelease.core.models import BackupOrigin, BackupType
 from gitrelease.core.options import options_from
 
 __all__ = [
@@ -38,8 +38,11 @@ class BackupOptions:
     include_logs: bool = False
     keep: bool = False
     auto_created: bool = False
+    origin: BackupOrigin = BackupOrigin.MANUAL  # why it is taken, shown beside it
 
     def __post_init__(self) -> None:
+        if not isinstance(self.origin, BackupOrigin):
+            raise InvalidInput("origin", self.origin, [o.value for o in BackupOrigin])
         for name in ("compress", "include_logs", "keep", "auto_created"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")

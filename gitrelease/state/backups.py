@@ -121,7 +121,8 @@ class BackupService:
             id=backup_id, name=name, backup_type=backup_type, status=BackupStatus.CREATING,
             file_path=self.archives.location(file_name), file_size=None, compressed_size=None,
             created_at=utcnow(), completed_at=None, description=options.description,
-            checksum=None, auto_created=options.auto_created, metadata={}, tag=point.tag,
+            checksum=None, auto_created=options.auto_created,
+            metadata={"origin": options.origin.value}, tag=point.tag,
             commit=point.commit, keep=options.keep,
             warnings=list(gathered.warnings) if only is None else [])
         await self.store.save_backup(backup)
@@ -150,7 +151,7 @@ class BackupService:
         backup.file_size = written.raw_size
         backup.compressed_size = written.size
         backup.checksum = written.sha256
-        backup.metadata = {"manifest": written.manifest}
+        backup.metadata = {"manifest": written.manifest, "origin": options.origin.value}
         if self.settings.verify_backups:
             backup.verified_at = utcnow()
         await self.store.save_backup(backup)
@@ -268,6 +269,7 @@ class BackupService:
             "backup_type": backup.backup_type.value,
             "description": backup.description,
             "auto_created": backup.auto_created,
+            "origin": options.origin.value,
             "keep": backup.keep,
             "include_logs": options.include_logs,
             "tag": point.tag,

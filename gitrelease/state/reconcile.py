@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gitrelease.core.errors import GitReleaseError
-from gitrelease.core.models import Backup, BackupStatus, BackupType, utcnow
+from gitrelease.core.models import Backup, BackupOrigin, BackupStatus, BackupType, utcnow
 from gitrelease.index.store import Store
 from gitrelease.state import archive
 from gitrelease.state.archives import ArchiveStore, Presence, StoredArchive
@@ -111,7 +111,9 @@ async def _adopt(store: Store, archives: ArchiveStore, stored: StoredArchive) ->
             compressed_size=stored.size, created_at=created, completed_at=created,
             description=description[:500] if description else None, checksum=checksum,
             auto_created=bool(manifest.get("auto_created")),
-            metadata={"manifest": manifest, "adopted": True},
+            metadata={"manifest": manifest, "adopted": True,
+                      **({"origin": manifest["origin"]} if manifest.get("origin") in
+                         {o.value for o in BackupOrigin} else {})},
             tag=tag if isinstance(tag, str) and BACKUP_NAME.match(tag.replace("/", "-"))
             else None,
             commit=commit if isinstance(commit, str) and _SHA40.match(commit) else None)

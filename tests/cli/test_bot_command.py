@@ -73,7 +73,7 @@ async def test_gitrelease_bot_runs_the_commands_and_exits_75_for_a_restart(
             await fake.dispatch("INTERACTION_CREATE", payload)
             answer = await _until(lambda: (fake.final_for(payload["token"]) or {}).get(
                 "embeds"), "the answer to /update_check")
-            assert answer[0]["title"] == "Update check"
+            assert answer[0]["title"] == "🔍 Update Check Results"
             assert "1.10.0" in answer[0]["description"]
 
             asked = await asyncio.create_subprocess_exec(
