@@ -4,12 +4,16 @@ bot's database, configuration and data that an install or rollback can return to
 
 from __future__ import annotations
 
+import time
+
 import discord
 from discord import app_commands
 
 from gitrelease.core.errors import InvalidInput
+from gitrelease.core.models import utcnow
 from gitrelease.core.text import size
 from gitrelease_discord import state_cards
+from gitrelease_discord.card_text import kind_name
 from gitrelease_discord.checks import allow, may
 from gitrelease_discord.confirm import unconfirmed
 from gitrelease_discord.embeds import cut
@@ -33,6 +37,10 @@ __all__ = ["PAGE_SIZE", "BackupCommands"]
 
 PAGE_SIZE = 10  # backups on one page of /backup_list
 
+Text64 = app_commands.Range[str, 1, 64]
+Text100 = app_commands.Range[str, 1, 100]
+Text500 = app_commands.Range[str, 1, 500]
+
 
 class BackupCommands(CogLifecycle):
     """The backup commands of the `UpdateManager` cog (a part of it, never loaded alone)."""
@@ -43,9 +51,9 @@ class BackupCommands(CogLifecycle):
                                     "include_logs", "description"))
     @app_commands.choices(backup_type=choices("backup_types"))
     async def backup_create(self, interaction: discord.Interaction, backup_type: str = "full",
-                            compress: bool = True, backup_name: str | None = None,
+                            compress: bool = True, backup_name: Text64 | None = None,
                             include_logs: bool = False,
-                            description: str | None = None) -> None:
+                            description: Text500 | None = None) -> None:
         await allow(self.bot, interaction, "admin")
         check_choice("backup_type", backup_type, BACKUP_TYPES)
         check_flags(compress=compress, include_logs=include_logs)
@@ -54,16 +62,16 @@ class BackupCommands(CogLifecycle):
         await interaction.response.defer(thinking=True)
         options = {"compress": compress, "backup_name": backup_name,
                    "include_logs": include_logs, "description": description}
+        locale = locale_of(interaction)
         backup = await self._with_progress(
-            interaction, text("backup_title", locale_of(interaction), status="…"),
+            interaction, text("backup_title", locale,
+                              type=kind_name(backup_type, "backup_types", locale)),
             lambda m, progress: m.create_backup(backup_type, options, progress=progress,
                                                 actor=f"discord:{interaction.user.id}"))
         self._notify_soon("backup_notifications", text(
             "notify_backup", name=backup.name, status=backup.status.value,
             size=size(backup.compressed_size or backup.file_size)))
-        await interaction.edit_original_response(embed=state_cards.backup_card(
-            backup, text("backup_title", locale_of(interaction), status=backup.status.value),
-            locale_of(interaction)))
+        await interaction.edit_original_response(embed=state_cards.backup_card(backup, locale))
 
     @app_commands.command(name="backup_list", description=describe(
         "commands.backup_list.description"))
@@ -93,8 +101,8 @@ class BackupCommands(CogLifecycle):
         pages = -(-len(backups) // PAGE_SIZE)
 
         def page(index: int) -> discord.Embed:
-            embed = state_cards.backups_page(backups, index * PAGE_SIZE, PAGE_SIZE, text(
-                "backup_list_title", locale, count=len(backups)), locale)
+            embed = state_cards.backups_page(backups, index * PAGE_SIZE, PAGE_SIZE, time_range,
+                                             locale)
             embed.set_footer(text=text("page", locale, page=index + 1, pages=pages))
             return embed
 
@@ -110,7 +118,7 @@ class BackupCommands(CogLifecycle):
     @app_commands.describe(**params("backup_restore", "backup_id", "confirm", "restore_type",
                                     "verify_backup"))
     @app_commands.choices(restore_type=choices("restore_types"))
-    async def backup_restore(self, interaction: discord.Interaction, backup_id: str,
+    async def backup_restore(self, interaction: discord.Interaction, backup_id: Text100,
                              confirm: bool, restore_type: str = "all",
                              verify_backup: bool = True) -> None:
         await allow(self.bot, interaction, "owner")
@@ -119,18 +127,22 @@ class BackupCommands(CogLifecycle):
         check_choice("restore_type", restore_type, RESTORE_TYPES)
         if await unconfirmed(interaction, confirm):
             return
-        await interaction.response.defer(thinking=True)
         locale = locale_of(interaction)
+        async with self._open() as manager:  # an unknown id is one private answer
+            backup = await manager.get_backup(backup_id)
+        await interaction.response.defer(thinking=True)
         options = {"confirm": True, "restore_type": restore_type, "verify_backup": verify_backup}
+        started = time.monotonic()
         result = await self._with_progress(
-            interaction, text("restore_title", locale, backup=backup_id),
-            lambda m, progress: m.restore_backup(backup_id, options, progress=progress,
-                                                 actor=f"discord:{interaction.user.id}"))
+            interaction, text("restore_title", locale),
+            lambda m, progress: m.restore_backup(backup.id, options, progress=progress,
+                                                 actor=f"discord:{interaction.user.id}"),
+            intro=state_cards.restore_intro(backup, restore_type, locale))
         self._notify_soon("update_completion_notifications", text(
             "notify_restore_done", name=result.backup.name, kind=restore_type,
             user=interaction.user.id))
         await interaction.edit_original_response(embed=state_cards.restore_card(
-            result, text("restore_title", locale, backup=backup_id), locale))
+            result, time.monotonic() - started, locale))
 
     @backup_restore.autocomplete("backup_id")
     async def _backup_ids(self, interaction: discord.Interaction,
@@ -139,7 +151,8 @@ class BackupCommands(CogLifecycle):
             return []
         async with self._open() as manager:
             backups = await manager.list_backups({"time_range": "all", "limit": 50})
-        found = [Choice(name=cut(f"{b.name} ({b.backup_type.value}, {b.status.value})", 100),
-                        value=b.id) for b in backups
-                 if current.lower() in b.name.lower() or current.lower() in b.id.lower()]
+        now, locale = utcnow(), locale_of(interaction)
+        typed = (current or "").lower()
+        found = [Choice(name=cut(state_cards.backup_choice(b, now, locale), 100), value=b.id)
+                 for b in backups if typed in b.name.lower() or typed in b.id.lower()]
         return found[:25]

@@ -2,142 +2,150 @@
 
 Markdown for Discord (headings, bullets, bold names, timestamps that each reader sees in their
 own time zone), every line from the locale file; the CLI keeps its plain text
-(`gitrelease.cli.render`). Backups, restores, schedules, status and settings have theirs in
+(`gitrelease.cli.render`). The check card is `report_card`'s, the steps' words are
+`step_text`'s; backups, restores, schedules, status and settings have theirs in
 `state_cards`. Everything here is cut to Discord's limits by `fit`, and scrubbed of secrets.
+
+An install shows its plan first (the packages pip would move, downgrades marked; the config
+keys it would add; what the backup would hold), on the confirm card and above the progress,
+and then its result: what changed, how long it took, and whether the bot was restarted.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import discord
 
-from gitrelease.core.text import size
 from gitrelease_discord.card_text import card as _embed
-from gitrelease_discord.card_text import flag as _flag
+from gitrelease_discord.card_text import kind_name
 from gitrelease_discord.card_text import line as _t
 from gitrelease_discord.card_text import took as _words
-from gitrelease_discord.card_text import when as _when
 from gitrelease_discord.embeds import COLOURS, LIMITS, cut, fit, scrub
-from gitrelease_discord.i18n import label
+from gitrelease_discord.i18n import text
+from gitrelease_discord.report_card import check_card, holds_lines
+from gitrelease_discord.step_text import restart_line, step_label, step_line
 
 if TYPE_CHECKING:
     from gitrelease.core.models import UpdateSession
-    from gitrelease.core.reports import CheckReport
+    from gitrelease.core.reports import InstallPlan
 
-__all__ = ["breaking_notes", "check_card", "confirm_card", "progress_text", "session_card",
-           "step_label"]
+__all__ = ["breaking_notes", "check_card", "confirm_card", "plan_lines", "progress_text",
+           "session_card", "step_label", "step_line"]
+
+_MOVES_SHOWN = 20
+#: Kinds of install that move packages, and that merge config.
+_MOVES_PACKAGES = frozenset({"packages", "all", "dependencies"})
+_MERGES_CONFIG = frozenset({"config", "all"})
 
 
 # -- progress ----------------------------------------------------------------------------------
 
 
-def step_label(step: str, locale: str) -> str:
-    """What an engine step ("backup", "checkout", ...) is called for people."""
-    # Steps are the engine's words (a restart step carries its command, braces and all): a
-    # step with no label is shown as it is, never used as a template.
-    return label(f"steps.{step}", locale) or step
-
-
 def progress_text(done: list[str], step: str, percent: int, locale: str) -> str:
     """✅ for each step done, then the one running: "Progress: 30% - Fetching releases…"."""
-    lines = [_t(locale, "step_done", step=step_label(name, locale)) for name in done[-12:]]
+    lines = [step_line(name, locale) for name in done[-12:]]
     if step not in done:
         lines.append(_t(locale, "progress", percent=percent, step=step_label(step, locale)))
     return "\n".join(lines)
 
 
-# -- check -------------------------------------------------------------------------------------
+# -- the plan: what an install would change besides the code ------------------------------------
 
 
-def check_card(report: CheckReport, title: str, locale: str, *,
-               details: bool = False) -> discord.Embed:
-    data = report.to_dict()
-    security = data["security_updates"]
-    lines = [
-        _t(locale, "check_available", count=data["total_updates"]),
-        _t(locale, "check_security", count=_t(locale, "not_checked") if security is None
-           else security),
-        _t(locale, "check_breaking", count=data["breaking_updates"]),
-        _t(locale, "check_last", when=_when(report.last_check, locale)),
-    ]
-    bot = report.bot
-    if bot is not None:
-        changelog = (bot.changelog or "-").strip()
-        if not details:
-            changelog = cut(changelog.splitlines()[0] if changelog else "-", 200)
-        lines += [
-            _t(locale, "bot_heading"),
-            _t(locale, "bot_version", tag=bot.tag or bot.version, current=bot.current_version),
-            _t(locale, "bot_size", size=size(bot.size), commits=bot.commit_count,
-               files=bot.files_changed),
-            _t(locale, "bot_changelog", changelog=cut(changelog, 1500)),
-            _t(locale, "bot_security", value=_flag(bot.security_update, locale)),
-            _t(locale, "bot_breaking", value=_flag(bot.breaking_changes, locale,
-                                                        unknown="unknown")),
-            _t(locale, "bot_signature", value=bot.signature or "-"),
-            _t(locale, "bot_released", when=_when(bot.release_date, locale)),
-        ]
-        if details and len(bot.releases) > 1:
-            lines.append(_t(locale, "bot_newer", tags=", ".join(
-                str(r["tag"]) for r in bot.releases[:20])))
-    elif "bot" not in report.errors and report.check_type.value in ("all", "bot"):
-        lines += [_t(locale, "bot_heading"),
-                  _t(locale, "bot_up_to_date", version=report.current_version)]
-    updates = [p for p in report.packages if p.get("update_available")]
-    if updates:
-        lines.append(_t(locale, "packages_heading", count=len(updates)))
-        for number, package in enumerate(updates[:15], start=1):
-            marker = _t(locale, "security_marker") if package.get("security") else ""
-            lines.append(_t(locale, "package_line", n=number, name=package["package"],
-                            current=package.get("current_version") or "-",
-                            latest=package.get("latest_version") or "-", marker=marker))
-        if len(updates) > 15:
-            lines.append(_t(locale, "and_more", count=len(updates) - 15))
-    if report.config:
-        config = report.config
-        lines += [_t(locale, "config_heading"),
-                  _t(locale, "config_version", version=config.get("version", "-")),
-                  _t(locale, "config_changes", changes="; ".join(config.get("changes", []))
-                     or "-"),
-                  _t(locale, "config_restart",
-                     value=_flag(bool(config.get("requires_restart")), locale))]
-    for source, error in report.errors.items():
-        lines.append(_t(locale, "warning_line", text=f"{source}: {error.message}"))
-    lines += [_t(locale, "warning_line", text=w) for w in report.warnings[:10]]
-    colour = "warn" if report.errors or data["total_updates"] else "ok"
-    return _embed(title, lines, colour, locale)
+def _move(move: dict[str, Any], locale: str) -> str:
+    """One package: "**botlib** 2.0 → 1.5 ⬇️ downgrade", newly installed, or removed."""
+    name, old, new = move["name"], move.get("from"), move.get("to")
+    if old is None:
+        return _t(locale, "move_new", name=name, to=new)
+    if new is None:
+        return _t(locale, "move_removed", name=name, old=old)
+    return _t(locale, "move_down" if move.get("downgrade") else "move_line", name=name,
+              old=old, to=new)
+
+
+def _moves(moves: list[dict[str, Any]], item: str, locale: str) -> list[str]:
+    lines = [_t(locale, item, item=_move(m, locale)) for m in moves[:_MOVES_SHOWN]]
+    if len(moves) > _MOVES_SHOWN:
+        lines.append(_t(locale, "and_more", count=len(moves) - _MOVES_SHOWN))
+    return lines
+
+
+def _plan_sections(plan: InstallPlan, locale: str) -> list[tuple[str, list[str]]]:
+    """(heading, lines) for each part of the plan that this kind of install has."""
+    kind = plan.update_type.value
+    sections = []
+    if plan.package_changes or kind in _MOVES_PACKAGES:
+        sections.append((_t(locale, "plan_packages", count=len(plan.package_changes)),
+                         _moves(plan.package_changes, "plan_item", locale)
+                         or [_t(locale, "plan_no_moves")]))
+    if plan.config_keys or kind in _MERGES_CONFIG:
+        count = sum(len(keys) for keys in plan.config_keys.values())
+        sections.append((_t(locale, "plan_keys", count=count), [
+            _t(locale, "plan_keys_line", live=live, keys=", ".join(keys))
+            for live, keys in plan.config_keys.items()] or [_t(locale, "plan_no_keys")]))
+    if "backup" in plan.steps:
+        sections.append((_t(locale, "plan_backup"), holds_lines(plan.backup_holds, locale)
+                         or [_t(locale, "plan_backup_unlisted")]))
+    elif plan.steps:
+        sections.append((_t(locale, "plan_backup"), [_t(locale, "plan_no_backup")]))
+    return sections
+
+
+def plan_lines(plan: InstallPlan, locale: str) -> list[str]:
+    """The plan as card lines, each part under its heading: shown above an install's
+    progress, so that what it does is in view while it runs."""
+    lines: list[str] = []
+    for heading, body in _plan_sections(plan, locale):
+        lines += [_t(locale, "plan_heading", heading=heading), *body]
+    return lines
 
 
 # -- install and rollback ----------------------------------------------------------------------
 
 
-def session_card(session: UpdateSession, title: str, locale: str) -> discord.Embed:
-    s = session.to_dict()
-    status = s["status"]
-    ok = status in ("completed", "restarting")
+def _title_key(session: UpdateSession) -> str:
+    """The card line that titles a result other than "completed"."""
+    status = session.status.value
+    undone = status == "failed" and any(
+        f"; {word}" in (session.error_message or "") for word in ("rolled back", "undone"))
+    return "session_title_undone" if undone else f"session_title_{status}"
+
+
+def session_card(session: UpdateSession, locale: str, *,
+                 title: str | None = None) -> discord.Embed:
+    """An install's (or, with its own `title`, a rollback's) result: the versions, what
+    changed ("Updated packages: 2" and the moves), the time taken, whether the bot was
+    restarted (and why not), the steps in words, then the backup, error and warnings."""
+    if title is None:
+        title = text("install_done_title", locale) if session.status.value == "completed" \
+            else _t(locale, _title_key(session), status=session.status.value)
+    ok = session.status.value in ("completed", "restarting")
     took = None
     if session.completed_at is not None:
         took = (session.completed_at - session.started_at).total_seconds()
-    lines = [
-        _t(locale, "session_versions", current=s["current_version"] or "-",
-           target=s["target_version"], tag=f" ({s['target_tag']})" if s.get("target_tag")
-           else ""),
-        _t(locale, "session_time", time=_words(took, locale)),
-        _t(locale, "session_id", id=s["id"]),
+    current, target = session.current_version or "-", session.target_version
+    tag = f" ({session.target_tag})" if session.target_tag else ""
+    kind = session.update_type.value
+    lines: list[str | None] = [
+        _t(locale, "session_versions", current=current, target=target, tag=tag)
+        if current != target or tag else _t(locale, "session_version_same", version=target),
+        # A rollback's title says what it is.
+        _t(locale, "session_kind", kind=kind_name(kind, "update_types", locale))
+        if kind != "rollback" else None,
     ]
-    lines += [_t(locale, "step_done", step=step_label(step, locale))
-              for step in s["steps_completed"][:15]]
-    if s.get("backup_id"):
-        lines.append(_t(locale, "session_backup", id=s["backup_id"]))
-    if s["error_message"]:
-        lines.append(_t(locale, "session_error", error=s["error_message"]))
-    lines += [_t(locale, "warning_line", text=w) for w in s.get("warnings", [])[:10]]
-    if status == "restarting":
-        lines.append(_t(locale, "session_restarting"))
-    elif s.get("restart_needed") and status == "completed":
-        lines.append(_t(locale, "session_restart_needed"))
+    if session.package_changes or kind in _MOVES_PACKAGES:
+        lines.append(_t(locale, "session_packages", count=len(session.package_changes)))
+        lines += _moves(session.package_changes, "sub_item", locale)
+    lines += [_t(locale, "session_time", time=_words(took, locale)),
+              restart_line(session, locale), _t(locale, "session_id", id=session.id)]
+    lines += [step_line(step, locale) for step in session.steps_completed[:15]]
+    if session.backup_id:
+        lines.append(_t(locale, "session_backup", id=session.backup_id))
+    if session.error_message:
+        lines.append(_t(locale, "session_error", error=session.error_message))
+    lines += [_t(locale, "warning_line", text=w) for w in session.warnings[:10]]
     lines.append(_t(locale, "session_more"))
     return _embed(title, lines, "ok" if ok else "error", locale)
 
@@ -159,24 +167,29 @@ def breaking_notes(changelog: str | None) -> list[str]:
             if _BREAKING.search(line)]
 
 
-def confirm_card(tag: str, changelog: str | None, warnings: list[str],
-                 locale: str) -> discord.Embed:
-    """Install `tag`? Breaking notes first, then the changelog and the engine's warnings
-    (those that a forced run would add about the reasons already listed are left out). The
-    reasons and the prompt are the description, written by whoever asks."""
-    embed = discord.Embed(title=cut(scrub(_t(locale, "confirm_title", tag=tag)),
-                                    LIMITS["title"]), colour=COLOURS["warn"])
-    breaking = breaking_notes(changelog)
-    if breaking:
-        embed.add_field(name=_t(locale, "confirm_breaking"), inline=False,
-                        value=cut(scrub(_plain("\n".join(breaking))), LIMITS["field_value"]))
-    embed.add_field(name=_t(locale, "confirm_changelog"), inline=False,
-                    value=cut(scrub(_plain(changelog or "-")), LIMITS["field_value"]))
-    shown = [w for w in warnings if not w.startswith("installed with --force although")]
-    for warning in shown[:5]:
-        embed.add_field(name=_t(locale, "confirm_warning"), inline=False,
-                        value=cut(scrub(_plain(warning)), LIMITS["field_value"]))
+def confirm_card(plan: InstallPlan, locale: str) -> discord.Embed:
+    """Install this? Breaking notes first, the changelog, then the plan (package moves,
+    config keys to add, what the backup will hold) and the engine's warnings (those that a
+    forced run would add about the reasons already listed are left out). The reasons and
+    the prompt are the description, written by whoever asks."""
+    info = plan.update
+    title = _t(locale, "confirm_title", tag=plan.target_tag) if plan.target_tag else \
+        _t(locale, "confirm_title_kind", version=plan.current_version,
+           kind=kind_name(plan.update_type, "update_types", locale))
+    embed = discord.Embed(title=cut(scrub(title), LIMITS["title"]), colour=COLOURS["warn"])
+    fields: list[tuple[str, str]] = []
+    if info is not None:
+        breaking = breaking_notes(info.changelog)
+        if breaking:
+            fields.append((_t(locale, "confirm_breaking"), _plain("\n".join(breaking))))
+        fields.append((_t(locale, "confirm_changelog"), _plain(info.changelog or "-")))
+    fields += [(heading, "\n".join(body)) for heading, body in _plan_sections(plan, locale)]
+    shown = [w for w in plan.warnings if not w.startswith("installed with --force although")]
+    fields += [(_t(locale, "confirm_warning"), _plain(w)) for w in shown[:5]]
     if len(shown) > 5:
-        embed.add_field(name=_t(locale, "confirm_warning"), inline=False,
-                        value=_t(locale, "and_more", count=len(shown) - 5))
+        fields.append((_t(locale, "confirm_warning"), _t(locale, "and_more",
+                                                         count=len(shown) - 5)))
+    for name, value in fields:
+        embed.add_field(name=cut(scrub(name), LIMITS["field_name"]), inline=False,
+                        value=cut(scrub(value), LIMITS["field_value"]))
     return fit(embed, locale)

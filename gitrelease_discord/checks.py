@@ -1,9 +1,10 @@
 """Who may run a command: the permission check every command makes before it does anything.
 
-The check runs inside each command rather than as a Discord default permission, so that a
-server cannot widen it: owner for install, rollback, schedule, restore and settings; owner or a
-member with Administrator for the rest (owner only in direct messages, where there is no
-Administrator to have).
+The commands are registered for servers with Administrator as their default permission
+(`update_manager`), which only decides who is offered them: a server's admins may widen it.
+So the check runs inside each command as well, and a server cannot widen that: owner for
+install, rollback, schedule, restore and settings; owner or a member with Administrator for
+the rest (owner only in direct messages, should a client send one).
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """Asking before destructive work: the confirm option, and the Confirm / Cancel buttons.
 
 A rollback or restore needs ``confirm: true`` in the command itself; an install of a release
-with breaking changes, or one the engine would refuse without force, is shown first with
-Confirm / Cancel, and only the invoking user's Confirm lets it go ahead.
+with breaking changes, one the engine would refuse without force, or one that would move a
+package backwards, is shown first with Confirm / Cancel, and only the invoking user's Confirm
+lets it go ahead. Once it is pressed the buttons are gone, and the progress takes the card's
+place.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 
@@ -15,6 +17,9 @@ from gitrelease_discord import cards
 from gitrelease_discord.embeds import LIMITS, cut, fit, scrub
 from gitrelease_discord.i18n import locale_of, text
 from gitrelease_discord.views import ConfirmView
+
+if TYPE_CHECKING:
+    from gitrelease.core.reports import InstallPlan
 
 __all__ = ["ask", "confirm_install", "unconfirmed"]
 
@@ -28,15 +33,16 @@ async def unconfirmed(interaction: discord.Interaction, confirm: bool) -> bool:
     return True
 
 
-async def confirm_install(interaction: discord.Interaction, plan: Any, forced: bool,
+async def confirm_install(interaction: discord.Interaction, plan: InstallPlan, forced: bool,
                           reasons: list[str], *, timeout: float) -> bool:
-    """Show the changelog and breaking notes with Confirm / Cancel; True if confirmed."""
+    """Show the plan (changelog and breaking notes, the packages pip would move, the config
+    keys to add, what the backup will hold) with Confirm / Cancel; True if confirmed."""
     locale, info = locale_of(interaction), plan.update
     # The engine's reasons name the breaking changes when require_confirmation is on.
     notes = reasons or ([text("install_confirm_breaking", locale)]
-                        if info.breaking_changes else [])
+                        if info is not None and info.breaking_changes else [])
     notes += [text("install_confirm_forced", locale)] if forced else []
-    embed = cards.confirm_card(plan.target_tag, info.changelog, plan.warnings, locale)
+    embed = cards.confirm_card(plan, locale)
     return await ask(interaction, embed, notes, "install", timeout=timeout)
 
 

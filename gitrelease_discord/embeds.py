@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from pathlib import Path
 
 import discord
 
 from gitrelease.core.text import redact
 from gitrelease_discord.i18n import SOURCE, text
 
-__all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_secrets", "scrub"]
+__all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_root", "remember_secrets", "scrub"]
 
 #: Values that must never reach Discord: the bot's token and every value of the deployment's
 #: .env (a command's output or an error may quote them). Filled by the cog.
 _SECRETS: set[str] = set()
+#: The deployment's folder on the server: paths under it are shown from it ("data/x.db"),
+#: the server's layout is not shown at all.
+_ROOTS: set[str] = set()
 
 
 def remember_secrets(values: Iterable[object]) -> None:
@@ -21,11 +26,19 @@ def remember_secrets(values: Iterable[object]) -> None:
     _SECRETS.update(value for value in found if len(value) >= 6)
 
 
+def remember_root(root: Path) -> None:
+    _ROOTS.update({str(root), str(root.resolve())} - {"/", "."})
+
+
 def scrub(value: str) -> str:
-    """`value` without credentials in URLs and without any remembered secret."""
+    """`value` without credentials in URLs, without any remembered secret, and with paths
+    of the deployment shown from its folder."""
     value = redact(value)
     for secret in sorted(_SECRETS, key=len, reverse=True):
         value = value.replace(secret, "***")
+    for root in sorted(_ROOTS, key=len, reverse=True):
+        value = re.sub(re.escape(root) + r"(/|(?![\w-]|\.\w))",
+                       lambda m: "" if m.group(1) == "/" else ".", value)
     return value
 
 LIMITS = {"content": 2000, "title": 256, "description": 4096, "field_name": 256,

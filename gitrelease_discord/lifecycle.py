@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,7 +22,7 @@ from discord.ext import commands
 from gitrelease.core.models import RESTART_EXIT_CODE
 from gitrelease.core.reports import ScheduleEvent, Stage
 from gitrelease.manager import ReleaseManager, restart_watcher, write_pid_file
-from gitrelease_discord.embeds import remember_secrets
+from gitrelease_discord.embeds import remember_root, remember_secrets
 from gitrelease_discord.i18n import text
 from gitrelease_discord.notify import announce
 from gitrelease_discord.progress import ProgressMessage
@@ -49,11 +50,17 @@ class CogLifecycle(commands.Cog):
         self._schedule_task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.unload_grace = 5.0  # seconds the loop and announcements get to finish on unload
+        # The code this process runs: the commit checked out when the cog loaded, and when.
+        # While HEAD is elsewhere, /update_status says a restart is pending.
+        self.running_commit: str | None = None
+        self.running_since: datetime | None = None
 
     async def cog_load(self) -> None:
         manager = await ReleaseManager.open(self.root, data_dir=self.data_dir,
                                             this_process_is_bot=True)
         try:
+            self.running_commit = await asyncio.to_thread(manager.repo.head_commit)
+            self.running_since = datetime.now(UTC)
             await asyncio.to_thread(self._remember_secrets, manager.root)
             await manager.recover()
             await asyncio.to_thread(write_pid_file, manager.data_dir)
@@ -167,6 +174,7 @@ class CogLifecycle(commands.Cog):
     def _remember_secrets(self, root: Path) -> None:
         from gitrelease.core.text import env_values
 
+        remember_root(root)
         token = getattr(self.bot.http, "token", None)
         remember_secrets([token] if token else [])
         with suppress(OSError, ValueError):

@@ -2,6 +2,8 @@
 
 The engine calls the progress callback with (step, percent, detail); this turns those calls
 into edits of the original response, and announces each finished step to the notify_channels.
+The steps read as the product names them (`step_text`), under what the work will do (`intro`:
+an install's plan), and the edit takes any buttons off the message.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from contextlib import suppress
 import discord
 
 from gitrelease_discord.cards import progress_text, step_label
-from gitrelease_discord.embeds import COLOURS
+from gitrelease_discord.embeds import COLOURS, LIMITS, cut, scrub
 from gitrelease_discord.i18n import locale_of, text
 from gitrelease_discord.notify import Notify
 
@@ -65,10 +67,15 @@ class ProgressMessage:
         step, percent, _detail = self.state
         self.last = time.monotonic()
         shown = progress_text(self.done, step, percent, self.locale)
-        embed = discord.Embed(title=self.title, colour=COLOURS["info"],
-                              description=f"{self.intro}\n{shown}" if self.intro else shown)
+        body = f"{self.intro}\n{shown}" if self.intro else shown
+        # The plan above may be long: the steps below it are what is cut last.
+        if len(body) > LIMITS["description"]:
+            body = cut(self.intro or "", LIMITS["description"] - len(shown) - 1) + "\n" + shown
+        embed = discord.Embed(title=cut(scrub(self.title), LIMITS["title"]), colour=COLOURS["info"],
+                              description=cut(scrub(body), LIMITS["description"]))
         with suppress(discord.HTTPException):
-            await self.interaction.edit_original_response(embed=embed)
+            # No view: the progress replaces a confirm card, buttons and all.
+            await self.interaction.edit_original_response(embed=embed, view=None)
 
     async def close(self) -> None:
         """Stop showing progress: the result replaces it next."""

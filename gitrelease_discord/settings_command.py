@@ -1,17 +1,22 @@
-"""The settings command: /update_settings, changing or resetting one setting of the deployment.
+"""The settings command: /update_settings, showing, changing or resetting one setting of the
+deployment.
 
-Values of the ``*_command`` settings may carry tokens, so the reply only says whether they are
-set. A change under "schedule" wakes the schedule loop, which reads the settings when it wakes.
+The category, name and value are checked before the reply is deferred, so a typo is one private
+answer. Values of the ``*_command`` settings may carry tokens: the reply only says whether they
+are set. A change under "schedule" wakes the schedule loop, which reads the settings when it
+wakes.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 from discord import app_commands
 
+from gitrelease.core.settings_edit import parse_value, spec_for
 from gitrelease_discord.checks import allow, may
-from gitrelease_discord.embeds import COLOURS, fit, scrub
-from gitrelease_discord.i18n import describe, locale_of, text
+from gitrelease_discord.i18n import describe, locale_of
 from gitrelease_discord.lifecycle import CogLifecycle
 from gitrelease_discord.options import (
     CATEGORIES,
@@ -23,6 +28,7 @@ from gitrelease_discord.options import (
     matching,
     params,
 )
+from gitrelease_discord.settings_card import is_secret, settings_card, shown_value
 
 __all__ = ["SettingsCommand"]
 
@@ -35,35 +41,35 @@ class SettingsCommand(CogLifecycle):
     @app_commands.describe(**params("update_settings", "setting_category", "setting_name",
                                     "setting_value", "reset_to_default"))
     @app_commands.choices(setting_category=choices("categories"))
-    async def update_settings(self, interaction: discord.Interaction, setting_category: str,
-                              setting_name: str, setting_value: str | None = None,
-                              reset_to_default: bool = False) -> None:
+    async def update_settings(
+        self, interaction: discord.Interaction, setting_category: str,
+        setting_name: app_commands.Range[str, 1, 100],
+        setting_value: app_commands.Range[str, 1, 1000] | None = None,
+        reset_to_default: bool = False,
+    ) -> None:
         await allow(self.bot, interaction, "owner")
         check_choice("setting_category", setting_category, CATEGORIES)
         check_text("setting_name", setting_name, 100)
         check_text("setting_value", setting_value, 1000)
         check_flags(reset_to_default=reset_to_default)
+        spec = spec_for(setting_category, setting_name)  # the nearest names, privately
+        if setting_value is not None and not reset_to_default:
+            parse_value(spec, setting_value)  # what is allowed, privately; nothing written
         locale = locale_of(interaction)
-        if setting_value is None and not reset_to_default:
-            await interaction.response.send_message(text("setting_value_missing", locale),
-                                                    ephemeral=True)
-            return
         await interaction.response.defer(thinking=True, ephemeral=True)
+        change = None
         async with self._open() as manager:
-            change = await manager.change_setting(
-                setting_category, setting_name, None if reset_to_default else setting_value,
-                actor=f"discord:{interaction.user.id}")
-        if setting_category == "schedule":  # the loop reads settings when it wakes
-            self._wake_schedules.set()
-        data = change.to_dict()
-        if setting_name.endswith("_command"):  # commands may carry tokens: never shown
-            data = {**data, "previous": "(set)" if data.get("previous") else "(empty)",
-                    "new": "(set)" if data.get("new") else "(empty)"}
-        key = "settings_reset" if reset_to_default else "settings_changed"
-        await interaction.edit_original_response(embed=fit(discord.Embed(
-            title=text("settings_title", locale, name=setting_name), colour=COLOURS["ok"],
-            description=scrub(text(key, locale, name=setting_name, old=data.get("previous"),
-                                    new=data.get("new")))), locale))
+            if setting_value is not None or reset_to_default:
+                change = (await manager.change_setting(
+                    setting_category, setting_name,
+                    None if reset_to_default else setting_value,
+                    actor=f"discord:{interaction.user.id}")).to_dict()
+            view = manager.settings_view(setting_category)
+            root = manager.root
+        if change is not None and setting_category == "schedule":
+            self._wake_schedules.set()  # the loop reads settings when it wakes
+        await interaction.edit_original_response(embed=settings_card(
+            view, setting_name, locale, change=change, reset=reset_to_default, root=root))
 
     @update_settings.autocomplete("setting_name")
     async def _setting_names(self, interaction: discord.Interaction,
@@ -76,3 +82,35 @@ class SettingsCommand(CogLifecycle):
         names = [name for name, spec in schema().items()
                  if category in (None, spec.category)]
         return matching(names, current)
+
+    @update_settings.autocomplete("setting_value")
+    async def _setting_values(self, interaction: discord.Interaction,
+                              current: str) -> list[Choice[str]]:
+        """Values of the setting's type: true/false, its choices, its current value, default
+        and bounds (never a command's value)."""
+        from gitrelease.core.settings import schema
+
+        if not await may(self.bot, interaction, "owner"):
+            return []
+        name = getattr(interaction.namespace, "setting_name", None)
+        spec = schema().get(name or "")
+        if spec is None:
+            return []
+        async with self._open() as manager:
+            value = manager.settings.get(spec.name)
+        return _value_choices(spec, value, current or "", locale_of(interaction))
+
+
+def _value_choices(spec: Any, value: Any, typed: str, locale: str) -> list[Choice[str]]:
+    if spec.type is bool:
+        offered = ["true", "false"]
+    elif spec.choices:
+        offered = list(spec.choices)
+    elif is_secret(spec.name):
+        return []
+    else:
+        offered = [shown_value(spec.name, v, locale) for v in (value, spec.default)
+                   if v not in (None, "", [])]
+        offered += [str(b) for b in (spec.minimum, spec.maximum) if b is not None]
+    unique = list(dict.fromkeys(o for o in offered if typed.lower() in o.lower()))
+    return [Choice(name=o[:100], value=o[:100]) for o in unique[:25]]

@@ -4,12 +4,15 @@ Load it into a bot with ``await bot.load_extension("gitrelease_discord")``. It f
 deployment through ``GITRELEASE_ROOT``, else the git top-level of the working directory. Each
 command checks every value again (Discord does not enforce choices or ranges for a bot) and runs
 the permission check itself: owner for install, rollback, schedule, restore and settings; owner
-or a member with Administrator for the rest (owner only in direct messages).
+or a member with Administrator for the rest. The commands are registered for servers only, with
+Administrator as their default member permission, so other members are not offered them.
 
 Where things are: the commands in `update_commands`, `backup_commands` and
 `settings_command`; load, background tasks and unload in `lifecycle`; who may run what in
 `checks`; the options' choices and checks in `options`; the error replies in `errors`;
-announcements in `notify`; progress messages in `progress`; Confirm / Cancel in `confirm`.
+announcements in `notify`; progress messages in `progress`; Confirm / Cancel in `confirm`;
+the cards in `cards`, `state_cards` and `outcome_cards`; suggestions as you type in
+`suggestions`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,20 @@ class UpdateManager(SettingsCommand, BackupCommands, UpdateCommands):
     async def cog_app_command_error(self, interaction: discord.Interaction,
                                     error: app_commands.AppCommandError) -> None:
         await report_error(interaction, error, self._notify_soon)
+
+
+def _for_server_admins(cog: type[commands.Cog]) -> None:
+    """Register every command for servers only, shown by default to members with
+    Administrator: a server's admins can widen that in Discord's integration settings, and
+    each command still checks who runs it (the owner-only ones check ownership)."""
+    for command in cog.__cog_app_commands__:
+        command.guild_only = True
+        command.allowed_contexts = app_commands.AppCommandContext(guild=True, dm_channel=False,
+                                                                  private_channel=False)
+        command.default_permissions = discord.Permissions(administrator=True)
+
+
+_for_server_admins(UpdateManager)
 
 
 async def setup(bot: commands.Bot) -> None:

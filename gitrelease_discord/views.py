@@ -29,7 +29,8 @@ class _OwnedView(discord.ui.View):
 
 
 class ConfirmView(_OwnedView):
-    """Confirm or Cancel, once; after `timeout` seconds the answer is "no"."""
+    """Confirm or Cancel, once; after `timeout` seconds the answer is "no". Pressing one
+    takes both off the message."""
 
     def __init__(self, owner_id: int, locale: str, *, timeout: float = 60.0) -> None:
         super().__init__(owner_id, locale, timeout=timeout)
@@ -38,12 +39,13 @@ class ConfirmView(_OwnedView):
         self.cancel.label = text("cancel", locale)
 
     async def _answer(self, interaction: discord.Interaction, answer: bool) -> None:
+        # The buttons go as soon as one is pressed: left on the message (even disabled)
+        # while the work runs, they would read as a question still open.
         self.confirmed = answer
-        for item in self.children:
-            if isinstance(item, discord.ui.Button):
-                item.disabled = True
-        await interaction.response.edit_message(view=self)
-        self.stop()
+        try:
+            await interaction.response.edit_message(view=None)
+        finally:  # the answer stands even if Discord did not take the edit
+            self.stop()
 
     @discord.ui.button(label="Confirm", style=discord.ButtonStyle.danger,
                        custom_id="gitrelease:confirm")

@@ -57,7 +57,7 @@ def test_breaking_from_an_unknown_version_reads_unknown_not_unchecked() -> None:
                       current_version="0+untagged.gabc1234")
     report = CheckReport(UpdateType.BOT, datetime(2024, 1, 2, tzinfo=UTC),
                          "0+untagged.gabc1234", bot=info, version_known=False)
-    card = check_card(report, "Update check", "en-US")
+    card = check_card(report, "en-US")
     body = card.description or ""
     body += "".join(f.value for f in card.fields)
     assert text("unknown", "en-US") in body
