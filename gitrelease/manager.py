@@ -208,6 +208,13 @@ class ReleaseManager:
         return await rollback_to_version(self.deployment, target_version, options,
                                          progress=progress, commit=commit, backup_id=backup_id)
 
+    async def rollback_target(self, target_version: str) -> dict[str, Any]:
+        """Where a rollback to `target_version` would go now ({"version", "tag", "commit",
+        "backup"}), or the error it would raise; changes nothing."""
+        from gitrelease.deploy.rollback import Rollback
+
+        return await Rollback(self.deployment).resolve(await self.index(), target_version)
+
     async def recover(self) -> None:
         """Settle what a dead process left half-way, unless an operation is running now."""
         from gitrelease.deploy.guard import reconcile_if_idle

@@ -229,12 +229,18 @@ class UpdateCommands(CogLifecycle):
         check_flags(confirm=confirm, create_backup=create_backup, restore_config=restore_config)
         if await unconfirmed(interaction, confirm):
             return
+        async with self._open() as manager:  # an unknown version is one private answer
+            target = await manager.rollback_target(target_version)
         await interaction.response.defer(thinking=True)
         locale = locale_of(interaction)
+        # Exactly the commit named in the title: if "previous" means another by the time
+        # the lock is held, nothing is rolled back.
         options = {"confirm": True, "create_backup": create_backup,
-                   "restore_config": restore_config,
+                   "restore_config": restore_config, "expect_commit": target["commit"],
                    "initiated_by": f"discord:{interaction.user.id}"}
-        title = text("rollback_title", locale, target=target_version)
+        tag = target["tag"]
+        title = text("rollback_title", locale, target=target["version"] + (
+            f" ({tag})" if tag and tag != target["version"] else ""))
         try:
             session = await self._with_progress(
                 interaction, title, lambda m, progress: m.rollback_to_version(

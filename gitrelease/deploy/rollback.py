@@ -109,6 +109,19 @@ class Rollback:
             except InvalidInput as exc:
                 raise exc.renamed("target_version") from None
 
+    async def resolve(self, store: Store, target_text: str) -> dict[str, Any]:
+        """Where `target_text` ("previous", "last_backup", a version) leads now, without
+        acting: {"version", "tag", "commit", "backup"} (the backup whose data would come
+        back, or None), or the error `run` would raise for it."""
+        self.check_target(target_text)
+        snap = await self.d.in_thread(self.d.snapshot)
+        target = await self._target(store, target_text, snap)
+        if target.commit == snap.current.commit:
+            raise NoSuchVersion(f"already at {target.label}: nothing to roll back",
+                                hint="name an older version")
+        return {"version": target.label, "tag": target.tag, "commit": target.commit,
+                "backup": target.backup.id if target.backup else None}
+
     async def run(
         self, store: Store, target_text: str, opts: RollbackOptions,
         progress: Progress | None, *, commit: str | None = None,

@@ -9,6 +9,7 @@ loaded into a bot logged in to the local stand-in of Discord, and readers of wha
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -18,7 +19,8 @@ from gitrelease_discord.update_manager import UpdateManager
 from tests.conftest import World
 from tests.discord_stub import FakeDiscord, InteractionResult, slash, start_bot, stop_bot
 
-__all__ = ["ADMIN", "ADMIN_ID", "MEMBER_ID", "Harness", "body", "h", "refusal", "title"]
+__all__ = ["ADMIN", "ADMIN_ID", "MEMBER_ID", "Harness", "body", "h", "harness", "refusal",
+           "title"]
 
 ADMIN = 0x8
 MEMBER_ID = 4242
@@ -50,8 +52,9 @@ class Harness:
                            guild_id=self.fake.guild_id if guild else None)
 
 
-@pytest.fixture
-async def h(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+@asynccontextmanager
+async def harness(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    """The extension loaded into a bot logged in to a fresh stand-in, serving `world`."""
     monkeypatch.setenv("GITRELEASE_ROOT", str(world.deploy))
     async with FakeDiscord() as fake:
         fake.background.update({"_schedule_loop", "gitrelease-schedule-sleep"})
@@ -60,6 +63,12 @@ async def h(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harn
             yield Harness(fake, bot, world)
         finally:
             await stop_bot(bot)
+
+
+@pytest.fixture
+async def h(world: World, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Harness]:
+    async with harness(world, monkeypatch) as ready:
+        yield ready
 
 
 def title(result: InteractionResult) -> str:

@@ -117,6 +117,9 @@ async def test_update_rollback(h: Harness) -> None:
     assert not result.errors, result.errors
     assert h.world.head() == h.world.tag_commit("v1.0.0")
     assert title(result) == "🔄 Rolled back to 1.0.0 (v1.0.0)"
+    progress = [json.dumps(r.json, ensure_ascii=False) for r in result.requests
+                if r.method == "PATCH"]
+    assert any("🔄 Rolling back to 1.0.0 (v1.0.0)" in p for p in progress), progress
 
 
 async def test_update_schedule(h: Harness) -> None:
