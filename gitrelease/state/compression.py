@@ -68,9 +68,24 @@ class ParallelGzip(io.RawIOBase):
             super().close()
 
     def abort(self) -> None:
+        """Stop without writing what is left: pending blocks are dropped, the workers end,
+        and the stream is closed (a later `close`, the garbage collector's included, does
+        nothing)."""
         for future in self._pending:
             future.cancel()
+        self._pending.clear()
+        self._buffer.clear()
         self._pool.shutdown(wait=True)
+        super().close()
+
+    def __del__(self) -> None:
+        # Never flush from the garbage collector: it may run inside another executor's
+        # submit, which holds concurrent.futures' global lock; a submit here would wait on
+        # that lock for ever. A stream nobody closed is an abandoned write: dropped.
+        if not self.closed:
+            self._pending.clear()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            io.RawIOBase.close(self)
 
 
 def compressor(sink: IO[bytes], compression: str, level: int) -> IO[bytes]:

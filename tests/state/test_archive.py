@@ -156,3 +156,37 @@ def test_verify_names_the_damaged_member(tmp_path: Path) -> None:
     with pytest.raises(VerificationFailed) as caught:
         verification.verify_archive(path, None, written.manifest)
     assert "data/file.txt does not match its checksum" in caught.value.message
+
+
+def _collect_holding_the_executors_lock(box: list[object]) -> bool:
+    """Drop the one reference to the stream in `box` while concurrent.futures' global lock
+    is held, as a collection inside another executor's submit does; True if that returned."""
+    import gc
+    import threading
+    from concurrent.futures import thread as futures_thread
+
+    def collect() -> None:
+        with futures_thread._global_shutdown_lock:
+            box.clear()
+            gc.collect()
+
+    worker = threading.Thread(target=collect, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    return not worker.is_alive()
+
+
+@pytest.mark.parametrize("aborted", [False, True], ids=["abandoned", "aborted"])
+def test_a_gzip_stream_collected_unclosed_writes_nothing_and_never_waits(aborted: bool) -> None:
+    """A write that failed half-way leaves its stream to the garbage collector, which may
+    run inside another thread pool's submit (holding the executors' global lock): the
+    stream must not flush then (a submit would wait on that lock for ever: a hung backup)."""
+    from gitrelease.state.compression import ParallelGzip
+
+    sink = io.BytesIO()
+    box: list[object] = [ParallelGzip(sink, 6, workers=2)]
+    box[0].write(b"x" * 1000)  # type: ignore[attr-defined]  # under a block: buffered
+    if aborted:
+        box[0].abort()  # type: ignore[attr-defined]
+    assert _collect_holding_the_executors_lock(box), "collecting the stream hung"
+    assert sink.getvalue() == b""  # nothing of an abandoned write reaches the archive
