@@ -77,10 +77,11 @@ def log_card(session: Any, tail: list[str], locale: str) -> discord.Embed:
              status=line(locale, f"outcome_{session.status.value}")),
         line(locale, "log_started", when=when(session.started_at, locale)),
         line(locale, "log_by", by=session.initiated_by),
+        line(locale, "log_id", id=session.id),
     ]
     if session.error_message:
         lines.append(line(locale, "failed_error", error=session.error_message))
-    embed = card(line(locale, "log_title", id=session.id), lines, "info", locale)
+    embed = card(line(locale, "log_title"), lines, "info", locale)
     shown = scrub("\n".join(tail)).replace("```", "`\u200b``")
     # The end of a log says most: what is cut is its beginning.
     value = f"```\n{shown[-(LIMITS['field_value'] - 8):]}\n```" if tail \

@@ -85,7 +85,7 @@ async def test_a_failed_install_says_it_was_undone_what_runs_and_its_id(h: Harne
 
     log = await h.owner("update_status", {"update_id": found[1]})
     assert log.ephemeral, "the log is for the owner alone"
-    assert title(log) == f"📜 Update {found[1]}"
+    assert title(log) == "📜 Update Log" and f"• Update ID: {found[1]}" in body(log)
     assert "table guilds: 2 rows" in body(log) and "```" in body(log)
     assert str(h.world.base) not in _sent(h)
 

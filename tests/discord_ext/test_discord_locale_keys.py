@@ -24,6 +24,7 @@ BUILT = (
                                      "restart")]
     + [f"cards.failed_title_{s}" for s in ("unchanged", "undone", "partly", "left")]
     + [f"cards.failed_state_{s}" for s in ("unchanged", "undone", "partly", "left")]
+    + [f"cards.rollback_failed_title_{s}" for s in ("unchanged", "undone", "partly", "left")]
     + [f"cards.outcome_{s.value}" for s in UpdateStatus]
     + [f"cards.ago_{u}{one}" for u in ("days", "hours", "minutes") for one in ("", "_one")]
     + [f"cards.holds_{k}" for k in ("databases", "config", "data")]
