@@ -13,19 +13,15 @@ from typing import Any
 
 import discord
 
+from gitrelease.core.settings import is_secret
 from gitrelease_discord.card_text import card, kind_name, line
 from gitrelease_discord.i18n import text
 
-__all__ = ["is_secret", "settings_card", "shown_value", "source_name", "takes_effect"]
+__all__ = ["settings_card", "shown_value", "source_name", "takes_effect"]
 
 _OTHERS_SHOWN = 15
 #: Settings the extension reads once, when the bot starts.
 _AT_START = frozenset({"restart_method"})
-
-
-def is_secret(name: str) -> bool:
-    """Whether a setting's value is never shown (commands may carry tokens)."""
-    return name.endswith("_command")
 
 
 def shown_value(name: str, value: Any, locale: str) -> str:

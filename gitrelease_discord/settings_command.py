@@ -14,6 +14,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from gitrelease.core.settings import is_secret
 from gitrelease.core.settings_edit import parse_value, spec_for
 from gitrelease_discord.checks import allow, may
 from gitrelease_discord.i18n import describe, locale_of
@@ -28,7 +29,7 @@ from gitrelease_discord.options import (
     matching,
     params,
 )
-from gitrelease_discord.settings_card import is_secret, settings_card, shown_value
+from gitrelease_discord.settings_card import settings_card, shown_value
 
 __all__ = ["SettingsCommand"]
 

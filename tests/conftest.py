@@ -41,7 +41,9 @@ for _key, _value in ISOLATED_ENV.items():
 
 ENV_SECRET = "DISCORD_TOKEN=super-secret-token-value\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-pytest_plugins = ["tests.realbot"]  # the real-bot world: fixtures realbot, realbot_packages
+# The real-bot world (fixtures realbot, realbot_packages) and a real PostgreSQL server
+# (pg_server, pg_url).
+pytest_plugins = ["tests.realbot", "tests.pg"]
 
 
 def kill_at(deploy: Path, point: str, *args: str) -> None:

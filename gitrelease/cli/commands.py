@@ -198,7 +198,9 @@ def _cmd_settings(args: argparse.Namespace) -> int:
         if exc.field != "setting_value":
             raise
         # Named as the setting, not as the VALUE argument; a command's text is not repeated.
-        shown = "(not shown)" if args.name.endswith("_command") else exc.value
+        from gitrelease.core.settings import is_secret
+
+        shown = "(not shown)" if is_secret(args.name) else exc.value
         raise InvalidInput(f"{args.category}.{args.name}", shown, exc.allowed,
                            reason=exc.reason) from None
     if args.json:
@@ -239,7 +241,9 @@ def _render_settings(root: Any, rows: list[dict[str, Any]]) -> str:
 
 
 def _redacted(name: str, value: Any) -> Any:
-    return "(set)" if name.endswith("_command") and value else value
+    from gitrelease.core.settings import is_secret
+
+    return "(set)" if is_secret(name) and value else value
 
 
 def _needs_yes(args: argparse.Namespace, what: str, hint: str = "") -> None:

@@ -6,7 +6,8 @@ Layers, lowest first: the defaults below < ``[tool.gitrelease]`` in the deployme
 the schema does not allow is an error naming the file, the key and the reason.
 
 The `Settings` dataclass *is* the schema: each field's default, type and metadata (category,
-description, allowed values, bounds) are the one place a setting is defined.
+description, allowed values, bounds) are the one place a setting is defined. One module on
+purpose, over the ~400-line aim: the dataclass is the schema, and its checks sit beside it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ __all__ = [
     "SettingSpec",
     "Settings",
     "command_argv",
+    "is_secret",
     "load_settings",
     "schema",
 ]
@@ -41,6 +43,16 @@ INERT = (
     "auto_updates_enabled", "update_check_interval",
     "test_updates", "verify_downloads", "log_level", "max_log_files", "log_rotation_size",
 )
+#: Settings whose value is never shown: an index URL may hold a password.
+SECRETS = frozenset({"index_url"})
+
+
+def is_secret(name: str) -> bool:
+    """Whether a setting's value is never shown, only whether it is set: commands may carry
+    tokens, an index URL a password."""
+    return name.endswith("_command") or name in SECRETS
+
+
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -94,6 +106,18 @@ def _is_tag_patterns(value: str | list[str]) -> bool:
     return 0 < len(patterns) <= 10 and all(_TAG_GLOB.match(p) for p in patterns)
 
 
+def _is_index_url(value: str) -> bool:
+    return value == "" or (value.startswith(("postgresql://", "postgres://"))
+                           and len(value) <= 2000 and value.isprintable())
+
+
+_INSTANCE = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
+
+
+def _is_instance_id(value: str) -> bool:
+    return value == "" or bool(_INSTANCE.match(value))
+
+
 def _is_timezone(name: str) -> bool:
     import zoneinfo
 
@@ -121,6 +145,15 @@ class Settings:
         "update", "announce finished updates"))
     auto_restart: bool = field(default=True, metadata=_meta(
         "update", "restart the bot after an update that needs it"))
+    index_url: str = field(default="", metadata=_meta(
+        "update", "PostgreSQL URL of an index several deployments share "
+        "(postgresql://user@host/db; its password from PGPASSWORD or ~/.pgpass); empty: the "
+        "SQLite index in the data folder. GITRELEASE_INDEX_URL overrides it",
+        check=_is_index_url, pattern_text="empty, or a postgresql:// URL"))
+    instance_id: str = field(default="", metadata=_meta(
+        "update", "this deployment's name in a shared index (empty: host:folder of the "
+        "checkout); two deployments never share one", check=_is_instance_id,
+        pattern_text="empty, or 1-200 letters, digits or ._:/@-"))
     remote: str = field(default="origin", metadata=_meta(
         "update", "git remote that release tags are fetched from",
         pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"), pattern_text="a remote name"))
@@ -301,7 +334,7 @@ class SettingSpec:
         try:
             return self._validate(value, file)
         except InvalidSetting:
-            if self.name.endswith("_command"):
+            if is_secret(self.name):
                 raise InvalidSetting(file, self.name, f"is not valid; allowed: "
                                      f"{self.allowed()}") from None
             raise

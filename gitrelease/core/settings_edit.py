@@ -20,7 +20,13 @@ from tomlkit.exceptions import TOMLKitError
 
 from gitrelease.core.errors import InvalidInput, InvalidSetting
 from gitrelease.core.fsutil import atomic_write
-from gitrelease.core.settings import CATEGORIES, SettingSpec, load_settings, schema
+from gitrelease.core.settings import (
+    CATEGORIES,
+    SettingSpec,
+    is_secret,
+    load_settings,
+    schema,
+)
 
 __all__ = ["SettingChange", "change_setting", "parse_value", "spec_for"]
 
@@ -66,7 +72,7 @@ def parse_value(spec: SettingSpec, text: str) -> Any:
         except InvalidSetting:
             raise InvalidInput("setting_value", text, spec.allowed()) from None
     except InvalidInput as exc:
-        if not spec.name.endswith("_command"):
+        if not is_secret(spec.name):
             raise
         raise InvalidInput("setting_value", "(not shown)", exc.allowed,
                            reason=exc.reason) from None

@@ -102,7 +102,8 @@ class Deployment:
         if self.store is None:
             from gitrelease.index import open_store
 
-            self.store = await open_store(self.data_dir)
+            url, scope = self.index_location()
+            self.store = await open_store(self.data_dir, url, scope)
             self.upkeep = None  # its stamps are those of a connection now gone
             await in_thread(self.claim_data_dir)
         return self.store
@@ -111,9 +112,18 @@ class Deployment:
         """The index if there is one: read-only commands never create it."""
         from gitrelease.index import store_exists
 
-        if self.store is None and not store_exists(self.data_dir):
+        if self.store is None and not store_exists(self.data_dir, self.index_location()[0]):
             return None
         return await self.index()
+
+    def index_location(self) -> tuple[str, str]:
+        """The shared index's URL (GITRELEASE_INDEX_URL, else index_url; empty: SQLite in the
+        data folder) and this deployment's name there (instance_id, else host:root)."""
+        import os
+        import socket
+
+        url = os.environ.get("GITRELEASE_INDEX_URL") or self.settings.index_url
+        return url, self.settings.instance_id or f"{socket.gethostname()}:{self.root}"
 
     # -- where things are ------------------------------------------------------------------
 

@@ -51,4 +51,6 @@ async def change_setting(
 
 def _shown(name: str, value: Any) -> Any:
     """A setting's value as it may be written to the audit log (never a command's secrets)."""
-    return "(set)" if name.endswith("_command") and value else value
+    from gitrelease.core.settings import is_secret
+
+    return "(set)" if is_secret(name) and value else value

@@ -1,7 +1,8 @@
 """The index: sessions, journal steps, audit, backups and schedules behind `Store`.
 
-`open_store` is where a backend is chosen; today the one backend is SQLite, embedded in the
-deployment's data folder (`gitrelease.index.sqlite`). A server-backed one goes beside it.
+`open_store` is where a backend is chosen: SQLite embedded in the deployment's data folder
+(`gitrelease.index.sqlite`, the default), or a PostgreSQL server that several deployments
+share, each seeing its own rows (`gitrelease.index.postgres`, with an index URL).
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ __all__ = ["INDEX_NAME", "open_store", "store_exists"]
 INDEX_NAME = "update_manager.db"
 
 
-async def open_store(data_dir: Path) -> Store:
-    """The deployment's index, opened (and created, migrated) as needed."""
+async def open_store(data_dir: Path, url: str = "", scope: str = "") -> Store:
+    """The deployment's index, opened (and created, migrated) as needed: on the server of
+    `url` as `scope` (the deployment's name there) when a URL is given, else in SQLite."""
+    if url:
+        from gitrelease.index.postgres import PostgresStore
+
+        return await PostgresStore.open(url, scope)
     from gitrelease.index.sqlite import SQLiteStore
 
     return await SQLiteStore.open(data_dir / INDEX_NAME)
 
 
-def store_exists(data_dir: Path) -> bool:
-    """Whether the deployment has an index yet (read-only commands never create one)."""
-    return (data_dir / INDEX_NAME).exists()
+def store_exists(data_dir: Path, url: str = "") -> bool:
+    """Whether the deployment has an index yet (read-only commands never create one); a
+    shared server's is there to be opened."""
+    return bool(url) or (data_dir / INDEX_NAME).exists()

@@ -24,19 +24,15 @@ from gitrelease.core.models import (
     Backup,
     BackupStatus,
     BackupType,
-    ScheduleType,
     UpdateSchedule,
     UpdateSession,
     UpdateStatus,
-    UpdateType,
-    compact_metadata,
     utcnow,
 )
-from gitrelease.index.sqlite_schema import (
-    _BACKUP_COLUMNS,
-    _MIGRATIONS,
-    _SESSION_COLUMNS,
-)
+from gitrelease.index import rows as records
+from gitrelease.index.rows import BACKUP_COLUMNS as _BACKUP_COLUMNS
+from gitrelease.index.rows import SESSION_COLUMNS as _SESSION_COLUMNS
+from gitrelease.index.sqlite_schema import _MIGRATIONS
 from gitrelease.index.store import AuditEntry, BackupFiles, BackupSummary, JournalStep
 
 __all__ = ["BACKUP_SORTS", "SQLiteStore"]
@@ -65,8 +61,10 @@ def _ts(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def _dt(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def _stored(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A record's values as SQLite keeps them: timestamps as ISO text, booleans as 0/1."""
+    return tuple(_ts(v) if isinstance(v, datetime) else int(v) if isinstance(v, bool) else v
+                 for v in values)
 
 
 class SQLiteStore:
@@ -229,18 +227,7 @@ class SQLiteStore:
             params,
         ) as cursor:
             rows = await cursor.fetchall()
-        by_type: dict[str, dict[str, int]] = {}
-        total = weighted = 0.0
-        longest = None
-        for kind, status, count, mean, most in rows:
-            by_type.setdefault(kind, {})[status] = count
-            if mean is not None:
-                total += count
-                weighted += mean * count
-                longest = most if longest is None else max(longest, most)
-        return {"by_type": by_type,
-                "mean_duration_seconds": round(weighted / total, 3) if total else None,
-                "longest_duration_seconds": round(longest, 3) if longest is not None else None}
+        return records.analytics(rows)
 
     async def _select_sessions(
         self, clause: str, params: Sequence[Any]
@@ -254,28 +241,11 @@ class SQLiteStore:
 
     @staticmethod
     def _session_row(s: UpdateSession) -> tuple[Any, ...]:
-        return (
-            s.id, s.update_type.value, s.status.value, s.progress, _ts(s.started_at),
-            _ts(s.completed_at) if s.completed_at else None, s.target_version,
-            s.current_version, s.error_message, json.dumps(s.steps_completed), s.total_steps,
-            int(s.rollback_available), s.initiated_by, s.from_commit, s.to_commit,
-            s.target_tag, int(s.restart_needed), json.dumps(s.warnings), s.backup_id,
-            json.dumps(s.package_changes),
-            (s.completed_at - s.started_at).total_seconds() if s.completed_at else None,
-        )
+        return _stored(records.session_values(s))
 
     @staticmethod
     def _session_from_row(row: Sequence[Any]) -> UpdateSession:
-        return UpdateSession(
-            id=row[0], update_type=UpdateType(row[1]), status=UpdateStatus(row[2]),
-            progress=row[3], started_at=datetime.fromisoformat(row[4]), completed_at=_dt(row[5]),
-            target_version=row[6], current_version=row[7], error_message=row[8],
-            steps_completed=json.loads(row[9]), total_steps=row[10],
-            rollback_available=bool(row[11]), initiated_by=row[12], from_commit=row[13],
-            to_commit=row[14], target_tag=row[15], restart_needed=bool(row[16]),
-            warnings=json.loads(row[17]), backup_id=row[18],
-            package_changes=json.loads(row[19]),
-        )
+        return records.session_from(row, datetime.fromisoformat)
 
     # -- audit log -------------------------------------------------------------------------
 
@@ -366,13 +336,10 @@ class SQLiteStore:
             "SELECT id FROM backups WHERE status = ? AND verified_at IS NOT NULL "
             "ORDER BY created_at DESC, id DESC LIMIT 1", (completed,)) as cursor:
             verified = await cursor.fetchone()
-        by_status = {status: count for status, count, _ in rows}
-        completed_bytes = next((size for status, _, size in rows if status == completed), 0)
-        return BackupSummary(
-            total=sum(by_status.values()), by_status=by_status, completed_bytes=completed_bytes,
-            archive_bytes=completed_bytes + int((damaged[0] if damaged else 0) or 0),
-            latest=(latest[0], datetime.fromisoformat(latest[1])) if latest else None,
-            newest_verified=verified[0] if verified else None)
+        return records.backup_summary(
+            rows, damaged[0] if damaged else 0,
+            (latest[0], datetime.fromisoformat(latest[1])) if latest else None,
+            verified[0] if verified else None)
 
     async def backup_files(self) -> BackupFiles:
         """Every row's archive path and whether the row says it exists, from the index
@@ -441,59 +408,30 @@ class SQLiteStore:
 
     @staticmethod
     def _backup_row(b: Backup) -> tuple[Any, ...]:
-        return (
-            b.id, b.name, b.backup_type.value, b.status.value, b.file_path, b.file_size,
-            b.compressed_size, _ts(b.created_at), _ts(b.completed_at) if b.completed_at else None,
-            b.description, b.checksum, int(b.auto_created),
-            json.dumps(compact_metadata(b.metadata)), b.tag, b.commit, int(b.keep),
-            _ts(b.verified_at) if b.verified_at else None, b.problem, int(b.deleting),
-        )
+        return _stored(records.backup_values(b))
 
     @staticmethod
     def _backup_from_row(row: Sequence[Any]) -> Backup:
-        return Backup(
-            id=row[0], name=row[1], backup_type=BackupType(row[2]), status=BackupStatus(row[3]),
-            file_path=row[4], file_size=row[5], compressed_size=row[6],
-            created_at=datetime.fromisoformat(row[7]), completed_at=_dt(row[8]),
-            description=row[9], checksum=row[10], auto_created=bool(row[11]),
-            metadata=json.loads(row[12]), tag=row[13], commit=row[14], keep=bool(row[15]),
-            verified_at=_dt(row[16]), problem=row[17], deleting=bool(row[18]),
-        )
+        return records.backup_from(row, datetime.fromisoformat)
 
     # -- schedules ---------------------------------------------------------------------------
 
     async def save_schedule(self, schedule: UpdateSchedule) -> None:
-        row = (
-            schedule.id, schedule.name, schedule.schedule_type.value, schedule.update_time,
-            json.dumps(schedule.update_days), json.dumps([t.value for t in schedule.update_types]),
-            int(schedule.enabled), schedule.created_by, _ts(schedule.created_at),
-            _ts(schedule.last_run) if schedule.last_run else None,
-            _ts(schedule.next_run) if schedule.next_run else None,
-            schedule.max_backups_to_keep, schedule.last_outcome,
-        )
+        marks = ", ".join("?" for _ in records.SCHEDULE_COLUMNS)
+        kept = ("name", "update_time", "update_days", "update_types", "enabled", "last_run",
+                "next_run", "last_outcome")
         await self._db.execute(
-            "INSERT INTO schedules (id, name, schedule_type, update_time, update_days, "
-            "update_types, enabled, created_by, created_at, last_run, next_run, "
-            "max_backups_to_keep, last_outcome) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-            "update_time = excluded.update_time, update_days = excluded.update_days, "
-            "update_types = excluded.update_types, enabled = excluded.enabled, "
-            "last_run = excluded.last_run, next_run = excluded.next_run, "
-            "last_outcome = excluded.last_outcome", row)
+            f"INSERT INTO schedules ({', '.join(records.SCHEDULE_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET "
+            + ", ".join(f"{c} = excluded.{c}" for c in kept),
+            _stored(records.schedule_values(schedule)))
 
     async def list_schedules(self) -> list[UpdateSchedule]:
         async with self._db.execute(
-            "SELECT id, name, schedule_type, update_time, update_days, update_types, enabled, "
-            "created_by, created_at, last_run, next_run, max_backups_to_keep, last_outcome "
-            "FROM schedules ORDER BY created_at, id") as cursor:
-            rows = await cursor.fetchall()
-        return [UpdateSchedule(
-            id=r[0], name=r[1], schedule_type=ScheduleType(r[2]), update_time=r[3],
-            update_days=json.loads(r[4]), update_types=[UpdateType(t) for t in json.loads(r[5])],
-            enabled=bool(r[6]), created_by=r[7], created_at=datetime.fromisoformat(r[8]),
-            last_run=_dt(r[9]), next_run=_dt(r[10]), max_backups_to_keep=r[11],
-            last_outcome=r[12]) for r in rows]
+            f"SELECT {', '.join(records.SCHEDULE_COLUMNS)} FROM schedules "  # noqa: S608
+            "ORDER BY created_at, id") as cursor:
+            found = await cursor.fetchall()
+        return [records.schedule_from(r, datetime.fromisoformat) for r in found]
 
     async def delete_schedule(self, schedule_id: str) -> bool:
         cursor = await self._db.execute("DELETE FROM schedules WHERE id = ?", (schedule_id,))

@@ -11,13 +11,6 @@ from collections.abc import Sequence
 
 __all__: list[str] = []
 
-_BACKUP_COLUMNS = (
-    "id", "name", "backup_type", "status", "file_path", "file_size", "compressed_size",
-    "created_at", "completed_at", "description", "checksum", "auto_created", "metadata", "tag",
-    "commit_id", "keep", "verified_at", "problem", "deleting",
-)
-
-
 
 _MIGRATIONS: Sequence[str] = (
     # 1: the update journal and the audit log
@@ -150,10 +143,3 @@ _MIGRATIONS: Sequence[str] = (
     """,
 )
 
-_SESSION_COLUMNS = (
-    "id", "update_type", "status", "progress", "started_at", "completed_at", "target_version",
-    "current_version", "error_message", "steps_completed", "total_steps", "rollback_available",
-    "initiated_by", "from_commit", "to_commit", "target_tag", "restart_needed", "warnings",
-    "backup_id", "package_changes",
-    "duration_seconds",  # the last is derived: written, never read back
-)

@@ -1,4 +1,5 @@
-"""The SQLite index: schema versions, the journal, the audit log."""
+"""The index: schema versions (SQLite's), the journal, the audit log and backup rows (in both
+backends: SQLite, and PostgreSQL on a real server)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 from gitrelease.core.errors import IndexStoreError
 from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType, utcnow
 from gitrelease.index.sqlite import SQLiteStore
+from tests.index.backends import Backend, backend
+
+__all__ = ["backend"]  # the fixture, used here
 
 
 def make_session(session_id: str, status: UpdateStatus, age: timedelta) -> UpdateSession:
@@ -53,8 +57,8 @@ async def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
         await SQLiteStore.open(path)
 
 
-async def test_sessions_roundtrip_and_statistics(tmp_path: Path) -> None:
-    store = await SQLiteStore.open(tmp_path / "i.db")
+async def test_sessions_roundtrip_and_statistics(backend: Backend) -> None:
+    store = await backend.open()
     try:
         old = make_session("old", UpdateStatus.FAILED, timedelta(days=10))
         done = make_session("done", UpdateStatus.COMPLETED, timedelta(hours=2))
@@ -89,13 +93,16 @@ async def test_sessions_roundtrip_and_statistics(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_two_connections_opening_a_new_index_at_once(tmp_path: Path) -> None:
+async def test_two_connections_opening_a_new_index_at_once(backend: Backend) -> None:
     import asyncio
 
-    path = tmp_path / "i.db"
-    stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(4)))
-    for store in stores:
-        await store.close()
+    stores = await asyncio.gather(*(backend.open() for _ in range(4)))
+    try:
+        await stores[0].audit("a", "b", None, "completed")
+        assert len(await stores[3].audit_entries()) == 1  # one index, migrated once
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_a_version_1_index_is_migrated_in_place(tmp_path: Path) -> None:
@@ -128,10 +135,10 @@ def rows_of(path: Path, sql: str) -> list[tuple]:
     return result
 
 
-async def test_backup_rows_stay_small_whatever_the_file_count(tmp_path: Path) -> None:
+async def test_backup_rows_stay_small_whatever_the_file_count(backend: Backend) -> None:
     from gitrelease.core.models import Backup, BackupStatus, BackupType
 
-    store = await SQLiteStore.open(tmp_path / "i.db")
+    store = await backend.open()
     files = [{"path": f"data/f{n}.json", "kind": "data", "size": 1, "mode": 420,
               "sha256": "0" * 64} for n in range(5000)]
     backup = Backup("b1", "b1", BackupType.FULL, BackupStatus.COMPLETED, None, 1, 1, utcnow(),
@@ -147,4 +154,4 @@ async def test_backup_rows_stay_small_whatever_the_file_count(tmp_path: Path) ->
         assert (await store.backup_manifest(listed))["files"] == []
     finally:
         await store.close()
-    assert rows_of(tmp_path / "i.db", "SELECT MAX(LENGTH(metadata)) FROM backups") == [(None,)]
+    assert backend.read_elsewhere("SELECT MAX(LENGTH(metadata)) FROM backups") == [(None,)]

@@ -1,4 +1,5 @@
-"""The index's SQL answers against the Python they replaced, on the same real SQLite rows."""
+"""The index's SQL answers against the Python they replaced, on the same real rows, in both
+backends (SQLite, and PostgreSQL on a real server: `tests.index.backends`)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ from gitrelease.core.models import Backup, BackupStatus, BackupType, utcnow
 from gitrelease.core.settings import Settings
 from gitrelease.index import sqlite_schema as store_module
 from gitrelease.index.sqlite import SQLiteStore
+from gitrelease.index.store import Store
 from gitrelease.manager import ReleaseManager
 from gitrelease.state.backup_options import BACKUP_RANGES, SORTS, ListFilters
 from gitrelease.state.backups import BackupService
 from gitrelease.state.sources import Layout
 from tests.conftest import World
+from tests.index.backends import Backend, backend
+
+__all__ = ["backend"]  # the fixture, used here
 
 # Names that sort differently under SQLite's ASCII-only lower() and Python's str.lower.
 NAMES = ["alpha", "Alpha", "beta", "Émile", "émile", "Zoë", "zed", "İstanbul", "istanbul",
@@ -41,12 +46,10 @@ def make_backup(
         keep=n % 7 == 0, verified_at=created if verified else None, deleting=deleting)
 
 
-@pytest.fixture
-async def filled(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+async def fill(store: Store) -> Store:
     """Rows with ties in every sort key, every type and status, some being deleted; no row
     within a minute of a time range's edge (the two sides read the clock apart)."""
     rng = random.Random(7)
-    store = await SQLiteStore.open(tmp_path / "data" / "update_manager.db")
     now = utcnow()
     ages = [timedelta(hours=h) for h in (1, 5, 30, 100, 200, 500, 1000, 2000, 2500, 3000)]
     n = 0
@@ -60,13 +63,29 @@ async def filled(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
                 name=f"{NAMES[n % len(NAMES)]}{n // len(NAMES) or ''}",
                 status=rng.choice([BackupStatus.COMPLETED] * 3 + list(BackupStatus)),
                 deleting=rng.random() < 0.15, verified=rng.random() < 0.5))
+    return store
+
+
+@pytest.fixture
+async def filled(backend: Backend) -> AsyncIterator[Store]:
+    store = await fill(await backend.open())
     try:
         yield store
     finally:
         await store.close()
 
 
-def service(store: SQLiteStore, tmp_path: Path) -> BackupService:
+@pytest.fixture
+async def filled_sqlite(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = await SQLiteStore.open(tmp_path / "data" / "update_manager.db")
+    await fill(store)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+def service(store: Store, tmp_path: Path) -> BackupService:
     data = tmp_path / "data"
     layout = Layout(tmp_path, data, data / "backups", data / "update_logs")
     return BackupService(layout, Settings(), store, python="python",
@@ -74,7 +93,7 @@ def service(store: SQLiteStore, tmp_path: Path) -> BackupService:
 
 
 async def test_query_backups_gives_what_the_python_listing_gives(
-    filled: SQLiteStore, tmp_path: Path
+    filled: Store, tmp_path: Path
 ) -> None:
     reference = service(filled, tmp_path)
     kinds = [None, *BackupType]
@@ -102,7 +121,7 @@ async def test_the_manager_lists_by_sql_as_the_service_does(world: World) -> Non
                 await reference.list_backups(ListFilters.from_mapping(filters))
 
 
-async def test_backup_summary_counts_what_the_rows_say(filled: SQLiteStore) -> None:
+async def test_backup_summary_counts_what_the_rows_say(filled: Store) -> None:
     newest = next(b for b in await filled.list_backups() if b.status is BackupStatus.COMPLETED)
     newest.verified_at = None  # so that "the newest verified" is another row
     await filled.save_backup(newest)
@@ -119,8 +138,8 @@ async def test_backup_summary_counts_what_the_rows_say(filled: SQLiteStore) -> N
     assert summary.newest_verified != completed[0].id
 
 
-async def test_backup_summary_of_an_empty_index(tmp_path: Path) -> None:
-    store = await SQLiteStore.open(tmp_path / "i.db")
+async def test_backup_summary_of_an_empty_index(backend: Backend) -> None:
+    store = await backend.open()
     try:
         summary = await store.backup_summary()
     finally:
@@ -129,8 +148,8 @@ async def test_backup_summary_of_an_empty_index(tmp_path: Path) -> None:
     assert summary.latest is None and summary.newest_verified is None
 
 
-async def test_backup_files_and_unsettled_rows(tmp_path: Path) -> None:
-    store = await SQLiteStore.open(tmp_path / "i.db")
+async def test_backup_files_and_unsettled_rows(backend: Backend) -> None:
+    store = await backend.open()
     now = utcnow()
     try:
         plain = dict(kind=BackupType.FULL, size=1)
@@ -164,9 +183,8 @@ async def test_backup_files_and_unsettled_rows(tmp_path: Path) -> None:
         await store.close()
 
 
-async def test_the_change_stamp_moves_with_every_write(tmp_path: Path) -> None:
-    path = tmp_path / "i.db"
-    store = await SQLiteStore.open(path)
+async def test_the_change_stamp_moves_with_every_write(backend: Backend) -> None:
+    store = await backend.open()
     try:
         first = await store.change_stamp()
         assert await store.change_stamp() == first  # reading changes nothing
@@ -174,39 +192,36 @@ async def test_the_change_stamp_moves_with_every_write(tmp_path: Path) -> None:
                                             name="n"))
         second = await store.change_stamp()
         assert second != first
-        with sqlite3.connect(path) as other:  # another connection, as another process
-            other.execute("UPDATE backups SET description = 'changed elsewhere'")
-        other.close()
+        # Another connection, as another process (or, sharing a server, another host).
+        backend.write_elsewhere("UPDATE backups SET description = 'changed elsewhere'")
         assert await store.change_stamp() != second
     finally:
         await store.close()
 
 
-async def test_the_hot_queries_never_read_every_row(
-    filled: SQLiteStore, tmp_path: Path
-) -> None:
+async def test_the_hot_queries_never_read_every_row(filled_sqlite: SQLiteStore) -> None:
     """Each statement `backup list`, `status` and the look before a reconcile run is
     planned on an index: none scans a table of rows kilobytes long."""
     statements: list[str] = []
-    await filled._db.set_trace_callback(statements.append)
+    await filled_sqlite._db.set_trace_callback(statements.append)
     since = utcnow() - timedelta(days=30)
     for sort_by in SORTS:
-        await filled.query_backups(backup_type=BackupType.FULL, since=since, sort_by=sort_by,
+        await filled_sqlite.query_backups(backup_type=BackupType.FULL, since=since, sort_by=sort_by,
                                    limit=20)
-    await filled.backup_summary()
-    await filled.backup_files()
-    await filled.backups_unsettled()
-    await filled.unfinished_sessions()
-    await filled.session_analytics(since)
-    await filled.last_completed()
-    await filled.list_sessions(since, limit=10)
-    await filled.change_stamp()
-    await filled._db.set_trace_callback(None)
+    await filled_sqlite.backup_summary()
+    await filled_sqlite.backup_files()
+    await filled_sqlite.backups_unsettled()
+    await filled_sqlite.unfinished_sessions()
+    await filled_sqlite.session_analytics(since)
+    await filled_sqlite.last_completed()
+    await filled_sqlite.list_sessions(since, limit=10)
+    await filled_sqlite.change_stamp()
+    await filled_sqlite._db.set_trace_callback(None)
     assert len(statements) >= 14
     for sql in statements:
         if sql.startswith("--"):
             continue  # what SQLite runs inside pragma_data_version, traced as a comment
-        async with filled._db.execute(f"EXPLAIN QUERY PLAN {sql}") as cursor:
+        async with filled_sqlite._db.execute(f"EXPLAIN QUERY PLAN {sql}") as cursor:
             plan = [row[-1] for row in await cursor.fetchall()]
         # SEARCH reads a range; a SCAN reads every row, unless it is of a covering index or
         # of the partial index that holds only the rows it is about.
