@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gitrelease.core.choices import STATUS_RANGES as TIME_RANGES
     from gitrelease.core.models import (
         Backup,
+        Instance,
         Progress,
         SystemInfo,
         UpdateSchedule,
@@ -236,6 +237,35 @@ class ReleaseManager:
                  "relation": "current" if r.commit == current.commit and current.distance == 0
                  else "newer" if current.is_older_than(r) else "older",
                  "failed": r.commit in snap.bad} for r in reversed(snap.releases)]
+
+    # -- the fleet (a shared index) -------------------------------------------------------
+
+    @property
+    def shared_index(self) -> bool:
+        """Whether the index is on a server several deployments share (index_url)."""
+        return bool(self.deployment.index_location()[0])
+
+    async def report_instance(self, *, health: str | None = None,
+                              shards: list[int] | None = None) -> Instance:
+        """Report this deployment to the shared index (`NoFleet` without one)."""
+        from gitrelease.deploy.fleet import report
+
+        return await report(self.deployment, health=health, shards=shards,
+                            this_process_is_bot=self.deployment.this_process_is_bot)
+
+    async def fleet_status(self) -> tuple[list[Instance], float]:
+        """Every deployment on the shared index, and after how many seconds without a
+        report one reads stale (`NoFleet` without a shared index)."""
+        from gitrelease.deploy.fleet import instances, stale_after
+
+        return await instances(self.deployment), stale_after(self.deployment)
+
+    async def run_agent(self, *, once: bool = False,
+                        stop: asyncio.Event | None = None) -> Instance:
+        """Report this deployment every heartbeat until `stop` (`gitrelease agent`)."""
+        from gitrelease.deploy.fleet import agent
+
+        return await agent(self.deployment, once=once, stop=stop)
 
     # -- schedules -------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ meanwhile are seen.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 import discord
 from discord.ext import commands
 
+from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.models import RESTART_EXIT_CODE
 from gitrelease.core.reports import ScheduleEvent, Stage
 from gitrelease.manager import ReleaseManager, restart_watcher, write_pid_file
@@ -29,6 +31,7 @@ from gitrelease_discord.progress import ProgressMessage
 
 __all__ = ["CogLifecycle"]
 
+log = logging.getLogger("gitrelease.discord")
 T = TypeVar("T")
 
 
@@ -77,6 +80,8 @@ class CogLifecycle(commands.Cog):
             self._watcher = self._spawn(watcher.run())
         if await manager.list_schedules():
             self._start_schedules()
+        if manager.shared_index:  # one of a fleet: say so, every heartbeat
+            self._spawn(self._heartbeat())
 
     async def cog_unload(self) -> None:
         self._stop.set()
@@ -92,8 +97,31 @@ class CogLifecycle(commands.Cog):
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if self.manager is not None:
+            if self.manager.shared_index:
+                with suppress(GitReleaseError):  # the fleet sees this bot go, not go stale
+                    await self.manager.report_instance(health="stopped", shards=self._shards())
             await self.manager.close()
             self.manager = None
+
+    def _shards(self) -> list[int] | None:
+        """The shard ids this bot runs (None: unsharded, the shard_ids setting stands)."""
+        shards = getattr(self.bot, "shards", None)
+        if isinstance(shards, dict) and shards:
+            return sorted(shards)
+        shard = getattr(self.bot, "shard_id", None)
+        return [shard] if isinstance(shard, int) else None
+
+    async def _heartbeat(self) -> None:
+        """Report this bot to the shared index until the cog unloads; an unreachable server
+        is logged and tried again at the next beat."""
+        while not self._stop.is_set() and self.manager is not None:
+            try:
+                await self.manager.report_instance(shards=self._shards())
+            except GitReleaseError as exc:
+                log.warning("fleet report failed: %s", exc.message)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(),
+                                       timeout=self.manager.settings.fleet_heartbeat_seconds)
 
     async def _restart_requested(self, _request: dict[str, Any]) -> None:
         self.exit_code = RESTART_EXIT_CODE

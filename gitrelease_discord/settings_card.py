@@ -21,7 +21,8 @@ __all__ = ["settings_card", "shown_value", "source_name", "takes_effect"]
 
 _OTHERS_SHOWN = 15
 #: Settings the extension reads once, when the bot starts.
-_AT_START = frozenset({"restart_method"})
+_AT_START = frozenset({"restart_method", "index_url", "instance_id", "instance_group",
+                       "shard_ids", "fleet_heartbeat_seconds"})
 
 
 def shown_value(name: str, value: Any, locale: str) -> str:

@@ -21,7 +21,7 @@ from gitrelease_discord.card_text import when as _when
 from gitrelease_discord.i18n import label, text
 
 if TYPE_CHECKING:
-    from gitrelease.core.models import Backup, SystemInfo, UpdateSchedule
+    from gitrelease.core.models import Backup, Instance, SystemInfo, UpdateSchedule
     from gitrelease.core.reports import RestoreResult
 
 __all__ = ["backup_card", "backup_choice", "backups_page", "restore_card", "restore_intro",
@@ -217,7 +217,8 @@ def _running(info: SystemInfo, running_commit: str | None, running_since: dateti
 
 
 def status_card(info: SystemInfo, locale: str, *, running_commit: str | None = None,
-                running_since: datetime | None = None) -> discord.Embed:
+                running_since: datetime | None = None,
+                fleet: tuple[list[Instance], float] | None = None) -> discord.Embed:
     """The version running and checked out (a restart pending when they differ), the
     updates of the time range, the backups, the system and the recent updates."""
     stats, backups = info.update_statistics, info.backup_statistics
@@ -250,6 +251,7 @@ def status_card(info: SystemInfo, locale: str, *, running_commit: str | None = N
             lines.append(_t(locale, "warning_line", text=_t(
                 locale, "status_corrupted", count=backups["corrupted"])))
     lines += _system(info, locale)
+    lines += _fleet(fleet, locale) if fleet is not None else []
     if info.recent_sessions:
         lines.append(_t(locale, "status_recent_heading"))
         for session in info.recent_sessions[:10]:
@@ -259,6 +261,22 @@ def status_card(info: SystemInfo, locale: str, *, running_commit: str | None = N
                             current=session.current_version, target=session.target_version))
     lines += [_t(locale, "warning_line", text=w) for w in info.warnings[:10]]
     return _embed(text("status_title", locale), lines, "info", locale)
+
+
+def _fleet(fleet: tuple[list[Instance], float], locale: str) -> list[str]:
+    """Every deployment on the shared index: its group, release, state and last report."""
+    from gitrelease.core.models import utcnow
+
+    instances, stale = fleet
+    now = utcnow()
+    lines = [_t(locale, "fleet_heading", count=len(instances))]
+    for i in instances[:20]:
+        lines.append(_t(locale, "fleet_line", group=i.group, id=i.id, version=i.version,
+                        state=_t(locale, f"fleet_{i.state(now, stale)}"), host=i.host,
+                        when=_when(i.heartbeat_at, locale)))
+    if len(instances) > 20:
+        lines.append(_t(locale, "and_more", count=len(instances) - 20))
+    return lines
 
 
 def _system(info: SystemInfo, locale: str) -> list[str]:

@@ -195,12 +195,15 @@ class UpdateCommands(CogLifecycle):
                 session, tail, locale))
             return
         await interaction.response.defer(thinking=True)
+        fleet = None
         async with self._open() as manager:
             info = await manager.get_update_status(time_range, show_history=show_history,
                                                    show_metrics=show_metrics)
+            if manager.shared_index and await may(self.bot, interaction, "owner"):
+                fleet = await manager.fleet_status()  # the other hosts: the owner's alone
         await interaction.edit_original_response(embed=state_cards.status_card(
             info, locale, running_commit=self.running_commit,
-            running_since=self.running_since))
+            running_since=self.running_since, fleet=fleet))
 
     @update_status.autocomplete("update_id")
     async def _update_ids(self, interaction: discord.Interaction,

@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from gitrelease.cli import fleet as cli_fleet
 from gitrelease.cli import release as cli_release
 from gitrelease.cli import render
 from gitrelease.cli import restart as cli_restart
@@ -353,4 +354,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": _cmd_demo,
     **cli_restart.COMMANDS,
     **cli_release.COMMANDS,
+    **cli_fleet.COMMANDS,
 }

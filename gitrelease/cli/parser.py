@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, NoReturn
 
+from gitrelease.cli import fleet as cli_fleet
 from gitrelease.cli import release as cli_release
 from gitrelease.cli import restart as cli_restart
 from gitrelease.core.errors import UsageError
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_restart.add_parsers(commands)
     cli_release.add_parsers(commands)
+    cli_fleet.add_parsers(commands)
     demo = commands.add_parser("demo", help="build a throw-away deployment and show "
                                "check -> install -> status on it")
     demo.add_argument("--keep", action="store_true", help="keep the demo directory")

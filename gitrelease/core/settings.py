@@ -154,6 +154,16 @@ class Settings:
         "update", "this deployment's name in a shared index (empty: host:folder of the "
         "checkout); two deployments never share one", check=_is_instance_id,
         pattern_text="empty, or 1-200 letters, digits or ._:/@-"))
+    instance_group: str = field(default="default", metadata=_meta(
+        "update", "this deployment's group in a shared index (canary, prod, staging, ...)",
+        pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,49}$"),
+        pattern_text="1-50 letters, digits, '.', '_' or '-'"))
+    shard_ids: list[int] = field(default_factory=list, metadata=_meta(
+        "update", "the Discord shard ids this deployment runs, as a shared index reports them "
+        "(empty: what the bot says it runs, when it reports itself)"))
+    fleet_heartbeat_seconds: int = field(default=30, metadata=_meta(
+        "update", "seconds between this deployment's reports to a shared index; one that has "
+        "not reported for three times this is shown as stale", minimum=5, maximum=3600))
     remote: str = field(default="origin", metadata=_meta(
         "update", "git remote that release tags are fetched from",
         pattern=re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"), pattern_text="a remote name"))

@@ -39,9 +39,11 @@ async def change_setting(
         parse_value(spec_for(category, name), value)  # bad input changes nothing
     else:
         spec_for(category, name)
+    # The index in force before the change records it: a change of index_url is audited
+    # where the deployment's history has been, and an unreachable new server fails nothing.
+    store = await d.index()
     change = await in_thread(write_change, d.root, d.data_dir, category, name, value)
     await in_thread(d.reload_settings)
-    store = await d.index()
     await store.audit(actor, "settings_reset" if value is None else "settings_set",
                       f"{category}.{name}", "completed",
                       {"previous": _shown(name, change.previous),

@@ -12,6 +12,7 @@ One class on purpose, over the ~400-line aim, for the reason `SQLiteStore` gives
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,7 @@ from gitrelease.core.models import (
     Backup,
     BackupStatus,
     BackupType,
+    Instance,
     UpdateSchedule,
     UpdateSession,
     UpdateStatus,
@@ -79,6 +81,9 @@ class PostgresStore:
 
         if not isinstance(scope, str) or not scope or len(scope) > 300:
             raise IndexStoreError(f"invalid index scope {scope!r}")
+
+        # The pool logs each failed attempt; the one error raised below says it all.
+        logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
         async def configure(conn: Any) -> None:
             await conn.set_autocommit(True)
@@ -384,6 +389,32 @@ class PostgresStore:
         return await self._run(
             "UPDATE schedules SET next_run = %s WHERE scope = %s AND id = %s AND next_run = %s",
             (following, self.scope, schedule_id, due)) == 1
+
+    # -- the fleet: every deployment's last report, read across scopes ---------------------
+
+    async def save_instance(self, instance: Instance) -> None:
+        """This deployment's report of itself (its id is always this store's scope)."""
+        marks = ", ".join("%s" for _ in _INSTANCE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _INSTANCE_COLUMNS[1:])
+        await self._run(
+            f"INSERT INTO fleet_instances ({', '.join(_INSTANCE_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
+            (self.scope, instance.host, instance.group, json.dumps(instance.shards),
+             instance.version, instance.tag, instance.commit, instance.health, instance.pid,
+             instance.started_at, instance.heartbeat_at))
+
+    async def list_instances(self) -> list[Instance]:
+        found = await self._rows(
+            f"SELECT {', '.join(_INSTANCE_COLUMNS)} FROM fleet_instances "  # noqa: S608
+            "ORDER BY grp, id")
+        return [Instance(id=r[0], host=r[1], group=r[2], shards=json.loads(r[3]),
+                         version=r[4], tag=r[5], commit=r[6], health=r[7], pid=r[8],
+                         started_at=r[9].astimezone(UTC) if r[9] else None,
+                         heartbeat_at=r[10].astimezone(UTC)) for r in found]
+
+
+_INSTANCE_COLUMNS = ("id", "host", "grp", "shards", "version", "tag", "commit_id", "health",
+                     "pid", "started_at", "heartbeat_at")
 
 
 def _reason(exc: BaseException) -> str:

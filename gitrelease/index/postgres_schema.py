@@ -150,4 +150,20 @@ MIGRATIONS: Sequence[str] = (
         "FOR EACH ROW EXECUTE FUNCTION gitrelease_bump();\n"
         for table in ("update_sessions", "session_steps", "audit_log", "backups",
                       "backup_manifests", "schedules")),
+    # 2: the fleet: each deployment's last report of where it runs and what it is at
+    """
+    CREATE TABLE fleet_instances (
+        id TEXT_C PRIMARY KEY,
+        host TEXT_C NOT NULL,
+        grp TEXT_C NOT NULL,
+        shards TEXT_C NOT NULL DEFAULT '[]',
+        version TEXT_C NOT NULL,
+        tag TEXT_C,
+        commit_id TEXT_C,
+        health TEXT_C NOT NULL,
+        pid INTEGER,
+        started_at TIMESTAMPTZ,
+        heartbeat_at TIMESTAMPTZ NOT NULL
+    );
+    """.replace("TEXT_C", _C),
 )

@@ -12,9 +12,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from gitrelease.core.models import Backup, BackupType, UpdateSchedule, UpdateSession
+from gitrelease.core.models import (
+    Backup,
+    BackupType,
+    Instance,
+    UpdateSchedule,
+    UpdateSession,
+)
 
-__all__ = ["AuditEntry", "BackupFiles", "BackupSummary", "JournalStep", "Store"]
+__all__ = ["AuditEntry", "BackupFiles", "BackupSummary", "FleetStore", "JournalStep", "Store"]
 
 
 @dataclass(frozen=True)
@@ -96,3 +102,11 @@ class Store(Protocol):
     async def claim_schedule(
         self, schedule_id: str, due: datetime, following: datetime | None
     ) -> bool: ...
+
+
+class FleetStore(Store, Protocol):
+    """A `Store` that several deployments share (a server database): it also holds what each
+    of them last reported of itself. The embedded SQLite index has no fleet."""
+
+    async def save_instance(self, instance: Instance) -> None: ...
+    async def list_instances(self) -> list[Instance]: ...

@@ -27,6 +27,7 @@ BUILT = (
     + [f"cards.rollback_failed_title_{s}" for s in ("unchanged", "undone", "partly", "left")]
     + [f"cards.outcome_{s.value}" for s in UpdateStatus]
     + [f"cards.ago_{u}{one}" for u in ("days", "hours", "minutes") for one in ("", "_one")]
+    + [f"cards.fleet_{s}" for s in ("running", "down", "stopped", "stale")]
     + [f"cards.holds_{k}" for k in ("databases", "config", "data")]
     + [f"cards.category_{c}" for c in ("bot", "packages", "dependencies", "config")]
     + [f"cards.step_restart_{k}" for k in ("skipped", "method_none", "auto_off", "failed",

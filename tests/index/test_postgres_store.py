@@ -21,6 +21,7 @@ from gitrelease.core.models import (
     utcnow,
 )
 from gitrelease.index.postgres import PostgresStore
+from gitrelease.index.postgres_schema import MIGRATIONS
 from gitrelease.manager import ReleaseManager
 from tests.conftest import World
 from tests.index.backends import Backend
@@ -40,7 +41,8 @@ async def test_deployments_starting_at_once_migrate_the_server_once(pg_url: str)
     for store in stores:
         await store.close()
     backend = Backend("postgres", pg_url)
-    assert backend.read_elsewhere("SELECT one, version FROM gitrelease_schema") == [(1, 1)]
+    assert backend.read_elsewhere("SELECT one, version FROM gitrelease_schema") == [
+        (1, len(MIGRATIONS))]
     again = await PostgresStore.open(pg_url, "host-0:/srv/bot")  # nothing applied twice
     await again.close()
 

@@ -1,0 +1,116 @@
+"""The fleet: the deployments that share one index, each reporting where it runs and what it
+is at, so any of them (and the operator) can see all of them.
+
+A deployment reports itself (`report`): its instance_id, host, group, shards, the release its
+checkout is at, and whether its bot is running: the bot's extension reports "running" from
+inside the bot, `gitrelease agent` from beside it (by the bot's pid file), and either says
+"stopped" when it ends cleanly. A report older than three heartbeats reads "stale". Only a
+shared index (PostgreSQL) has a fleet; the embedded SQLite index answers that there is none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.models import Instance, utcnow
+from gitrelease.deploy.context import Deployment, in_thread
+
+if TYPE_CHECKING:
+    from gitrelease.index.store import FleetStore
+
+__all__ = ["NoFleet", "agent", "fleet_store", "instances", "report", "stale_after"]
+
+
+class NoFleet(GitReleaseError):
+    """The index is the deployment's own (SQLite): there is no fleet to show or report to."""
+
+    code = "no_fleet"
+    exit_code = 2
+    default_hint = ("set index_url (or GITRELEASE_INDEX_URL) to a PostgreSQL server that the "
+                    "deployments share")
+
+
+async def fleet_store(d: Deployment) -> FleetStore:
+    """The shared index, or `NoFleet` when the deployment keeps its own (which is then
+    neither opened nor created)."""
+    if not d.index_location()[0]:
+        raise NoFleet("this deployment's index is its own SQLite file: there is no fleet")
+    return await d.index()  # type: ignore[return-value]  # PostgresStore: a FleetStore
+
+
+def stale_after(d: Deployment) -> float:
+    """Seconds without a report after which an instance reads "stale"."""
+    return 3.0 * d.settings.fleet_heartbeat_seconds
+
+
+def _bot_alive(d: Deployment) -> tuple[bool, int | None, datetime | None]:
+    """Whether the bot's process (its pid file) is alive, its pid and start."""
+    import psutil
+
+    from gitrelease.deploy.host import _bot_process
+
+    process = _bot_process(d.data_dir)
+    if process is None:
+        return False, None, None
+    try:
+        return True, process.pid, datetime.fromtimestamp(process.create_time(), UTC)
+    except psutil.Error:
+        return False, None, None
+
+
+async def report(d: Deployment, *, health: str | None = None, shards: list[int] | None = None,
+                 this_process_is_bot: bool = False) -> Instance:
+    """Write this deployment's report to the shared index. `health` None: told from the bot's
+    pid file ("running" or "down"); the bot itself reports "running" (or "stopped" as it
+    ends). `shards`: what the bot says it runs, else the shard_ids setting."""
+    store = await fleet_store(d)
+    snap = await in_thread(d.snapshot)
+    if this_process_is_bot:
+        import psutil
+
+        me = psutil.Process()
+        alive, pid = True, me.pid
+        started: datetime | None = datetime.fromtimestamp(me.create_time(), UTC)
+    else:
+        alive, pid, started = await in_thread(_bot_alive, d)
+    _url, scope = d.index_location()
+    instance = Instance(
+        id=scope, host=socket.gethostname(), group=d.settings.instance_group,
+        shards=list(shards if shards is not None else d.settings.shard_ids),
+        version=snap.current.text, tag=snap.current.tag, commit=snap.current.commit,
+        health=health or ("running" if alive else "down"), pid=pid, started_at=started,
+        heartbeat_at=utcnow())
+    await store.save_instance(instance)
+    return instance
+
+
+async def instances(d: Deployment) -> list[Instance]:
+    """Every deployment on the shared index, by group then id."""
+    return await (await fleet_store(d)).list_instances()
+
+
+async def agent(d: Deployment, *, once: bool = False,
+                stop: asyncio.Event | None = None) -> Instance:
+    """Report this deployment every fleet_heartbeat_seconds until `stop` is set (or once);
+    the last report is returned. The agent watches the bot from beside it, so its end says
+    nothing of the bot: its last report stands, and reads "stale" in time. The index being
+    unreachable for a while is waited out (the next beat tries again), never a crash."""
+    from gitrelease.core.errors import IndexStoreError
+
+    stop = stop or asyncio.Event()
+    last = await report(d)
+    while not once and not stop.is_set():
+        with contextlib.suppress(TimeoutError):  # a beat, or woken early to stop
+            await asyncio.wait_for(stop.wait(), timeout=d.settings.fleet_heartbeat_seconds)
+        if stop.is_set():
+            break
+        try:
+            last = await report(d)
+        except IndexStoreError:
+            continue  # the server is away: the next beat tries again
+    return last

@@ -1,0 +1,44 @@
+"""The bot as one of a fleet: with a shared index, the extension reports the bot (running, its
+pid) every heartbeat and "stopped" as it unloads, and /update_status shows the fleet to the
+owner, never to an administrator."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from gitrelease.manager import ReleaseManager
+from tests.conftest import World
+from tests.discord_ext.harness import body, harness
+
+
+async def _instances(world: World) -> list:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        found, _stale = await manager.fleet_status()
+    return found
+
+
+async def test_the_bot_reports_itself_and_the_owner_sees_the_fleet(
+        world: World, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITRELEASE_INDEX_URL", pg_url)
+    (world.deploy / "data" / "settings.toml").write_text(
+        'instance_id = "prod-eu-1"\ninstance_group = "prod"\n')
+    async with harness(world, monkeypatch) as h:
+        for _ in range(100):
+            found = await _instances(world)
+            if found:
+                break
+            await asyncio.sleep(0.05)
+        (me,) = found
+        assert (me.id, me.group, me.health, me.pid, me.version) == (
+            "prod-eu-1", "prod", "running", os.getpid(), "1.0.0")
+
+        owner = body(await h.owner("update_status"))
+        assert "### Fleet (1)" in owner
+        assert "• **prod** `prod-eu-1`: 1.0.0 — ✅ running on " in owner
+        admin = body(await h.admin("update_status"))
+        assert "### Fleet" not in admin and "prod-eu-1" not in admin
+    (gone,) = await _instances(world)
+    assert gone.health == "stopped"
