@@ -21,10 +21,12 @@ from gitrelease.core.beside import in_thread
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from packaging.version import Version
 
     from gitrelease.core.choices import STATUS_RANGES as TIME_RANGES
+    from gitrelease.core.fleet import Rollout, RolloutOptions
     from gitrelease.core.models import (
         Backup,
         Instance,
@@ -262,10 +264,40 @@ class ReleaseManager:
 
     async def run_agent(self, *, once: bool = False,
                         stop: asyncio.Event | None = None) -> Instance:
-        """Report this deployment every heartbeat until `stop` (`gitrelease agent`)."""
-        from gitrelease.deploy.fleet import agent
+        """Report this deployment every heartbeat, and act on its part of a rollout, until
+        `stop` (`gitrelease agent`)."""
+        from gitrelease.deploy.rollout import agent
 
         return await agent(self.deployment, once=once, stop=stop)
+
+    async def start_rollout(self, target: str, options: RolloutOptions, *,
+                            actor: str = "system") -> Rollout:
+        """Plan and record a rollout of `target` over the running instances."""
+        from gitrelease.deploy.rollout import start
+
+        return await start(self.deployment, target, options, actor=actor)
+
+    async def drive_rollout(self, rollout_id: str, *, actor: str = "system",
+                            poll: float = 0.5,
+                            on_change: Callable[[Rollout], None] | None = None) -> Rollout:
+        """Coordinate a rollout until it ends (again, after a coordinator died)."""
+        from gitrelease.deploy.rollout import drive
+
+        return await drive(self.deployment, rollout_id, actor=actor, poll=poll,
+                           on_change=on_change)
+
+    async def abort_rollout(self, rollout_id: str | None = None, *, actor: str = "system",
+                            why: str = "aborted") -> Rollout:
+        from gitrelease.deploy.rollout import abort
+
+        return await abort(self.deployment, rollout_id, actor=actor, why=why)
+
+    async def rollouts(self, limit: int = 10) -> list[tuple[Rollout, list[dict[str, Any]]]]:
+        """The latest rollouts, newest first, each with its audit trail."""
+        from gitrelease.deploy.fleet import fleet_store
+
+        store = await fleet_store(self.deployment)
+        return [(r, await store.rollout_trail(r.id)) for r in await store.latest_rollouts(limit)]
 
     # -- schedules -------------------------------------------------------------------------
 

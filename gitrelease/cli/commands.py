@@ -20,6 +20,7 @@ from gitrelease.cli import restart as cli_restart
 from gitrelease.cli.common import (
     actor,
     choice,
+    number,
     print_json,
     run,
     run_blocking,
@@ -290,7 +291,8 @@ def _backup_work(
         choice("--range", args.range, BACKUP_RANGES)
         choice("--sort", args.sort, BACKUP_SORTS)
         filters = {"backup_type": args.type, "time_range": args.range,
-                   "limit": _integer("--limit", args.limit, 1, 50), "sort_by": args.sort}
+                   "limit": int(number("--limit", args.limit, 1, 50, whole=True)),
+                   "sort_by": args.sort}
         return lambda m: m.list_backups({k: v for k, v in filters.items() if v is not None})
     if args.action == "verify":
         return lambda m: m.verify_backup(args.id, deep=args.deep, actor=actor)
@@ -324,16 +326,6 @@ def _render_backup_result(action: str, result: Any) -> str:
         return "\n".join(lines)
     prefix = {"create": "Backup created", "verify": "Verified", "delete": "Deleted"}[action]
     return f"{prefix}: " + render.render_backup(result)
-
-
-def _integer(flag: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise InvalidInput(flag, value, f"an integer from {low} to {high}") from None
-    if not low <= number <= high:
-        raise InvalidInput(flag, value, f"an integer from {low} to {high}")
-    return number
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

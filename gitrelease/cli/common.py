@@ -14,7 +14,8 @@ from gitrelease.core.errors import InvalidInput
 if TYPE_CHECKING:
     from gitrelease.manager import ReleaseManager
 
-__all__ = ["actor", "choice", "print_json", "root_from_args", "root_of", "run", "run_blocking"]
+__all__ = ["actor", "choice", "number", "print_json", "root_from_args", "root_of", "run",
+           "run_blocking"]
 
 
 def print_json(data: dict[str, Any]) -> None:
@@ -71,3 +72,15 @@ def root_from_args(args: argparse.Namespace) -> Path:
     if args.root is not None and not args.root.is_dir():
         raise InvalidInput("--root", str(args.root), "an existing directory: a git checkout")
     return deployment_root(args.root)
+
+
+def number(flag: str, value: str, low: float, high: float, *, whole: bool = False) -> float:
+    """A flag's number within [low, high] (`whole`: an integer), or a clear error."""
+    kind = "an integer" if whole else "a number"
+    try:
+        found = int(value) if whole else float(value)
+    except ValueError:
+        raise InvalidInput(flag, value, f"{kind} from {low:g} to {high:g}") from None
+    if not low <= found <= high:
+        raise InvalidInput(flag, value, f"{kind} from {low:g} to {high:g}")
+    return found

@@ -10,8 +10,6 @@ shared index (PostgreSQL) has a fleet; the embedded SQLite index answers that th
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import socket
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -23,7 +21,7 @@ from gitrelease.deploy.context import Deployment, in_thread
 if TYPE_CHECKING:
     from gitrelease.index.store import FleetStore
 
-__all__ = ["NoFleet", "agent", "fleet_store", "instances", "report", "stale_after"]
+__all__ = ["NoFleet", "fleet_store", "instances", "report", "stale_after"]
 
 
 class NoFleet(GitReleaseError):
@@ -92,25 +90,3 @@ async def report(d: Deployment, *, health: str | None = None, shards: list[int] 
 async def instances(d: Deployment) -> list[Instance]:
     """Every deployment on the shared index, by group then id."""
     return await (await fleet_store(d)).list_instances()
-
-
-async def agent(d: Deployment, *, once: bool = False,
-                stop: asyncio.Event | None = None) -> Instance:
-    """Report this deployment every fleet_heartbeat_seconds until `stop` is set (or once);
-    the last report is returned. The agent watches the bot from beside it, so its end says
-    nothing of the bot: its last report stands, and reads "stale" in time. The index being
-    unreachable for a while is waited out (the next beat tries again), never a crash."""
-    from gitrelease.core.errors import IndexStoreError
-
-    stop = stop or asyncio.Event()
-    last = await report(d)
-    while not once and not stop.is_set():
-        with contextlib.suppress(TimeoutError):  # a beat, or woken early to stop
-            await asyncio.wait_for(stop.wait(), timeout=d.settings.fleet_heartbeat_seconds)
-        if stop.is_set():
-            break
-        try:
-            last = await report(d)
-        except IndexStoreError:
-            continue  # the server is away: the next beat tries again
-    return last

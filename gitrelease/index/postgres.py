@@ -23,13 +23,13 @@ from gitrelease.core.models import (
     Backup,
     BackupStatus,
     BackupType,
-    Instance,
     UpdateSchedule,
     UpdateSession,
     UpdateStatus,
     utcnow,
 )
 from gitrelease.index import rows
+from gitrelease.index.postgres_fleet import FleetTables
 from gitrelease.index.postgres_schema import MIGRATION_LOCK, MIGRATIONS
 from gitrelease.index.rows import BACKUP_COLUMNS, SESSION_COLUMNS
 from gitrelease.index.store import AuditEntry, BackupFiles, BackupSummary, JournalStep
@@ -65,7 +65,7 @@ def shown_url(url: str) -> str:
     return f"postgresql://{user}{parts.get('host', '')}{port}/{parts.get('dbname', '')}"
 
 
-class PostgresStore:
+class PostgresStore(FleetTables):
     """The shared index backend: one deployment's view (its `scope`) of the server."""
 
     def __init__(self, pool: Any, scope: str, url: str) -> None:
@@ -389,32 +389,6 @@ class PostgresStore:
         return await self._run(
             "UPDATE schedules SET next_run = %s WHERE scope = %s AND id = %s AND next_run = %s",
             (following, self.scope, schedule_id, due)) == 1
-
-    # -- the fleet: every deployment's last report, read across scopes ---------------------
-
-    async def save_instance(self, instance: Instance) -> None:
-        """This deployment's report of itself (its id is always this store's scope)."""
-        marks = ", ".join("%s" for _ in _INSTANCE_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _INSTANCE_COLUMNS[1:])
-        await self._run(
-            f"INSERT INTO fleet_instances ({', '.join(_INSTANCE_COLUMNS)}) "  # noqa: S608
-            f"VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
-            (self.scope, instance.host, instance.group, json.dumps(instance.shards),
-             instance.version, instance.tag, instance.commit, instance.health, instance.pid,
-             instance.started_at, instance.heartbeat_at))
-
-    async def list_instances(self) -> list[Instance]:
-        found = await self._rows(
-            f"SELECT {', '.join(_INSTANCE_COLUMNS)} FROM fleet_instances "  # noqa: S608
-            "ORDER BY grp, id")
-        return [Instance(id=r[0], host=r[1], group=r[2], shards=json.loads(r[3]),
-                         version=r[4], tag=r[5], commit=r[6], health=r[7], pid=r[8],
-                         started_at=r[9].astimezone(UTC) if r[9] else None,
-                         heartbeat_at=r[10].astimezone(UTC)) for r in found]
-
-
-_INSTANCE_COLUMNS = ("id", "host", "grp", "shards", "version", "tag", "commit_id", "health",
-                     "pid", "started_at", "heartbeat_at")
 
 
 def _reason(exc: BaseException) -> str:

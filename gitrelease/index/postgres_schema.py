@@ -166,4 +166,41 @@ MIGRATIONS: Sequence[str] = (
         heartbeat_at TIMESTAMPTZ NOT NULL
     );
     """.replace("TEXT_C", _C),
+    # 3: rollouts: one release across the fleet, in waves, each instance's part of it
+    """
+    CREATE TABLE fleet_rollouts (
+        id TEXT_C PRIMARY KEY,
+        target TEXT_C NOT NULL,
+        status TEXT_C NOT NULL,
+        options TEXT_C NOT NULL,
+        created_by TEXT_C NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        reason TEXT_C,
+        epoch BIGINT NOT NULL DEFAULT 1
+    );
+    -- one rollout at a time, fleet-wide
+    CREATE UNIQUE INDEX fleet_rollouts_one_active ON fleet_rollouts ((TRUE))
+        WHERE status IN ('running', 'reverting');
+    CREATE TABLE fleet_assignments (
+        rollout_id TEXT_C NOT NULL REFERENCES fleet_rollouts (id),
+        instance_id TEXT_C NOT NULL,
+        wave INTEGER NOT NULL,
+        baseline TEXT_C NOT NULL,
+        state TEXT_C NOT NULL,
+        detail TEXT_C NOT NULL DEFAULT '',
+        started_at TIMESTAMPTZ,
+        healthy_since TIMESTAMPTZ,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (rollout_id, instance_id)
+    );
+    CREATE TABLE fleet_audit (
+        id BIGSERIAL PRIMARY KEY,
+        rollout_id TEXT_C NOT NULL,
+        at TIMESTAMPTZ NOT NULL,
+        actor TEXT_C NOT NULL,
+        action TEXT_C NOT NULL,
+        detail TEXT_C NOT NULL DEFAULT ''
+    );
+    """.replace("TEXT_C", _C),
 )

@@ -1,0 +1,176 @@
+"""The fleet's tables of the PostgreSQL index: what each deployment reports of itself, and the
+rollouts with each instance's part of them. Read across scopes: they are the fleet's, not one
+deployment's. Every change of state is a compare-and-set on the state it expects, so two
+processes acting on one rollout (a coordinator and its successor, an agent and a coordinator)
+never both move it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.fleet import ACTIVE, Assignment, Rollout, RolloutOptions
+from gitrelease.core.models import Instance, utcnow
+
+__all__ = ["FleetTables", "RolloutConflict"]
+
+_INSTANCE_COLUMNS = ("id", "host", "grp", "shards", "version", "tag", "commit_id", "health",
+                     "pid", "started_at", "heartbeat_at")
+_ASSIGNMENT_COLUMNS = ("rollout_id", "instance_id", "wave", "baseline", "state", "detail",
+                       "started_at", "healthy_since")
+
+
+class RolloutConflict(GitReleaseError):
+    """Another rollout is running: one at a time, fleet-wide."""
+
+    code = "rollout_conflict"
+    exit_code = 2
+    default_hint = "watch it with gitrelease fleet rollouts, or end it with gitrelease fleet abort"
+
+
+def _at(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+def _assignment(r: Sequence[Any]) -> Assignment:
+    return Assignment(r[0], r[1], r[2], r[3], r[4], r[5], _at(r[6]), _at(r[7]))
+
+
+class FleetTables:
+    """Mixed into `PostgresStore`, whose `_run`, `_rows`, `_pool` and `scope` it uses."""
+
+    scope: str
+    _pool: Any
+
+    if TYPE_CHECKING:  # the store's own
+        async def _run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+        async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+            ...
+
+    # -- instances ---------------------------------------------------------------------------
+
+    async def save_instance(self, instance: Instance) -> None:
+        """This deployment's report of itself (its id is always this store's scope)."""
+        marks = ", ".join("%s" for _ in _INSTANCE_COLUMNS)
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _INSTANCE_COLUMNS[1:])
+        await self._run(
+            f"INSERT INTO fleet_instances ({', '.join(_INSTANCE_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates}",
+            (self.scope, instance.host, instance.group, json.dumps(instance.shards),
+             instance.version, instance.tag, instance.commit, instance.health, instance.pid,
+             instance.started_at, instance.heartbeat_at))
+
+    async def list_instances(self) -> list[Instance]:
+        found = await self._rows(
+            f"SELECT {', '.join(_INSTANCE_COLUMNS)} FROM fleet_instances "  # noqa: S608
+            "ORDER BY grp, id")
+        return [Instance(id=r[0], host=r[1], group=r[2], shards=json.loads(r[3]),
+                         version=r[4], tag=r[5], commit=r[6], health=r[7], pid=r[8],
+                         started_at=_at(r[9]), heartbeat_at=r[10].astimezone(UTC))
+                for r in found]
+
+    # -- rollouts ----------------------------------------------------------------------------
+
+    async def create_rollout(self, rollout: Rollout) -> None:
+        """The rollout and every assignment, in one transaction; `RolloutConflict` if
+        another is active (a unique index holds one at a time, whoever asks)."""
+        import psycopg
+
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO fleet_rollouts (id, target, status, options, created_by, "
+                    "created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                    (rollout.id, rollout.target, rollout.status,
+                     json.dumps(rollout.options.to_dict()), rollout.created_by,
+                     rollout.created_at, rollout.created_at))
+                for a in rollout.assignments:
+                    await conn.execute(
+                        f"INSERT INTO fleet_assignments ({', '.join(_ASSIGNMENT_COLUMNS)}, "  # noqa: S608
+                        "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                        (a.rollout_id, a.instance_id, a.wave, a.baseline, a.state, a.detail,
+                         a.started_at, a.healthy_since, utcnow()))
+        except psycopg.errors.UniqueViolation:
+            active = await self.active_rollout()
+            raise RolloutConflict(f"rollout {active.id if active else '?'} to "
+                                  f"{active.target if active else '?'} is still "
+                                  f"{active.status if active else 'active'}") from None
+
+    async def get_rollout(self, rollout_id: str) -> Rollout | None:
+        found = await self._rows(
+            "SELECT id, target, status, options, created_by, created_at, reason "
+            "FROM fleet_rollouts WHERE id = %s", (rollout_id,))
+        if not found:
+            return None
+        r = found[0]
+        rollout = Rollout(r[0], r[1], r[2], RolloutOptions(**json.loads(r[3])), r[4],
+                          r[5].astimezone(UTC), r[6])
+        rollout.assignments = [_assignment(a) for a in await self._rows(
+            f"SELECT {', '.join(_ASSIGNMENT_COLUMNS)} FROM fleet_assignments "  # noqa: S608
+            "WHERE rollout_id = %s ORDER BY wave, instance_id", (rollout_id,))]
+        return rollout
+
+    async def active_rollout(self) -> Rollout | None:
+        found = await self._rows("SELECT id FROM fleet_rollouts WHERE status = ANY(%s)",
+                                 (list(ACTIVE),))
+        return await self.get_rollout(found[0][0]) if found else None
+
+    async def latest_rollouts(self, limit: int = 10) -> list[Rollout]:
+        found = await self._rows("SELECT id FROM fleet_rollouts ORDER BY created_at DESC "
+                                 "LIMIT %s", (limit,))
+        return [r for r in [await self.get_rollout(row[0]) for row in found] if r]
+
+    async def set_rollout(self, rollout_id: str, status: str, reason: str | None,
+                          expect: Sequence[str]) -> bool:
+        """Move the rollout to `status` if it is in one of `expect`."""
+        return await self._run(
+            "UPDATE fleet_rollouts SET status = %s, reason = COALESCE(%s, reason), "
+            "updated_at = %s WHERE id = %s AND status = ANY(%s)",
+            (status, reason, utcnow(), rollout_id, list(expect))) == 1
+
+    async def set_assignment(
+        self, rollout_id: str, instance_id: str, state: str, expect: Sequence[str], *,
+        detail: str | None = None, started: bool = False,
+        healthy_since: datetime | bool | None = False,
+    ) -> bool:
+        """Move one instance's part to `state` if it is in one of `expect`; `started` stamps
+        when it was assigned, `healthy_since` sets (a moment) or clears (None) the start of
+        its healthy time."""
+        sets, params = ["state = %s", "updated_at = %s"], [state, utcnow()]
+        if detail is not None:
+            sets.append("detail = %s")
+            params.append(detail)
+        if started:
+            sets.append("started_at = %s")
+            params.append(utcnow())
+        if healthy_since is not False:
+            sets.append("healthy_since = %s")
+            params.append(healthy_since)
+        return await self._run(
+            f"UPDATE fleet_assignments SET {', '.join(sets)} "  # noqa: S608
+            "WHERE rollout_id = %s AND instance_id = %s AND state = ANY(%s)",
+            (*params, rollout_id, instance_id, list(expect))) == 1
+
+    async def my_assignment(self) -> tuple[Rollout, Assignment] | None:
+        """This deployment's part of the active rollout, if it has one."""
+        rollout = await self.active_rollout()
+        if rollout is None:
+            return None
+        mine = [a for a in rollout.assignments if a.instance_id == self.scope]
+        return (rollout, mine[0]) if mine else None
+
+    async def rollout_audit(self, rollout_id: str, actor: str, action: str,
+                            detail: str = "") -> None:
+        await self._run("INSERT INTO fleet_audit (rollout_id, at, actor, action, detail) "
+                        "VALUES (%s, %s, %s, %s, %s)",
+                        (rollout_id, utcnow(), actor, action, detail))
+
+    async def rollout_trail(self, rollout_id: str) -> list[dict[str, Any]]:
+        found = await self._rows("SELECT at, actor, action, detail FROM fleet_audit "
+                                 "WHERE rollout_id = %s ORDER BY id", (rollout_id,))
+        return [{"at": r[0].astimezone(UTC).isoformat(), "actor": r[1], "action": r[2],
+                 "detail": r[3]} for r in found]

@@ -1,0 +1,215 @@
+"""Rollouts over a fleet simulated on one machine: each "host" is a deployment of its own with
+its bot process and its `gitrelease agent` process, all sharing one bare origin's releases
+and one real PostgreSQL server. The coordinator runs here, as `gitrelease fleet rollout`
+would run it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from gitrelease.core.fleet import RolloutOptions
+from gitrelease.index.postgres_fleet import RolloutConflict
+from gitrelease.manager import ReleaseManager
+from tests.conftest import REPO_ROOT, Bot, World, copy_world
+
+FAILING_CHECK = json.dumps(["python3", "-c", "raise SystemExit(3)"])
+FAST = RolloutOptions(canary=1, max_parallel=2, min_healthy_seconds=0.5,
+                      healthy_deadline_seconds=60)
+
+
+@dataclass
+class Host:
+    name: str
+    world: World
+    bot: Bot
+    agent: subprocess.Popen[str]
+
+    def head(self) -> str:
+        return self.world.head()
+
+
+class Fleet:
+    def __init__(self, template: World, base: Path, pg_url: str) -> None:
+        self.template, self.base, self.pg_url = template, base, pg_url
+        self.hosts: list[Host] = []
+
+    def add(self, name: str, group: str, *, failing: bool = False) -> Host:
+        world = copy_world(self.template, self.base / name)
+        settings = {"instance_id": name, "instance_group": group, "restart_method": "none",
+                    "fleet_heartbeat_seconds": 5}
+        lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
+        if failing:
+            lines.append(f"health_check_command = {FAILING_CHECK}")
+        (world.deploy / "data" / "settings.toml").write_text("\n".join(lines) + "\n")
+        bot = Bot(world, "signal")  # the bot's process: alive, its pid file written
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "gitrelease", "--root", str(world.deploy), "agent"],
+            cwd=REPO_ROOT, env={**os.environ, "GITRELEASE_INDEX_URL": self.pg_url},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        host = Host(name, world, bot, agent)
+        self.hosts.append(host)
+        return host
+
+    async def ready(self) -> None:
+        """Every agent has reported its bot running."""
+        for _ in range(300):
+            async with await ReleaseManager.open(self.hosts[0].world.deploy) as manager:
+                instances, _stale = await manager.fleet_status()
+            if sorted(i.id for i in instances if i.health == "running") == \
+                    sorted(h.name for h in self.hosts):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the agents did not all report: {instances}")
+
+    async def roll_out(self, target: str, options: RolloutOptions = FAST) -> tuple:
+        async with await ReleaseManager.open(self.hosts[0].world.deploy) as manager:
+            started = await manager.start_rollout(target, options, actor="test")
+            ended = await asyncio.wait_for(
+                manager.drive_rollout(started.id, actor="test", poll=0.1), timeout=240)
+            (rollout, trail), *_ = await manager.rollouts(1)
+        assert rollout.id == ended.id
+        return ended, trail
+
+    def stop(self) -> None:
+        for host in self.hosts:
+            host.agent.terminate()
+            host.bot.stop()
+        for host in self.hosts:
+            _out, err = host.agent.communicate(timeout=30)
+            assert host.agent.returncode == 0, f"{host.name}'s agent: {err}"
+
+
+@pytest.fixture
+def fleet(template_world: World, tmp_path: Path, pg_url: str,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    monkeypatch.setenv("GITRELEASE_INDEX_URL", pg_url)
+    made = Fleet(template_world, tmp_path, pg_url)
+    try:
+        yield made
+    finally:
+        made.stop()
+
+
+def _states(rollout: object) -> dict[str, str]:
+    return {a.instance_id: a.state for a in rollout.assignments}  # type: ignore[attr-defined]
+
+
+def _actions(trail: list[dict]) -> list[tuple[str, str]]:
+    return [(e["action"], e["detail"].split(":")[0]) for e in trail]
+
+
+async def test_the_canary_goes_first_then_the_rest_and_all_run_the_release(
+        fleet: Fleet) -> None:
+    canary = fleet.add("canary-1", "canary")
+    prods = [fleet.add("prod-1", "prod"), fleet.add("prod-2", "prod")]
+    await fleet.ready()
+    ended, trail = await fleet.roll_out("v1.10.0")
+    assert ended.status == "succeeded", (ended.to_dict(), trail)
+    assert _states(ended) == {"canary-1": "healthy", "prod-1": "healthy", "prod-2": "healthy"}
+    target = canary.world.tag_commit("v1.10.0")
+    assert [h.head() for h in (canary, *prods)] == [target] * 3
+    # The prods were assigned only once the canary had stayed healthy.
+    order = [(action, detail) for action, detail in _actions(trail)
+             if action in ("assigned", "healthy")]
+    assert order.index(("healthy", "canary-1")) < order.index(("assigned", "prod-1"))
+    assert [a.wave for a in ended.assignments] == [0, 1, 1]
+
+
+async def test_a_failing_canary_rolls_itself_back_and_nothing_else_moves(
+        fleet: Fleet) -> None:
+    canary = fleet.add("canary-1", "canary", failing=True)
+    prods = [fleet.add("prod-1", "prod"), fleet.add("prod-2", "prod")]
+    await fleet.ready()
+    before = [h.head() for h in (canary, *prods)]
+    ended, trail = await fleet.roll_out("v1.10.0")
+    assert ended.status == "failed" and "canary-1 failed" in (ended.reason or "")
+    assert _states(ended) == {"canary-1": "failed", "prod-1": "skipped", "prod-2": "skipped"}
+    assert [h.head() for h in (canary, *prods)] == before  # the canary undid its own install
+    assert ("assigned", "prod-1") not in _actions(trail)
+
+
+async def test_with_auto_revert_the_moved_instances_go_back(fleet: Fleet) -> None:
+    canary = fleet.add("canary-1", "canary")
+    failing = fleet.add("prod-1", "prod", failing=True)
+    await fleet.ready()
+    start = canary.head()
+    ended, trail = await fleet.roll_out("v1.10.0", RolloutOptions(
+        canary=1, max_parallel=1, min_healthy_seconds=0.5, healthy_deadline_seconds=60,
+        auto_revert=True))
+    assert ended.status == "reverted", (ended.to_dict(), trail)
+    assert _states(ended) == {"canary-1": "reverted", "prod-1": "failed"}
+    assert canary.head() == start and failing.head() == start
+    assert ("reverted", "rbk_") in [(a, d[:4]) for a, d in _actions(trail)]
+
+
+async def test_one_rollout_at_a_time_and_a_new_coordinator_carries_it_on(
+        fleet: Fleet) -> None:
+    hosts = [fleet.add("canary-1", "canary"), fleet.add("prod-1", "prod")]
+    await fleet.ready()
+    async with await ReleaseManager.open(hosts[0].world.deploy) as manager:
+        started = await manager.start_rollout("v1.10.0", RolloutOptions(
+            canary=1, max_parallel=1, min_healthy_seconds=0.5, healthy_deadline_seconds=60),
+            actor="first")
+        with pytest.raises(RolloutConflict):
+            await manager.start_rollout("v1.9.0", FAST, actor="second")
+        # The first coordinator dies as soon as it has assigned the canary...
+        first = asyncio.ensure_future(manager.drive_rollout(started.id, actor="first",
+                                                            poll=0.1))
+        for _ in range(200):
+            (rollout, _trail), *_ = await manager.rollouts(1)
+            if _states(rollout)["canary-1"] != "pending":
+                break
+            await asyncio.sleep(0.05)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+    # ...and another process, on another host, carries it on from the index.
+    async with await ReleaseManager.open(hosts[1].world.deploy) as other:
+        ended = await asyncio.wait_for(other.drive_rollout(started.id, actor="second",
+                                                           poll=0.1), timeout=240)
+        (_rollout, trail), *_ = await other.rollouts(1)
+    assert ended.status == "succeeded"
+    assigned = [d for a, d in _actions(trail) if a == "assigned"]
+    assert sorted(assigned) == ["canary-1", "prod-1"]  # no wave was assigned twice
+
+
+def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gitrelease", "--root", str(world.deploy),
+                           "fleet", *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          env=dict(os.environ), timeout=120)
+
+
+@pytest.mark.parametrize("args, named", [
+    (("rollout",), "--to"),
+    (("rollout", "--to", "v1.10.0", "--canary", "0"), "--canary"),
+    (("rollout", "--to", "v1.10.0", "--canary", "1.5"), "--canary"),
+    (("rollout", "--to", "v1.10.0", "--max-parallel", "many"), "--max-parallel"),
+    (("rollout", "--to", "v1.10.0", "--min-healthy-time", "-1"), "--min-healthy-time"),
+    (("rollout", "--to", "v1.10.0", "--healthy-deadline", "0"), "--healthy-deadline"),
+    (("rollout", "--to", "v1.10.0", "--canary-group", "no such"), "--canary-group"),
+    (("rollout", "--to", "v9.9.9"), "no release"),
+    (("abort",), "no active rollout"),
+])
+def test_bad_rollout_input_is_refused_and_starts_nothing(
+        world: World, pg_url: str, monkeypatch: pytest.MonkeyPatch,
+        args: tuple[str, ...], named: str) -> None:
+    monkeypatch.setenv("GITRELEASE_INDEX_URL", pg_url)
+    (world.deploy / "data" / "settings.toml").write_text('instance_id = "only"\n')
+    head = world.head()
+    agent = subprocess.run([sys.executable, "-m", "gitrelease", "--root", str(world.deploy),
+                            "agent", "--once"], cwd=REPO_ROOT, capture_output=True,
+                           text=True, env=dict(os.environ), timeout=120)
+    assert agent.returncode == 0, agent.stderr
+    result = _cli(world, *args)
+    assert result.returncode != 0 and named in result.stderr, result.stdout + result.stderr
+    listed = json.loads(_cli(world, "rollouts", "--json").stdout)
+    assert listed["rollouts"] == [] and world.head() == head
