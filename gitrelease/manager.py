@@ -292,6 +292,13 @@ class ReleaseManager:
 
         return await abort(self.deployment, rollout_id, actor=actor, why=why)
 
+    async def pause_rollout(self, rollout_id: str | None = None, *, actor: str = "system",
+                            why: str = "paused", promote: bool = False) -> Rollout:
+        """Hold the running rollout, or (`promote`) let a paused one go on."""
+        from gitrelease.deploy.rollout import pause
+
+        return await pause(self.deployment, rollout_id, actor=actor, why=why, promote=promote)
+
     async def rollouts(self, limit: int = 10) -> list[tuple[Rollout, list[dict[str, Any]]]]:
         """The latest rollouts, newest first, each with its audit trail."""
         from gitrelease.deploy.fleet import fleet_store

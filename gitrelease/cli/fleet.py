@@ -15,7 +15,7 @@ from gitrelease.core.errors import InvalidInput
 
 __all__ = ["COMMANDS", "add_parsers"]
 
-FLEET_ACTIONS = ("status", "rollout", "rollouts", "resume", "abort")
+FLEET_ACTIONS = ("status", "rollout", "rollouts", "resume", "pause", "promote", "abort")
 
 
 def add_parsers(commands: Any) -> None:
@@ -35,9 +35,13 @@ def add_parsers(commands: Any) -> None:
                        help="rollout: how long each may take to get there (600)")
     fleet.add_argument("--auto-revert", action="store_true",
                        help="rollout: if one fails, take every moved instance back")
-    fleet.add_argument("--id", metavar="ROLLOUT", help="resume, abort: which rollout "
-                                                       "(default: the active one)")
-    fleet.add_argument("--why", metavar="TEXT", help="abort: the reason, for the trail")
+    fleet.add_argument("--pause-after-canary", action="store_true",
+                       help="rollout: once the canary is healthy, wait for fleet promote")
+    fleet.add_argument("--id", metavar="ROLLOUT", help="resume, pause, promote, abort: "
+                                                       "which rollout (default: the active "
+                                                       "one)")
+    fleet.add_argument("--why", metavar="TEXT", help="pause, promote, abort: the reason, "
+                                                     "for the trail")
     agent = commands.add_parser("agent", help="report this deployment to the shared index "
                                               "every fleet_heartbeat_seconds (a systemd "
                                               "service beside the bot)")
@@ -48,7 +52,8 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
     if args.action not in FLEET_ACTIONS:
         raise InvalidInput("ACTION", args.action, FLEET_ACTIONS)
     return {"status": _status, "rollout": _rollout, "rollouts": _rollouts,
-            "resume": _resume, "abort": _abort}[args.action](args)
+            "resume": _resume, "pause": _pause, "promote": _pause,
+            "abort": _abort}[args.action](args)
 
 
 def _options(args: argparse.Namespace) -> Any:
@@ -65,7 +70,7 @@ def _options(args: argparse.Namespace) -> Any:
         min_healthy_seconds=number("--min-healthy-time", args.min_healthy_time, 0, 86400),
         healthy_deadline_seconds=number("--healthy-deadline", args.healthy_deadline, 1,
                                          7 * 86400),
-        auto_revert=args.auto_revert)
+        auto_revert=args.auto_revert, pause_after_canary=args.pause_after_canary)
 
 
 def _shown(rollout: Any) -> str:
@@ -101,7 +106,7 @@ def _resume(args: argparse.Namespace) -> int:
         if args.id:
             return str(args.id)
         found = [r for r, _trail in await manager.rollouts(1) if r.status in
-                 ("running", "reverting")]
+                 ("running", "paused", "reverting")]
         if not found:
             raise InvalidInput("--id", None, "a rollout id", reason="no rollout is active")
         return str(found[0].id)
@@ -109,9 +114,27 @@ def _resume(args: argparse.Namespace) -> int:
     return _drive(args, run(args, active))
 
 
+def _why(args: argparse.Namespace) -> str:
+    why = args.why or {"pause": "paused", "promote": "promoted", "abort": "aborted"}[
+        args.action] + " by hand"
+    if len(why) > 500 or not why.isprintable():
+        raise InvalidInput("--why", why, "up to 500 characters on one line")
+    return why
+
+
+def _pause(args: argparse.Namespace) -> int:
+    promote = args.action == "promote"
+    held = run(args, lambda m: m.pause_rollout(args.id, actor=actor(), why=_why(args),
+                                               promote=promote))
+    if args.json:
+        print_json(held.to_dict())
+    else:
+        print(_shown(held))
+    return 0
+
+
 def _abort(args: argparse.Namespace) -> int:
-    ended = run(args, lambda m: m.abort_rollout(args.id, actor=actor(),
-                                                why=args.why or "aborted by hand"))
+    ended = run(args, lambda m: m.abort_rollout(args.id, actor=actor(), why=_why(args)))
     if args.json:
         print_json(ended.to_dict())
     else:

@@ -1,6 +1,7 @@
 """The records of a rollout: one release taken across a fleet in waves.
 
-A rollout's status: "running" (waves going), "reverting" (a wave failed with auto_revert on:
+A rollout's status: "running" (waves going), "paused" (nothing new is assigned until it is
+promoted), "reverting" (a wave failed with auto_revert on:
 the touched instances go back), and the ends "succeeded", "failed" (halted: no untouched
 instance moved), "reverted", "aborted". An assignment is one instance's part: "pending" (its
 wave has not come), "assigned" (its agent is to install), "installing", "installed" (its
@@ -18,7 +19,7 @@ from gitrelease.core.models import isoformat
 
 __all__ = ["ACTIVE", "ENDED", "Assignment", "Rollout", "RolloutOptions"]
 
-ACTIVE = ("running", "reverting")
+ACTIVE = ("running", "paused", "reverting")
 ENDED = ("succeeded", "failed", "reverted", "aborted")
 
 
@@ -35,9 +36,11 @@ class RolloutOptions:
     min_healthy_seconds: float = 30.0
     healthy_deadline_seconds: float = 600.0
     auto_revert: bool = False
+    pause_after_canary: bool = False  # wait for `fleet promote` once the canary is healthy
 
     def to_dict(self) -> dict[str, Any]:
         return {"canary": self.canary, "canary_group": self.canary_group,
+                "pause_after_canary": self.pause_after_canary,
                 "max_parallel": self.max_parallel,
                 "min_healthy_seconds": self.min_healthy_seconds,
                 "healthy_deadline_seconds": self.healthy_deadline_seconds,

@@ -30,7 +30,7 @@ from gitrelease.deploy.fleet import fleet_store, report, stale_after
 if TYPE_CHECKING:
     from gitrelease.index.store import FleetStore
 
-__all__ = ["abort", "agent", "agent_step", "drive", "start"]
+__all__ = ["abort", "agent", "agent_step", "drive", "pause", "start"]
 
 #: Parts that hold a wave back while they are in them.
 _WAITING = ("pending", "assigned", "installing", "installed")
@@ -94,6 +94,21 @@ async def abort(d: Deployment, rollout_id: str | None, *, actor: str, why: str) 
     return await store.get_rollout(rollout.id) or rollout
 
 
+async def pause(d: Deployment, rollout_id: str | None, *, actor: str, why: str,
+                promote: bool = False) -> Rollout:
+    """Hold the running rollout (nothing new is assigned), or with `promote` let a paused
+    one go on."""
+    store = await fleet_store(d)
+    rollout = await (store.get_rollout(rollout_id) if rollout_id else store.active_rollout())
+    wanted, then = ("paused", "running") if promote else ("running", "paused")
+    if rollout is None or rollout.status != wanted:
+        raise NoSuchVersion(f"no {wanted} rollout" + (f" {rollout_id}" if rollout_id else "")
+                            + (f" ({rollout.id} is {rollout.status})" if rollout else ""))
+    await store.set_rollout(rollout.id, then, why, (wanted,))
+    await store.rollout_audit(rollout.id, actor, "promoted" if promote else "paused", why)
+    return await store.get_rollout(rollout.id) or rollout
+
+
 async def drive(d: Deployment, rollout_id: str, *, actor: str, poll: float = 0.5,
                 on_change: Callable[[Rollout], None] | None = None) -> Rollout:
     """Coordinate the rollout until it ends; returns it as it ended. Safe to run again (or
@@ -113,7 +128,9 @@ async def drive(d: Deployment, rollout_id: str, *, actor: str, poll: float = 0.5
         seen = shown
         if rollout.status not in ACTIVE:
             return rollout
-        if rollout.status == "reverting":
+        if rollout.status == "paused":
+            pass  # nothing new is assigned; what is underway goes on, on its hosts
+        elif rollout.status == "reverting":
             await _revert_step(store, rollout, actor)
         else:
             if commit is None:
@@ -136,6 +153,13 @@ async def _wave_step(d: Deployment, store: FleetStore, rollout: Rollout, target:
                                       f"every instance runs {rollout.target}")
         return
     wave = min(a.wave for a in waiting)
+    if wave == 1 and rollout.options.pause_after_canary and all(
+            a.state == "pending" for a in rollout.assignments if a.wave == 1) and not any(
+            e["action"] == "promoted" for e in await store.rollout_trail(rollout.id)):
+        why = "the canary is healthy: waiting for gitrelease fleet promote"
+        if await store.set_rollout(rollout.id, "paused", why, ("running",)):
+            await store.rollout_audit(rollout.id, actor, "paused", why)
+        return
     now, stale = utcnow(), stale_after(d)
     instances = {i.id: i for i in await store.list_instances()}
     for a in (a for a in rollout.assignments if a.wave == wave):
@@ -213,15 +237,40 @@ async def _rollback(d: Deployment, version: str, who: str) -> Any:
     return await rollback_to_version(d, version, {"confirm": True, "initiated_by": who})
 
 
-async def agent_step(d: Deployment) -> bool:
+async def _settle(d: Deployment, store: FleetStore, rollout: Rollout,
+                  part: Assignment) -> bool:
+    """A part left "installing" or "reverting" by an agent that died: the local recovery has
+    run (`agent`), and the checkout says how it ended: at the version it was going to, or
+    not."""
+    from gitrelease.deploy.resolve import named_release
+
+    going = rollout.target if part.state == "installing" else part.baseline
+    snap = await in_thread(d.snapshot)
+    there = snap.current.commit == named_release(d, snap, going).commit
+    done, failed = ("installed", "failed") if part.state == "installing" else \
+        ("reverted", "revert_failed")
+    detail = (f"the agent was interrupted; recovery left the checkout at "
+              f"{snap.current.text}")
+    await store.set_assignment(rollout.id, part.instance_id, done if there else failed,
+                               (part.state,), detail=detail)
+    await store.rollout_audit(rollout.id, part.instance_id, "settled", detail)
+    return True
+
+
+async def agent_step(d: Deployment, *, started: bool = False) -> bool:
     """Act on this deployment's part of the active rollout, if it has one to act on: install
     the release with the local engine, as a person would (or, to revert, roll back to where
-    it was, data included), and report. True if it acted."""
+    it was, data included), and report. True if it acted. `started`: the agent has just
+    started, so a part still "installing" (or "reverting") is one a dead agent left."""
     store = await fleet_store(d)
     mine = await store.my_assignment()
     if mine is None:
         return False
     rollout, part = mine
+    if started and part.state in ("installing", "reverting"):
+        await _settle(d, store, rollout, part)
+        await report(d)
+        return True
     # What each part's state asks of the agent, in the rollout's state that allows it: the
     # state it moves through, the local work, and where it ends (done, or not).
     acts = {"assigned": ("running", "installing", _install, rollout.target, "installed",
@@ -262,12 +311,15 @@ async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None
     the bot: its last report stands, and reads "stale" in time. The index being unreachable
     is waited out (nothing new is started; the next look tries again), never a crash."""
     from gitrelease.core.errors import IndexStoreError
+    from gitrelease.deploy.guard import reconcile_if_idle
 
     stop = stop or asyncio.Event()
+    # What a killed install or rollback left is settled first, as the bot does at start.
+    await reconcile_if_idle(d, await fleet_store(d), always=True)
     last = await report(d)
+    acted = await agent_step(d, started=True)
     if once:
-        await agent_step(d)
-        return await report(d)
+        return await report(d) if acted else last
     beat = asyncio.get_running_loop().time()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):  # a look, or woken early to stop

@@ -181,7 +181,7 @@ MIGRATIONS: Sequence[str] = (
     );
     -- one rollout at a time, fleet-wide
     CREATE UNIQUE INDEX fleet_rollouts_one_active ON fleet_rollouts ((TRUE))
-        WHERE status IN ('running', 'reverting');
+        WHERE status IN ('running', 'paused', 'reverting');
     CREATE TABLE fleet_assignments (
         rollout_id TEXT_C NOT NULL REFERENCES fleet_rollouts (id),
         instance_id TEXT_C NOT NULL,

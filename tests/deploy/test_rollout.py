@@ -80,10 +80,14 @@ class Fleet:
         return ended, trail
 
     def stop(self) -> None:
+        """Stop the bots, and the agents still running (each must end cleanly on SIGTERM;
+        those a test killed are gone already)."""
+        alive = [host for host in self.hosts if host.agent.poll() is None]
         for host in self.hosts:
-            host.agent.terminate()
+            if host in alive:
+                host.agent.terminate()
             host.bot.stop()
-        for host in self.hosts:
+        for host in alive:
             _out, err = host.agent.communicate(timeout=30)
             assert host.agent.returncode == 0, f"{host.name}'s agent: {err}"
 
@@ -213,3 +217,82 @@ def test_bad_rollout_input_is_refused_and_starts_nothing(
     assert result.returncode != 0 and named in result.stderr, result.stdout + result.stderr
     listed = json.loads(_cli(world, "rollouts", "--json").stdout)
     assert listed["rollouts"] == [] and world.head() == head
+
+
+async def test_paused_after_the_canary_until_promoted(fleet: Fleet) -> None:
+    hosts = [fleet.add("canary-1", "canary"), fleet.add("prod-1", "prod")]
+    await fleet.ready()
+    options = RolloutOptions(canary=1, max_parallel=1, min_healthy_seconds=0.5,
+                             healthy_deadline_seconds=60, pause_after_canary=True)
+    async with await ReleaseManager.open(hosts[0].world.deploy) as manager:
+        started = await manager.start_rollout("v1.10.0", options, actor="test")
+        driving = asyncio.ensure_future(manager.drive_rollout(started.id, actor="test",
+                                                              poll=0.1))
+        for _ in range(600):
+            (rollout, _trail), *_ = await manager.rollouts(1)
+            if rollout.status == "paused":
+                break
+            await asyncio.sleep(0.05)
+        assert rollout.status == "paused" and "fleet promote" in (rollout.reason or "")
+        assert _states(rollout) == {"canary-1": "healthy", "prod-1": "pending"}
+        await asyncio.sleep(1.5)  # paused: nothing new is assigned
+        (rollout, _trail), *_ = await manager.rollouts(1)
+        assert _states(rollout)["prod-1"] == "pending"
+        promoted = _cli(hosts[1].world, "promote", "--why", "canary looks good")
+        assert promoted.returncode == 0, promoted.stderr
+        ended = await asyncio.wait_for(driving, timeout=240)
+        (_rollout, trail), *_ = await manager.rollouts(1)
+    assert ended.status == "succeeded"
+    assert ("promoted", "canary looks good") in _actions(trail)
+    assert hosts[1].head() == hosts[1].world.tag_commit("v1.10.0")
+
+
+async def test_an_instance_whose_agent_is_gone_fails_the_wave_at_its_deadline(
+        fleet: Fleet) -> None:
+    canary = fleet.add("canary-1", "canary")
+    await fleet.ready()
+    canary.agent.kill()  # its last report is fresh: it is in the rollout, and never acts
+    canary.agent.wait()
+    ended, _trail = await fleet.roll_out("v1.10.0", RolloutOptions(
+        canary=1, min_healthy_seconds=0.5, healthy_deadline_seconds=2))
+    assert ended.status == "failed" and "not healthy within 2 s" in (ended.reason or "")
+    assert canary.head() == canary.world.tag_commit("v1.0.0")
+
+
+async def test_an_agent_killed_mid_install_is_settled_by_the_next_and_the_wave_fails(
+        fleet: Fleet, pg_url: str) -> None:
+    canary = fleet.add("canary-1", "canary")
+    await fleet.ready()
+    canary.agent.terminate()
+    canary.agent.communicate(timeout=30)
+    marker = canary.world.base / "paused-archive-member-written"
+    dying = subprocess.Popen(
+        [sys.executable, "-m", "gitrelease", "--root", str(canary.world.deploy), "agent"],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "GITRELEASE_INDEX_URL": pg_url,
+             "GITRELEASE_PAUSE_AT": "archive:member-written",
+             "GITRELEASE_PAUSE_MARKER": str(marker)})
+    async with await ReleaseManager.open(canary.world.deploy) as manager:
+        started = await manager.start_rollout("v1.10.0", RolloutOptions(
+            canary=1, min_healthy_seconds=0.5, healthy_deadline_seconds=120), actor="test")
+        driving = asyncio.ensure_future(manager.drive_rollout(started.id, actor="test",
+                                                              poll=0.1))
+        for _ in range(600):  # the agent is in its install's pre-update backup
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert marker.exists(), "the agent never started the install"
+        dying.kill()
+        dying.wait()
+        canary.agent = subprocess.Popen(  # the agent's service starts it again
+            [sys.executable, "-m", "gitrelease", "--root", str(canary.world.deploy), "agent"],
+            cwd=REPO_ROOT, env={**os.environ, "GITRELEASE_INDEX_URL": pg_url},
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ended = await asyncio.wait_for(driving, timeout=240)
+        (_rollout, trail), *_ = await manager.rollouts(1)
+    assert ended.status == "failed", (ended.to_dict(), trail)
+    assert "the agent was interrupted; recovery left the checkout at 1.0.0" in \
+        (ended.reason or "")
+    assert canary.head() == canary.world.tag_commit("v1.0.0")
+    assert ("settled", "the agent was interrupted; recovery left the checkout at 1.0.0") \
+        in _actions(trail)
