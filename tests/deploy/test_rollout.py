@@ -296,3 +296,46 @@ async def test_an_agent_killed_mid_install_is_settled_by_the_next_and_the_wave_f
     assert canary.head() == canary.world.tag_commit("v1.0.0")
     assert ("settled", "the agent was interrupted; recovery left the checkout at 1.0.0") \
         in _actions(trail)
+
+
+async def test_the_index_going_away_starts_nothing_and_the_rollout_resumes_after(
+        template_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server of this test's own, stopped mid-rollout and started again on its data."""
+    import pgserver
+
+    from gitrelease.core.errors import IndexStoreError
+
+    folder = tmp_path / "pg"
+    server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    url = server.get_uri()
+    monkeypatch.setenv("GITRELEASE_INDEX_URL", url)
+    fleet = Fleet(template_world, tmp_path / "hosts", url)
+    try:
+        canary, prod = fleet.add("canary-1", "canary"), fleet.add("prod-1", "prod")
+        await fleet.ready()
+        async with await ReleaseManager.open(canary.world.deploy) as manager:
+            started = await manager.start_rollout("v1.10.0", RolloutOptions(
+                canary=1, min_healthy_seconds=0.5, healthy_deadline_seconds=120,
+                pause_after_canary=True), actor="test")
+            with pytest.raises(IndexStoreError):  # the coordinator stops when it goes
+                async def until_paused() -> None:
+                    while True:
+                        (rollout, _trail), *_ = await manager.rollouts(1)
+                        if rollout.status == "paused":
+                            server.cleanup()  # the server goes away
+                        await asyncio.sleep(0.1)
+                await asyncio.wait_for(asyncio.gather(
+                    manager.drive_rollout(started.id, actor="test", poll=0.1),
+                    until_paused()), timeout=240)
+        await asyncio.sleep(2.5)  # the agents look, fail, and carry on
+        assert all(h.agent.poll() is None for h in fleet.hosts), "an agent died"
+        assert prod.head() == prod.world.tag_commit("v1.0.0")  # nothing new started
+        server = pgserver.get_server(str(folder), cleanup_mode="stop")  # back, same data
+        assert _cli(prod.world, "promote").returncode == 0
+        resumed = _cli(prod.world, "resume", "--json")
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert json.loads(resumed.stdout)["status"] == "succeeded"
+        assert prod.head() == prod.world.tag_commit("v1.10.0")
+    finally:
+        fleet.stop()
+        server.cleanup()
