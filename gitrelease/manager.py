@@ -262,13 +262,13 @@ class ReleaseManager:
 
         return await instances(self.deployment), stale_after(self.deployment)
 
-    async def run_agent(self, *, once: bool = False,
-                        stop: asyncio.Event | None = None) -> Instance:
+    async def run_agent(self, *, once: bool = False, stop: asyncio.Event | None = None,
+                        shards: list[int] | None = None) -> Instance:
         """Report this deployment every heartbeat, and act on its part of a rollout, until
         `stop` (`gitrelease agent`)."""
         from gitrelease.deploy.rollout import agent
 
-        return await agent(self.deployment, once=once, stop=stop)
+        return await agent(self.deployment, once=once, stop=stop, shards=shards)
 
     async def start_rollout(self, target: str, options: RolloutOptions, *,
                             actor: str = "system") -> Rollout:

@@ -112,13 +112,14 @@ class CogLifecycle(commands.Cog):
         return [shard] if isinstance(shard, int) else None
 
     async def _heartbeat(self) -> None:
-        """Report this bot to the shared index until the cog unloads; an unreachable server
-        is logged and tried again at the next beat."""
+        """The fleet's agent, inside the bot: report it every heartbeat and install its part
+        of a rollout when one is assigned, until the cog unloads. An unreachable server is
+        logged and tried again a heartbeat later."""
         while not self._stop.is_set() and self.manager is not None:
             try:
-                await self.manager.report_instance(shards=self._shards())
+                await self.manager.run_agent(stop=self._stop, shards=self._shards())
             except GitReleaseError as exc:
-                log.warning("fleet report failed: %s", exc.message)
+                log.warning("fleet agent: %s", exc.message)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(),
                                        timeout=self.manager.settings.fleet_heartbeat_seconds)

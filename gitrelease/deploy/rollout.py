@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.errors import GitReleaseError, InvalidInput, NoSuchVersion
@@ -257,11 +257,14 @@ async def _settle(d: Deployment, store: FleetStore, rollout: Rollout,
     return True
 
 
-async def agent_step(d: Deployment, *, started: bool = False) -> bool:
+async def agent_step(d: Deployment, *, started: bool = False,
+                     tell: Callable[[], Awaitable[Any]] | None = None) -> bool:
     """Act on this deployment's part of the active rollout, if it has one to act on: install
     the release with the local engine, as a person would (or, to revert, roll back to where
     it was, data included), and report. True if it acted. `started`: the agent has just
-    started, so a part still "installing" (or "reverting") is one a dead agent left."""
+    started, so a part still "installing" (or "reverting") is one a dead agent left. `tell`
+    reports this deployment (the agent's way; by default as seen from beside the bot)."""
+    tell = tell or (lambda: report(d))
     store = await fleet_store(d)
     mine = await store.my_assignment()
     if mine is None:
@@ -269,7 +272,7 @@ async def agent_step(d: Deployment, *, started: bool = False) -> bool:
     rollout, part = mine
     if started and part.state in ("installing", "reverting"):
         await _settle(d, store, rollout, part)
-        await report(d)
+        await tell()
         return True
     # What each part's state asks of the agent, in the rollout's state that allows it: the
     # state it moves through, the local work, and where it ends (done, or not).
@@ -287,7 +290,7 @@ async def agent_step(d: Deployment, *, started: bool = False) -> bool:
                                (working,), detail=detail)
     await store.rollout_audit(rollout.id, part.instance_id,
                               (done if ok else failed).replace("_", " "), detail)
-    await report(d)
+    await tell()
     return True
 
 
@@ -304,7 +307,7 @@ async def _attempt(work: Callable[..., Any], d: Deployment, version: str,
 
 
 async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None = None,
-                poll: float = 1.0) -> Any:
+                poll: float = 1.0, shards: list[int] | None = None) -> Any:
     """`gitrelease agent`: report this deployment every fleet_heartbeat_seconds and act on
     its part of a rollout as soon as it is assigned (looked for every `poll` seconds), until
     `stop` is set (or once). It watches the bot from beside it, so its end says nothing of
@@ -313,13 +316,16 @@ async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None
     from gitrelease.core.errors import IndexStoreError
     from gitrelease.deploy.guard import reconcile_if_idle
 
+    async def tell() -> Any:
+        return await report(d, shards=shards, this_process_is_bot=d.this_process_is_bot)
+
     stop = stop or asyncio.Event()
     # What a killed install or rollback left is settled first, as the bot does at start.
     await reconcile_if_idle(d, await fleet_store(d), always=True)
-    last = await report(d)
-    acted = await agent_step(d, started=True)
+    last = await tell()
+    acted = await agent_step(d, started=True, tell=tell)
     if once:
-        return await report(d) if acted else last
+        return await tell() if acted else last
     beat = asyncio.get_running_loop().time()
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):  # a look, or woken early to stop
@@ -327,10 +333,10 @@ async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None
         if stop.is_set():
             break
         try:
-            acted = await agent_step(d)
+            acted = await agent_step(d, tell=tell)
             now = asyncio.get_running_loop().time()
             if not acted and now - beat >= d.settings.fleet_heartbeat_seconds:
-                last, beat = await report(d), now
+                last, beat = await tell(), now
         except IndexStoreError:
             continue  # the server is away: nothing new starts; the next look tries again
     return last

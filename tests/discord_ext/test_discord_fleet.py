@@ -42,3 +42,23 @@ async def test_the_bot_reports_itself_and_the_owner_sees_the_fleet(
         assert "### Fleet" not in admin and "prod-eu-1" not in admin
     (gone,) = await _instances(world)
     assert gone.health == "stopped"
+
+
+async def test_the_bot_installs_its_part_of_a_rollout_itself(
+        world: World, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitrelease.core.fleet import RolloutOptions
+
+    monkeypatch.setenv("GITRELEASE_INDEX_URL", pg_url)
+    (world.deploy / "data" / "settings.toml").write_text('instance_id = "solo"\n')
+    async with harness(world, monkeypatch):
+        for _ in range(100):
+            if await _instances(world):
+                break
+            await asyncio.sleep(0.05)
+        async with await ReleaseManager.open(world.deploy) as manager:
+            started = await manager.start_rollout("v1.10.0", RolloutOptions(
+                min_healthy_seconds=0.5, healthy_deadline_seconds=60), actor="test")
+            ended = await asyncio.wait_for(manager.drive_rollout(
+                started.id, actor="test", poll=0.1), timeout=120)
+    assert ended.status == "succeeded", ended.to_dict()
+    assert world.head() == world.tag_commit("v1.10.0")
