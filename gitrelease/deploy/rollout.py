@@ -16,7 +16,6 @@ on from the index, and no wave is assigned twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -137,7 +136,7 @@ async def drive(d: Deployment, rollout_id: str, *, actor: str, poll: float = 0.5
                 await in_thread(d.fetch)
                 commit = named_release(d, await in_thread(d.snapshot), rollout.target).commit
             await _wave_step(d, store, rollout, commit, actor)
-        await asyncio.sleep(poll)
+        await store.fleet_changed(poll)  # woken by the agents' reports, else polled
 
 
 async def _wave_step(d: Deployment, store: FleetStore, rollout: Rollout, target: str,
@@ -327,9 +326,10 @@ async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None
     if once:
         return await tell() if acted else last
     beat = asyncio.get_running_loop().time()
+    store = await fleet_store(d)
     while not stop.is_set():
-        with contextlib.suppress(TimeoutError):  # a look, or woken early to stop
-            await asyncio.wait_for(stop.wait(), timeout=poll)
+        # Woken by a change of a rollout (NOTIFY), else a look every `poll` seconds.
+        await store.fleet_changed(poll)
         if stop.is_set():
             break
         try:

@@ -72,6 +72,8 @@ class PostgresStore(FleetTables):
         self._pool = pool
         self.scope = scope
         self.shown = shown_url(url)
+        self._url = url  # for the fleet's listening connection; never shown
+        self._listener: Any = None
 
     @classmethod
     async def open(cls, url: str, scope: str, *, timeout: float = 10.0) -> PostgresStore:
@@ -107,6 +109,8 @@ class PostgresStore(FleetTables):
         return store
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._pool.close()
 
     async def _migrate(self) -> None:

@@ -45,6 +45,8 @@ class FleetTables:
 
     scope: str
     _pool: Any
+    _url: str
+    _listener: Any
 
     if TYPE_CHECKING:  # the store's own
         async def _run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
@@ -72,6 +74,26 @@ class FleetTables:
                          version=r[4], tag=r[5], commit=r[6], health=r[7], pid=r[8],
                          started_at=_at(r[9]), heartbeat_at=r[10].astimezone(UTC))
                 for r in found]
+
+    async def fleet_changed(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a rollout or an assignment to change (NOTIFY on
+        a connection of its own, LISTENing); True if one did. A lost connection is made
+        again at the next call: the caller's polling covers the gap."""
+        import psycopg
+
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=5)
+                await self._listener.execute("LISTEN gitrelease_fleet")
+            async for _note in self._listener.notifies(timeout=timeout, stop_after=1):
+                return True
+            return False
+        except (psycopg.Error, OSError):
+            if self._listener is not None:
+                await self._listener.close()
+            self._listener = None
+            return False
 
     # -- rollouts ----------------------------------------------------------------------------
 

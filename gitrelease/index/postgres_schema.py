@@ -194,6 +194,16 @@ MIGRATIONS: Sequence[str] = (
         updated_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (rollout_id, instance_id)
     );
+    -- Agents and coordinators LISTEN: a change of a rollout wakes them at once.
+    CREATE FUNCTION gitrelease_fleet_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_notify('gitrelease_fleet', TG_TABLE_NAME);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER fleet_assignments_notify AFTER INSERT OR UPDATE ON fleet_assignments
+        FOR EACH ROW EXECUTE FUNCTION gitrelease_fleet_notify();
+    CREATE TRIGGER fleet_rollouts_notify AFTER INSERT OR UPDATE ON fleet_rollouts
+        FOR EACH ROW EXECUTE FUNCTION gitrelease_fleet_notify();
     CREATE TABLE fleet_audit (
         id BIGSERIAL PRIMARY KEY,
         rollout_id TEXT_C NOT NULL,

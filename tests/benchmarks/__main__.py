@@ -15,7 +15,14 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.benchmarks import archive_figures, git_figures, index_figures, loop_figures, world
+from tests.benchmarks import (
+    archive_figures,
+    fleet_figures,
+    git_figures,
+    index_figures,
+    loop_figures,
+    world,
+)
 from tests.benchmarks.bench import Bench
 from tests.benchmarks.harness import Figure, render_table, to_json
 
@@ -36,6 +43,7 @@ FIGURES: dict[str, tuple[FigureRun, tuple[str, ...]]] = {
     "lateness": (loop_figures.lateness, ("deployment",)),
     "slash": (loop_figures.slash_ack, ("deployment",)),
     "index": (index_figures.index_queries, ("index_deployment",)),
+    "rollout": (fleet_figures.rollout_overhead, ()),
 }
 
 
