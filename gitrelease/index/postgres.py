@@ -95,6 +95,11 @@ class PostgresStore(FleetTables):
                                    kwargs={"connect_timeout": max(1, round(timeout))})
         store = cls(pool, scope, url)
         try:
+            # One plain connection first: a server that refuses, or a name that does not
+            # resolve, is said at once and in libpq's words, not after the pool's retries.
+            probe = await psycopg.AsyncConnection.connect(
+                url, connect_timeout=max(1, round(timeout)))
+            await probe.close()
             await pool.open(wait=True, timeout=timeout)
             await store._migrate()
         except (psycopg.Error, PoolTimeout, OSError) as exc:

@@ -176,8 +176,7 @@ MIGRATIONS: Sequence[str] = (
         created_by TEXT_C NOT NULL,
         created_at TIMESTAMPTZ NOT NULL,
         updated_at TIMESTAMPTZ NOT NULL,
-        reason TEXT_C,
-        epoch BIGINT NOT NULL DEFAULT 1
+        reason TEXT_C
     );
     -- one rollout at a time, fleet-wide
     CREATE UNIQUE INDEX fleet_rollouts_one_active ON fleet_rollouts ((TRUE))

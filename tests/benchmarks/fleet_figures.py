@@ -35,7 +35,7 @@ async def rollout_overhead(bench: Bench) -> list[Figure]:
     from tests.conftest import Bot, _build_template, copy_world
 
     quick = bench.light_rounds < 10
-    count, parallel, healthy = (3, 2, 2.0) if quick else (20, 5, 30.0)
+    count, parallel, healthy = (2, 1, 1.0) if quick else (20, 5, 30.0)
     base = Path(tempfile.mkdtemp(prefix="fleet-", dir=bench.base))
     server = pgserver.get_server(str(base / "pg"), cleanup_mode="stop")
     url = server.get_uri()

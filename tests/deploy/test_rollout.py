@@ -192,7 +192,7 @@ def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
                           env=dict(os.environ), timeout=120)
 
 
-@pytest.mark.parametrize("args, named", [
+BAD_ROLLOUTS = [
     (("rollout",), "--to"),
     (("rollout", "--to", "v1.10.0", "--canary", "0"), "--canary"),
     (("rollout", "--to", "v1.10.0", "--canary", "1.5"), "--canary"),
@@ -202,10 +202,14 @@ def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
     (("rollout", "--to", "v1.10.0", "--canary-group", "no such"), "--canary-group"),
     (("rollout", "--to", "v9.9.9"), "no release"),
     (("abort",), "no active rollout"),
-])
+    (("pause",), "no running rollout"),
+    (("promote",), "no paused rollout"),
+    (("abort", "--why", "x" * 501), "--why"),
+]
+
+
 def test_bad_rollout_input_is_refused_and_starts_nothing(
-        world: World, pg_url: str, monkeypatch: pytest.MonkeyPatch,
-        args: tuple[str, ...], named: str) -> None:
+        world: World, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITRELEASE_INDEX_URL", pg_url)
     (world.deploy / "data" / "settings.toml").write_text('instance_id = "only"\n')
     head = world.head()
@@ -213,8 +217,10 @@ def test_bad_rollout_input_is_refused_and_starts_nothing(
                             "agent", "--once"], cwd=REPO_ROOT, capture_output=True,
                            text=True, env=dict(os.environ), timeout=120)
     assert agent.returncode == 0, agent.stderr
-    result = _cli(world, *args)
-    assert result.returncode != 0 and named in result.stderr, result.stdout + result.stderr
+    for args, named in BAD_ROLLOUTS:
+        result = _cli(world, *args)
+        assert result.returncode != 0 and named in result.stderr, \
+            (args, result.stdout + result.stderr)
     listed = json.loads(_cli(world, "rollouts", "--json").stdout)
     assert listed["rollouts"] == [] and world.head() == head
 
