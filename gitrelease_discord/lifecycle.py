@@ -192,6 +192,20 @@ class CogLifecycle(commands.Cog):
             finally:
                 await progress.close()
 
+    async def _release_suggestions(self, interaction: discord.Interaction,
+                                   current: str) -> list[Any]:
+        """The releases as typed so far, marked current / newer / older: to the owner only
+        (the commands that take a version are the owner's)."""
+        from gitrelease_discord import suggestions
+        from gitrelease_discord.checks import may
+        from gitrelease_discord.i18n import locale_of
+
+        if not await may(self.bot, interaction, "owner"):
+            return []
+        async with self._open() as manager:
+            releases = await manager.release_choices()
+        return suggestions.versions(current, releases, locale_of(interaction))
+
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[ReleaseManager]:
         """A manager per command, so settings and tags changed meanwhile are seen."""

@@ -46,6 +46,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "schedule_types": SCHEDULE_TYPES, "backup_types": BACKUP_TYPES,
     "backup_ranges": BACKUP_RANGES, "sorts": SORTS, "restore_types": RESTORE_TYPES,
     "categories": CATEGORIES,
+    "fleet_actions": ("status", "rollout", "pause", "promote", "abort"),
 }
 
 

@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from gitrelease.core.models import Backup, Instance, SystemInfo, UpdateSchedule
     from gitrelease.core.reports import RestoreResult
 
-__all__ = ["backup_card", "backup_choice", "backups_page", "restore_card", "restore_intro",
-           "schedule_card", "status_card"]
+__all__ = ["backup_card", "backup_choice", "backups_page", "fleet_lines", "restore_card",
+           "restore_intro", "schedule_card", "status_card"]
 
 
 # -- backups -----------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def status_card(info: SystemInfo, locale: str, *, running_commit: str | None = N
             lines.append(_t(locale, "warning_line", text=_t(
                 locale, "status_corrupted", count=backups["corrupted"])))
     lines += _system(info, locale)
-    lines += _fleet(fleet, locale) if fleet is not None else []
+    lines += fleet_lines(*fleet, locale) if fleet is not None else []
     if info.recent_sessions:
         lines.append(_t(locale, "status_recent_heading"))
         for session in info.recent_sessions[:10]:
@@ -263,11 +263,10 @@ def status_card(info: SystemInfo, locale: str, *, running_commit: str | None = N
     return _embed(text("status_title", locale), lines, "info", locale)
 
 
-def _fleet(fleet: tuple[list[Instance], float], locale: str) -> list[str]:
+def fleet_lines(instances: list[Instance], stale: float, locale: str) -> list[str]:
     """Every deployment on the shared index: its group, release, state and last report."""
     from gitrelease.core.models import utcnow
 
-    instances, stale = fleet
     now = utcnow()
     lines = [_t(locale, "fleet_heading", count=len(instances))]
     for i in instances[:20]:

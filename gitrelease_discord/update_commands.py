@@ -285,11 +285,7 @@ class UpdateCommands(CogLifecycle):
     @update_rollback.autocomplete("target_version")
     async def _target_versions(self, interaction: discord.Interaction,
                                current: str) -> list[Choice[str]]:
-        if not await may(self.bot, interaction, "owner"):
-            return []
-        async with self._open() as manager:
-            releases = await manager.release_choices()
-        return suggestions.versions(current, releases, locale_of(interaction))
+        return await self._release_suggestions(interaction, current)
 
     @app_commands.command(name="update_schedule", description=describe(
         "commands.update_schedule.description"))

@@ -1,4 +1,5 @@
-"""The `UpdateManager` cog: the nine slash commands, put together from their groups.
+"""The `UpdateManager` cog: the nine slash commands of the specification and /update_fleet,
+put together from their groups.
 
 Load it into a bot with ``await bot.load_extension("gitrelease_discord")``. It finds the
 deployment through ``GITRELEASE_ROOT``, else the git top-level of the working directory. Each
@@ -8,11 +9,11 @@ or a member with Administrator for the rest. The commands are registered for ser
 Administrator as their default member permission, so other members are not offered them.
 
 Where things are: the commands in `update_commands`, `backup_commands` and
-`settings_command`; load, background tasks and unload in `lifecycle`; who may run what in
-`checks`; the options' choices and checks in `options`; the error replies in `errors`;
-announcements in `notify`; progress messages in `progress`; Confirm / Cancel in `confirm`;
-the cards in `cards`, `state_cards` and `outcome_cards`; suggestions as you type in
-`suggestions`.
+`settings_command`, the fleet's in `fleet_command`; load, background tasks and unload in
+`lifecycle`; who may run what in `checks`; the options' choices and checks in `options`; the
+error replies in `errors`; announcements in `notify`; progress messages in `progress`;
+Confirm / Cancel in `confirm`; the cards in `cards`, `state_cards` and `outcome_cards`;
+suggestions as you type in `suggestions`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from discord.ext import commands
 from gitrelease_discord.backup_commands import BackupCommands
 from gitrelease_discord.checks import NotAllowed
 from gitrelease_discord.errors import report_error
+from gitrelease_discord.fleet_command import FleetCommand
 from gitrelease_discord.settings_command import SettingsCommand
 from gitrelease_discord.update_commands import UpdateCommands
 
@@ -31,8 +33,9 @@ __all__ = ["NotAllowed", "UpdateManager", "setup"]
 
 
 # discord.py gathers the commands from the bases last to first, so this order registers them
-# as users know them: the update commands, then the backup commands, then /update_settings.
-class UpdateManager(SettingsCommand, BackupCommands, UpdateCommands):
+# as users know them: the update commands, then the backup commands, then /update_settings,
+# then /update_fleet.
+class UpdateManager(FleetCommand, SettingsCommand, BackupCommands, UpdateCommands):
     """Release management for the bot that loads it."""
 
     async def cog_app_command_error(self, interaction: discord.Interaction,

@@ -62,7 +62,8 @@ async def test_gitrelease_bot_runs_the_commands_and_exits_75_for_a_restart(
                 fake.guild_id if to_guild else None, [])}
             assert synced == {"update_check", "update_install", "update_status",
                               "update_rollback", "update_schedule", "backup_create",
-                              "backup_list", "backup_restore", "update_settings"}
+                              "backup_list", "backup_restore", "update_settings",
+                              "update_fleet"}
 
             payload = slash_payload(fake, "update_check", user_id=fake.owner_id,
                                     guild_id=fake.guild_id)

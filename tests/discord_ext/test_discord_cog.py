@@ -643,7 +643,7 @@ async def test_command_tree_payloads_are_within_discords_limits(h: Harness) -> N
     assert sorted(p["name"] for p in payloads) == sorted([
         "update_check", "update_install", "update_status", "update_rollback",
         "update_schedule", "backup_create", "backup_list", "backup_restore",
-        "update_settings"])
+        "update_settings", "update_fleet"])
     for payload in payloads:
         assert re.match(r"^[-_a-z0-9]{1,32}$", payload["name"])
         assert 1 <= len(payload["description"]) <= 100

@@ -48,7 +48,7 @@ async def test_commands_are_registered_for_servers_and_offered_to_administrators
         h: Harness) -> None:
     await h.bot.tree.sync()
     registered = h.fake.commands[None]
-    assert len(registered) == 9
+    assert len(registered) == 10  # the specification's nine and /update_fleet
     for command in registered:
         assert command["dm_permission"] is False, command["name"]
         assert command["contexts"] == [0], command["name"]  # guilds only

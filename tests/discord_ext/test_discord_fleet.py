@@ -5,6 +5,7 @@ owner, never to an administrator."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 
 import pytest
@@ -62,3 +63,41 @@ async def test_the_bot_installs_its_part_of_a_rollout_itself(
                 started.id, actor="test", poll=0.1), timeout=120)
     assert ended.status == "succeeded", ended.to_dict()
     assert world.head() == world.tag_commit("v1.10.0")
+
+
+async def test_update_fleet_rolls_out_from_discord_watched_by_its_edits(
+        world: World, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GITRELEASE_INDEX_URL", pg_url)
+    (world.deploy / "data" / "settings.toml").write_text('instance_id = "solo"\n')
+    async with harness(world, monkeypatch) as h:
+        for _ in range(100):
+            if await _instances(world):
+                break
+            await asyncio.sleep(0.05)
+        refused = await h.admin("update_fleet", {"action": "status"})
+        assert "Only the bot's owner" in json.dumps(refused.final)
+        shown = await h.owner("update_fleet", {"action": "status"})
+        assert "### Fleet (1)" in body(shown) and "`solo`: 1.0.0" in body(shown)
+        missing = await h.owner("update_fleet", {"action": "rollout"})
+        assert missing.ephemeral and "target_version" in json.dumps(missing.final)
+        result = await h.owner("update_fleet", {"action": "rollout",
+                                                "target_version": "v1.10.0",
+                                                "min_healthy_seconds": 0}, timeout=120)
+        card = body(result)
+        assert "🚀 Fleet Rollout to v1.10.0" in json.dumps(result.final, ensure_ascii=False)
+        assert "### Rollout to v1.10.0: ✅ succeeded" in card
+        assert "• Wave 0 `solo`: ✅ healthy (from v1.0.0)" in card
+        edits = [r for r in result.requests if r.method == "PATCH"]
+        assert len(edits) >= 3, "the rollout was not watched by its edits"
+        nothing = await h.owner("update_fleet", {"action": "abort"})
+        assert "no active rollout" in json.dumps(nothing.final)
+    assert world.head() == world.tag_commit("v1.10.0")
+
+
+async def test_update_fleet_without_a_shared_index_is_one_private_answer(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GITRELEASE_INDEX_URL", raising=False)
+    async with harness(world, monkeypatch) as h:
+        result = await h.owner("update_fleet", {"action": "status"})
+        assert result.ephemeral and result.response_type == 4
+        assert "there is no fleet" in json.dumps(result.final)

@@ -28,6 +28,11 @@ BUILT = (
     + [f"cards.outcome_{s.value}" for s in UpdateStatus]
     + [f"cards.ago_{u}{one}" for u in ("days", "hours", "minutes") for one in ("", "_one")]
     + [f"cards.fleet_{s}" for s in ("running", "down", "stopped", "stale")]
+    + [f"cards.rollout_{s}" for s in ("running", "paused", "reverting", "succeeded",
+                                        "failed", "reverted", "aborted")]
+    + [f"cards.part_{s}" for s in ("pending", "assigned", "installing", "installed",
+                                     "healthy", "failed", "skipped", "revert", "reverting",
+                                     "reverted", "revert_failed")]
     + [f"cards.holds_{k}" for k in ("databases", "config", "data")]
     + [f"cards.category_{c}" for c in ("bot", "packages", "dependencies", "config")]
     + [f"cards.step_restart_{k}" for k in ("skipped", "method_none", "auto_off", "failed",
