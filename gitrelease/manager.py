@@ -26,10 +26,9 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from gitrelease.core.choices import STATUS_RANGES as TIME_RANGES
-    from gitrelease.core.fleet import Rollout, RolloutOptions
+    from gitrelease.core.fleet import Instance, Rollout, RolloutOptions
     from gitrelease.core.models import (
         Backup,
-        Instance,
         Progress,
         SystemInfo,
         UpdateSchedule,

@@ -21,7 +21,8 @@ from gitrelease_discord.card_text import when as _when
 from gitrelease_discord.i18n import label, text
 
 if TYPE_CHECKING:
-    from gitrelease.core.models import Backup, Instance, SystemInfo, UpdateSchedule
+    from gitrelease.core.fleet import Instance
+    from gitrelease.core.models import Backup, SystemInfo, UpdateSchedule
     from gitrelease.core.reports import RestoreResult
 
 __all__ = ["backup_card", "backup_choice", "backups_page", "fleet_lines", "restore_card",

@@ -1,4 +1,5 @@
-"""The records of a rollout: one release taken across a fleet in waves.
+"""The fleet's records: an instance (a deployment as a shared index knows it) and a rollout,
+one release taken across the fleet in waves.
 
 A rollout's status: "running" (waves going), "paused" (nothing new is assigned until it is
 promoted), "reverting" (a wave failed with auto_revert on:
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gitrelease.core.models import isoformat
+from gitrelease.core.models import isoformat, utcnow
 
-__all__ = ["ACTIVE", "ENDED", "Assignment", "Rollout", "RolloutOptions"]
+__all__ = ["ACTIVE", "ENDED", "Assignment", "Instance", "Rollout", "RolloutOptions"]
 
 ACTIVE = ("running", "paused", "reverting")
 ENDED = ("succeeded", "failed", "reverted", "aborted")
@@ -81,3 +82,35 @@ class Rollout:
                 "options": self.options.to_dict(), "created_by": self.created_by,
                 "created_at": self.created_at.isoformat(), "reason": self.reason,
                 "assignments": [a.to_dict() for a in self.assignments]}
+
+
+@dataclass
+class Instance:
+    """One deployment as a shared index knows it: where it runs, in which group, the shards
+    it serves, the release it is at, and when it last said so (its heartbeat)."""
+
+    id: str  # the deployment's instance_id (its scope in the index)
+    host: str
+    group: str
+    shards: list[int]
+    version: str
+    tag: str | None
+    commit: str | None
+    health: str  # "running", "down" (the bot's process is not alive) or "stopped"
+    pid: int | None
+    started_at: datetime | None  # when the reporting process started
+    heartbeat_at: datetime
+
+    def state(self, now: datetime, timeout_seconds: float) -> str:
+        """Its health as of `now`: "stale" when it has not reported for `timeout_seconds`
+        while it said it was running."""
+        late = (now - self.heartbeat_at).total_seconds() > timeout_seconds
+        return "stale" if late and self.health == "running" else self.health
+
+    def to_dict(self, now: datetime | None = None, timeout_seconds: float = 90) -> dict[str, Any]:
+        return {"id": self.id, "host": self.host, "group": self.group, "shards": self.shards,
+                "version": self.version, "tag": self.tag, "commit": self.commit,
+                "health": self.health, "pid": self.pid,
+                "state": self.state(now or utcnow(), timeout_seconds),
+                "started_at": isoformat(self.started_at),
+                "heartbeat_at": self.heartbeat_at.isoformat()}

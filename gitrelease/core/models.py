@@ -20,7 +20,6 @@ __all__ = [
     "BackupOrigin",
     "BackupStatus",
     "BackupType",
-    "Instance",
     "Progress",
     "ScheduleType",
     "SystemInfo",
@@ -332,38 +331,6 @@ class UpdateSchedule:
             "max_backups_to_keep": self.max_backups_to_keep,
             "last_outcome": self.last_outcome,
         }
-
-
-@dataclass
-class Instance:
-    """One deployment as a shared index knows it: where it runs, in which group, the shards
-    it serves, the release it is at, and when it last said so (its heartbeat)."""
-
-    id: str  # the deployment's instance_id (its scope in the index)
-    host: str
-    group: str
-    shards: list[int]
-    version: str
-    tag: str | None
-    commit: str | None
-    health: str  # "running", "down" (the bot's process is not alive) or "stopped"
-    pid: int | None
-    started_at: datetime | None  # when the reporting process started
-    heartbeat_at: datetime
-
-    def state(self, now: datetime, timeout_seconds: float) -> str:
-        """Its health as of `now`: "stale" when it has not reported for `timeout_seconds`
-        while it said it was running."""
-        late = (now - self.heartbeat_at).total_seconds() > timeout_seconds
-        return "stale" if late and self.health == "running" else self.health
-
-    def to_dict(self, now: datetime | None = None, timeout_seconds: float = 90) -> dict[str, Any]:
-        return {"id": self.id, "host": self.host, "group": self.group, "shards": self.shards,
-                "version": self.version, "tag": self.tag, "commit": self.commit,
-                "health": self.health, "pid": self.pid,
-                "state": self.state(now or utcnow(), timeout_seconds),
-                "started_at": isoformat(self.started_at),
-                "heartbeat_at": self.heartbeat_at.isoformat()}
 
 
 @dataclass

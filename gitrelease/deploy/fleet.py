@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from gitrelease.core.errors import GitReleaseError
-from gitrelease.core.models import Instance, utcnow
+from gitrelease.core.fleet import Instance
+from gitrelease.core.models import utcnow
 from gitrelease.deploy.context import Deployment, in_thread
 
 if TYPE_CHECKING:

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.errors import GitReleaseError
-from gitrelease.core.fleet import ACTIVE, Assignment, Rollout, RolloutOptions
-from gitrelease.core.models import Instance, utcnow
+from gitrelease.core.fleet import ACTIVE, Assignment, Instance, Rollout, RolloutOptions
+from gitrelease.core.models import utcnow
 
 __all__ = ["FleetTables", "RolloutConflict"]
 
@@ -34,6 +34,12 @@ class RolloutConflict(GitReleaseError):
 
 def _at(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
+
+
+def _rollout(r: Sequence[Any]) -> Rollout:
+    """A rollout from (id, target, status, options, created_by, created_at, reason)."""
+    return Rollout(r[0], r[1], r[2], RolloutOptions(**json.loads(r[3])), r[4],
+                   r[5].astimezone(UTC), r[6])
 
 
 def _assignment(r: Sequence[Any]) -> Assignment:
@@ -128,9 +134,7 @@ class FleetTables:
             "FROM fleet_rollouts WHERE id = %s", (rollout_id,))
         if not found:
             return None
-        r = found[0]
-        rollout = Rollout(r[0], r[1], r[2], RolloutOptions(**json.loads(r[3])), r[4],
-                          r[5].astimezone(UTC), r[6])
+        rollout = _rollout(found[0])
         rollout.assignments = [_assignment(a) for a in await self._rows(
             f"SELECT {', '.join(_ASSIGNMENT_COLUMNS)} FROM fleet_assignments "  # noqa: S608
             "WHERE rollout_id = %s ORDER BY wave, instance_id", (rollout_id,))]
@@ -178,12 +182,16 @@ class FleetTables:
             (*params, rollout_id, instance_id, list(expect))) == 1
 
     async def my_assignment(self) -> tuple[Rollout, Assignment] | None:
-        """This deployment's part of the active rollout, if it has one."""
-        rollout = await self.active_rollout()
-        if rollout is None:
+        """This deployment's part of the active rollout, if it has one: one row read (every
+        agent asks each second), the rollout without the other instances' parts."""
+        found = await self._rows(
+            "SELECT r.id, r.target, r.status, r.options, r.created_by, r.created_at, "  # noqa: S608
+            f"r.reason, {', '.join('a.' + c for c in _ASSIGNMENT_COLUMNS)} "
+            "FROM fleet_rollouts r JOIN fleet_assignments a ON a.rollout_id = r.id "
+            "WHERE r.status = ANY(%s) AND a.instance_id = %s", (list(ACTIVE), self.scope))
+        if not found:
             return None
-        mine = [a for a in rollout.assignments if a.instance_id == self.scope]
-        return (rollout, mine[0]) if mine else None
+        return _rollout(found[0]), _assignment(found[0][7:])
 
     async def rollout_audit(self, rollout_id: str, actor: str, action: str,
                             detail: str = "") -> None:

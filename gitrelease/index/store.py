@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from gitrelease.core.fleet import Assignment, Rollout
+from gitrelease.core.fleet import Assignment, Instance, Rollout
 from gitrelease.core.models import (
     Backup,
     BackupType,
-    Instance,
     UpdateSchedule,
     UpdateSession,
 )
