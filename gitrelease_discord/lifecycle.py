@@ -24,8 +24,10 @@ from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.models import RESTART_EXIT_CODE
 from gitrelease.core.reports import ScheduleEvent, Stage
 from gitrelease.manager import ReleaseManager, restart_watcher, write_pid_file
+from gitrelease_discord import suggestions
+from gitrelease_discord.checks import may
 from gitrelease_discord.embeds import remember_root, remember_secrets
-from gitrelease_discord.i18n import text
+from gitrelease_discord.i18n import locale_of, text
 from gitrelease_discord.notify import announce
 from gitrelease_discord.progress import ProgressMessage
 
@@ -196,10 +198,6 @@ class CogLifecycle(commands.Cog):
                                    current: str) -> list[Any]:
         """The releases as typed so far, marked current / newer / older: to the owner only
         (the commands that take a version are the owner's)."""
-        from gitrelease_discord import suggestions
-        from gitrelease_discord.checks import may
-        from gitrelease_discord.i18n import locale_of
-
         if not await may(self.bot, interaction, "owner"):
             return []
         async with self._open() as manager:

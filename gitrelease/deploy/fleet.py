@@ -2,9 +2,9 @@
 is at, so any of them (and the operator) can see all of them.
 
 A deployment reports itself (`report`): its instance_id, host, group, shards, the release its
-checkout is at, and whether its bot is running: the bot's extension reports "running" from
-inside the bot, `gitrelease agent` from beside it (by the bot's pid file), and either says
-"stopped" when it ends cleanly. A report older than three heartbeats reads "stale". Only a
+checkout is at, and whether its bot is running: the bot's extension reports from inside the
+bot (and "stopped" as it unloads), `gitrelease agent` from beside it, by the bot's pid file.
+A report older than three heartbeats reads "stale". Only a
 shared index (PostgreSQL) has a fleet; the embedded SQLite index answers that there is none.
 """
 
@@ -47,13 +47,15 @@ def stale_after(d: Deployment) -> float:
     return 3.0 * d.settings.fleet_heartbeat_seconds
 
 
-def _bot_alive(d: Deployment) -> tuple[bool, int | None, datetime | None]:
-    """Whether the bot's process (its pid file) is alive, its pid and start."""
+def _bot_alive(d: Deployment, this_process_is_bot: bool
+               ) -> tuple[bool, int | None, datetime | None]:
+    """Whether the bot's process is alive (this one, or the one its pid file names), its pid
+    and when it started."""
     import psutil
 
     from gitrelease.deploy.host import _bot_process
 
-    process = _bot_process(d.data_dir)
+    process = psutil.Process() if this_process_is_bot else _bot_process(d.data_dir)
     if process is None:
         return False, None, None
     try:
@@ -69,14 +71,7 @@ async def report(d: Deployment, *, health: str | None = None, shards: list[int] 
     ends). `shards`: what the bot says it runs, else the shard_ids setting."""
     store = await fleet_store(d)
     snap = await in_thread(d.snapshot)
-    if this_process_is_bot:
-        import psutil
-
-        me = psutil.Process()
-        alive, pid = True, me.pid
-        started: datetime | None = datetime.fromtimestamp(me.create_time(), UTC)
-    else:
-        alive, pid, started = await in_thread(_bot_alive, d)
+    alive, pid, started = await in_thread(_bot_alive, d, this_process_is_bot)
     _url, scope = d.index_location()
     instance = Instance(
         id=scope, host=socket.gethostname(), group=d.settings.instance_group,

@@ -82,10 +82,15 @@ async def start(d: Deployment, target: str, opts: RolloutOptions, *, actor: str)
     return rollout
 
 
+async def _chosen(store: FleetStore, rollout_id: str | None) -> Rollout | None:
+    """The rollout named, else the active one."""
+    return await (store.get_rollout(rollout_id) if rollout_id else store.active_rollout())
+
+
 async def abort(d: Deployment, rollout_id: str | None, *, actor: str, why: str) -> Rollout:
     """End the active rollout (or `rollout_id`) where it is: nothing more is assigned."""
     store = await fleet_store(d)
-    rollout = await (store.get_rollout(rollout_id) if rollout_id else store.active_rollout())
+    rollout = await _chosen(store, rollout_id)
     if rollout is None or rollout.status not in ACTIVE:
         raise NoSuchVersion("no active rollout" + (f" {rollout_id}" if rollout_id else ""))
     await store.set_rollout(rollout.id, "aborted", why, ACTIVE)
@@ -98,7 +103,7 @@ async def pause(d: Deployment, rollout_id: str | None, *, actor: str, why: str,
     """Hold the running rollout (nothing new is assigned), or with `promote` let a paused
     one go on."""
     store = await fleet_store(d)
-    rollout = await (store.get_rollout(rollout_id) if rollout_id else store.active_rollout())
+    rollout = await _chosen(store, rollout_id)
     wanted, then = ("paused", "running") if promote else ("running", "paused")
     if rollout is None or rollout.status != wanted:
         raise NoSuchVersion(f"no {wanted} rollout" + (f" {rollout_id}" if rollout_id else "")
@@ -309,9 +314,10 @@ async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None
                 poll: float = 1.0, shards: list[int] | None = None) -> Any:
     """`gitrelease agent`: report this deployment every fleet_heartbeat_seconds and act on
     its part of a rollout as soon as it is assigned (looked for every `poll` seconds), until
-    `stop` is set (or once). It watches the bot from beside it, so its end says nothing of
-    the bot: its last report stands, and reads "stale" in time. The index being unreachable
-    is waited out (nothing new is started; the next look tries again), never a crash."""
+    `stop` is set (or once). Beside the bot it tells the bot's health by its pid file, and
+    its end says nothing of the bot (its last report stands, and reads "stale" in time);
+    inside the bot (the extension) `shards` are the bot's. The index being unreachable is
+    waited out (nothing new is started; the next look tries again), never a crash."""
     from gitrelease.core.errors import IndexStoreError
     from gitrelease.deploy.guard import reconcile_if_idle
 
