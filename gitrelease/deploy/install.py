@@ -5,9 +5,9 @@ Every step is journalled before and after it runs (`journal.StepRunner`), so a p
 dies at any point is found and settled at the next start (`finish_interrupted`).
 
 What the steps lean on lives beside this module: the options (`install_options`), the step
-names (`install_steps`), the choice of release and the refusals before any change
-(`resolve`), the release's own commands (`release_commands`) and the undoing of a failed or
-interrupted install (`recovery`).
+names (`install_steps`), what a dry run's plan says besides the code (`install_plan`), the
+choice of release and the refusals before any change (`resolve`), the release's own commands
+(`release_commands`) and the undoing of a failed or interrupted install (`recovery`).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from gitrelease.core.models import (
     utcnow,
 )
 from gitrelease.core.reports import InstallPlan
-from gitrelease.deploy import install_steps, local_changes, recovery, resolve
+from gitrelease.deploy import install_plan, install_steps, local_changes, recovery, resolve
 from gitrelease.deploy.install_options import InstallOptions
 from gitrelease.deploy.install_steps import DATA_STEPS, MOVES_CODE
 from gitrelease.deploy.journal import StepRunner
@@ -76,7 +76,7 @@ class Installer:
             current = self.d.snapshot().current
             plan = InstallPlan(kind, current.text, current.text, None, current.commit,
                                current.commit, self.steps(opts, kind), None, [])
-            return self._filled(plan, kind, current.commit)
+            return install_plan.filled(self.d, plan, kind, current.commit)
         moved = self.d.fetch().moved_tags
         asked: tuple[str, ...] = ()
         try:
@@ -90,14 +90,16 @@ class Installer:
             found.warnings = [w for w in found.warnings
                               if w not in {f"installed once confirmed although {r}"
                                            for r in asked}]
-        skipped = [] if opts.to_version is not None else self._skipped(found.snapshot)
+        # A named release passes over nothing; a plain install, the failed ones newer.
+        skipped = [] if opts.to_version is not None else \
+            install_plan.skipped(self.d, found.snapshot)
         if found.target is None or found.info is None:
             current = found.snapshot.current
             steps = [] if kind is UpdateType.BOT else self.steps(opts, kind)
             plan = InstallPlan(kind, current.text, current.text, None,
                                current.commit, current.commit, steps, None, found.warnings,
                                skipped=skipped)
-            return self._filled(plan, kind, current.commit)
+            return install_plan.filled(self.d, plan, kind, current.commit)
         edited = self.d.repo.dirty_files() if carrying else []
         if edited:
             found.warnings.append(
@@ -109,53 +111,7 @@ class Installer:
             found.target.tag, found.snapshot.current.commit, found.target.commit,
             self.steps(opts, kind, carrying=bool(edited)), found.info, found.warnings,
             needs_confirmation=list(asked), skipped=skipped)
-        return self._filled(plan, kind, found.target.commit)
-
-    def _skipped(self, snap: ReleaseSnapshot) -> list[dict[str, str]]:
-        """The newer releases a plain install passes over, each with why and the session
-        in which it failed (its log)."""
-        from gitrelease.deploy.quarantine import load_bad
-
-        recorded = load_bad(self.d.data_dir)
-        return [{"tag": r.tag, "reason": snap.bad[r.commit],
-                 "session": recorded[r.commit].session if r.commit in recorded else ""}
-                for r in snap.newer() if r.commit in snap.bad]
-
-    def _filled(self, plan: InstallPlan, kind: UpdateType, commit: str) -> InstallPlan:
-        """The plan with what the install would change besides the code, for whoever is
-        asked to agree to it: packages pip would move, config keys the merge would add (by
-        live file, names only: live files hold secrets) and what the backup would hold."""
-        from gitrelease.deploy.configsync import ConfigError, check_config
-        from gitrelease.deploy.holds import backup_holds
-
-        self._with_package_moves(plan, kind, commit)
-        if kind in (UpdateType.CONFIG, UpdateType.ALL):
-            try:  # the keys `merge_config` adds: the target's template keys the live lacks
-                plan.config_keys = {drift.live: drift.missing_in_live for drift in check_config(
-                    self.d.repo, self.d.root, self.d.settings.config_templates,
-                    plan.from_commit, commit) if drift.missing_in_live}
-            except ConfigError as exc:
-                plan.warnings.append(f"which config keys would be added could not be told: "
-                                     f"{exc.message}")
-        if "backup" in plan.steps:  # the install's own step list says whether it takes one
-            plan.backup_holds = backup_holds(self.d)
-        return plan
-
-    def _with_package_moves(self, plan: InstallPlan, kind: UpdateType, commit: str
-                            ) -> InstallPlan:
-        """The plan, with the packages pip would move for the requirements at `commit`."""
-        from gitrelease.deploy.packages import planned_moves
-
-        if kind not in (UpdateType.PACKAGES, UpdateType.ALL, UpdateType.DEPENDENCIES):
-            return plan
-        try:
-            plan.package_changes = planned_moves(
-                self.d.python_executable(), self.d.repo, commit,
-                str(self.d.deployment_python()), upgrade=kind is not UpdateType.DEPENDENCIES,
-                timeout=self.d.settings.pip_timeout)
-        except GitReleaseError as exc:
-            plan.warnings.append(f"which packages would move could not be told: {exc.message}")
-        return plan
+        return install_plan.filled(self.d, plan, kind, found.target.commit)
 
     def carrying(self, opts: InstallOptions) -> bool:
         """Whether edits to tracked files are carried over the checkout (option or setting)."""
