@@ -265,7 +265,7 @@ class ReleaseManager:
                         shards: list[int] | None = None) -> Instance:
         """Report this deployment every heartbeat, and act on its part of a rollout, until
         `stop` (`gitrelease agent`)."""
-        from gitrelease.deploy.rollout import agent
+        from gitrelease.deploy.agent import agent
 
         return await agent(self.deployment, once=once, stop=stop, shards=shards)
 

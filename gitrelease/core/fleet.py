@@ -18,7 +18,8 @@ from typing import Any
 
 from gitrelease.core.models import isoformat, utcnow
 
-__all__ = ["ACTIVE", "ENDED", "Assignment", "Instance", "Rollout", "RolloutOptions"]
+__all__ = ["ACTIVE", "ENDED", "Assignment", "Instance", "Rollout", "RolloutOptions",
+           "SessionStarts"]
 
 ACTIVE = ("running", "paused", "reverting")
 ENDED = ("succeeded", "failed", "reverted", "aborted")
@@ -58,12 +59,16 @@ class Assignment:
     detail: str = ""
     started_at: datetime | None = None
     healthy_since: datetime | None = None
+    restart_at: datetime | None = None  # when its bot may restart (its slot of logins)
+    revert_to: str | None = None  # where a revert takes it, if not its baseline
 
     def to_dict(self) -> dict[str, Any]:
         return {"instance": self.instance_id, "wave": self.wave, "baseline": self.baseline,
+                "revert_to": self.revert_to or self.baseline,
                 "state": self.state, "detail": self.detail,
                 "started_at": isoformat(self.started_at),
-                "healthy_since": isoformat(self.healthy_since)}
+                "healthy_since": isoformat(self.healthy_since),
+                "restart_at": isoformat(self.restart_at)}
 
 
 @dataclass
@@ -76,12 +81,47 @@ class Rollout:
     created_at: datetime
     reason: str | None = None
     assignments: list[Assignment] = field(default_factory=list)
+    # The fencing epoch: bumped each time a coordinator takes the rollout on; a write of a
+    # coordinator whose epoch has passed lands nowhere.
+    epoch: int = 0
+    coordinator: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "target": self.target, "status": self.status,
                 "options": self.options.to_dict(), "created_by": self.created_by,
                 "created_at": self.created_at.isoformat(), "reason": self.reason,
+                "epoch": self.epoch, "coordinator": self.coordinator,
                 "assignments": [a.to_dict() for a in self.assignments]}
+
+
+@dataclass(frozen=True)
+class SessionStarts:
+    """The bot's gateway session starts as Discord last told them (GET /gateway/bot): each
+    start of a shard costs one of `total` a day (`remaining` left until `reset_at`), and at
+    most `max_concurrency` shards may log in per 5 seconds."""
+
+    total: int
+    remaining: int
+    reset_at: datetime
+    max_concurrency: int
+    seen_at: datetime
+    bot_id: str | None = None  # whose starts they are: a fleet may run several bots
+
+    def left(self, now: datetime) -> int:
+        """What is left as of `now`: all of them again once the day has reset."""
+        return self.total if now >= self.reset_at else self.remaining
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"total": self.total, "remaining": self.remaining,
+                "reset_at": self.reset_at.isoformat(),
+                "max_concurrency": self.max_concurrency, "seen_at": self.seen_at.isoformat(),
+                "bot_id": self.bot_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionStarts:
+        return cls(int(data["total"]), int(data["remaining"]),
+                   datetime.fromisoformat(data["reset_at"]), int(data["max_concurrency"]),
+                   datetime.fromisoformat(data["seen_at"]), data.get("bot_id"))
 
 
 @dataclass
@@ -100,6 +140,7 @@ class Instance:
     pid: int | None
     started_at: datetime | None  # when the reporting process started
     heartbeat_at: datetime
+    session_starts: SessionStarts | None = None  # as the bot last heard them from Discord
 
     def state(self, now: datetime, timeout_seconds: float) -> str:
         """Its health as of `now`: "stale" when it has not reported for `timeout_seconds`
@@ -113,4 +154,6 @@ class Instance:
                 "health": self.health, "pid": self.pid,
                 "state": self.state(now or utcnow(), timeout_seconds),
                 "started_at": isoformat(self.started_at),
-                "heartbeat_at": self.heartbeat_at.isoformat()}
+                "heartbeat_at": self.heartbeat_at.isoformat(),
+                "session_starts": (self.session_starts.to_dict()
+                                   if self.session_starts else None)}

@@ -29,6 +29,8 @@ from gitrelease.git.versions import Channel, TagScheme
 from gitrelease.git.worktree import deployment_root
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from gitrelease.index.store import Store
     from gitrelease.state.backups import BackupService, ReleasePoint
     from gitrelease.state.sources import Layout
@@ -55,6 +57,9 @@ class Deployment:
         self.store: Store | None = None
         self.upkeep: UpkeepWatch | None = None  # for self.store, once it is open
         self._data_claimed = False  # see claim_data_dir
+        # Awaited just before the bot is restarted: a rollout's agent waits there for its
+        # shards' turn to log in (`deploy.agent`). None: restart at once.
+        self.before_restart: Callable[[], Awaitable[None]] | None = None
 
     in_thread = staticmethod(in_thread)
 

@@ -2,7 +2,8 @@
 is at, so any of them (and the operator) can see all of them.
 
 A deployment reports itself (`report`): its instance_id, host, group, shards, the release its
-checkout is at, and whether its bot is running: the bot's extension reports from inside the
+checkout is at, whether its bot is running, and the session starts its bot last heard of
+from Discord (`deploy.sessions`): the bot's extension reports from inside the
 bot (and "stopped" as it unloads), `gitrelease agent` from beside it, by the bot's pid file.
 A report older than three heartbeats reads "stale". Only a
 shared index (PostgreSQL) has a fleet; the embedded SQLite index answers that there is none.
@@ -18,6 +19,7 @@ from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fleet import Instance
 from gitrelease.core.models import utcnow
 from gitrelease.deploy.context import Deployment, in_thread
+from gitrelease.deploy.sessions import read_session_starts
 
 if TYPE_CHECKING:
     from gitrelease.index.store import FleetStore
@@ -78,7 +80,7 @@ async def report(d: Deployment, *, health: str | None = None, shards: list[int] 
         shards=list(shards if shards is not None else d.settings.shard_ids),
         version=snap.current.text, tag=snap.current.tag, commit=snap.current.commit,
         health=health or ("running" if alive else "down"), pid=pid, started_at=started,
-        heartbeat_at=utcnow())
+        heartbeat_at=utcnow(), session_starts=read_session_starts(d.data_dir))
     await store.save_instance(instance)
     return instance
 

@@ -58,6 +58,8 @@ async def restart_after_update(
         f"{session.target_version}" if moved else f"restart: by {settings.restart_method}")
     await store.add_step(session.id, "restart", "started")
     await store.save_session(session)
+    if d.before_restart is not None:
+        await d.before_restart()
     try:
         outcome = await d.in_thread(
             restart_bot, d.root, d.data_dir, settings, reason="install",

@@ -279,6 +279,8 @@ class Rollback:
         from gitrelease.core.errors import RestartFailed
         from gitrelease.deploy.restart import restart_bot
 
+        if self.d.before_restart is not None and self.d.settings.restart_method != "none":
+            await self.d.before_restart()
         try:
             outcome = await self.d.in_thread(
                 restart_bot, self.d.root, self.d.data_dir, self.d.settings, reason="rollback",

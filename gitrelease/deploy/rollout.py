@@ -1,35 +1,42 @@
 """Rollouts: one release across the fleet, canary first, in waves, each gated on health.
 
 `start` writes a rollout and each running instance's part (its wave, the version it runs now)
-to the shared index; `drive` is the coordinator: it assigns a wave, waits until every instance
-in it has installed (each on its own host, by its agent, with all of the local guarantees:
-backup first, health check, automatic local rollback) and then reported the target while
-running for `min_healthy_seconds`, and only then assigns the next. An instance that fails, or
-is not healthy within `healthy_deadline_seconds` of being assigned, halts the rollout: the
-waves not reached never move; with `auto_revert` every instance the rollout moved goes back to
-the version it ran before (a rollback: code and data). `agent_step` is the agent's side: it
-acts on its own part and reports. All of the state is in the index, and every change of it is
-a compare-and-set, so the coordinator can be killed and `drive` run again anywhere: it carries
-on from the index, and no wave is assigned twice.
+to the shared index, once the bots' session starts are known to cover it; `drive` is the
+coordinator: it assigns a wave, waits until every instance in it has installed (each on its
+own host, by its agent (`deploy.agent`), with all of the local guarantees: backup first,
+health check, automatic local rollback) and then reported the target while running for
+`min_healthy_seconds`, and only then assigns the next. An instance that fails, or is not
+healthy within `healthy_deadline_seconds` of being assigned, halts the rollout: the waves not
+reached never move; with `auto_revert` every instance the rollout moved goes back to the last
+version on which the whole fleet was healthy (a rollback: code and data).
+
+All of the state is in the index and every change of it is a compare-and-set. One process
+coordinates at a time: it holds an advisory lock for as long as it lives, and each time one
+takes a rollout on, the rollout's epoch goes up and fences off every write of the one before
+(`Fenced`), so a coordinator that lost its connection cannot act on what it read. Any other
+`drive` watches, and takes over from the index as soon as the lock is let go of: no wave is
+assigned twice.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gitrelease.core.errors import GitReleaseError, InvalidInput, NoSuchVersion
-from gitrelease.core.fleet import ACTIVE, Assignment, Rollout, RolloutOptions
+from gitrelease.core.errors import InvalidInput, NoSuchVersion
+from gitrelease.core.fleet import ACTIVE, Assignment, Instance, Rollout, RolloutOptions
 from gitrelease.core.models import utcnow
 from gitrelease.deploy.context import Deployment, in_thread
-from gitrelease.deploy.fleet import fleet_store, report, stale_after
+from gitrelease.deploy.fleet import fleet_store, stale_after
+from gitrelease.deploy.sessions import check_session_starts
 
 if TYPE_CHECKING:
     from gitrelease.index.store import FleetStore
 
-__all__ = ["abort", "agent", "agent_step", "drive", "pause", "start"]
+__all__ = ["Fenced", "abort", "drive", "pause", "start"]
 
 #: Parts that hold a wave back while they are in them.
 _WAITING = ("pending", "assigned", "installing", "installed")
@@ -68,18 +75,36 @@ async def start(d: Deployment, target: str, opts: RolloutOptions, *, actor: str)
         raise NoSuchVersion("no instance of the fleet is running to roll out to"
                             + (f" (left out: {', '.join(left)})" if left else ""),
                             hint="start the bots (and their agents), then try again")
+    waves = _waves(running, opts)
+    counted = check_session_starts([i for i in running if i.commit != release.commit], now)
+    back = await _fleet_healthy(store, running) if opts.auto_revert else None
     rollout = Rollout(f"rol_{now:%Y%m%d_%H%M%S}_{secrets.token_hex(3)}", release.tag,
                       "running", opts, actor, now)
-    for wave, members in enumerate(_waves(running, opts)):
+    for wave, members in enumerate(waves):
         for i in members:
             there = i.commit == release.commit
             rollout.assignments.append(Assignment(
                 rollout.id, i.id, wave, i.tag or i.version, "healthy" if there else "pending",
-                "already at the release" if there else ""))
+                "already at the release" if there else "", revert_to=back))
     await store.create_rollout(rollout)
-    await store.rollout_audit(rollout.id, actor, "started", f"to {release.tag}; " + (
-        f"left out: {', '.join(left)}" if left else "every instance is in it"))
+    said = [f"to {release.tag}", f"left out: {', '.join(left)}" if left
+            else "every instance is in it"]
+    if opts.auto_revert:
+        said.append(f"a revert goes to {back}, the last version the whole fleet ran healthy"
+                    if back else "a revert takes each instance to the version it runs now")
+    await store.rollout_audit(rollout.id, actor, "started",
+                              "; ".join(said + ([counted] if counted else [])))
     return rollout
+
+
+async def _fleet_healthy(store: FleetStore, running: list[Instance]) -> str | None:
+    """The last version on which the whole fleet was healthy, when it is not simply where
+    every instance is now (then None: each goes back to its own): the target of the latest
+    rollout that succeeded."""
+    if len({i.commit for i in running}) <= 1:
+        return None
+    done = [r for r in await store.latest_rollouts(50) if r.status == "succeeded"]
+    return done[0].target if done else None
 
 
 async def _chosen(store: FleetStore, rollout_id: str | None) -> Rollout | None:
@@ -122,64 +147,100 @@ async def drive(d: Deployment, rollout_id: str, *, actor: str, poll: float = 0.5
     store = await fleet_store(d)
     seen: list[Any] = []
     commit: str | None = None
-    while True:
-        rollout = await store.get_rollout(rollout_id)
-        if rollout is None:
-            raise NoSuchVersion(f"no rollout {rollout_id}")
-        shown = [(a.instance_id, a.state) for a in rollout.assignments] + [rollout.status]
-        if on_change is not None and shown != seen:
-            on_change(rollout)
-        seen = shown
-        if rollout.status not in ACTIVE:
-            return rollout
-        if rollout.status == "paused":
-            pass  # nothing new is assigned; what is underway goes on, on its hosts
-        elif rollout.status == "reverting":
-            await _revert_step(store, rollout, actor)
-        else:
-            if commit is None:
-                await in_thread(d.fetch)
-                commit = named_release(d, await in_thread(d.snapshot), rollout.target).commit
-            await _wave_step(d, store, rollout, commit, actor)
-        await store.fleet_changed(poll)  # woken by the agents' reports, else polled
+    epoch: int | None = None  # while this process is the rollout's coordinator
+    try:
+        while True:
+            rollout = await store.get_rollout(rollout_id)
+            if rollout is None:
+                raise NoSuchVersion(f"no rollout {rollout_id}")
+            shown = [(a.instance_id, a.state) for a in rollout.assignments] + [rollout.status]
+            if on_change is not None and shown != seen:
+                on_change(rollout)
+            seen = shown
+            if rollout.status not in ACTIVE:
+                return rollout
+            if epoch is not None and (rollout.epoch != epoch or not await store.coordinating()):
+                epoch = None  # another took it on, or the lock went with the connection
+            if epoch is None:
+                # The coordinator is whoever holds the lock; the others watch, and take
+                # over as soon as it is let go of (its process or its connection died).
+                epoch = await store.take_rollout(rollout.id, f"{actor}@{socket.gethostname()}")
+                if epoch is not None:
+                    await store.rollout_audit(rollout.id, actor, "coordinating",
+                                              f"epoch {epoch} on {socket.gethostname()}")
+                    continue  # read it again under the new epoch
+            if epoch is None or rollout.status == "paused":
+                pass  # not ours to move; or nothing new is assigned while paused
+            elif rollout.status == "reverting":
+                await _revert_step(Fenced(store, rollout, actor, epoch))
+            else:
+                if commit is None:
+                    await in_thread(d.fetch)
+                    commit = named_release(d, await in_thread(d.snapshot),
+                                           rollout.target).commit
+                await _wave_step(d, Fenced(store, rollout, actor, epoch), commit)
+            await store.fleet_changed(poll)  # woken by the agents' reports, else polled
+    finally:
+        await store.let_go()
 
 
-async def _wave_step(d: Deployment, store: FleetStore, rollout: Rollout, target: str,
-                     actor: str) -> None:
+@dataclass
+class Fenced:
+    """The coordinator's writes for one look at the rollout: each lands only while the
+    rollout is still at the coordinator's epoch, and is in the trail only if it landed."""
+
+    store: FleetStore
+    rollout: Rollout
+    actor: str
+    epoch: int
+
+    async def part(self, instance_id: str, state: str, expect: tuple[str, ...], *,
+                   said: str | None = None, **changes: Any) -> bool:
+        moved = await self.store.set_assignment(self.rollout.id, instance_id, state, expect,
+                                                epoch=self.epoch, **changes)
+        if moved and said is not None:
+            await self.store.rollout_audit(self.rollout.id, self.actor, said, instance_id)
+        return moved
+
+    async def end(self, status: str, why: str | None, expect: tuple[str, ...],
+                  said: str) -> bool:
+        moved = await self.store.set_rollout(self.rollout.id, status, why, expect,
+                                             epoch=self.epoch)
+        if moved:
+            await self.store.rollout_audit(self.rollout.id, self.actor, status, said)
+        return moved
+
+
+async def _wave_step(d: Deployment, f: Fenced, target: str) -> None:
+    rollout, opts = f.rollout, f.rollout.options
     failed = [a for a in rollout.assignments if a.state == "failed"]
     if failed:
-        await _halt(store, rollout, failed[0], actor)
+        await _halt(f, failed[0])
         return
     waiting = [a for a in rollout.assignments if a.state in _WAITING]
     if not waiting:
-        if await store.set_rollout(rollout.id, "succeeded", None, ("running",)):
-            await store.rollout_audit(rollout.id, actor, "succeeded",
-                                      f"every instance runs {rollout.target}")
+        await f.end("succeeded", None, ("running",), f"every instance runs {rollout.target}")
         return
     wave = min(a.wave for a in waiting)
-    if wave == 1 and rollout.options.pause_after_canary and all(
+    if wave == 1 and opts.pause_after_canary and all(
             a.state == "pending" for a in rollout.assignments if a.wave == 1) and not any(
-            e["action"] == "promoted" for e in await store.rollout_trail(rollout.id)):
+            e["action"] == "promoted" for e in await f.store.rollout_trail(rollout.id)):
         why = "the canary is healthy: waiting for gitrelease fleet promote"
-        if await store.set_rollout(rollout.id, "paused", why, ("running",)):
-            await store.rollout_audit(rollout.id, actor, "paused", why)
+        await f.end("paused", why, ("running",), why)
         return
     now, stale = utcnow(), stale_after(d)
-    instances = {i.id: i for i in await store.list_instances()}
+    instances = {i.id: i for i in await f.store.list_instances()}
     for a in (a for a in rollout.assignments if a.wave == wave):
         if a.state == "pending":
-            await store.set_assignment(rollout.id, a.instance_id, "assigned", ("pending",),
-                                       started=True)
-            await store.rollout_audit(rollout.id, actor, "assigned", a.instance_id)
+            await f.part(a.instance_id, "assigned", ("pending",), said="assigned", started=True)
             continue
         if a.state not in ("assigned", "installing", "installed"):
             continue
         late = a.started_at is not None and (now - a.started_at).total_seconds() > \
-            rollout.options.healthy_deadline_seconds
+            opts.healthy_deadline_seconds
         if late:
-            await store.set_assignment(
-                rollout.id, a.instance_id, "failed", (a.state,),
-                detail=f"not healthy within {rollout.options.healthy_deadline_seconds:g} s")
+            await f.part(a.instance_id, "failed", (a.state,),
+                         detail=f"not healthy within {opts.healthy_deadline_seconds:g} s")
             continue
         if a.state != "installed":
             continue
@@ -187,162 +248,55 @@ async def _wave_step(d: Deployment, store: FleetStore, rollout: Rollout, target:
         healthy = me is not None and me.commit == target and me.state(now, stale) == "running"
         if not healthy:
             if a.healthy_since is not None:  # it went down again: the clock starts over
-                await store.set_assignment(rollout.id, a.instance_id, "installed",
-                                           ("installed",), healthy_since=None)
+                await f.part(a.instance_id, "installed", ("installed",), healthy_since=None)
         elif a.healthy_since is None:
-            await store.set_assignment(rollout.id, a.instance_id, "installed", ("installed",),
-                                       healthy_since=now)
-        elif (now - a.healthy_since).total_seconds() >= rollout.options.min_healthy_seconds:
-            await store.set_assignment(rollout.id, a.instance_id, "healthy", ("installed",))
-            await store.rollout_audit(rollout.id, actor, "healthy", a.instance_id)
+            await f.part(a.instance_id, "installed", ("installed",), healthy_since=now)
+        elif (now - a.healthy_since).total_seconds() >= opts.min_healthy_seconds:
+            await f.part(a.instance_id, "healthy", ("installed",), said="healthy")
 
 
-async def _halt(store: FleetStore, rollout: Rollout, failed: Assignment, actor: str) -> None:
+def _to_revert(rollout: Rollout) -> list[Assignment]:
+    """The parts a revert takes back: each the rollout moved (and any that failed away from
+    where the revert goes: its own rollback took it to its baseline, not there)."""
+    return [a for a in rollout.assignments
+            if (a.state in ("installed", "healthy") and a.detail != "already at the release")
+            or (a.state == "failed" and a.revert_to not in (None, a.baseline))]
+
+
+async def _halt(f: Fenced, failed: Assignment) -> None:
     """Stop where it is: the waves not reached never move; with auto_revert the instances it
     moved go back."""
+    rollout = f.rollout
     why = f"{failed.instance_id} failed: {failed.detail or 'no reason given'}"
     for a in rollout.assignments:
         if a.state in ("pending", "assigned"):
-            await store.set_assignment(rollout.id, a.instance_id, "skipped",
-                                       ("pending", "assigned"))
-    moved = [a for a in rollout.assignments
-             if a.state in ("installed", "healthy") and a.detail != "already at the release"]
+            await f.part(a.instance_id, "skipped", ("pending", "assigned"))
+    moved = _to_revert(rollout)
     if rollout.options.auto_revert and moved:
         for a in moved:
-            await store.set_assignment(rollout.id, a.instance_id, "revert",
-                                       ("installed", "healthy"))
-        if await store.set_rollout(rollout.id, "reverting", why, ("running",)):
-            await store.rollout_audit(rollout.id, actor, "reverting", why)
+            await f.part(a.instance_id, "revert", (a.state,))
+        await f.end("reverting", why, ("running",), why)
         return
-    if await store.set_rollout(rollout.id, "failed", why, ("running",)):
-        await store.rollout_audit(rollout.id, actor, "failed", why)
+    await f.end("failed", why, ("running",), why)
 
 
-async def _revert_step(store: FleetStore, rollout: Rollout, actor: str) -> None:
+async def _revert_step(f: Fenced) -> None:
+    rollout = f.rollout
     if any(a.state in ("revert", "reverting", "installing") for a in rollout.assignments):
         return  # the agents are on their way back
+    late = _to_revert(rollout)  # those still installing when the rollout halted
+    if late:
+        for a in late:
+            await f.part(a.instance_id, "revert", (a.state,))
+        return
     undone = [a.instance_id for a in rollout.assignments if a.state == "revert_failed"]
     status = "failed" if undone else "reverted"
     why = (f"could not go back: {', '.join(undone)}" if undone else None)
-    if await store.set_rollout(rollout.id, status, why, ("reverting",)):
-        await store.rollout_audit(rollout.id, actor, status, why or "every moved instance "
-                                  "is back at the version it ran before")
+    await f.end(status, why, ("reverting",), why or "every moved instance is back at "
+                + _where_back(rollout))
 
 
-async def _install(d: Deployment, version: str, who: str) -> Any:
-    from gitrelease.deploy.updates import install_updates
-
-    return await install_updates(d, "bot", {"to_version": version, "initiated_by": who})
-
-
-async def _rollback(d: Deployment, version: str, who: str) -> Any:
-    from gitrelease.deploy.updates import rollback_to_version
-
-    return await rollback_to_version(d, version, {"confirm": True, "initiated_by": who})
-
-
-async def _settle(d: Deployment, store: FleetStore, rollout: Rollout,
-                  part: Assignment) -> bool:
-    """A part left "installing" or "reverting" by an agent that died: the local recovery has
-    run (`agent`), and the checkout says how it ended: at the version it was going to, or
-    not."""
-    from gitrelease.deploy.resolve import named_release
-
-    going = rollout.target if part.state == "installing" else part.baseline
-    snap = await in_thread(d.snapshot)
-    there = snap.current.commit == named_release(d, snap, going).commit
-    done, failed = ("installed", "failed") if part.state == "installing" else \
-        ("reverted", "revert_failed")
-    detail = (f"the agent was interrupted; recovery left the checkout at "
-              f"{snap.current.text}")
-    await store.set_assignment(rollout.id, part.instance_id, done if there else failed,
-                               (part.state,), detail=detail)
-    await store.rollout_audit(rollout.id, part.instance_id, "settled", detail)
-    return True
-
-
-async def agent_step(d: Deployment, *, started: bool = False,
-                     tell: Callable[[], Awaitable[Any]] | None = None) -> bool:
-    """Act on this deployment's part of the active rollout, if it has one to act on: install
-    the release with the local engine, as a person would (or, to revert, roll back to where
-    it was, data included), and report. True if it acted. `started`: the agent has just
-    started, so a part still "installing" (or "reverting") is one a dead agent left. `tell`
-    reports this deployment (the agent's way; by default as seen from beside the bot)."""
-    tell = tell or (lambda: report(d))
-    store = await fleet_store(d)
-    mine = await store.my_assignment()
-    if mine is None:
-        return False
-    rollout, part = mine
-    if started and part.state in ("installing", "reverting"):
-        await _settle(d, store, rollout, part)
-        await tell()
-        return True
-    # What each part's state asks of the agent, in the rollout's state that allows it: the
-    # state it moves through, the local work, and where it ends (done, or not).
-    acts = {"assigned": ("running", "installing", _install, rollout.target, "installed",
-                         "failed"),
-            "revert": ("reverting", "reverting", _rollback, part.baseline, "reverted",
-                       "revert_failed")}
-    if part.state not in acts or rollout.status != acts[part.state][0]:
-        return False
-    _status, working, work, version, done, failed = acts[part.state]
-    if not await store.set_assignment(rollout.id, part.instance_id, working, (part.state,)):
-        return False  # another agent process for this deployment took it
-    ok, detail = await _attempt(work, d, version, f"rollout:{rollout.id}")
-    await store.set_assignment(rollout.id, part.instance_id, done if ok else failed,
-                               (working,), detail=detail)
-    await store.rollout_audit(rollout.id, part.instance_id,
-                              (done if ok else failed).replace("_", " "), detail)
-    await tell()
-    return True
-
-
-async def _attempt(work: Callable[..., Any], d: Deployment, version: str,
-                   who: str) -> tuple[bool, str]:
-    try:
-        session = await work(d, version, who)
-    except GitReleaseError as exc:
-        return False, exc.message[:500]
-    status = getattr(getattr(session, "status", None), "value", "")
-    if status in ("completed", "restarting"):
-        return True, f"{session.id}: {status}"
-    return False, f"{getattr(session, 'id', '?')}: {status or 'no session'}"
-
-
-async def agent(d: Deployment, *, once: bool = False, stop: asyncio.Event | None = None,
-                poll: float = 1.0, shards: list[int] | None = None) -> Any:
-    """`gitrelease agent`: report this deployment every fleet_heartbeat_seconds and act on
-    its part of a rollout as soon as it is assigned (looked for every `poll` seconds), until
-    `stop` is set (or once). Beside the bot it tells the bot's health by its pid file, and
-    its end says nothing of the bot (its last report stands, and reads "stale" in time);
-    inside the bot (the extension) `shards` are the bot's. The index being unreachable is
-    waited out (nothing new is started; the next look tries again), never a crash."""
-    from gitrelease.core.errors import IndexStoreError
-    from gitrelease.deploy.guard import reconcile_if_idle
-
-    async def tell() -> Any:
-        return await report(d, shards=shards, this_process_is_bot=d.this_process_is_bot)
-
-    stop = stop or asyncio.Event()
-    # What a killed install or rollback left is settled first, as the bot does at start.
-    await reconcile_if_idle(d, await fleet_store(d), always=True)
-    last = await tell()
-    acted = await agent_step(d, started=True, tell=tell)
-    if once:
-        return await tell() if acted else last
-    beat = asyncio.get_running_loop().time()
-    store = await fleet_store(d)
-    while not stop.is_set():
-        # Woken by a change of a rollout (NOTIFY), else a look every `poll` seconds.
-        await store.fleet_changed(poll)
-        if stop.is_set():
-            break
-        try:
-            acted = await agent_step(d, tell=tell)
-            now = asyncio.get_running_loop().time()
-            if not acted and now - beat >= d.settings.fleet_heartbeat_seconds:
-                last, beat = await tell(), now
-        except IndexStoreError:
-            continue  # the server is away: nothing new starts; the next look tries again
-    return last
+def _where_back(rollout: Rollout) -> str:
+    wanted = {a.revert_to for a in rollout.assignments if a.revert_to}
+    return (f"{wanted.pop()}, the last version the whole fleet ran healthy" if len(wanted) == 1
+            else "the version it ran before")

@@ -74,6 +74,7 @@ class PostgresStore(FleetTables):
         self.shown = shown_url(url)
         self._url = url  # for the fleet's listening connection; never shown
         self._listener: Any = None
+        self._lease: Any = None
 
     @classmethod
     async def open(cls, url: str, scope: str, *, timeout: float = 10.0) -> PostgresStore:
@@ -116,6 +117,7 @@ class PostgresStore(FleetTables):
     async def close(self) -> None:
         if self._listener is not None:
             await self._listener.close()
+        await self.let_go()
         await self._pool.close()
 
     async def _migrate(self) -> None:

@@ -13,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["MIGRATIONS", "MIGRATION_LOCK"]
+__all__ = ["COORDINATOR_LOCK", "MIGRATIONS", "MIGRATION_LOCK", "RESTART_LOCK"]
 
 #: The advisory lock key under which migrations run (any constant: "gitrelea" in ASCII).
 MIGRATION_LOCK = 0x67697472656C6561
+#: The advisory lock a rollout's coordinator holds for as long as it coordinates ("rollout").
+COORDINATOR_LOCK = 0x726F6C6C6F7574
+#: The advisory lock under which restart slots are handed out ("restarts").
+RESTART_LOCK = 0x7265737461727473
 
 #: Every text column compares by code point, as Python's str does.
 _C = 'TEXT COLLATE "C"'
@@ -211,5 +215,14 @@ MIGRATIONS: Sequence[str] = (
         action TEXT_C NOT NULL,
         detail TEXT_C NOT NULL DEFAULT ''
     );
+    """.replace("TEXT_C", _C),
+    # 4: a rollout's coordinator and its fencing epoch; where a revert takes each instance;
+    # each instance's slot to restart in; the session starts its bot last heard of
+    """
+    ALTER TABLE fleet_rollouts ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN coordinator TEXT_C;
+    ALTER TABLE fleet_assignments ADD COLUMN restart_at TIMESTAMPTZ,
+        ADD COLUMN revert_to TEXT_C;
+    ALTER TABLE fleet_instances ADD COLUMN session_starts TEXT_C;
     """.replace("TEXT_C", _C),
 )
