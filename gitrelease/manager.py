@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from packaging.version import Version
 
     from gitrelease.core.choices import STATUS_RANGES as TIME_RANGES
-    from gitrelease.core.fleet import Instance, Rollout, RolloutOptions
+    from gitrelease.core.fleet import Instance, Rollout, RolloutOptions, SessionStarts
     from gitrelease.core.models import (
         Backup,
         Progress,
@@ -253,6 +253,14 @@ class ReleaseManager:
 
         return await report(self.deployment, health=health, shards=shards,
                             this_process_is_bot=self.deployment.this_process_is_bot)
+
+    async def note_session_starts(self, limit: Mapping[str, Any],
+                                  bot_id: str | None) -> SessionStarts:
+        """Keep what Discord says of the bot's session starts (its `session_start_limit`),
+        for this deployment's reports to carry to a rollout (`deploy.sessions`)."""
+        from gitrelease.deploy.sessions import save_session_starts
+
+        return await in_thread(save_session_starts, self.deployment.data_dir, limit, bot_id)
 
     async def fleet_status(self) -> tuple[list[Instance], float]:
         """Every deployment on the shared index, and after how many seconds without a

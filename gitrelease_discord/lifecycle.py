@@ -55,6 +55,7 @@ class CogLifecycle(commands.Cog):
         self._schedule_task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.unload_grace = 5.0  # seconds the loop and announcements get to finish on unload
+        self.session_starts_every = 600.0  # seconds between two looks at the session starts
         # The code this process runs: the commit checked out when the cog loaded, and when.
         # While HEAD is elsewhere, /update_status says a restart is pending.
         self.running_commit: str | None = None
@@ -83,6 +84,7 @@ class CogLifecycle(commands.Cog):
         if await manager.list_schedules():
             self._start_schedules()
         if manager.shared_index:  # one of a fleet: say so, every heartbeat
+            self._spawn(self._session_starts())
             self._spawn(self._heartbeat())
 
     async def cog_unload(self) -> None:
@@ -117,6 +119,7 @@ class CogLifecycle(commands.Cog):
         """The fleet's agent, inside the bot: report it every heartbeat and install its part
         of a rollout when one is assigned, until the cog unloads. An unreachable server is
         logged and tried again a heartbeat later."""
+        await self._note_session_starts()  # in its first report already
         while not self._stop.is_set() and self.manager is not None:
             try:
                 await self.manager.run_agent(stop=self._stop, shards=self._shards())
@@ -125,6 +128,27 @@ class CogLifecycle(commands.Cog):
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(),
                                        timeout=self.manager.settings.fleet_heartbeat_seconds)
+
+    async def _note_session_starts(self) -> None:
+        """What Discord says of the bot's session starts (GET /gateway/bot), kept for the
+        fleet's rollouts, which refuse to restart more shards than the bot could start
+        again. Not known, a rollout says so; never a failure of the bot."""
+        if self.manager is None:
+            return
+        try:
+            _shards, _url, limit = await self.bot.http.get_bot_gateway()
+            user = self.bot.user
+            await self.manager.note_session_starts(limit, str(user.id) if user else None)
+        except (discord.DiscordException, ValueError) as exc:
+            log.warning("could not read the bot's session starts: %s", exc)
+
+    async def _session_starts(self) -> None:
+        """Look at them again every `session_starts_every` seconds (each start uses one)."""
+        while not self._stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.session_starts_every)
+            if not self._stop.is_set():
+                await self._note_session_starts()
 
     async def _restart_requested(self, _request: dict[str, Any]) -> None:
         self.exit_code = RESTART_EXIT_CODE

@@ -160,6 +160,9 @@ class FakeDiscord:
         self.guild_id: int = self.new_id()  # a default guild for tests to use
         self.channel_id: int = self.new_id()  # its default text channel
         self.bot_name = "gitrelease-test"
+        # What GET /gateway/bot says of the bot's daily session starts.
+        self.session_start_limit: dict[str, int] = {
+            "total": 1000, "remaining": 997, "reset_after": 3_600_000, "max_concurrency": 1}
         self.requests: list[Recorded] = []
         self.messages: dict[int, dict[str, Any]] = {}  # current state, by id
         self.deleted: dict[int, dict[str, Any]] = {}
@@ -564,6 +567,7 @@ class FakeDiscord:
         table: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = [
             ("GET", r"/users/@me", self._users_me),
             ("GET", r"/oauth2/applications/@me", self._app_info),
+            ("GET", r"/gateway/bot", self._gateway_bot),
             ("GET", rf"/users/(?P<user_id>{snow})", self._get_user),
             ("POST", r"/users/@me/channels", self._create_dm),
             ("POST", rf"/interactions/(?P<interaction_id>{snow})/(?P<token>{tok})/callback",
@@ -609,6 +613,10 @@ class FakeDiscord:
 
     async def _app_info(self, rec: Recorded) -> tuple[int, Any]:
         return 200, self.app_info_payload()
+
+    async def _gateway_bot(self, rec: Recorded) -> tuple[int, Any]:
+        return 200, {"url": "wss://gateway.discord.gg", "shards": 1,
+                     "session_start_limit": dict(self.session_start_limit)}
 
     async def _get_user(self, rec: Recorded, user_id: str) -> tuple[int, Any]:
         return 200, self.user_payload(int(user_id))

@@ -75,8 +75,12 @@ def _options(args: argparse.Namespace) -> Any:
 
 def _shown(rollout: Any) -> str:
     lines = [f"rollout {rollout.id} to {rollout.target}: {rollout.status.upper()}"
-             + (f" ({rollout.reason})" if rollout.reason else "")]
+             + (f" ({rollout.reason})" if rollout.reason else "")
+             + (f" [coordinated by {rollout.coordinator}, epoch {rollout.epoch}]"
+                if rollout.coordinator else "")]
     lines += [f"  wave {a.wave}  {a.instance_id:<24} {a.state:<12} from {a.baseline}"
+              + (f" (a revert goes to {a.revert_to})" if a.revert_to not in (None, a.baseline)
+                 else "")
               + (f"  {a.detail}" if a.detail else "") for a in rollout.assignments]
     return "\n".join(lines)
 
@@ -174,8 +178,11 @@ def _status(args: argparse.Namespace) -> int:
         age = int((now - instance.heartbeat_at).total_seconds())
         shards = f", shards {','.join(map(str, row['shards']))}" if row["shards"] else ""
         tag = f" ({row['tag']})" if row["tag"] and row["tag"] != row["version"] else ""
+        starts = instance.session_starts
+        left = (f", {starts.left(now)}/{starts.total} session starts left" if starts
+                else "")
         print(f"{row['group']:<10} {row['id']}  {row['version']}{tag}  {row['state'].upper()}"
-              f"  on {row['host']}{shards}  (reported {age}s ago)")
+              f"  on {row['host']}{shards}{left}  (reported {age}s ago)")
     return 0
 
 

@@ -7,6 +7,7 @@ never both move it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -235,8 +236,13 @@ class FleetTables:
 
     async def let_go(self) -> None:
         """Stop coordinating: the lock goes with the connection."""
+        import psycopg
+
         if self._lease is not None:
             lease, self._lease = self._lease, None
+            # Unlocked first: a closed connection's backend may hold it a moment longer.
+            with contextlib.suppress(psycopg.Error, OSError):
+                await lease.execute("SELECT pg_advisory_unlock(%s)", (COORDINATOR_LOCK,))
             await lease.close()
 
     async def restart_slot(self, rollout_id: str, instance_id: str, shards: Sequence[int],

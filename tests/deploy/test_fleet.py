@@ -47,6 +47,10 @@ async def test_two_deployments_report_and_each_sees_both(
     _settings(world, instance_id="canary-1", instance_group="canary", shard_ids=[0])
     _settings(second, instance_id="prod-1", instance_group="prod", shard_ids=[1, 2])
     async with await ReleaseManager.open(second.deploy) as manager:
+        # What its bot heard of its session starts (the extension keeps it) goes along.
+        await manager.note_session_starts({"total": 1000, "remaining": 996,
+                                           "reset_after": 60_000, "max_concurrency": 16},
+                                          "4242")
         await manager.report_instance()
     async with await ReleaseManager.open(world.deploy) as manager:
         await manager.install_updates("bot", {"initiated_by": "test"})
@@ -64,6 +68,8 @@ async def test_two_deployments_report_and_each_sees_both(
         ("canary-1", "down", "v1.10.0"), ("prod-1", "down", "v1.0.0")]
     text = _cli(second, pg_url, "fleet", "status").stdout
     assert "canary     canary-1  1.10.0 (v1.10.0)  DOWN  on " in text
+    assert ", shards 1,2, 996/1000 session starts left  (reported " in text
+    assert shown[1]["session_starts"]["max_concurrency"] == 16
     assert pg_url not in text + status.stdout
 
 

@@ -6,6 +6,7 @@ would run it."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import subprocess
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from gitrelease.core.fleet import RolloutOptions
+from gitrelease.core.fleet import Rollout, RolloutOptions
+from gitrelease.core.models import utcnow
+from gitrelease.deploy.sessions import save_session_starts
 from gitrelease.index.postgres_fleet import RolloutConflict
 from gitrelease.manager import ReleaseManager
 from tests.conftest import REPO_ROOT, Bot, World, copy_world
@@ -42,14 +45,32 @@ class Fleet:
         self.template, self.base, self.pg_url = template, base, pg_url
         self.hosts: list[Host] = []
 
-    def add(self, name: str, group: str, *, failing: bool = False) -> Host:
+    def add(self, name: str, group: str, *, failing: bool = False, shards: tuple[int, ...] = (),
+            session_starts: dict | None = None, restarts: Path | None = None,
+            at: str | None = None) -> Host:
+        """A host: its deployment, bot and agent. `session_starts`: what the bot heard from
+        Discord (as the extension keeps it); `restarts`: the bot is restarted by a command
+        that writes the moment to that file; `at`: a release installed on it first."""
         world = copy_world(self.template, self.base / name)
-        settings = {"instance_id": name, "instance_group": group, "restart_method": "none",
-                    "fleet_heartbeat_seconds": 5}
+        settings: dict = {"instance_id": name, "instance_group": group,
+                          "restart_method": "none", "fleet_heartbeat_seconds": 5,
+                          "shard_ids": list(shards)}
+        if restarts is not None:
+            settings |= {"restart_method": "command", "restart_command": [
+                sys.executable, "-c", "import sys, time; open(sys.argv[1], 'a').write("
+                "f'{sys.argv[2]} {time.time()}\\n')", str(restarts), name]}
         lines = [f"{k} = {json.dumps(v)}" for k, v in settings.items()]
         if failing:
             lines.append(f"health_check_command = {FAILING_CHECK}")
         (world.deploy / "data" / "settings.toml").write_text("\n".join(lines) + "\n")
+        if session_starts is not None:
+            save_session_starts(world.deploy / "data", session_starts, "4242")
+        if at is not None:
+            moved = subprocess.run(
+                [sys.executable, "-m", "gitrelease", "--root", str(world.deploy), "install",
+                 "--type", "bot", "--to", at], cwd=REPO_ROOT, capture_output=True, text=True,
+                env={**os.environ, "GITRELEASE_INDEX_URL": self.pg_url}, timeout=120)
+            assert moved.returncode == 0, moved.stdout + moved.stderr
         bot = Bot(world, "signal")  # the bot's process: alive, its pid file written
         agent = subprocess.Popen(
             [sys.executable, "-m", "gitrelease", "--root", str(world.deploy), "agent"],
@@ -111,10 +132,16 @@ def _actions(trail: list[dict]) -> list[tuple[str, str]]:
     return [(e["action"], e["detail"].split(":")[0]) for e in trail]
 
 
+DISCORD = {"total": 1000, "remaining": 900, "reset_after": 3_600_000, "max_concurrency": 1}
+
+
 async def test_the_canary_goes_first_then_the_rest_and_all_run_the_release(
-        fleet: Fleet) -> None:
-    canary = fleet.add("canary-1", "canary")
-    prods = [fleet.add("prod-1", "prod"), fleet.add("prod-2", "prod")]
+        fleet: Fleet, tmp_path: Path) -> None:
+    restarts = tmp_path / "restarts.log"
+    canary = fleet.add("canary-1", "canary", shards=(0,), session_starts=DISCORD,
+                       restarts=restarts)
+    prods = [fleet.add(f"prod-{n}", "prod", shards=(n,), session_starts=DISCORD,
+                       restarts=restarts) for n in (1, 2)]
     await fleet.ready()
     ended, trail = await fleet.roll_out("v1.10.0")
     assert ended.status == "succeeded", (ended.to_dict(), trail)
@@ -126,6 +153,16 @@ async def test_the_canary_goes_first_then_the_rest_and_all_run_the_release(
              if action in ("assigned", "healthy")]
     assert order.index(("healthy", "canary-1")) < order.index(("assigned", "prod-1"))
     assert [a.wave for a in ended.assignments] == [0, 1, 1]
+    # The bot's session starts were counted: a restart and a rollback of three shards.
+    started = next(e["detail"] for e in trail if e["action"] == "started")
+    assert "bot 4242: 6 of 900 session starts needed" in started
+    # The bots restarted one login per 5 s (max_concurrency 1), the two prods of one wave
+    # included: the later one waited for its turn.
+    at = dict(line.split() for line in restarts.read_text().splitlines())
+    assert sorted(at) == ["canary-1", "prod-1", "prod-2"]
+    moments = sorted(float(t) for t in at.values())
+    assert all(b - a >= 4.9 for a, b in itertools.pairwise(moments)), moments
+    assert "restart waits" in [a for a, _d in _actions(trail)]
 
 
 async def test_a_failing_canary_rolls_itself_back_and_nothing_else_moves(
@@ -153,6 +190,30 @@ async def test_with_auto_revert_the_moved_instances_go_back(fleet: Fleet) -> Non
     assert _states(ended) == {"canary-1": "reverted", "prod-1": "failed"}
     assert canary.head() == start and failing.head() == start
     assert ("reverted", "rbk_") in [(a, d[:4]) for a, d in _actions(trail)]
+
+
+async def test_a_revert_goes_to_the_last_version_the_whole_fleet_ran_healthy(
+        fleet: Fleet) -> None:
+    """The fleet last ran healthy on v1.0.0 (a rollout that succeeded); the canary has been
+    moved to v1.9.0 by hand since. A failed rollout with auto_revert takes it to v1.0.0,
+    not to the v1.9.0 it happened to run."""
+    canary = fleet.add("canary-1", "canary", at="v1.9.0")
+    failing = fleet.add("prod-1", "prod", failing=True)
+    async with await ReleaseManager.open(canary.world.deploy) as manager:
+        store = await manager.deployment.index()
+        done = Rollout("rol_earlier", "v1.0.0", "succeeded", FAST, "test", utcnow())
+        await store.create_rollout(done)  # type: ignore[attr-defined]
+    await fleet.ready()
+    ended, trail = await fleet.roll_out("v1.10.0", RolloutOptions(
+        canary=1, max_parallel=1, min_healthy_seconds=0.5, healthy_deadline_seconds=60,
+        auto_revert=True))
+    assert ended.status == "reverted", (ended.to_dict(), trail)
+    assert _states(ended) == {"canary-1": "reverted", "prod-1": "failed"}
+    assert canary.head() == failing.head() == canary.world.tag_commit("v1.0.0")
+    started = next(e["detail"] for e in trail if e["action"] == "started")
+    assert "a revert goes to v1.0.0, the last version the whole fleet ran healthy" in started
+    assert [a.revert_to for a in ended.assignments] == ["v1.0.0", "v1.0.0"]
+    assert ended.assignments[0].baseline == "v1.9.0"
 
 
 async def test_one_rollout_at_a_time_and_a_new_coordinator_carries_it_on(
@@ -184,6 +245,11 @@ async def test_one_rollout_at_a_time_and_a_new_coordinator_carries_it_on(
     assert ended.status == "succeeded"
     assigned = [d for a, d in _actions(trail) if a == "assigned"]
     assert sorted(assigned) == ["canary-1", "prod-1"]  # no wave was assigned twice
+    # Each coordinator took it on under an epoch of its own; the first's ended with it.
+    taken = [(e["actor"], e["detail"].split(" on ")[0]) for e in trail
+             if e["action"] == "coordinating"]
+    assert taken == [("first", "epoch 1"), ("second", "epoch 2")]
+    assert (ended.epoch, ended.coordinator.split("@")[0]) == (2, "second")
 
 
 def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
@@ -221,6 +287,22 @@ def test_bad_rollout_input_is_refused_and_starts_nothing(
         result = _cli(world, *args)
         assert result.returncode != 0 and named in result.stderr, \
             (args, result.stdout + result.stderr)
+    # A bot with one session start left could restart, but not roll back: refused.
+    save_session_starts(world.deploy / "data", {
+        "total": 1000, "remaining": 1, "reset_after": 600_000, "max_concurrency": 1}, "4242")
+    bot = Bot(world, "signal")
+    try:
+        agent = subprocess.run([sys.executable, "-m", "gitrelease", "--root",
+                                str(world.deploy), "agent", "--once"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, env=dict(os.environ),
+                               timeout=120)
+        assert agent.returncode == 0, agent.stderr
+        refused = _cli(world, "rollout", "--to", "v1.10.0")
+    finally:
+        bot.stop()
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "bot 4242 has 1 session starts left (of 1000 a day, until " in refused.stderr
+    assert "rolling back the 1 shard(s) of only needs 2" in refused.stderr
     listed = json.loads(_cli(world, "rollouts", "--json").stdout)
     assert listed["rollouts"] == [] and world.head() == head
 

@@ -35,6 +35,13 @@ async def test_the_bot_reports_itself_and_the_owner_sees_the_fleet(
         (me,) = found
         assert (me.id, me.group, me.health, me.pid, me.version) == (
             "prod-eu-1", "prod", "running", os.getpid(), "1.0.0")
+        # With it, what Discord says of the bot's session starts, for rollouts to count.
+        assert ("GET", "/gateway/bot") in [(r.method, r.path) for r in h.fake.requests]
+        assert me.session_starts is not None
+        assert (me.session_starts.remaining, me.session_starts.total,
+                me.session_starts.max_concurrency, me.session_starts.bot_id) == (
+            997, 1000, 1, str(h.fake.bot_user_id))
+        assert (world.deploy / "data" / "session_starts.json").stat().st_mode & 0o777 == 0o600
 
         owner = body(await h.owner("update_status"))
         assert "### Fleet (1)" in owner

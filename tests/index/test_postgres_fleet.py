@@ -3,6 +3,7 @@ the restart slots that keep a rollout's logins to Discord's pace."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -31,9 +32,16 @@ def _instance(name: str, shards: list[int], bot: str | None = None) -> Instance:
 async def _terminate_lease(url: str) -> None:
     """What a coordinator losing its connection looks like to the server: its session ends,
     and the advisory lock with it."""
+    held = ("FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid <> "
+            "pg_backend_pid() AND database = (SELECT oid FROM pg_database "
+            "WHERE datname = current_database())")
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
-        await conn.execute("SELECT pg_terminate_backend(pid) FROM pg_locks "
-                           "WHERE locktype = 'advisory' AND granted AND pid <> pg_backend_pid()")
+        await conn.execute(f"SELECT pg_terminate_backend(pid) {held}")
+        for _ in range(100):  # the backend ends a moment after it is told to
+            if not await (await conn.execute(f"SELECT 1 {held}")).fetchall():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("the coordinator's session did not end")
 
 
 async def test_one_coordinator_at_a_time_and_a_stale_one_is_fenced_off(pg_url: str) -> None:
