@@ -43,7 +43,7 @@ ENV_SECRET = "DISCORD_TOKEN=super-secret-token-value\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # The real-bot world (fixtures realbot, realbot_packages) and a real PostgreSQL server
 # (pg_server, pg_url).
-pytest_plugins = ["tests.realbot", "tests.pg"]
+pytest_plugins = ["tests.realbot", "tests.pg", "tests.s3"]
 
 
 def kill_at(deploy: Path, point: str, *args: str) -> None:
