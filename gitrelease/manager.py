@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from gitrelease.index.store import JournalStep, Store
     from gitrelease.release.cut import ReleaseResult
     from gitrelease.state.backup_options import BackupOptions, ListFilters
+    from gitrelease.state.offsite import OffsiteCopy
     from gitrelease.state.retention import PruneResult
     from gitrelease.state.sources import Layout
 
@@ -448,6 +449,13 @@ class ReleaseManager:
 
         return await backup_ops.verify_backup(self.deployment, backup_id, deep=deep,
                                               actor=actor)
+
+    async def push_backup(self, backup_id: str, *, actor: str = "system") -> OffsiteCopy:
+        """Copy a backup to the offsite storage (`offsite_url`); again after a failure, it
+        completes what is missing."""
+        from gitrelease.deploy.offsite_ops import push_backup
+
+        return await push_backup(self.deployment, backup_id, actor=actor)
 
     async def delete_backup(
         self, backup_id: str, *, confirm: bool = False, actor: str = "system"

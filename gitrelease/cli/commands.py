@@ -305,6 +305,8 @@ def _backup_work(
     if args.action == "delete":
         _needs_yes(args, "backup delete cannot be undone")
         return lambda m: m.delete_backup(args.id, confirm=args.yes, actor=actor)
+    if args.action == "push":
+        return lambda m: m.push_backup(args.id, actor=actor)
     return lambda m: m.prune_backups(dry_run=args.dry_run, actor=actor)
 
 
@@ -318,6 +320,9 @@ def _render_backup_result(action: str, result: Any) -> str:
         if result.safety_backup is not None:
             lines.append(f"The state before the restore is in {result.safety_backup.id}.")
         return "\n".join(lines)
+    if action == "push":
+        return (f"Pushed {result.backup_id} offsite: {result.size} bytes, sha256 "
+                f"{result.sha256[:16]}")
     if action == "prune":
         verb = "Would delete" if result.dry_run else "Deleted"
         lines = [f"{verb} {len(result.deleted)} backups"] + [

@@ -183,6 +183,9 @@ def _backup_parser(commands: Any) -> None:
     delete = actions.add_parser("delete", help="delete a backup and its archive")
     delete.add_argument("id", metavar="ID", help="backup id or name")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    push = actions.add_parser("push", help="copy a backup to the offsite storage "
+                                           "(offsite_url)")
+    push.add_argument("id", metavar="ID", help="backup id or name")
     prune = actions.add_parser("prune", help="apply max_backups and backup_retention_days")
     prune.add_argument("--dry-run", action="store_true", help="show, delete nothing")
 

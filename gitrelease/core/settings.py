@@ -112,6 +112,17 @@ def _is_index_url(value: str) -> bool:
 
 
 _INSTANCE = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
+_OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]{0,500})?$")
+
+
+def _is_offsite_url(value: str) -> bool:
+    return value == "" or (bool(_OFFSITE_URL.match(value)) and "/../" not in value + "/"
+                           and "/./" not in value + "/")
+
+
+def _is_endpoint(value: str) -> bool:
+    return value == "" or bool(re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\S*)?$",
+                                        value))
 
 
 def _is_instance_id(value: str) -> bool:
@@ -272,6 +283,18 @@ class Settings:
         "backup", "directory of backup archives"))
     verify_backups: bool = field(default=True, metadata=_meta(
         "backup", "verify each archive after writing it"))
+    offsite: str = field(default="off", metadata=_meta(
+        "backup", "offsite copies of backups: off, manual (gitrelease backup push ID) or "
+        "after_backup (each backup is pushed once it is taken)",
+        choices=("off", "manual", "after_backup")))
+    offsite_url: str = field(default="", metadata=_meta(
+        "backup", "where offsite copies go: s3://bucket/prefix on S3-compatible storage (its "
+        "credentials from the AWS environment, a profile or an instance role, never here)",
+        check=_is_offsite_url, pattern_text="empty, or s3://bucket/prefix"))
+    offsite_endpoint: str = field(default="", metadata=_meta(
+        "backup", "the storage's endpoint URL for S3-compatible services other than AWS "
+        "(R2, B2, MinIO); empty: AWS S3", check=_is_endpoint,
+        pattern_text="empty, or an http(s) URL"))
     database_paths: list[str] = field(default_factory=list, metadata=_meta(
         "backup", "extra SQLite databases to back up (relative to the root)"))
     config_paths: list[str] = field(default_factory=list, metadata=_meta(

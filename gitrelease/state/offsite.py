@@ -17,7 +17,6 @@ whatever the archive's size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -28,6 +27,7 @@ from typing import Any
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fsutil import fsync_dir
+from gitrelease.state.verification import sha256_file
 
 __all__ = ["OffsiteCopy", "OffsiteError", "S3Offsite", "parse_offsite_url"]
 
@@ -75,14 +75,6 @@ def parse_offsite_url(url: str) -> tuple[str, str]:
         raise OffsiteError(f"the prefix {prefix!r} may hold only letters, digits, '.', '_', "
                            "'-' and '/'")
     return bucket, prefix
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class S3Offsite:
@@ -153,7 +145,7 @@ class S3Offsite:
 
         if not _ID.match(backup_id):
             raise OffsiteError(f"{backup_id!r} is not a backup id")
-        digest = sha256 or file_sha256(archive)
+        digest = sha256 or sha256_file(archive)
         size = archive.stat().st_size
         key = self._key("objects", digest)
         if self._has(key) != size:
@@ -216,7 +208,7 @@ class S3Offsite:
             self._client.download_file(self.bucket, self._key("objects", copy.sha256),
                                        str(partial), Config=self._transfer)
             os.chmod(partial, 0o600)
-            if partial.stat().st_size != copy.size or file_sha256(partial) != copy.sha256:
+            if partial.stat().st_size != copy.size or sha256_file(partial) != copy.sha256:
                 raise OffsiteError(f"the offsite copy of {backup_id} is not what was uploaded "
                                    "(its sha256 differs): it was changed or damaged",
                                    hint="restore from another backup; run backup verify "
