@@ -284,9 +284,8 @@ class Settings:
     verify_backups: bool = field(default=True, metadata=_meta(
         "backup", "verify each archive after writing it"))
     offsite: str = field(default="off", metadata=_meta(
-        "backup", "offsite copies of backups: off, manual (gitrelease backup push ID) or "
-        "after_backup (each backup is pushed once it is taken)",
-        choices=("off", "manual", "after_backup")))
+        "backup", "offsite copies of backups: off, or manual (gitrelease backup push ID)",
+        choices=("off", "manual")))
     offsite_url: str = field(default="", metadata=_meta(
         "backup", "where offsite copies go: s3://bucket/prefix on S3-compatible storage (its "
         "credentials from the AWS environment, a profile or an instance role, never here)",

@@ -25,8 +25,7 @@ class OffsiteOff(GitReleaseError):
 
     code = "offsite_off"
     exit_code = 2
-    default_hint = ("set offsite = \"manual\" (or \"after_backup\") and offsite_url = "
-                    "\"s3://bucket/prefix\"")
+    default_hint = "set offsite = \"manual\" and offsite_url = \"s3://bucket/prefix\""
 
 
 def offsite_store(d: Deployment) -> S3Offsite:

@@ -82,7 +82,8 @@ def test_a_push_that_cannot_be_done_is_refused_and_writes_nothing(
 
 
 @pytest.mark.parametrize(("key", "value"), [
-    ("offsite", "always"), ("offsite_url", "ftp://bucket/x"), ("offsite_url", "s3://A/x"),
+    ("offsite", "always"), ("offsite", "after_backup"), ("offsite_url", "ftp://bucket/x"),
+    ("offsite_url", "s3://A/x"),
     ("offsite_url", "s3://bucket/../x"), ("offsite_endpoint", "localhost:9000"),
 ])
 def test_bad_offsite_settings_are_refused_and_change_nothing(
