@@ -112,17 +112,32 @@ def _is_index_url(value: str) -> bool:
 
 
 _INSTANCE = re.compile(r"^[A-Za-z0-9._:/@-]{1,200}$")
-_OFFSITE_URL = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[A-Za-z0-9._/-]{0,500})?$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+_ENDPOINT = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\S*)?$")
+
+
+def is_bucket(name: str) -> bool:
+    """An S3 bucket name: 3-63 of a-z, 0-9, '.' and '-', no '..'."""
+    return bool(_BUCKET.match(name)) and ".." not in name
+
+
+def is_prefix(prefix: str) -> bool:
+    """A key prefix of parts of letters, digits, '.', '_' and '-' between slashes (no '.' or
+    '..' part); empty is the bucket's root."""
+    return prefix == "" or (len(prefix) <= 500 and all(
+        _PREFIX_PART.match(part) and part not in (".", "..") for part in prefix.split("/")))
 
 
 def _is_offsite_url(value: str) -> bool:
-    return value == "" or (bool(_OFFSITE_URL.match(value)) and "/../" not in value + "/"
-                           and "/./" not in value + "/")
+    if value == "":
+        return True
+    bucket, _, prefix = value.removeprefix("s3://").partition("/")
+    return value.startswith("s3://") and is_bucket(bucket) and is_prefix(prefix.strip("/"))
 
 
-def _is_endpoint(value: str) -> bool:
-    return value == "" or bool(re.match(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/\S*)?$",
-                                        value))
+def is_endpoint(value: str) -> bool:
+    return value == "" or bool(_ENDPOINT.match(value))
 
 
 def _is_instance_id(value: str) -> bool:
@@ -292,7 +307,7 @@ class Settings:
         check=_is_offsite_url, pattern_text="empty, or s3://bucket/prefix"))
     offsite_endpoint: str = field(default="", metadata=_meta(
         "backup", "the storage's endpoint URL for S3-compatible services other than AWS "
-        "(R2, B2, MinIO); empty: AWS S3", check=_is_endpoint,
+        "(R2, B2, MinIO); empty: AWS S3", check=is_endpoint,
         pattern_text="empty, or an http(s) URL"))
     database_paths: list[str] = field(default_factory=list, metadata=_meta(
         "backup", "extra SQLite databases to back up (relative to the root)"))

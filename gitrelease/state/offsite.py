@@ -27,14 +27,13 @@ from typing import Any
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fsutil import fsync_dir
+from gitrelease.core.settings import is_bucket, is_endpoint, is_prefix
 from gitrelease.state.verification import sha256_file
 
 __all__ = ["OffsiteCopy", "OffsiteError", "S3Offsite", "parse_offsite_url"]
 
 PART_SIZE = 8 * 1024 * 1024
 _THREADS = 4
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-_PREFIX_PART = re.compile(r"^[A-Za-z0-9._-]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
@@ -68,10 +67,9 @@ def parse_offsite_url(url: str) -> tuple[str, str]:
         raise OffsiteError(f"offsite_url must be s3://bucket/prefix, not {url!r}")
     bucket, _, prefix = url[len("s3://"):].partition("/")
     prefix = prefix.strip("/")
-    if not _BUCKET.match(bucket) or ".." in bucket:
+    if not is_bucket(bucket):
         raise OffsiteError(f"{bucket!r} is not an S3 bucket name (3-63 of a-z, 0-9, . and -)")
-    if prefix and not all(_PREFIX_PART.match(part) and part not in (".", "..")
-                          for part in prefix.split("/")):
+    if not is_prefix(prefix):
         raise OffsiteError(f"the prefix {prefix!r} may hold only letters, digits, '.', '_', "
                            "'-' and '/'")
     return bucket, prefix
@@ -87,7 +85,7 @@ class S3Offsite:
         from botocore.config import Config
 
         self.bucket, self.prefix = parse_offsite_url(url)
-        if endpoint and not re.match(r"^https?://[^\s/]+(/[^\s]*)?$", endpoint):
+        if not is_endpoint(endpoint):
             raise OffsiteError(f"offsite_endpoint must be an http(s) URL, not {endpoint!r}")
         self.shown = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self._client = boto3.session.Session().client(
