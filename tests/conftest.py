@@ -6,6 +6,7 @@ config and pinned dates, so the tests see the same repositories on every machine
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import shutil
@@ -13,6 +14,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -38,6 +40,10 @@ for _key, _value in ISOLATED_ENV.items():
         os.environ[_key] = _value
     else:
         os.environ.pop(_key, None)
+# What gitrelease remembers between runs (an interpreter's pip freeze) stays in this run's
+# own folder, never in the home of whoever runs the tests.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="gitrelease-test-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 ENV_SECRET = "DISCORD_TOKEN=super-secret-token-value\n"
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,6 @@ import asyncio
 import errno
 import platform
 import shutil
-import subprocess
 import tempfile
 import threading
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from gitrelease.index.store import Store
 from gitrelease.state import archive
 from gitrelease.state.archives import ArchiveStore, archive_store
 from gitrelease.state.backup_options import BackupOptions, ListFilters
+from gitrelease.state.freeze import PipFreeze
 from gitrelease.state.reconcile import reconcile
 from gitrelease.state.retention import PruneResult, choose_doomed
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
@@ -175,7 +175,7 @@ class BackupService:
         # Work that does not need the archive runs beside it, on the other cores: `pip
         # freeze` (only the manifest, written last, needs it) and each snapshot's check
         # (which must pass before the archive is committed into the store).
-        freeze = _PipFreeze(self.python)
+        freeze = PipFreeze(self.python)
         checks = ThreadPoolExecutor(1, thread_name_prefix="snapshot-check")
         try:
             members, checked = self._members(sources, work, progress, checks)
@@ -382,32 +382,6 @@ def _new_id(existing: list[Backup], taken_names: set[str]) -> str:
         n += 1
         candidate = f"{base}_{n}"
     return candidate
-
-
-class _PipFreeze:
-    """`pip freeze` of the deployment's interpreter, started now and read when needed."""
-
-    def __init__(self, python: str) -> None:
-        self._process: subprocess.Popen[str] | None = None
-        with suppress(OSError, subprocess.SubprocessError):
-            self._process = subprocess.Popen(
-                [python, "-m", "pip", "freeze", "--all"], stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
-
-    def result(self) -> str | None:
-        if self._process is None:
-            return None
-        try:
-            out, _ = self._process.communicate(timeout=60)
-        except subprocess.SubprocessError:
-            self.stop()
-            return None
-        return out if self._process.returncode == 0 else None
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.kill()
-            self._process.communicate()
 
 
 def _rehash(path: Path, expected: str) -> None:
