@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from gitrelease.deploy.boot import StartCheck
     from gitrelease.deploy.context import Deployment
     from gitrelease.deploy.install_options import InstallOptions
+    from gitrelease.deploy.offsite_ops import QueueReport
+    from gitrelease.deploy.recover import Recovered
     from gitrelease.deploy.restart import RestartOutcome
     from gitrelease.deploy.restore import RestoreOptions
     from gitrelease.deploy.rollback import RollbackOptions
@@ -60,8 +62,9 @@ if TYPE_CHECKING:
 # the product.
 
 __all__ = ["TIME_RANGES", "InstallOptions", "ReleaseManager", "check_push", "cut_release",
-           "deployment_root", "manage_hooks", "parse_update_type", "restart_watcher",
-           "write_pid_file"]
+           "deployment_root", "manage_hooks", "new_offsite_key", "parse_update_type",
+           "recover_deployment",
+           "restart_watcher", "write_pid_file"]
 
 
 def __getattr__(name: str) -> Any:
@@ -457,6 +460,28 @@ class ReleaseManager:
 
         return await push_backup(self.deployment, backup_id, actor=actor)
 
+    async def upload_queued(self, *, force: bool = False, actor: str = "system") -> QueueReport:
+        """Upload the backups queued for offsite (offsite = "after_backup") and the failed
+        ones whose retry is due (`force`: all now)."""
+        from gitrelease.deploy.offsite_ops import upload_queued
+
+        return await upload_queued(self.deployment, actor=actor, force=force)
+
+    async def verify_offsite(self, *, sample_percent: float = 100.0,
+                             actor: str = "system") -> dict[str, Any]:
+        """Download the offsite copies (or a sample) and check each against its digest."""
+        from gitrelease.deploy.offsite_ops import verify_offsite
+
+        return await verify_offsite(self.deployment, sample_percent=sample_percent,
+                                    actor=actor)
+
+    async def prune_offsite(self, *, dry_run: bool = False, actor: str = "system"
+                            ) -> PruneResult:
+        """Apply offsite_max_backups and offsite_retention_days to the offsite copies."""
+        from gitrelease.deploy.offsite_ops import prune_offsite
+
+        return await prune_offsite(self.deployment, dry_run=dry_run, actor=actor)
+
     async def delete_backup(
         self, backup_id: str, *, confirm: bool = False, actor: str = "system"
     ) -> Backup:
@@ -575,3 +600,24 @@ def restart_watcher(data_dir: Path, on_request: Any) -> Any:
     from gitrelease.deploy.restart import RestartWatcher
 
     return RestartWatcher(data_dir, on_request=on_request)
+
+
+def new_offsite_key(path: Path) -> str:
+    """Write a fresh key for offsite_key_file to `path` (0600; an existing file is never
+    overwritten); its public id."""
+    from gitrelease.state.offsite_crypt import key_id, load_key, new_key_file
+
+    new_key_file(path)
+    return key_id(load_key(path))
+
+
+async def recover_deployment(origin: str, offsite_url: str, directory: Path, *,
+                             endpoint: str = "", key_file: Path | None = None,
+                             backup_id: str | None = None, actor: str = "system") -> Recovered:
+    """A deployment rebuilt in `directory` from `origin` and its offsite copies (the newest
+    completed full backup, or `backup_id`): cloned, checked out, restored; a refusal or a
+    failure leaves nothing behind."""
+    from gitrelease.deploy.recover import recover_deployment as recover
+
+    return await recover(origin, offsite_url, directory, endpoint=endpoint,
+                         key_file=key_file, backup_id=backup_id, actor=actor)

@@ -34,9 +34,16 @@ __all__ = ["backup_card", "backup_choice", "backups_page", "fleet_lines", "resto
 
 def _state(backup: Backup, locale: str) -> str:
     if backup.status.value == "completed":
-        return _t(locale, "backup_verified" if backup.verified_at else "backup_unverified")
-    return _t(locale, "backup_bad", status=backup.status.value.upper(),
-              problem=f": {backup.problem}" if backup.problem else "")
+        state = _t(locale, "backup_verified" if backup.verified_at else "backup_unverified")
+    else:
+        state = _t(locale, "backup_bad", status=backup.status.value.upper(),
+                   problem=f": {backup.problem}" if backup.problem else "")
+    return f"{state} · {_where(backup, locale)}"
+
+
+def _where(backup: Backup, locale: str) -> str:
+    """Where it can be restored from: here, offsite, both, or how its upload stands."""
+    return _t(locale, f"where_{backup.location}", attempts=backup.offsite_attempts)
 
 
 def _origin(backup: Backup, locale: str) -> str:

@@ -4,6 +4,7 @@ S3-compatible service. Nothing of boto3 is patched."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -12,10 +13,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
-__all__ = ["S3Server", "s3_bucket", "s3_server"]
+__all__ = ["PUSH_CHILD", "S3Server", "object_keys", "offsite_settings", "push_in_child",
+           "s3_bucket", "s3_server"]
 
 
 @dataclass
@@ -74,3 +77,64 @@ def s3_bucket(s3_server: S3Server) -> str:
     name = f"gitrelease-{uuid.uuid4().hex[:12]}"
     s3_server.client().create_bucket(Bucket=name)  # type: ignore[attr-defined]
     return name
+
+
+def object_keys(server: S3Server, bucket: str) -> list[str]:
+    listed = server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
+    return sorted(item["Key"] for item in listed.get("Contents", []))
+
+
+def offsite_settings(deploy: Path, server: S3Server, bucket: str, *, mode: str = "manual",
+                     key: Path | None = None, extra: str = "") -> bytes | None:
+    """Point a deployment's offsite settings at `bucket`/bot; with `key` (a path outside
+    the deployment), a fresh key is written there and set as offsite_key_file, and
+    returned."""
+    from gitrelease.state.offsite_crypt import load_key, new_key_file
+
+    lines = [f'offsite = "{mode}"', f'offsite_url = "s3://{bucket}/bot"',
+             f'offsite_endpoint = "{server.endpoint}"']
+    secret = None
+    if key is not None:
+        if not key.exists():
+            new_key_file(key)
+        secret = load_key(key)
+        lines.append(f'offsite_key_file = "{key}"')
+    (deploy / "data" / "settings.toml").write_text("\n".join(lines) + "\n" + extra)
+    return secret
+
+
+# A push in a process of its own, that prints its peak memory as one JSON line: VmHWM of
+# /proc/self/status (ru_maxrss also counts the pages of the parent the child held until it
+# exec'd the interpreter). Args: bucket, endpoint, archive, and a key file or "".
+PUSH_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from gitrelease.state.offsite import S3Offsite
+from gitrelease.state.offsite_crypt import load_key
+
+bucket, endpoint, archive, key_file = sys.argv[1:5]
+key = load_key(Path(key_file)) if key_file else None
+copy = S3Offsite(f"s3://{bucket}/bots", endpoint).push("bkp_big", Path(archive),
+                                                       {"name": "big"}, key=key)
+try:
+    hwm = next((int(line.split()[1]) / 1024 for line in open("/proc/self/status")
+                if line.startswith("VmHWM:")), None)
+except OSError:  # not Linux
+    hwm = None
+maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+print(json.dumps({"sha256": copy.sha256, "size": copy.size, "object": copy.object,
+                  "peak_mib": hwm,
+                  "ru_maxrss_mib": maxrss / (2**20 if sys.platform == "darwin" else 1024)}))
+"""
+
+
+def push_in_child(bucket: str, endpoint: str, archive: Path,
+                  key_file: Path | None = None) -> dict[str, object]:
+    """Run PUSH_CHILD; what it printed."""
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", PUSH_CHILD, bucket, endpoint, str(archive),
+         str(key_file or "")], cwd=root, env={**os.environ}, capture_output=True, text=True,
+        timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))

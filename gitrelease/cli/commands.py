@@ -260,6 +260,8 @@ def _needs_yes(args: argparse.Namespace, what: str, hint: str = "") -> None:
 def _cmd_backup(args: argparse.Namespace) -> int:
     from gitrelease.cli.progress import terminal_progress
 
+    if args.action == "key-new":
+        return _new_key(args)
     progress = terminal_progress(args.json)
     work = _backup_work(args, actor(), progress)
     try:
@@ -269,9 +271,28 @@ def _cmd_backup(args: argparse.Namespace) -> int:
             progress.close()
     if args.json:
         print_json([b.to_dict() for b in result] if isinstance(result, list)
-                    else result.to_dict())
+                    else result if isinstance(result, dict) else result.to_dict())
     else:
         print(_render_backup_result(args.action, result))
+    if args.action == "verify" and isinstance(result, dict):
+        return 1 if result["missing"] or any(result["checked"].values()) else 0
+    if args.action == "push" and getattr(result, "failed", None):
+        return 15  # OffsiteError's: an upload failed (it stays queued)
+    return 0
+
+
+def _new_key(args: argparse.Namespace) -> int:
+    """`backup key-new FILE`: a fresh key for offsite_key_file (refuses to overwrite)."""
+    from gitrelease.manager import new_offsite_key
+
+    shown = new_offsite_key(args.file)
+    if args.json:
+        print_json({"key_file": str(args.file), "key_id": shown})
+    else:
+        print(f"Wrote a new offsite key to {args.file} (key id {shown}, mode 0600).\n"
+              f"Use it: gitrelease settings set backup offsite_key_file {args.file.resolve()}\n"
+              "Keep a copy somewhere other than this host: without it, encrypted offsite "
+              "copies cannot be read by anyone.")
     return 0
 
 
@@ -295,6 +316,19 @@ def _backup_work(
                    "sort_by": args.sort}
         return lambda m: m.list_backups({k: v for k, v in filters.items() if v is not None})
     if args.action == "verify":
+        if args.offsite:
+            if args.id is not None or args.deep:
+                raise InvalidInput("--offsite", args.id or "--deep",
+                                   "--offsite alone, or with --sample N%",
+                                   reason="it checks every offsite copy (or a sample)")
+            sample = 100.0 if args.sample is None else number(
+                "--sample", args.sample.removesuffix("%"), 0.01, 100)
+            return lambda m: m.verify_offsite(sample_percent=sample, actor=actor)
+        if args.sample is not None:
+            raise InvalidInput("--sample", args.sample, "--offsite with it",
+                               reason="only the offsite check takes a sample")
+        if args.id is None:
+            raise InvalidInput("ID", "", "a backup id or name, or --offsite")
         return lambda m: m.verify_backup(args.id, deep=args.deep, actor=actor)
     if args.action == "restore":
         choice("--type", args.type, RESTORE_TYPES)
@@ -306,7 +340,16 @@ def _backup_work(
         _needs_yes(args, "backup delete cannot be undone")
         return lambda m: m.delete_backup(args.id, confirm=args.yes, actor=actor)
     if args.action == "push":
+        if (args.id is None) == (not args.queued):
+            raise InvalidInput("ID", args.id or "", "a backup id or name, or --queued "
+                               "(not both)")
+        if args.force and not args.queued:
+            raise InvalidInput("--force", True, "--queued with it")
+        if args.queued:
+            return lambda m: m.upload_queued(force=args.force, actor=actor)
         return lambda m: m.push_backup(args.id, actor=actor)
+    if args.offsite:
+        return lambda m: m.prune_offsite(dry_run=args.dry_run, actor=actor)
     return lambda m: m.prune_backups(dry_run=args.dry_run, actor=actor)
 
 
@@ -321,8 +364,9 @@ def _render_backup_result(action: str, result: Any) -> str:
             lines.append(f"The state before the restore is in {result.safety_backup.id}.")
         return "\n".join(lines)
     if action == "push":
-        return (f"Pushed {result.backup_id} offsite: {result.size} bytes, sha256 "
-                f"{result.sha256[:16]}")
+        return render.render_push(result)
+    if action == "verify" and isinstance(result, dict):
+        return render.render_offsite_check(result)
     if action == "prune":
         verb = "Would delete" if result.dry_run else "Deleted"
         lines = [f"{verb} {len(result.deleted)} backups"] + [
@@ -339,6 +383,25 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep, as_json=args.json)
 
 
+def _cmd_recover(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gitrelease.manager import recover_deployment
+
+    result = asyncio.run(recover_deployment(
+        args.origin, args.offsite, args.directory, endpoint=args.endpoint,
+        key_file=args.key_file, backup_id=args.backup, actor=actor()))
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(f"Recovered {result.root} from backup {result.backup_id} (taken "
+          f"{result.taken_at}), at {result.tag or result.commit[:12]}.")
+    print(f"Restored {counted(len(result.restored), 'file')}: {', '.join(result.restored)}")
+    for note in result.notes:
+        print(f"  {note}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "check": _cmd_check,
     "install": _cmd_install,
@@ -349,6 +412,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "schedule": _cmd_schedule,
     "backup": _cmd_backup,
     "demo": _cmd_demo,
+    "recover": _cmd_recover,
     **cli_restart.COMMANDS,
     **cli_release.COMMANDS,
     **cli_fleet.COMMANDS,

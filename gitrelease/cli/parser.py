@@ -148,6 +148,19 @@ def build_parser() -> argparse.ArgumentParser:
     cli_restart.add_parsers(commands)
     cli_release.add_parsers(commands)
     cli_fleet.add_parsers(commands)
+    recover = commands.add_parser(
+        "recover", help="rebuild a deployment on a new host from its origin and its offsite "
+                        "copies: clone, check out the newest good backup's commit, restore it")
+    recover.add_argument("--origin", required=True, metavar="URL", help="the bot's git origin")
+    recover.add_argument("--offsite", required=True, metavar="s3://BUCKET/PREFIX",
+                         help="where the offsite copies are (offsite_url on the old host)")
+    recover.add_argument("--endpoint", default="", metavar="URL",
+                         help="the storage's endpoint for services other than AWS S3")
+    recover.add_argument("--key-file", type=_path, metavar="FILE",
+                         help="the key the copies were encrypted with (offsite_key_file)")
+    recover.add_argument("--backup", metavar="ID", help="this backup, not the newest full one")
+    recover.add_argument("directory", metavar="DIR", type=_path,
+                         help="a new or empty directory for the deployment")
     demo = commands.add_parser("demo", help="build a throw-away deployment and show "
                                "check -> install -> status on it")
     demo.add_argument("--keep", action="store_true", help="keep the demo directory")
@@ -170,8 +183,13 @@ def _backup_parser(commands: Any) -> None:
     listing.add_argument("--range", default="30d", metavar="|".join(BACKUP_RANGES))
     listing.add_argument("--limit", default="20", metavar="1-50")
     listing.add_argument("--sort", default="date", metavar="|".join(BACKUP_SORTS))
-    verify = actions.add_parser("verify", help="re-read an archive against its checksums")
-    verify.add_argument("id", metavar="ID", help="backup id or name")
+    verify = actions.add_parser("verify", help="re-read an archive against its checksums "
+                                               "(--offsite: download the offsite copies)")
+    verify.add_argument("id", metavar="ID", nargs="?", help="backup id or name")
+    verify.add_argument("--offsite", action="store_true",
+                        help="download the offsite copies and check each against its digest")
+    verify.add_argument("--sample", metavar="N%",
+                        help="with --offsite: check only N percent of them, chosen at random")
     verify.add_argument("--deep", action="store_true",
                         help="also check each file against the manifest, not only the "
                              "archive's checksum")
@@ -184,10 +202,20 @@ def _backup_parser(commands: Any) -> None:
     delete.add_argument("id", metavar="ID", help="backup id or name")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
     push = actions.add_parser("push", help="copy a backup to the offsite storage "
-                                           "(offsite_url)")
-    push.add_argument("id", metavar="ID", help="backup id or name")
+                                           "(offsite_url), or upload the queued ones")
+    push.add_argument("id", metavar="ID", nargs="?", help="backup id or name")
+    push.add_argument("--queued", action="store_true",
+                      help="upload the backups queued for offsite, and failed ones due again")
+    push.add_argument("--force", action="store_true",
+                      help="with --queued: retry failed uploads now, not when they are due")
     prune = actions.add_parser("prune", help="apply max_backups and backup_retention_days")
     prune.add_argument("--dry-run", action="store_true", help="show, delete nothing")
+    prune.add_argument("--offsite", action="store_true",
+                       help="prune the offsite copies (offsite_max_backups, "
+                            "offsite_retention_days) instead")
+    key = actions.add_parser("key-new", help="write a new offsite encryption key to FILE "
+                                             "(0600; keep a copy apart from the host)")
+    key.add_argument("file", metavar="FILE", type=_path)
 
 
 def _path(text: str) -> Path:

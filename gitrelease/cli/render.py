@@ -137,6 +137,19 @@ def render_status(info: SystemInfo) -> str:
     return "\n".join(lines)
 
 
+_WHERE = {"local": "here only", "both": "here and offsite", "offsite": "offsite only",
+          "queued": "here; its offsite upload is queued",
+          "uploading": "here; uploading offsite", "none": "nowhere"}
+
+
+def _where(backup: Backup) -> str:
+    """Where the backup can be restored from (and how its offsite copy stands)."""
+    if backup.location == "failed":
+        return (f"here; its offsite upload failed {backup.offsite_attempts}x and is retried"
+                + (f" ({backup.offsite_error})" if backup.offsite_error else ""))
+    return _WHERE[backup.location]
+
+
 def render_backup(backup: Backup, *, verbose: bool = True) -> str:
     created = f"{backup.created_at:%Y-%m-%d %H:%M} UTC"
     if backup.status.value == "completed":
@@ -151,7 +164,7 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
         f"{size(backup.file_size)} -> {size(backup.compressed_size)}"
         + (", kept" if backup.keep else "")
         + (f", {_ORIGINS[backup.origin.value]}" if backup.origin.value in _ORIGINS else ""),
-        f"  {state}",
+        f"  {state}; {_where(backup)}",
     ]
     if verbose:
         if backup.description:
@@ -161,6 +174,32 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
         if backup.file_path:
             lines.append(f"  file: {backup.file_path}")
     lines += [f"  warning: {w}" for w in backup.warnings]
+    return "\n".join(lines)
+
+
+def render_push(result: Any) -> str:
+    """A `backup push`: one copy (`OffsiteCopy`), or what `--queued` did (`QueueReport`)."""
+    if hasattr(result, "backup_id"):
+        return (f"Pushed {result.backup_id} offsite: {size(result.size)}, sha256 "
+                f"{result.sha256[:16]}" + (", encrypted" if result.encrypted else ""))
+    if result.busy:
+        return "Another process of this deployment is uploading now; nothing was done."
+    lines = [f"Uploaded {b}" for b in result.uploaded]
+    lines += [f"FAILED {b}: {why} (it stays queued)" for b, why in result.failed.items()]
+    lines += [f"waiting {b}: retried after {when}" for b, when in result.waiting.items()]
+    return "\n".join(lines) or "Nothing is queued for offsite."
+
+
+def render_offsite_check(result: dict[str, Any]) -> str:
+    """`backup verify --offsite`: each copy checked, and those the index misses there."""
+    checked = result["checked"]
+    lines = [f"{'ok    ' if problem is None else 'FAILED'} {backup_id}"
+             + (f": {problem}" if problem else "") for backup_id, problem in checked.items()]
+    lines += [f"MISSING {b}: the index says it is offsite, the storage has no copy (queued "
+              "again)" for b in result["missing"]]
+    bad = sum(1 for p in checked.values() if p) + len(result["missing"])
+    lines.append(f"Checked {len(checked)} of {result['total']} offsite copies: "
+                 + ("all whole." if not bad else f"{bad} with problems."))
     return "\n".join(lines)
 
 

@@ -104,6 +104,21 @@ class BackupOrigin(Enum):
     SCHEDULED = "scheduled"  # before an install a schedule started
 
 
+class OffsiteState(Enum):
+    """Where a backup's offsite copy stands (settings `offsite`, `offsite_url`)."""
+
+    NONE = "none"  # never sent: offsite copies off, or manual and not pushed
+    QUEUED = "queued"  # to be uploaded (offsite = after_backup)
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"  # its archive and record are offsite
+    FAILED = "failed"  # the last upload failed; it stays queued and is retried
+
+
+#: The problem of a completed backup whose archive has gone (reconcile writes it; the index's
+#: queries look for it word for word).
+ARCHIVE_MISSING = "the archive is missing"
+
+
 #: How backups recorded before origins were stored are told apart: by their description.
 _ORIGIN_BY_DESCRIPTION = (("before installing ", BackupOrigin.PRE_UPDATE),
                           ("before a scheduled install", BackupOrigin.SCHEDULED),
@@ -248,6 +263,10 @@ class Backup:
     verified_at: datetime | None = None
     problem: str | None = None  # why it is CORRUPTED or FAILED, for people
     deleting: bool = False  # marked before its file is deleted, so a crash is reconciled
+    offsite: OffsiteState = OffsiteState.NONE
+    offsite_error: str | None = None  # why the last upload failed (never a credential)
+    offsite_attempts: int = 0  # failed uploads since the last one that landed
+    offsite_at: datetime | None = None  # when it was uploaded, or last tried
     # What the backup that was just taken has to say (no database found, ...); not stored.
     warnings: list[str] = field(default_factory=list)
 
@@ -263,6 +282,24 @@ class Backup:
                 if (self.description or "").startswith(start):
                     return origin
         return BackupOrigin.MANUAL
+
+    @property
+    def only_offsite(self) -> bool:
+        """Its archive is gone from here but its offsite copy is there: restorable by
+        fetching it back."""
+        return (self.offsite is OffsiteState.UPLOADED and self.status is BackupStatus.CORRUPTED
+                and self.problem == ARCHIVE_MISSING)
+
+    @property
+    def location(self) -> str:
+        """Where it can be restored from: local, offsite, both, queued, uploading or failed
+        (the last three: here, with its upload to come, under way, or failed and retried)."""
+        here = self.status is BackupStatus.COMPLETED and self.file_path is not None
+        if self.offsite is OffsiteState.UPLOADED:
+            return "both" if here else "offsite"
+        if self.offsite is OffsiteState.NONE or not here:
+            return "local" if here else "none"
+        return self.offsite.value
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -287,6 +324,11 @@ class Backup:
             "verified_at": isoformat(self.verified_at),
             "problem": self.problem,
             "warnings": self.warnings,
+            "location": self.location,
+            "offsite": self.offsite.value,
+            "offsite_error": self.offsite_error,
+            "offsite_attempts": self.offsite_attempts,
+            "offsite_at": isoformat(self.offsite_at),
         }
 
 

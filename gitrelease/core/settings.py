@@ -136,6 +136,10 @@ def _is_offsite_url(value: str) -> bool:
     return value.startswith("s3://") and is_bucket(bucket) and is_prefix(prefix.strip("/"))
 
 
+def _is_key_file(value: str) -> bool:
+    return value == "" or (value.startswith("/") and "\x00" not in value and len(value) < 4096)
+
+
 def is_endpoint(value: str) -> bool:
     return value == "" or bool(_ENDPOINT.match(value))
 
@@ -299,8 +303,9 @@ class Settings:
     verify_backups: bool = field(default=True, metadata=_meta(
         "backup", "verify each archive after writing it"))
     offsite: str = field(default="off", metadata=_meta(
-        "backup", "offsite copies of backups: off, or manual (gitrelease backup push ID)",
-        choices=("off", "manual")))
+        "backup", "offsite copies of backups: off; after_backup (each completed backup is "
+        "uploaded, a failed upload is queued and retried); manual (gitrelease backup push ID)",
+        choices=("off", "after_backup", "manual")))
     offsite_url: str = field(default="", metadata=_meta(
         "backup", "where offsite copies go: s3://bucket/prefix on S3-compatible storage (its "
         "credentials from the AWS environment, a profile or an instance role, never here)",
@@ -309,6 +314,16 @@ class Settings:
         "backup", "the storage's endpoint URL for S3-compatible services other than AWS "
         "(R2, B2, MinIO); empty: AWS S3", check=is_endpoint,
         pattern_text="empty, or an http(s) URL"))
+    offsite_key_file: str = field(default="", metadata=_meta(
+        "backup", "a file outside the deployment holding the key offsite copies are encrypted "
+        "with (gitrelease backup key-new FILE makes one); it is never uploaded. Without it, "
+        "backups that hold config are not uploaded", check=_is_key_file,
+        pattern_text="empty, or an absolute path"))
+    offsite_max_backups: int = field(default=100, metadata=_meta(
+        "backup", "offsite copies kept before the oldest are pruned", minimum=1,
+        maximum=100_000))
+    offsite_retention_days: int = field(default=365, metadata=_meta(
+        "backup", "days an offsite copy is kept", minimum=1, maximum=36_500))
     database_paths: list[str] = field(default_factory=list, metadata=_meta(
         "backup", "extra SQLite databases to back up (relative to the root)"))
     config_paths: list[str] = field(default_factory=list, metadata=_meta(

@@ -49,7 +49,11 @@ async def create_backup(
             if pruned.deleted:
                 await store.audit(actor, "backup_prune", None, "completed",
                                   {"deleted": [b.id for b in pruned.deleted]})
-        return backup
+    if d.settings.offsite == "after_backup":  # outside the lock: an upload may take long
+        from gitrelease.deploy.offsite_ops import upload_after
+
+        backup = await upload_after(d, backup, actor=actor) or backup
+    return backup
 
 
 async def list_backups(
@@ -162,6 +166,10 @@ async def restore_backup(
     async with exclusive(d, "restore", actor, backup_id) as store:
         service = d.backups(store)
         backup = await service.get(backup_id)
+        if backup.only_offsite:  # gone from here: its offsite copy is fetched back first
+            from gitrelease.deploy.offsite_ops import bring_back
+
+            backup = await bring_back(d, store, backup, actor=actor)
         try:
             result = await restore(service, backup, opts, await d.release_point(),
                                    progress)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.errors import (
@@ -142,6 +142,11 @@ class Rollback:
                 f"{target_text} now means {target.label} ({target.commit[:12]}), not the "
                 f"{opts.expect_commit[:12]} that was confirmed: nothing was rolled back",
                 hint="run the rollback again to see what it would do now")
+        if target.backup is not None and target.backup.only_offsite:
+            from gitrelease.deploy.offsite_ops import bring_back  # before anything changes
+
+            target = replace(target, backup=await bring_back(self.d, store, target.backup,
+                                                             actor=opts.initiated_by))
         warnings = []
         carry = local_changes.wants_carry(self.d, opts.keep_local_changes)
         carrying = carry and bool(await self.d.in_thread(self.d.repo.dirty_files))
@@ -300,7 +305,8 @@ class Rollback:
         backup_id: str | None = None,
     ) -> _Target:
         backups = [b for b in await store.list_backups()
-                   if b.status is BackupStatus.COMPLETED and not b.deleting and b.commit]
+                   if (b.status is BackupStatus.COMPLETED or b.only_offsite)
+                   and not b.deleting and b.commit]
         if text == "last_backup" and commit is None:
             if not backups:
                 raise NoSuchVersion("there is no completed backup to roll back to")

@@ -37,7 +37,9 @@ async def install_updates(
     if opts.dry_run:
         return await in_thread(Installer(d).plan, opts, kind)
     async with exclusive(d, "install", opts.initiated_by, opts.to_version) as store:
-        return await Installer(d).run(store, opts, progress, kind)
+        session = await Installer(d).run(store, opts, progress, kind)
+    await _upload_after(d, opts.initiated_by)
+    return session
 
 
 async def rollback_to_version(
@@ -54,5 +56,16 @@ async def rollback_to_version(
     if commit is None:
         rollback.check_target(target_version)
     async with exclusive(d, "rollback", opts.initiated_by, target_version) as store:
-        return await rollback.run(store, target_version, opts, progress, commit=commit,
-                                  backup_id=backup_id)
+        session = await rollback.run(store, target_version, opts, progress, commit=commit,
+                                     backup_id=backup_id)
+    await _upload_after(d, opts.initiated_by)
+    return session
+
+
+async def _upload_after(d: Deployment, actor: str) -> None:
+    """The backup the operation took goes offsite now (offsite = "after_backup"), after the
+    lock is let go: an upload never holds up the next operation."""
+    if d.settings.offsite == "after_backup":
+        from gitrelease.deploy.offsite_ops import upload_after
+
+        await upload_after(d, actor=actor)

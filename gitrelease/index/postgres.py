@@ -19,10 +19,12 @@ from typing import Any
 
 from gitrelease.core.errors import IndexStoreError
 from gitrelease.core.models import (
+    ARCHIVE_MISSING,
     TERMINAL_STATUSES,
     Backup,
     BackupStatus,
     BackupType,
+    OffsiteState,
     UpdateSchedule,
     UpdateSession,
     UpdateStatus,
@@ -43,7 +45,7 @@ _SORTS = {
     "name": "name_key, created_at DESC, id DESC",  # name_key: the name as str.lower has it
     "type": "backup_type, created_at, id DESC",
 }
-_MISSING = "the archive is missing"  # what a reconcile writes on a row whose archive has gone
+_MISSING = ARCHIVE_MISSING
 _CHANGED = "(from_commit IS NULL OR to_commit IS NULL OR from_commit <> to_commit)"
 _POOL_SIZE = 4
 
@@ -350,6 +352,20 @@ class PostgresStore(FleetTables):
                         (self.scope, backup_id))
         await self._run("DELETE FROM backups WHERE scope = %s AND id = %s",
                         (self.scope, backup_id))
+
+    async def set_offsite(self, backup_id: str, state: OffsiteState, *,
+                          error: str | None = None, attempts: int = 0,
+                          at: datetime | None = None) -> None:
+        """Only the offsite columns (see SQLiteStore.set_offsite)."""
+        await self._run(
+            "UPDATE backups SET offsite = %s, offsite_error = %s, offsite_attempts = %s, "
+            "offsite_at = %s WHERE scope = %s AND id = %s",
+            (state.value, error, attempts, at, self.scope, backup_id))
+
+    async def offsite_queue(self) -> list[Backup]:
+        return await self._backups(
+            "AND offsite IN ('queued', 'uploading', 'failed') AND NOT deleting "
+            "ORDER BY created_at, id", ())
 
     async def backup_manifest(self, backup: Backup) -> dict[str, Any]:
         found = await self._rows(

@@ -225,4 +225,14 @@ MIGRATIONS: Sequence[str] = (
         ADD COLUMN revert_to TEXT_C;
     ALTER TABLE fleet_instances ADD COLUMN session_starts TEXT_C;
     """.replace("TEXT_C", _C),
+    # 5: each backup's offsite copy: where it stands, why its last upload failed, how often
+    # it has failed, when; the queue of uploads to retry is indexed
+    """
+    ALTER TABLE backups ADD COLUMN offsite TEXT_C NOT NULL DEFAULT 'none',
+        ADD COLUMN offsite_error TEXT_C,
+        ADD COLUMN offsite_attempts INTEGER NOT NULL DEFAULT 0,
+        ADD COLUMN offsite_at TIMESTAMPTZ;
+    CREATE INDEX backups_offsite_queue ON backups (scope, created_at)
+        WHERE offsite IN ('queued', 'uploading', 'failed');
+    """.replace("TEXT_C", _C),
 )

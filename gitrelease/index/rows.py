@@ -16,6 +16,7 @@ from gitrelease.core.models import (
     Backup,
     BackupStatus,
     BackupType,
+    OffsiteState,
     ScheduleType,
     UpdateSchedule,
     UpdateSession,
@@ -47,7 +48,8 @@ SESSION_COLUMNS = (
 BACKUP_COLUMNS = (
     "id", "name", "backup_type", "status", "file_path", "file_size", "compressed_size",
     "created_at", "completed_at", "description", "checksum", "auto_created", "metadata", "tag",
-    "commit_id", "keep", "verified_at", "problem", "deleting",
+    "commit_id", "keep", "verified_at", "problem", "deleting", "offsite", "offsite_error",
+    "offsite_attempts", "offsite_at",
 )
 SCHEDULE_COLUMNS = (
     "id", "name", "schedule_type", "update_time", "update_days", "update_types", "enabled",
@@ -84,7 +86,8 @@ def backup_values(b: Backup) -> tuple[Any, ...]:
         b.id, b.name, b.backup_type.value, b.status.value, b.file_path, b.file_size,
         b.compressed_size, b.created_at, b.completed_at, b.description, b.checksum,
         b.auto_created, json.dumps(compact_metadata(b.metadata)), b.tag, b.commit, b.keep,
-        b.verified_at, b.problem, b.deleting,
+        b.verified_at, b.problem, b.deleting, b.offsite.value, b.offsite_error,
+        b.offsite_attempts, b.offsite_at,
     )
 
 
@@ -95,7 +98,8 @@ def backup_from(row: Sequence[Any], moment: Moment) -> Backup:
         completed_at=_at(moment, row[8]), description=row[9], checksum=row[10],
         auto_created=bool(row[11]), metadata=json.loads(row[12]), tag=row[13], commit=row[14],
         keep=bool(row[15]), verified_at=_at(moment, row[16]), problem=row[17],
-        deleting=bool(row[18]),
+        deleting=bool(row[18]), offsite=OffsiteState(row[19]), offsite_error=row[20],
+        offsite_attempts=int(row[21]), offsite_at=_at(moment, row[22]),
     )
 
 

@@ -20,10 +20,12 @@ import aiosqlite
 
 from gitrelease.core.errors import IndexStoreError
 from gitrelease.core.models import (
+    ARCHIVE_MISSING,
     TERMINAL_STATUSES,
     Backup,
     BackupStatus,
     BackupType,
+    OffsiteState,
     UpdateSchedule,
     UpdateSession,
     UpdateStatus,
@@ -47,7 +49,7 @@ BACKUP_SORTS = {
     "type": "backup_type, created_at, id DESC",
 }
 # What `backups.reconcile` writes on a completed backup whose archive has gone.
-_MISSING = "the archive is missing"
+_MISSING = ARCHIVE_MISSING
 # Rows a reconcile must settle: the WHERE of the partial index backups_unsettled, term for
 # term (SQLite uses a partial index only for a query whose WHERE implies the index's).
 _UNSETTLED = ("deleting <> 0 OR status IN ('creating', 'compressing') "
@@ -55,6 +57,10 @@ _UNSETTLED = ("deleting <> 0 OR status IN ('creating', 'compressing') "
 
 # A session that found nothing to do starts and ends at the same commit.
 _CHANGED = "(from_commit IS NULL OR to_commit IS NULL OR from_commit <> to_commit)"
+
+
+# Word for word the WHERE of the partial index backups_offsite_queue, so that it is used.
+_QUEUED = "offsite IN ('queued', 'uploading', 'failed')"
 
 
 def _ts(moment: datetime) -> str:
@@ -378,6 +384,21 @@ class SQLiteStore:
     async def delete_backup(self, backup_id: str) -> None:
         await self._db.execute("DELETE FROM backup_manifests WHERE backup_id = ?", (backup_id,))
         await self._db.execute("DELETE FROM backups WHERE id = ?", (backup_id,))
+
+    async def set_offsite(self, backup_id: str, state: OffsiteState, *,
+                          error: str | None = None, attempts: int = 0,
+                          at: datetime | None = None) -> None:
+        """Only the offsite columns: a row's other fields (verified, kept) are never
+        written back stale by an upload that ran beside the change."""
+        await self._db.execute(
+            "UPDATE backups SET offsite = ?, offsite_error = ?, offsite_attempts = ?, "
+            "offsite_at = ? WHERE id = ?",
+            (state.value, error, attempts, None if at is None else _ts(at), backup_id))
+
+    async def offsite_queue(self) -> list[Backup]:
+        """Backups whose upload is to come, under way or failed; oldest first."""
+        return await self._select_backups(
+            f"WHERE {_QUEUED} AND deleting = 0 ORDER BY created_at, id", ())
 
     async def backup_manifest(self, backup: Backup) -> dict[str, Any]:
         """A backup's whole manifest: the summary in its row and the list of its files."""

@@ -141,5 +141,15 @@ _MIGRATIONS: Sequence[str] = (
     """
     ALTER TABLE update_sessions ADD COLUMN package_changes TEXT NOT NULL DEFAULT '[]';
     """,
+    # 8: each backup's offsite copy: where it stands, why its last upload failed, how often
+    # it has failed, when; the queue of uploads to retry is indexed
+    """
+    ALTER TABLE backups ADD COLUMN offsite TEXT NOT NULL DEFAULT 'none';
+    ALTER TABLE backups ADD COLUMN offsite_error TEXT;
+    ALTER TABLE backups ADD COLUMN offsite_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE backups ADD COLUMN offsite_at TEXT;
+    CREATE INDEX backups_offsite_queue ON backups (created_at)
+        WHERE offsite IN ('queued', 'uploading', 'failed');
+    """,
 )
 

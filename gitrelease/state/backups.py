@@ -34,7 +34,14 @@ from gitrelease.core.errors import (
     InvalidInput,
     VerificationFailed,
 )
-from gitrelease.core.models import Backup, BackupStatus, BackupType, Progress, utcnow
+from gitrelease.core.models import (
+    Backup,
+    BackupStatus,
+    BackupType,
+    OffsiteState,
+    Progress,
+    utcnow,
+)
 from gitrelease.core.settings import Settings
 from gitrelease.index.store import Store
 from gitrelease.state import archive
@@ -154,6 +161,8 @@ class BackupService:
         backup.metadata = {"manifest": written.manifest, "origin": options.origin.value}
         if self.settings.verify_backups:
             backup.verified_at = utcnow()
+        if self.settings.offsite == "after_backup" and self.settings.offsite_url:
+            backup.offsite = OffsiteState.QUEUED  # uploaded once the operation is over
         await self.store.save_backup(backup)
         return backup
 

@@ -8,6 +8,15 @@ after its archive, so a listing never shows a backup whose archive is not all th
 writes to a temporary name beside the destination, checks the sha256 while it reads, and
 renames only a copy that matches: a tampered or truncated object is refused, never restored.
 
+With a key (setting `offsite_key_file`), an archive is encrypted on this host before it
+leaves (`offsite_crypt`: AES-GCM in chunks) and kept under a name keyed by that key, so the
+storage sees neither the archive nor its digest; the record says which key it needs.
+
+Uploads and prunes take a lock in the bucket (``PREFIX/locks/<kind>-<uuid>.json``, restic's
+way): each writes its own lock, then lists the others, and backs off when it finds one of the
+other kind that is fresh (younger than `LOCK_STALE` by the server's own clock), so a prune
+never deletes an object an upload is about to name.
+
 Credentials come from boto3's own chain (the AWS environment variables, a profile, an
 instance role), never from gitrelease's settings; errors name the bucket and the service's
 error code, never a key. Every method blocks (network): callers run them in a thread.
@@ -20,8 +29,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +44,12 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.settings import is_bucket, is_endpoint, is_prefix
 from gitrelease.state.verification import sha256_file
 
-__all__ = ["OffsiteCopy", "OffsiteError", "S3Offsite", "parse_offsite_url"]
+__all__ = ["LOCK_STALE", "OffsiteBusy", "OffsiteCopy", "OffsiteError", "S3Offsite",
+           "parse_offsite_url"]
 
 PART_SIZE = 8 * 1024 * 1024
+_KINDS = {"upload": "an upload", "prune": "a prune"}
+LOCK_STALE = timedelta(minutes=30)  # a lock older than this was left by a process that died
 _THREADS = 4
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
@@ -47,17 +64,34 @@ class OffsiteError(GitReleaseError):
                     "AWS environment, a profile or an instance role)")
 
 
+class OffsiteBusy(OffsiteError):
+    """Another host's prune (for an upload) or upload (for a prune) holds the bucket now."""
+
+    code = "offsite_busy"
+    default_hint = "it is retried later; a lock older than 30 minutes is ignored"
+
+
 @dataclass(frozen=True)
 class OffsiteCopy:
     """One backup as the offsite storage holds it."""
 
     backup_id: str
-    sha256: str
+    sha256: str  # of the archive itself (as the local index knows it)
     size: int
     record: dict[str, Any]  # what was pushed with it: name, release, when it was taken
 
+    @property
+    def object(self) -> str:
+        """The name its archive is stored under: the digest, or a keyed name if encrypted."""
+        return str(self.record.get("object") or self.sha256)
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.record.get("encrypted"))
+
     def to_dict(self) -> dict[str, Any]:
         return {"backup_id": self.backup_id, "sha256": self.sha256, "size": self.size,
+                "encrypted": self.encrypted, "key_id": self.record.get("key_id"),
                 "record": self.record}
 
 
@@ -136,33 +170,95 @@ class S3Offsite:
         return int(head["ContentLength"])
 
     def push(self, backup_id: str, archive: Path, record: dict[str, Any],
-             sha256: str | None = None) -> OffsiteCopy:
-        """Copy the backup's archive offsite (unless an object of its digest and size is
-        there already), then its record. Safe to run again after any failure."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+             sha256: str | None = None, *, key: bytes | None = None) -> OffsiteCopy:
+        """Copy the backup's archive offsite (unless an object of its name and size is there
+        already), encrypted first when there is a `key`, then its record. Safe to run again
+        after any failure; refused (`OffsiteBusy`) while another host prunes."""
         if not _ID.match(backup_id):
             raise OffsiteError(f"{backup_id!r} is not a backup id")
         digest = sha256 or sha256_file(archive)
         size = archive.stat().st_size
-        key = self._key("objects", digest)
-        if self._has(key) != size:
-            try:
-                self._client.upload_file(str(archive), self.bucket, key,
-                                         Config=self._transfer)
-            except (BotoCoreError, ClientError) as exc:
-                raise self._failed(f"upload {backup_id}", exc) from None
-            except Exception as exc:  # s3transfer wraps what the service said
-                cause = exc.__cause__ or exc.__context__
-                if isinstance(cause, BotoCoreError | ClientError):
-                    raise self._failed(f"upload {backup_id}", cause) from None
-                raise
-        body = {**record, "backup_id": backup_id, "sha256": digest, "size": size}
-        self._call(f"record {backup_id}", "put_object", Bucket=self.bucket,
-                   Key=self._key("backups", f"{backup_id}.json"),
-                   Body=json.dumps(body, sort_keys=True, default=_json_default).encode(),
-                   ContentType="application/json")
+        with self._lock("upload", against=("prune",)):
+            if key is None:
+                name, stored_size = digest, size
+                if self._has(self._key("objects", name)) != size:
+                    self._upload(backup_id, archive, name)
+            else:
+                from gitrelease.state import offsite_crypt
+
+                name = offsite_crypt.object_name(key, digest)
+                stored_size = self._has(self._key("objects", name))
+                if stored_size is None:
+                    sealed = _scratch(archive.parent, backup_id)
+                    try:
+                        offsite_crypt.encrypt_file(key, archive, sealed)
+                        stored_size = sealed.stat().st_size
+                        self._upload(backup_id, sealed, name)
+                    finally:
+                        sealed.unlink(missing_ok=True)
+            body = {**record, "backup_id": backup_id, "sha256": digest, "size": size,
+                    "object": name, "stored_size": stored_size, "encrypted": key is not None}
+            if key is not None:
+                from gitrelease.state.offsite_crypt import key_id
+
+                body["key_id"] = key_id(key)
+            self._call(f"record {backup_id}", "put_object", Bucket=self.bucket,
+                       Key=self._key("backups", f"{backup_id}.json"),
+                       Body=json.dumps(body, sort_keys=True, default=_json_default).encode(),
+                       ContentType="application/json")
         return OffsiteCopy(backup_id, digest, size, body)
+
+    def _upload(self, backup_id: str, path: Path, name: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._client.upload_file(str(path), self.bucket, self._key("objects", name),
+                                     Config=self._transfer)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._failed(f"upload {backup_id}", exc) from None
+        except Exception as exc:  # s3transfer wraps what the service said
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, BotoCoreError | ClientError):
+                raise self._failed(f"upload {backup_id}", cause) from None
+            raise
+
+    @contextmanager
+    def _lock(self, kind: str, *, against: tuple[str, ...]) -> Iterator[None]:
+        """Hold a `kind` lock in the bucket for the block; `OffsiteBusy` if a fresh lock of
+        a kind in `against` (another host's) is there. Written first, then looked for: of two
+        that start together, at least one sees the other."""
+        mine = self._key("locks", f"{kind}-{uuid.uuid4().hex}.json")
+        self._call("take a lock", "put_object", Bucket=self.bucket, Key=mine,
+                   Body=json.dumps({"kind": kind, "host": socket.gethostname(),
+                                    "pid": os.getpid()}).encode())
+        try:
+            locks = self._listing(self._key("locks") + "/")
+            now = next((item["LastModified"] for item in locks if item["Key"] == mine), None)
+            for item in locks:
+                other = item["Key"].rsplit("/", 1)[-1].split("-", 1)[0]
+                if item["Key"] == mine or other not in against:
+                    continue
+                if now is None or now - item["LastModified"] < LOCK_STALE:
+                    raise OffsiteBusy(
+                        f"{self.shown} is locked by {_KINDS[other]} under way on another "
+                        f"host or process ({item['Key'].rsplit('/', 1)[-1]})")
+            yield
+        except BaseException:
+            with suppress(OffsiteError):  # what went wrong is told, not the lock's release
+                self._call("let go of a lock", "delete_object", Bucket=self.bucket, Key=mine)
+            raise
+        self._call("let go of a lock", "delete_object", Bucket=self.bucket, Key=mine)
+
+    def _listing(self, prefix: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        token: str | None = None
+        while True:
+            page = self._call("list objects", "list_objects_v2", Bucket=self.bucket,
+                              Prefix=prefix, **({"ContinuationToken": token} if token else {}))
+            found += page.get("Contents", [])
+            if not page.get("IsTruncated"):
+                return found
+            token = page.get("NextContinuationToken")
 
     def copies(self) -> list[OffsiteCopy]:
         """Every backup held offsite (those whose record was written), oldest id first."""
@@ -193,44 +289,94 @@ class S3Offsite:
     def copy(self, backup_id: str) -> OffsiteCopy | None:
         return next((c for c in self.copies() if c.backup_id == backup_id), None)
 
-    def fetch(self, backup_id: str, into: Path) -> OffsiteCopy:
-        """Download the backup's archive to `into`, checked against its digest: written to a
-        temporary name first, renamed only when it matches (a mismatch leaves nothing)."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
+    def fetch(self, backup_id: str, into: Path, *, key: bytes | None = None) -> OffsiteCopy:
+        """Download the backup's archive to `into`, decrypted if it was encrypted, checked
+        against its digest: written to a temporary name first, renamed only when it matches
+        (a mismatch, a wrong key or a failed download leaves nothing)."""
         copy = self.copy(backup_id)
         if copy is None:
             raise OffsiteError(f"{self.shown} holds no backup {backup_id}")
-        partial = into.with_name(f".{into.name}.offsite")
+        partial = _scratch(into.parent, backup_id)
         try:
-            self._client.download_file(self.bucket, self._key("objects", copy.sha256),
-                                       str(partial), Config=self._transfer)
-            os.chmod(partial, 0o600)
-            if partial.stat().st_size != copy.size or sha256_file(partial) != copy.sha256:
-                raise OffsiteError(f"the offsite copy of {backup_id} is not what was uploaded "
-                                   "(its sha256 differs): it was changed or damaged",
-                                   hint="restore from another backup; run backup verify "
-                                        "--offsite")
+            self._check_into(copy, partial, key)
             with partial.open("rb") as f:
                 os.fsync(f.fileno())
             os.replace(partial, into)
             fsync_dir(into.parent)
-        except (BotoCoreError, ClientError) as exc:
-            raise self._failed(f"download {backup_id}", exc) from None
         finally:
             partial.unlink(missing_ok=True)
         return copy
 
+    def check(self, copy: OffsiteCopy, scratch: Path, *, key: bytes | None = None) -> None:
+        """Download the copy and check it (decrypted, against its digest); keeps nothing.
+        `OffsiteError` says what is wrong."""
+        partial = _scratch(scratch, copy.backup_id)
+        try:
+            self._check_into(copy, partial, key)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def _check_into(self, copy: OffsiteCopy, target: Path, key: bytes | None) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if copy.encrypted:
+            from gitrelease.state import offsite_crypt
+
+            if key is None:
+                raise offsite_crypt.OffsiteKeyError(
+                    f"the offsite copy of {copy.backup_id} is encrypted (key "
+                    f"{copy.record.get('key_id', '?')}) and no offsite_key_file is set")
+        sealed = _scratch(target.parent, copy.backup_id) if copy.encrypted else target
+        try:
+            self._client.download_file(self.bucket, self._key("objects", copy.object),
+                                       str(sealed), Config=self._transfer)
+            if copy.encrypted and key is not None:
+                from gitrelease.state import offsite_crypt
+
+                offsite_crypt.decrypt_file(key, sealed, target)
+            os.chmod(target, 0o600)
+            if target.stat().st_size != copy.size or sha256_file(target) != copy.sha256:
+                raise OffsiteError(f"the offsite copy of {copy.backup_id} is not what was "
+                                   "uploaded (its sha256 differs): it was changed or damaged",
+                                   hint="restore from another backup; run backup verify "
+                                        "--offsite")
+        except (BotoCoreError, ClientError) as exc:
+            raise self._failed(f"download {copy.backup_id}", exc) from None
+        finally:
+            if sealed != target:
+                sealed.unlink(missing_ok=True)
+
     def delete(self, backup_id: str) -> None:
         """Remove the backup's record, then its archive unless another record names it."""
-        copy = self.copy(backup_id)
-        if copy is None:
-            return
-        self._call(f"delete {backup_id}", "delete_object", Bucket=self.bucket,
-                   Key=self._key("backups", f"{backup_id}.json"))
-        if not any(c.sha256 == copy.sha256 for c in self.copies()):
+        self._delete([backup_id], self.copies())
+
+    def prune(self, doomed: list[str]) -> list[str]:
+        """Delete these backups' copies under a prune lock (`OffsiteBusy` while an upload is
+        under way); the ids deleted."""
+        with self._lock("prune", against=("upload", "prune")):
+            return self._delete(doomed, self.copies())
+
+    def _delete(self, doomed: list[str], copies: list[OffsiteCopy]) -> list[str]:
+        gone: list[str] = []
+        for backup_id in doomed:
+            copy = next((c for c in copies if c.backup_id == backup_id), None)
+            if copy is None:
+                continue
             self._call(f"delete {backup_id}", "delete_object", Bucket=self.bucket,
-                       Key=self._key("objects", copy.sha256))
+                       Key=self._key("backups", f"{backup_id}.json"))
+            copies = [c for c in copies if c.backup_id != backup_id]
+            if not any(c.object == copy.object for c in copies):
+                self._call(f"delete {backup_id}", "delete_object", Bucket=self.bucket,
+                           Key=self._key("objects", copy.object))
+            gone.append(backup_id)
+        return gone
+
+
+def _scratch(directory: Path, backup_id: str) -> Path:
+    """A fresh temporary name in `directory` that a sweep of leftovers recognises."""
+    fd, name = tempfile.mkstemp(prefix=f".tmp-offsite-{backup_id}-", dir=directory)
+    os.close(fd)
+    return Path(name)
 
 
 def _json_default(value: Any) -> Any:

@@ -15,7 +15,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gitrelease.core.errors import GitReleaseError
-from gitrelease.core.models import Backup, BackupOrigin, BackupStatus, BackupType, utcnow
+from gitrelease.core.models import (
+    ARCHIVE_MISSING,
+    Backup,
+    BackupOrigin,
+    BackupStatus,
+    BackupType,
+    utcnow,
+)
 from gitrelease.index.store import Store
 from gitrelease.state import archive
 from gitrelease.state.archives import ArchiveStore, Presence, StoredArchive
@@ -23,8 +30,7 @@ from gitrelease.state.backup_options import BACKUP_NAME
 
 __all__ = ["MISSING", "reconcile"]
 
-#: The problem of a completed backup whose archive has gone (the index looks for it too).
-MISSING = "the archive is missing"
+MISSING = ARCHIVE_MISSING
 _SHA40 = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 

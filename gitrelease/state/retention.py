@@ -32,11 +32,16 @@ class PruneResult:
 
 def choose_doomed(
     backups: list[Backup], in_use: Iterable[str], current_tag: str | None, settings: Settings,
+    *, offsite: bool = False,
 ) -> tuple[list[Backup], dict[str, str]]:
     """The backups to delete, oldest first, and the protected ones that exist (id -> why).
 
     `backups`: every row not being deleted; `in_use`: ids an unfinished update needs.
+    `offsite`: the offsite copies are pruned, by the same rules and their own limits
+    (offsite_max_backups, offsite_retention_days).
     """
+    max_backups = settings.offsite_max_backups if offsite else settings.max_backups
+    days = settings.offsite_retention_days if offsite else settings.backup_retention_days
     completed = [b for b in backups if b.status is BackupStatus.COMPLETED]
     completed.sort(key=lambda b: b.created_at, reverse=True)
     protected: dict[str, str] = {}
@@ -50,8 +55,8 @@ def choose_doomed(
             protected.setdefault(b.id, "marked keep")
     for backup_id in in_use:
         protected.setdefault(backup_id, "needed by an unfinished update")
-    cutoff = utcnow() - timedelta(days=settings.backup_retention_days)
-    excess = len(completed) - settings.max_backups
+    cutoff = utcnow() - timedelta(days=days)
+    excess = len(completed) - max_backups
     doomed: list[Backup] = []
     for backup in reversed(completed):
         if backup.id in protected:

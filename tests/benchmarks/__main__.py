@@ -21,6 +21,7 @@ from tests.benchmarks import (
     git_figures,
     index_figures,
     loop_figures,
+    offsite_figures,
     world,
 )
 from tests.benchmarks.bench import Bench
@@ -44,6 +45,7 @@ FIGURES: dict[str, tuple[FigureRun, tuple[str, ...]]] = {
     "slash": (loop_figures.slash_ack, ("deployment",)),
     "index": (index_figures.index_queries, ("index_deployment",)),
     "rollout": (fleet_figures.rollout_overhead, ()),
+    "offsite": (offsite_figures.upload, ()),
 }
 
 
@@ -83,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     base = args.workdir or Path(tempfile.mkdtemp(prefix="gitrelease-bench-"))
     base = base / scale.name if args.workdir else base
     base.mkdir(parents=True, exist_ok=True)
-    bench = Bench(scale, base, heavy_rounds=3, light_rounds=5 if args.quick else 15)
+    bench = Bench(scale, base, heavy_rounds=1 if args.quick else 3,
+                  light_rounds=2 if args.quick else 15)
     chosen = [name for name in FIGURES if not args.only or name in args.only]
     started = time.perf_counter()
     figures: list[Figure] = []

@@ -15,8 +15,9 @@ import pytest
 
 from gitrelease.manager import ReleaseManager
 from gitrelease.state.offsite import S3Offsite
+from gitrelease.state.offsite_crypt import object_name
 from tests.conftest import REPO_ROOT, World
-from tests.s3 import S3Server
+from tests.s3 import S3Server, object_keys, offsite_settings
 
 
 def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
@@ -25,32 +26,33 @@ def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
                           env=dict(os.environ), timeout=120)
 
 
-def _offsite(world: World, server: S3Server, bucket: str, mode: str = "manual") -> None:
-    (world.deploy / "data" / "settings.toml").write_text(
-        f'offsite = "{mode}"\noffsite_url = "s3://{bucket}/bot"\n'
-        f'offsite_endpoint = "{server.endpoint}"\n')
+def _offsite(world: World, server: S3Server, bucket: str, mode: str = "manual") -> bytes:
+    key = offsite_settings(world.deploy, server, bucket, mode=mode,
+                           key=world.base / "offsite.key")
+    assert key is not None
+    return key
 
 
-def _objects(server: S3Server, bucket: str) -> list[str]:
-    listed = server.client().list_objects_v2(Bucket=bucket)  # type: ignore[attr-defined]
-    return sorted(item["Key"] for item in listed.get("Contents", []))
+_objects = object_keys
 
 
 def test_a_backup_is_pushed_and_fetched_back_as_it_is_kept_here(
         world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
-    _offsite(world, s3_server, s3_bucket)
+    key = _offsite(world, s3_server, s3_bucket)
     created = _cli(world, "--json", "backup", "create", "--name", "before_move")
     assert created.returncode == 0, created.stderr
     backup = json.loads(created.stdout)
     pushed = _cli(world, "backup", "push", "before_move")
     assert pushed.returncode == 0, pushed.stdout + pushed.stderr
     assert pushed.stdout.startswith(f"Pushed {backup['id']} offsite: ")
-    assert _objects(s3_server, s3_bucket) == [f"bot/backups/{backup['id']}.json",
-                                              f"bot/objects/{backup['checksum']}"]
+    assert "encrypted" in pushed.stdout  # a full backup holds .env: it leaves only encrypted
+    assert _objects(s3_server, s3_bucket) == [
+        f"bot/backups/{backup['id']}.json",
+        f"bot/objects/{object_name(key, backup['checksum'])}"]
     again = _cli(world, "--json", "backup", "push", backup["id"])  # nothing new
     assert again.returncode == 0 and json.loads(again.stdout)["sha256"] == backup["checksum"]
     copy = S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint).fetch(
-        backup["id"], tmp_path / "fetched")
+        backup["id"], tmp_path / "fetched", key=key)
     assert copy.record["name"] == "before_move" and "file_path" not in copy.record
     local = world.deploy / "data" / "backups"
     (archive,) = [p for p in local.iterdir() if p.name.startswith(backup["id"])]
@@ -82,7 +84,9 @@ def test_a_push_that_cannot_be_done_is_refused_and_writes_nothing(
 
 
 @pytest.mark.parametrize(("key", "value"), [
-    ("offsite", "always"), ("offsite", "after_backup"), ("offsite_url", "ftp://bucket/x"),
+    ("offsite", "always"), ("offsite", "AFTER_BACKUP"), ("offsite_url", "ftp://bucket/x"),
+    ("offsite_key_file", "relative/offsite.key"), ("offsite_max_backups", "0"),
+    ("offsite_retention_days", "-3"), ("offsite_max_backups", "many"),
     ("offsite_url", "s3://A/x"),
     ("offsite_url", "s3://bucket/../x"), ("offsite_endpoint", "localhost:9000"),
 ])

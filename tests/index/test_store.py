@@ -30,7 +30,7 @@ async def test_new_index_is_wal_versioned_and_private(tmp_path: Path) -> None:
     store = await SQLiteStore.open(path)
     await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 7
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 8
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     db.close()
@@ -125,7 +125,7 @@ async def test_a_version_1_index_is_migrated_in_place(tmp_path: Path) -> None:
         assert await store.list_backups() == []
     finally:
         await store.close()
-    assert rows_of(path, "PRAGMA user_version") == [(7,)]
+    assert rows_of(path, "PRAGMA user_version") == [(8,)]
 
 
 def rows_of(path: Path, sql: str) -> list[tuple]:

@@ -243,9 +243,11 @@ async def test_a_version_4_index_is_migrated_with_its_rows(tmp_path: Path) -> No
         await old.save_backup(make_backup(1, now, kind=BackupType.FULL, size=3, name="kept"))
     finally:
         await old.close()
-    with sqlite3.connect(path) as db:  # ...copied into the version-4 file
+    with sqlite3.connect(path) as db:  # ...copied into the version-4 file, its columns
         db.execute("ATTACH DATABASE ? AS scratch", (str(tmp_path / "scratch.db"),))
-        db.execute("INSERT INTO backups SELECT * FROM scratch.backups")
+        columns = ", ".join(r[1] for r in db.execute("PRAGMA main.table_info(backups)"))
+        db.execute(f"INSERT INTO backups ({columns}) SELECT {columns} "  # noqa: S608
+                   "FROM scratch.backups")
     db.close()
     store = await SQLiteStore.open(path)
     try:
@@ -256,7 +258,7 @@ async def test_a_version_4_index_is_migrated_with_its_rows(tmp_path: Path) -> No
     finally:
         await store.close()
     with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA user_version").fetchone() == (7,)
+        assert db.execute("PRAGMA user_version").fetchone() == (len(store_module._MIGRATIONS),)
         indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     db.close()
     assert {"backups_type_created_at", "backups_status_created_at", "backups_archives",
