@@ -56,6 +56,7 @@ class CogLifecycle(commands.Cog):
         self._watcher: asyncio.Task[None] | None = None
         self.unload_grace = 5.0  # seconds the loop and announcements get to finish on unload
         self.session_starts_every = 600.0  # seconds between two looks at the session starts
+        self.offsite_every = 60.0  # seconds between two runs of the offsite upload queue
         # The code this process runs: the commit checked out when the cog loaded, and when.
         # While HEAD is elsewhere, /update_status says a restart is pending.
         self.running_commit: str | None = None
@@ -83,6 +84,8 @@ class CogLifecycle(commands.Cog):
             self._watcher = self._spawn(watcher.run())
         if await manager.list_schedules():
             self._start_schedules()
+        if manager.settings.offsite == "after_backup":  # uploads left queued, and retries
+            self._spawn(self._offsite_uploads())
         if manager.shared_index:  # one of a fleet: say so, every heartbeat
             self._spawn(self._session_starts())
             self._spawn(self._heartbeat())
@@ -149,6 +152,21 @@ class CogLifecycle(commands.Cog):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.session_starts_every)
             if not self._stop.is_set():
                 await self._note_session_starts()
+
+    async def _offsite_uploads(self) -> None:
+        """Upload what is queued for offsite (a backup taken while the storage was away, an
+        upload a restart cut short), now and every `offsite_every` seconds: a failure is
+        logged and retried when it is due, never a failure of the bot."""
+        while not self._stop.is_set() and self.manager is not None:
+            try:
+                report = await self.manager.upload_queued(actor="bot")
+                for backup_id, why in report.failed.items():
+                    log.warning("offsite upload of %s failed (retried later): %s",
+                                backup_id, why)
+            except GitReleaseError as exc:
+                log.warning("offsite uploads: %s", exc.message)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.offsite_every)
 
     async def _restart_requested(self, _request: dict[str, Any]) -> None:
         self.exit_code = RESTART_EXIT_CODE

@@ -39,11 +39,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_s3() -> S3Server:
+def start_s3(env: dict[str, str] | None = None) -> S3Server:
+    """moto's server on a free loopback port; `env` adds to its environment (moto's own
+    switches, such as INITIAL_NO_AUTH_ACTION_COUNT for a server that checks credentials)."""
     port = _free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1",
                                 "-p", str(port)], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+                               stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         assert process.poll() is None, "moto's server did not start"

@@ -22,7 +22,7 @@ from gitrelease.manager import ReleaseManager
 from gitrelease.state.offsite import S3Offsite
 from gitrelease.state.offsite_crypt import object_name
 from tests.conftest import ENV_SECRET, REPO_ROOT, World, guilds
-from tests.s3 import S3Server, object_keys, offsite_settings
+from tests.s3 import S3Server, object_keys, offsite_settings, start_s3
 
 
 def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
@@ -282,3 +282,37 @@ def test_archives_fetched_back_are_tar_archives_that_match(
     assert into.read_bytes() == Path(made["file_path"]).read_bytes()
     with tarfile.open(into) as archive:
         assert ".env" in {Path(m.name).name for m in archive.getmembers()}
+
+
+def test_bad_credentials_fail_plainly_keep_the_backup_and_show_no_secret(
+        world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server that checks credentials (moto's IAM: only its first request, the bucket's
+    creation, goes unchecked); the deployment's are not known to it."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing-key-id")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing-secret-key")
+    server = start_s3({"INITIAL_NO_AUTH_ACTION_COUNT": "1"})
+    try:
+        server.client().create_bucket(Bucket="checked-bucket")  # type: ignore[attr-defined]
+        offsite_settings(world.deploy, server, "checked-bucket", mode="after_backup",
+                         key=tmp_path / "offsite.key")
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLEBADKEY123",
+               "AWS_SECRET_ACCESS_KEY": "wrong-secret-do-not-show"}
+        made = subprocess.run([sys.executable, "-m", "gitrelease", "--root",
+                               str(world.deploy), "--json", "backup", "create"], cwd=REPO_ROOT,
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert made.returncode == 0, made.stderr  # the backup is taken all the same
+        backup = json.loads(made.stdout)
+        assert backup["location"] == "failed" and "InvalidAccessKeyId" in backup[
+            "offsite_error"]
+        assert Path(backup["file_path"]).is_file()
+        pushed = subprocess.run([sys.executable, "-m", "gitrelease", "--root",
+                                 str(world.deploy), "backup", "push", backup["id"]],
+                                cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert pushed.returncode == 15 and "InvalidAccessKeyId" in pushed.stderr
+        for said in (made.stdout + made.stderr, pushed.stdout + pushed.stderr):
+            assert "wrong-secret-do-not-show" not in said
+            assert "AKIAEXAMPLEBADKEY123" not in said
+    finally:
+        server.process.terminate()
+        server.process.wait(timeout=10)

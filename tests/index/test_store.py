@@ -155,3 +155,38 @@ async def test_backup_rows_stay_small_whatever_the_file_count(backend: Backend) 
     finally:
         await store.close()
     assert backend.read_elsewhere("SELECT MAX(LENGTH(metadata)) FROM backups") == [(None,)]
+
+
+async def test_the_offsite_queue_and_its_columns(backend: Backend) -> None:
+    """Only the offsite columns change (a row's other fields are never written back stale),
+    and the queue holds what is to be uploaded, under way or failed, oldest first."""
+    from gitrelease.core.models import Backup, BackupStatus, BackupType, OffsiteState
+
+    store = await backend.open()
+    now = utcnow()
+    try:
+        for n, state in enumerate([OffsiteState.QUEUED, OffsiteState.UPLOADED,
+                                   OffsiteState.NONE, OffsiteState.FAILED]):
+            await store.save_backup(Backup(
+                f"b{n}", f"b{n}", BackupType.FULL, BackupStatus.COMPLETED, f"/x/b{n}.tar", 1,
+                1, now + timedelta(seconds=n), now, None, "0" * 64, False, {},
+                offsite=state))
+        assert [b.id for b in await store.offsite_queue()] == ["b0", "b3"]
+        first = await store.get_backup("b0")
+        assert first is not None
+        first.keep = True
+        await store.save_backup(first)
+        await store.set_offsite("b0", OffsiteState.FAILED, error="InvalidAccessKeyId",
+                                attempts=2, at=now)
+        again = await store.get_backup("b0")
+        assert again is not None and again.keep  # the other columns as they were
+        assert (again.offsite, again.offsite_error, again.offsite_attempts) == (
+            OffsiteState.FAILED, "InvalidAccessKeyId", 2)
+        assert again.offsite_at == now and again.location == "failed"
+        await store.set_offsite("b0", OffsiteState.UPLOADED, at=now)
+        await store.set_offsite("b3", OffsiteState.UPLOADING, attempts=1, at=now)
+        assert [b.id for b in await store.offsite_queue()] == ["b3"]
+        done = await store.get_backup("b0")
+        assert done is not None and done.offsite_error is None and done.location == "both"
+    finally:
+        await store.close()
