@@ -54,8 +54,8 @@ async def _settle(d: Deployment, store: FleetStore, rollout: Rollout,
     detail = (f"the agent was interrupted; recovery left the checkout at "
               f"{snap.current.text}")
     await store.set_assignment(rollout.id, part.instance_id, done if there else failed,
-                               (part.state,), detail=detail)
-    await store.rollout_audit(rollout.id, part.instance_id, "settled", detail)
+                               (part.state,), detail=detail,
+                               audit=(part.instance_id, "settled", detail))
     return True
 
 
@@ -92,10 +92,9 @@ async def agent_step(d: Deployment, *, started: bool = False,
         ok, detail = await _attempt(work, d, version, f"rollout:{rollout.id}")
     finally:
         d.before_restart = None
-    await store.set_assignment(rollout.id, part.instance_id, done if ok else failed,
-                               (working,), detail=detail)
-    await store.rollout_audit(rollout.id, part.instance_id,
-                              (done if ok else failed).replace("_", " "), detail)
+    ended = done if ok else failed
+    await store.set_assignment(rollout.id, part.instance_id, ended, (working,), detail=detail,
+                               audit=(part.instance_id, ended.replace("_", " "), detail))
     await tell()
     return True
 

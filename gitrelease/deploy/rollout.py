@@ -196,19 +196,15 @@ class Fenced:
 
     async def part(self, instance_id: str, state: str, expect: tuple[str, ...], *,
                    said: str | None = None, **changes: Any) -> bool:
-        moved = await self.store.set_assignment(self.rollout.id, instance_id, state, expect,
-                                                epoch=self.epoch, **changes)
-        if moved and said is not None:
-            await self.store.rollout_audit(self.rollout.id, self.actor, said, instance_id)
-        return moved
+        audit = None if said is None else (self.actor, said, instance_id)
+        return await self.store.set_assignment(self.rollout.id, instance_id, state, expect,
+                                               epoch=self.epoch, audit=audit, **changes)
 
     async def end(self, status: str, why: str | None, expect: tuple[str, ...],
                   said: str) -> bool:
-        moved = await self.store.set_rollout(self.rollout.id, status, why, expect,
-                                             epoch=self.epoch)
-        if moved:
-            await self.store.rollout_audit(self.rollout.id, self.actor, status, said)
-        return moved
+        return await self.store.set_rollout(self.rollout.id, status, why, expect,
+                                            epoch=self.epoch,
+                                            audit=(self.actor, status, said))
 
 
 async def _wave_step(d: Deployment, f: Fenced, target: str) -> None:

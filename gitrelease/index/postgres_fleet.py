@@ -38,6 +38,10 @@ _FENCE = (" AND (%s::integer IS NULL OR "
           "(SELECT epoch FROM fleet_rollouts WHERE id = %s) = %s)")
 
 
+Audit = tuple[str, str, str]
+"""A trail entry written with the move it records: (actor, action, detail)."""
+
+
 class RolloutConflict(GitReleaseError):
     """Another rollout is running: one at a time, fleet-wide."""
 
@@ -181,14 +185,29 @@ class FleetTables:
         return [r for r in [await self.get_rollout(row[0]) for row in found] if r]
 
     async def set_rollout(self, rollout_id: str, status: str, reason: str | None,
-                          expect: Sequence[str], *, epoch: int | None = None) -> bool:
+                          expect: Sequence[str], *, epoch: int | None = None,
+                          audit: Audit | None = None) -> bool:
         """Move the rollout to `status` if it is in one of `expect` (and, for a
-        coordinator, still at its `epoch`)."""
-        return await self._run(
+        coordinator, still at its `epoch`); `audit` (actor, action, detail) goes into the
+        trail in the same statement, so the trail never misses a move."""
+        return await self._moved(
             "UPDATE fleet_rollouts SET status = %s, reason = COALESCE(%s, reason), "
             "updated_at = %s WHERE id = %s AND status = ANY(%s) "
             "AND (%s::integer IS NULL OR epoch = %s)",
-            (status, reason, utcnow(), rollout_id, list(expect), epoch, epoch)) == 1
+            (status, reason, utcnow(), rollout_id, list(expect), epoch, epoch),
+            rollout_id, audit)
+
+    async def _moved(self, update: str, params: Sequence[Any], rollout_id: str,
+                     audit: Audit | None) -> bool:
+        """Run one fenced UPDATE of one row; with `audit`, its trail entry is inserted by the
+        same statement only when the row moved (one statement: one transaction)."""
+        if audit is None:
+            return await self._run(update, params) == 1
+        return await self._run(
+            f"WITH moved AS ({update} RETURNING 1) "  # noqa: S608
+            "INSERT INTO fleet_audit (rollout_id, at, actor, action, detail) "
+            "SELECT %s, %s, %s, %s, %s FROM moved",
+            (*params, rollout_id, utcnow(), *audit)) == 1
 
     # -- the coordinator's lease -------------------------------------------------------------
 
@@ -296,10 +315,12 @@ class FleetTables:
         self, rollout_id: str, instance_id: str, state: str, expect: Sequence[str], *,
         detail: str | None = None, started: bool = False,
         healthy_since: datetime | bool | None = False, epoch: int | None = None,
+        audit: Audit | None = None,
     ) -> bool:
         """Move one instance's part to `state` if it is in one of `expect`; `started` stamps
         when it was assigned, `healthy_since` sets (a moment) or clears (None) the start of
-        its healthy time. `epoch`: a coordinator's write, fenced (see `take_rollout`)."""
+        its healthy time. `epoch`: a coordinator's write, fenced (see `take_rollout`);
+        `audit`: its trail entry, written with it (see `set_rollout`)."""
         sets, params = ["state = %s", "updated_at = %s"], [state, utcnow()]
         if detail is not None:
             sets.append("detail = %s")
@@ -310,10 +331,11 @@ class FleetTables:
         if healthy_since is not False:
             sets.append("healthy_since = %s")
             params.append(healthy_since)
-        return await self._run(
+        return await self._moved(
             f"UPDATE fleet_assignments SET {', '.join(sets)} "  # noqa: S608
             "WHERE rollout_id = %s AND instance_id = %s AND state = ANY(%s)" + _FENCE,
-            (*params, rollout_id, instance_id, list(expect), epoch, rollout_id, epoch)) == 1
+            (*params, rollout_id, instance_id, list(expect), epoch, rollout_id, epoch),
+            rollout_id, audit)
 
     async def my_assignment(self) -> tuple[Rollout, Assignment] | None:
         """This deployment's part of the active rollout, if it has one: one row read (every

@@ -83,6 +83,30 @@ async def test_one_coordinator_at_a_time_and_a_stale_one_is_fenced_off(pg_url: s
         await second.close()
 
 
+async def test_a_move_and_its_trail_entry_land_together_or_not_at_all(pg_url: str) -> None:
+    """A coordinator cancelled right after it moved a part left the move without its trail
+    entry (a wave seemed never assigned); the entry now comes with the move, one statement."""
+    store = await PostgresStore.open(pg_url, "host-a")
+    try:
+        await store.create_rollout(_rollout("prod-1"))
+        assert await store.take_rollout("rol_test", "a") == 1
+        said = ("a", "assigned", "prod-1")
+        assert await store.set_assignment("rol_test", "prod-1", "assigned", ("pending",),
+                                          epoch=1, audit=said)
+        # Not moved (wrong state, or fenced off by a newer epoch): no entry either.
+        assert not await store.set_assignment("rol_test", "prod-1", "assigned", ("pending",),
+                                              epoch=1, audit=said)
+        assert not await store.set_rollout("rol_test", "succeeded", None, ("running",),
+                                           epoch=7, audit=("a", "succeeded", "no"))
+        assert await store.set_rollout("rol_test", "succeeded", None, ("running",),
+                                       epoch=1, audit=("a", "succeeded", "done"))
+        trail = [(e["actor"], e["action"], e["detail"])
+                 for e in await store.rollout_trail("rol_test")]
+        assert trail == [said, ("a", "succeeded", "done")]
+    finally:
+        await store.close()
+
+
 async def test_restarts_take_turns_by_discord_bucket(pg_url: str) -> None:
     store = await PostgresStore.open(pg_url, "coordinator")
     try:
