@@ -142,6 +142,8 @@ def restore_card(result: RestoreResult, seconds: float, locale: str) -> discord.
         _t(locale, "restore_files", count=len(result.restored),
            files=", ".join(result.restored[:10]) + ("…" if len(result.restored) > 10 else "")),
     ]
+    if result.unchanged:
+        lines.append(_t(locale, "restore_unchanged", count=result.unchanged))
     if result.safety_backup is not None:
         lines.append(_t(locale, "restore_safety", id=result.safety_backup.id))
     lines += [_t(locale, "warning_line", text=w) for w in result.warnings[:5]]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write", "dir_size", "fsync_dir"]
+__all__ = ["atomic_write", "dir_size", "fsync_dir", "make_durable"]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -33,6 +35,49 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def make_durable(directory: Path, files: list[Path]) -> None:
+    """Make `files` (all written under `directory`) durable with one call where the system
+    has one: Linux's syncfs(2) flushes the filesystem `directory` is on in one journal
+    commit, where an fsync per file costs one each. Elsewhere, or if it fails, one fsync per
+    file. Either way the files' data is on disk when this returns."""
+    if not files:
+        return
+    syncfs = _syncfs()
+    if syncfs is not None:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+_SYNCFS: list[Callable[[int], int] | None] = []
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's syncfs, looked up once; None where there is none (not Linux)."""
+    if not _SYNCFS:
+        found = None
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                found = ctypes.CDLL(None, use_errno=True).syncfs
+                found.argtypes = [ctypes.c_int]
+                found.restype = ctypes.c_int
+            except (OSError, AttributeError):
+                found = None
+        _SYNCFS.append(found)
+    return _SYNCFS[0]
 
 
 def dir_size(path: Path, *, skip: Path | None = None) -> int:

@@ -170,6 +170,7 @@ class RestoreResult:
     restored: list[str] = field(default_factory=list)  # paths from the bot's root
     # Said alongside: a backup taken at another release than the code here, ...
     warnings: list[str] = field(default_factory=list)
+    unchanged: int = 0  # files already as backed up: left as they were
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -177,6 +178,7 @@ class RestoreResult:
             "restore_type": self.restore_type,
             "safety_backup": self.safety_backup.to_dict() if self.safety_backup else None,
             "restored": self.restored,
+            "unchanged": self.unchanged,
             "warnings": self.warnings,
         }
 

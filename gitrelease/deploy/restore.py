@@ -33,10 +33,12 @@ from gitrelease.core.models import (
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
 from gitrelease.core.text import counted
+from gitrelease.state.archive import sha256_file
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
 from gitrelease.state.sources import Layout
+from gitrelease.state.unchanged import unchanged_files
 from gitrelease.state.unpack import UnsafeArchive, extract_safely
 
 __all__ = ["RESTORE_TYPES", "RestoreFailed", "RestoreOptions", "RestoreResult", "restore"]
@@ -118,6 +120,21 @@ async def restore(
     databases = {name for name, e in entries.items() if e["kind"] == "database"}
     result = RestoreResult(backup, options.restore_type, None,
                            warnings=_other_release(backup, point, bool(databases)))
+    # What already is as backed up is neither unpacked, nor kept aside, nor replaced.
+    report("compare", 5, backup.id)
+    same = await asyncio.to_thread(unchanged_files, entries, {
+        name: _live(path) for name, path in targets.items()}, databases)
+    result.unchanged = len(same)
+    entries = {name: e for name, e in entries.items() if name not in same}
+    targets = {name: targets[name] for name in entries}
+    databases -= same
+    verify = options.verify_backup and backup.checksum is not None
+    if not entries:
+        if verify:  # the archive still answers for what the operator restored from
+            report("verify", 50, backup.id)
+            await _verify_whole(service, backup)
+        report("done", 100, backup.id)
+        return result
     # The staging dir is beside the archives: a leftover of a crash is swept by the reconcile.
     staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-",
                                     dir=service.archives.scratch))
@@ -126,7 +143,6 @@ async def restore(
         # safety backup (of what is live now) are independent: they run side by side, and
         # nothing live is touched until both are done.
         report("unpack", 10, backup.id)
-        verify = options.verify_backup and backup.checksum is not None
         async with service.archives.reading(backup.file_path or "") as source:
             unpacking = asyncio.ensure_future(asyncio.to_thread(
                 extract_safely, source, staging, manifest, wanted=set(entries),
@@ -154,6 +170,27 @@ async def restore(
         return result
     finally:
         await asyncio.to_thread(shutil.rmtree, staging, True)
+
+
+async def _verify_whole(service: BackupService, backup: Backup) -> None:
+    """The archive's sha256 against the index, when nothing of it needs unpacking; a mismatch
+    marks it corrupted, as a verify pass would."""
+    async with service.archives.reading(backup.file_path or "") as source:
+        if not source.is_file():
+            raise VerificationFailed(f"the archive {source.name} is missing")
+        try:
+            digest = await asyncio.to_thread(sha256_file, source)
+        except OSError as exc:
+            raise VerificationFailed(f"the archive of {backup.id} cannot be read: "
+                                     f"{exc.strerror}") from None
+    if digest != backup.checksum:
+        backup.status = BackupStatus.CORRUPTED
+        backup.problem = f"{source.name}: the archive's sha256 does not match the index"
+        backup.verified_at = None
+        await service.store.save_backup(backup)
+        raise VerificationFailed(backup.problem)
+    backup.verified_at = utcnow()
+    await service.store.save_backup(backup)
 
 
 def _other_release(backup: Backup, point: ReleasePoint, databases: bool) -> list[str]:

@@ -54,6 +54,8 @@ class Member:
     name: str  # "root/.env", "data/app.db"
     kind: str  # "database", "config", "data" or "log"
     mode: int | None = None  # None: the source file's mode
+    # More of what the manifest says of it (a database snapshot's header marks, `unchanged`).
+    extra: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -216,7 +218,8 @@ def write_archive(
                         raise BackupFailed(f"{member.source} shrank while it was archived; "
                                            "run the backup again") from None
                 files.append({"path": member.name, "kind": member.kind, "size": info.size,
-                              "mode": info.mode, "sha256": digest.hexdigest()})
+                              "mode": info.mode, "sha256": digest.hexdigest(),
+                              **dict(member.extra)})
                 raw_size += info.size
                 pause_point("archive:member-written")
             document = manifest() if callable(manifest) else manifest

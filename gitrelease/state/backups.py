@@ -52,6 +52,7 @@ from gitrelease.state.reconcile import reconcile
 from gitrelease.state.retention import PruneResult, choose_doomed
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
 from gitrelease.state.sources import Gathered, Layout, Source, gather
+from gitrelease.state.unchanged import header_marks
 from gitrelease.state.verification import checksum_matches, verify_archive
 
 __all__ = ["BackupNotFound", "BackupService", "ReleasePoint"]
@@ -247,7 +248,8 @@ class BackupService:
                 snapshot_database(source.path, snapshot)
                 checked.append((source, checks.submit(integrity_problem, snapshot)))
                 mode = source.path.stat().st_mode & 0o777
-                members.append(archive.Member(snapshot, source.name, source.kind, mode))
+                marks = (("sqlite_header", header_marks(snapshot)),)
+                members.append(archive.Member(snapshot, source.name, source.kind, mode, marks))
             else:
                 # Config files hold secrets: 0600 in the archive and when restored, whatever
                 # mode and umask they were created with.

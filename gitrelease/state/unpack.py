@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from gitrelease.core.errors import GitReleaseError, VerificationFailed
+from gitrelease.core.fsutil import make_durable
 from gitrelease.state.archive import MANIFEST, open_tar
 from gitrelease.state.compression import CHUNK
 
@@ -52,7 +53,8 @@ def extract_safely(
     whole file is hashed in the same pass and must match: this is the verification, done
     while unpacking rather than in a pass of its own; and as the file is then known to be what
     gitrelease wrote, reading stops after the last member wanted (the rest is only hashed).
-    Members named in `durable` (default: all) are fsynced; the others are read back through
+    Members named in `durable` (default: all) are on disk when this returns (one syncfs for
+    them all where the system has it, else an fsync each); the others are read back through
     SQLite and need not be. `shown` names a member as the operator knows it (``.env``, not
     ``root/.env``) where a message is about the file, not about the archive's make-up.
     Returns member name -> staged path.
@@ -62,6 +64,7 @@ def extract_safely(
     staged: dict[str, Path] = {}
     base = staging.resolve()
     goal = set(expected) if wanted is None else wanted
+    written: list[Path] = []
     with open_tar(path, "cannot be unpacked") as (_raw, source, tar):
         for count, info in enumerate(tar, start=1):
             if count > len(expected) + 1:
@@ -90,7 +93,9 @@ def extract_safely(
                 raise UnsafeArchive(f"{path.name}: member {info.name!r} leaves the staging dir")
             handle = tar.extractfile(safe)
             assert handle is not None  # noqa: S101 - a regular member always has data
-            digest = _stage(handle, target, durable is None or info.name in durable)
+            digest = _stage(handle, target)
+            if durable is None or info.name in durable:
+                written.append(target)
             if digest != entry["sha256"]:
                 raise VerificationFailed(
                     f"{path.name}: {shown(info.name)} does not match its checksum")
@@ -107,10 +112,14 @@ def extract_safely(
             f"{path.name}: {shown(sorted(missing)[0])} is missing from the archive")
     if checksum is not None and source.digest.hexdigest() != checksum:
         raise VerificationFailed(f"{path.name}: the archive's sha256 does not match the index")
+    try:
+        make_durable(base, written)
+    except OSError as exc:
+        raise UnpackFailed(f"cannot stage {path.name}'s files: {exc.strerror}") from None
     return staged
 
 
-def _stage(handle: IO[bytes], target: Path, durable: bool) -> str:
+def _stage(handle: IO[bytes], target: Path) -> str:
     """Write one member to `target`, returning its sha256; the disk's errors are not the
     archive's, so they come out as UnpackFailed, never as damage."""
     digest = hashlib.sha256()
@@ -129,11 +138,6 @@ def _stage(handle: IO[bytes], target: Path, durable: bool) -> str:
                 written = 0
                 while written < count:
                     written += out.write(view[written:count])
-            except OSError as exc:
-                raise UnpackFailed(f"cannot stage {target.name}: {exc.strerror}") from None
-        if durable:
-            try:
-                os.fsync(out.fileno())
             except OSError as exc:
                 raise UnpackFailed(f"cannot stage {target.name}: {exc.strerror}") from None
     return digest.hexdigest()

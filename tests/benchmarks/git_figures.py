@@ -7,12 +7,21 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from tests.benchmarks.archive_figures import bare_sqlite_backup
 from tests.benchmarks.bench import Bench
-from tests.benchmarks.harness import Figure, Phases, Timer, alternate, median_phases, settle
-from tests.benchmarks.world import git
+from tests.benchmarks.harness import (
+    Figure,
+    Phases,
+    Timer,
+    alternate,
+    median_phases,
+    rotate,
+    settle,
+)
+from tests.benchmarks.world import change_state, git
 
 __all__ = ["check_command", "newest_tag", "rollback"]
 
@@ -154,7 +163,8 @@ async def check_command(bench: Bench) -> list[Figure]:
 
 
 async def rollback(bench: Bench) -> list[Figure]:
-    """Back to an older release whose backup holds the database and .env."""
+    """Back to an older release whose backup holds the database and .env, after the update
+    and a day of use changed them (`change_state`, untimed before each run)."""
     from gitrelease.manager import ReleaseManager
 
     deployment = bench.rollback_deployment
@@ -162,46 +172,75 @@ async def rollback(bench: Bench) -> list[Figure]:
     newer, older = bench.tag(bench.scale.behind), bench.tag(bench.scale.behind + 5)
     older_commit = git(root, "rev-parse", f"{older}^{{commit}}")
     snapshot = bench.base / "rollback-snapshot.db"
+    aside = bench.scratch("rollback-aside")
+    days = iter(range(1, 10_000))
     deployment.checkout(older)
     async with await ReleaseManager.open(root) as manager:
         kept = await manager.create_backup("full", {"backup_name": "at_older", "keep": True})
         await asyncio.to_thread(bare_sqlite_backup, live, snapshot)
-        deployment.checkout(newer)
         phases: list[dict[str, float]] = []
 
-        async def ours() -> float:
-            steps = Phases()
-            timer = Timer()
-            await manager.rollback_to_version(
-                older.removeprefix("v"), {"confirm": True, "create_backup": False},
-                progress=steps)
-            elapsed = timer.elapsed()
-            phases.append(steps.durations(timer.started + elapsed))
-            for backup in await manager.list_backups({"time_range": "all", "limit": 50}):
-                if backup.id != kept.id:
-                    await manager.delete_backup(backup.id, confirm=True)
+        async def at_newer() -> None:
             deployment.checkout(newer)
-            return elapsed
+            await asyncio.to_thread(change_state, deployment, next(days))
+            await asyncio.to_thread(os.sync)
 
-        async def baseline() -> float:
+        def ours(**options: bool) -> Callable[[], Awaitable[float]]:
+            async def run() -> float:
+                await at_newer()
+                steps = Phases()
+                timer = Timer()
+                await manager.rollback_to_version(older.removeprefix("v"),
+                                                  {"confirm": True, **options}, progress=steps)
+                elapsed = timer.elapsed()
+                if not options:
+                    phases.append(steps.durations(timer.started + elapsed))
+                for backup in await manager.list_backups({"time_range": "all", "limit": 50}):
+                    if backup.id != kept.id:
+                        await manager.delete_backup(backup.id, confirm=True)
+                return elapsed
+            return run
+
+        async def baseline(careful: bool) -> float:
+            await at_newer()
+            for old in aside.iterdir():
+                old.unlink()
             timer = Timer()
             subprocess.run(["git", "checkout", "--quiet", "--detach", older_commit], cwd=root,
                            check=True, capture_output=True)
+            if careful:
+                subprocess.run(["cp", "-a", "--", str(live), str(aside)], check=True)
             await asyncio.to_thread(bare_sqlite_backup, snapshot, live)
-            elapsed = timer.elapsed()
-            deployment.checkout(newer)
-            return elapsed
+            if careful:
+                subprocess.run(["sync"], check=True)
+            return timer.elapsed()
+
+        async def fair() -> float:
+            return await baseline(True)
+
+        async def bare() -> float:
+            return await baseline(False)
 
         try:
-            mine, theirs = await alternate(ours, baseline, bench.heavy_rounds)
+            default, unsafe, fairs, bares = await rotate(
+                [ours(), ours(create_backup=False), fair, bare], bench.heavy_rounds)
         finally:
             await manager.delete_backup(kept.id, confirm=True)
             snapshot.unlink(missing_ok=True)
+            deployment.checkout(newer)
     size = live.stat().st_size / 2**20
-    figure = settle(Figure(f"rollback: checkout + restore of a {size:.0f} MiB db and .env",
-                           "≤ 1.5x", 1.5), mine, theirs)
-    figure.phases = median_phases(phases)
-    figure.note = ("rollback_to_version(create_backup=False), default settings (gzip): its "
-                   "restore still takes a safety backup; the baseline: git checkout --detach "
-                   "+ Connection.backup(pages=-1)")
-    return [figure]
+    title = f"rollback to the release before the update ({size:.0f} MiB db and .env)"
+    with_fair = settle(Figure(f"{title}, with its default backup, vs fair", "≤ 1.2x", 1.2),
+                       default, fairs)
+    with_fair.phases = median_phases(phases)
+    with_fair.note = ("rollback_to_version(confirm=True), default settings: a pre-rollback "
+                      "backup, the checkout, then what changed is restored; fair: git checkout "
+                      "--detach + cp -a of the live db aside + Connection.backup + sync")
+    with_bare = settle(Figure(f"{title}, with its default backup, vs bare", "≤ 2x", 2.0),
+                       default, bares)
+    with_bare.note = "the same rollback; bare: git checkout --detach + Connection.backup"
+    no_backup = settle(Figure(f"{title}, create_backup=False, vs bare", "≤ 1.5x", 1.5),
+                       unsafe, bares)
+    no_backup.note = ("rollback_to_version(create_backup=False): its restore takes no safety "
+                      "backup either; bare as above")
+    return [with_fair, with_bare, no_backup]

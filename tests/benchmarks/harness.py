@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Figure", "Phases", "Timer", "alternate", "median_phases", "render_table", "settle",
-           "to_json"]
+__all__ = ["Figure", "Phases", "Timer", "alternate", "median_phases", "render_table", "rotate",
+           "settle", "to_json"]
 
 Run = Callable[[], Awaitable[float]]  # one run; returns the seconds that count
 
@@ -84,6 +84,17 @@ async def alternate(
             if run is not None:
                 into.append(await run())
     return mine, theirs
+
+
+async def rotate(runs: list[Run], rounds: int) -> list[list[float]]:
+    """Run each of `runs` `rounds` times, the order rotating each round (no run is always
+    first or last); returns the samples of each, in the order given."""
+    samples: list[list[float]] = [[] for _ in runs]
+    for n in range(rounds):
+        for k in range(len(runs)):
+            index = (n + k) % len(runs)
+            samples[index].append(await runs[index]())
+    return samples
 
 
 def median(values: list[float]) -> float | None:

@@ -32,6 +32,7 @@ __all__ = [
     "build_index_world",
     "build_repo",
     "build_state",
+    "change_state",
     "clone_deployment",
     "git",
     "isolate",
@@ -262,6 +263,31 @@ def build_state(deployment: Deployment, scale: Scale) -> dict[str, int]:
         "json": sum(p.stat().st_size for p in (data / "json").iterdir()),
         "random": (blobs / "random.bin").stat().st_size,
     }
+
+
+def change_state(deployment: Deployment, day: int, *, share: float = 0.01) -> list[Path]:
+    """What a day of the bot's use changes, between a backup and its restore: `share` of the
+    messages rewritten, the same share of the JSON files, and `.env`; always the same rows
+    and files (with the day in their new content), so that days without a restore between
+    them change no more than one does. Returns the live files changed (what a restore of the
+    earlier backup replaces)."""
+    data = deployment.data
+    step = max(1, round(1 / share))
+    db = sqlite3.connect(data / "app.db", isolation_level=None)
+    try:
+        db.execute("UPDATE messages SET content = ? || id WHERE id % ? = 0",
+                   (f"edited on day {day}: message ", step))
+    finally:
+        db.close()
+    changed = [data / "app.db", deployment.root / ".env"]
+    folder = data / "json"
+    for path in sorted(folder.iterdir() if folder.is_dir() else [])[::step]:
+        document = json.loads(path.read_text())
+        document["updated_at"] = f"2024-06-{1 + day % 28:02d}T12:{day % 60:02d}:00Z"
+        path.write_text(json.dumps(document, indent=2))
+        changed.append(path)
+    (deployment.root / ".env").write_text(ENV_TEXT + f"LAST_CHANGE={day}\n")
+    return changed
 
 
 # -- the index --------------------------------------------------------------------------------

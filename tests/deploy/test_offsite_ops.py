@@ -11,7 +11,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import tarfile
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from gitrelease.state.offsite import S3Offsite
 from gitrelease.state.offsite_crypt import object_name
 from tests.conftest import ENV_SECRET, REPO_ROOT, World, guilds
 from tests.s3 import S3Server, object_keys, offsite_settings, start_s3
+from tests.state.test_backups import members_of
 
 
 def _cli(world: World, *args: str) -> subprocess.CompletedProcess[str]:
@@ -277,11 +277,10 @@ def test_archives_fetched_back_are_tar_archives_that_match(
     key = offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup",
                            key=tmp_path / "offsite.key")
     made = json.loads(_cli(world, "--json", "backup", "create").stdout)
-    into = tmp_path / "back.tar.gz"
+    into = tmp_path / Path(made["file_path"]).name.replace(made["id"], "back")
     S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint).fetch(made["id"], into, key=key)
     assert into.read_bytes() == Path(made["file_path"]).read_bytes()
-    with tarfile.open(into) as archive:
-        assert ".env" in {Path(m.name).name for m in archive.getmembers()}
+    assert ".env" in {Path(name).name for name in members_of(into)}
 
 
 def test_bad_credentials_fail_plainly_keep_the_backup_and_show_no_secret(

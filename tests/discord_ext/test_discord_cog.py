@@ -198,7 +198,7 @@ async def test_backup_create_and_notification(h: Harness) -> None:
                                              "backup_name": "from_discord"})
     assert not result.errors, result.errors
     assert title(result) == "📦 Backup Complete"
-    assert list((h.world.deploy / "data" / "backups").glob("*.tar.gz"))
+    assert list((h.world.deploy / "data" / "backups").glob("*.tar.zst"))
     posted = await h.fake.wait_for_request("POST", f"/channels/{channel}/messages")
     assert "from_discord" in posted.json["content"]
 

@@ -218,6 +218,9 @@ async def test_a_restore_creating_a_file_removes_it_again_on_failure(
     async with await ReleaseManager.open(world.deploy) as manager:
         backup = await manager.create_backup("full")
         extra.unlink()
+        with sqlite3.connect(world.deploy / "data" / "app.db") as db:  # restored, and fails
+            db.execute("UPDATE guilds SET prefix = 'now'")
+        db.close()
         real_apply = restore_module._apply
 
         def fail_at_the_database(staged: Path, live: Path, is_database: bool) -> None:
