@@ -165,6 +165,9 @@ class CogLifecycle(commands.Cog):
                                 backup_id, why)
             except GitReleaseError as exc:
                 log.warning("offsite uploads: %s", exc.message)
+            except Exception as exc:  # the loop outlives any one round
+                log.warning("offsite uploads: unexpected %s (retried later)",
+                            type(exc).__name__)
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.offsite_every)
 

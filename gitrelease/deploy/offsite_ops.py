@@ -126,11 +126,18 @@ async def _upload(d: Deployment, store: Store, backup: Backup, actor: str) -> Of
                                       "its checksum: it is not uploaded",
                                       hint="gitrelease backup verify marks it; push another")
             copy = await in_thread(offsite.push, backup.id, path, record, digest, key=key)
-    except GitReleaseError as exc:
-        await store.set_offsite(backup.id, OffsiteState.FAILED, error=exc.message,
+    except Exception as exc:
+        # What is not gitrelease's own error is said by its type alone: its text could hold
+        # what a library put there (a URL, a header), never to be shown or stored.
+        failure = exc if isinstance(exc, GitReleaseError) else GitReleaseError(
+            f"the upload of {backup.id} failed: {type(exc).__name__}")
+        await store.set_offsite(backup.id, OffsiteState.FAILED, error=failure.message,
                                 attempts=attempts + 1, at=utcnow())
-        await store.audit(actor, "backup_push", backup.id, "failed", {"error": exc.message})
-        raise
+        await store.audit(actor, "backup_push", backup.id, "failed",
+                          {"error": failure.message})
+        if failure is exc:
+            raise
+        raise failure from None
     except BaseException:
         await store.set_offsite(backup.id, OffsiteState.FAILED, error="interrupted",
                                 attempts=attempts + 1, at=utcnow())
@@ -259,6 +266,14 @@ async def prune_offsite(d: Deployment, *, dry_run: bool = False,
     tag = (await d.release_point()).tag
     doomed, kept = choose_doomed([_as_backup(c) for c in copies], await store.backups_in_use(),
                                  tag, d.settings, offsite=True)
+    # What `gitrelease recover` would bring a lost host back from stays, whatever the limits
+    # say: the newest full backup with a release, when the newest of all is a partial one.
+    full = [c for c in copies if c.record.get("backup_type", "full") == "full"
+            and c.record.get("commit")]
+    if full:
+        newest = max(full, key=lambda c: (str(c.record.get("created_at", "")), c.backup_id))
+        kept.setdefault(newest.backup_id, "newest full backup (what recover restores)")
+        doomed = [b for b in doomed if b.id != newest.backup_id]
     result = PruneResult(dry_run=dry_run, deleted=doomed, kept=kept)
     if dry_run or not doomed:
         return result
@@ -270,7 +285,10 @@ async def prune_offsite(d: Deployment, *, dry_run: bool = False,
     for backup_id in gone:
         local = await store.get_backup(backup_id)
         if local is not None and local.id == backup_id:
-            await store.set_offsite(backup_id, OffsiteState.NONE)
+            if local.only_offsite:  # pruned here before: with its copy, nothing is left
+                await store.delete_backup(backup_id)
+            else:
+                await store.set_offsite(backup_id, OffsiteState.NONE)
     result.deleted = [b for b in doomed if b.id in gone]
     await store.audit(actor, "offsite_prune", None, "completed", {"deleted": gone})
     return result
@@ -333,7 +351,8 @@ async def bring_back(d: Deployment, store: Store, backup: Backup, *,
                               "(its sha256 differs from the index's)")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        await in_thread(offsite.fetch, backup.id, target, key=key)
+        await in_thread(offsite.fetch, backup.id, target, key=key,
+                        expect=backup.checksum)
     except GitReleaseError as exc:
         await store.audit(actor, "backup_fetch", backup.id, "failed", {"error": exc.message})
         raise

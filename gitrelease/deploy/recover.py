@@ -141,12 +141,14 @@ async def _rebuild(clone: Any, offsite: Any, chosen: OffsiteCopy, origin: str,
             notes.append(f"the settings came back with the backup: check that "
                          f"offsite_key_file names {key_file or 'the key'} on this host")
         else:  # the deployment's copies stay where they were found
-            lines = ['offsite = "manual"', f'offsite_url = "{offsite.shown}"']
+            import tomlkit
+
+            values = {"offsite": "manual", "offsite_url": offsite.shown}
             if endpoint:
-                lines.append(f'offsite_endpoint = "{endpoint}"')
-            if key_file is not None:
-                lines.append(f'offsite_key_file = "{Path(key_file).resolve()}"')
-            await in_thread(atomic_write, settings, ("\n".join(lines) + "\n").encode())
+                values["offsite_endpoint"] = endpoint
+            if key_file is not None:  # a path with quotes or backslashes stays one string
+                values["offsite_key_file"] = str(Path(key_file).resolve())
+            await in_thread(atomic_write, settings, tomlkit.dumps(values).encode())
             notes.append(f"wrote {settings.name}: offsite copies at {offsite.shown}")
         await store.audit(actor, "recover", chosen.backup_id, "completed",
                           {"from": offsite.shown, "commit": commit})

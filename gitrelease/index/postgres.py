@@ -270,7 +270,8 @@ class PostgresStore(FleetTables):
                 (self.scope, backup.id, json.dumps(manifest["files"])))
         columns = (*BACKUP_COLUMNS, "name_key")
         marks = ", ".join("%s" for _ in columns)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:]
+                            if c not in rows.OFFSITE_COLUMNS)
         await self._run(
             f"INSERT INTO backups (scope, {', '.join(columns)}) "  # noqa: S608
             f"VALUES (%s, {marks}) ON CONFLICT (scope, id) DO UPDATE SET {updates}",

@@ -51,6 +51,9 @@ BACKUP_COLUMNS = (
     "commit_id", "keep", "verified_at", "problem", "deleting", "offsite", "offsite_error",
     "offsite_attempts", "offsite_at",
 )
+#: Written when a row is inserted and afterwards only by `set_offsite`: an upload runs outside
+#: the operation lock, and a row read before it must not put its offsite state back.
+OFFSITE_COLUMNS = ("offsite", "offsite_error", "offsite_attempts", "offsite_at")
 SCHEDULE_COLUMNS = (
     "id", "name", "schedule_type", "update_time", "update_days", "update_types", "enabled",
     "created_by", "created_at", "last_run", "next_run", "max_backups_to_keep", "last_outcome",

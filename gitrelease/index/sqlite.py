@@ -289,7 +289,8 @@ class SQLiteStore:
         row = self._backup_row(backup)
         columns = ", ".join(_BACKUP_COLUMNS)
         marks = ", ".join("?" for _ in _BACKUP_COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _BACKUP_COLUMNS[1:])
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _BACKUP_COLUMNS[1:]
+                            if c not in records.OFFSITE_COLUMNS)
         await self._db.execute(
             f"INSERT INTO backups ({columns}) VALUES ({marks}) "  # noqa: S608
             f"ON CONFLICT (id) DO UPDATE SET {updates}", row)

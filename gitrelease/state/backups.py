@@ -35,6 +35,7 @@ from gitrelease.core.errors import (
     VerificationFailed,
 )
 from gitrelease.core.models import (
+    ARCHIVE_MISSING,
     Backup,
     BackupStatus,
     BackupType,
@@ -162,9 +163,10 @@ class BackupService:
         backup.metadata = {"manifest": written.manifest, "origin": options.origin.value}
         if self.settings.verify_backups:
             backup.verified_at = utcnow()
+        await self.store.save_backup(backup)
         if self.settings.offsite == "after_backup" and self.settings.offsite_url:
             backup.offsite = OffsiteState.QUEUED  # uploaded once the operation is over
-        await self.store.save_backup(backup)
+            await self.store.set_offsite(backup.id, OffsiteState.QUEUED)
         return backup
 
     def _gather(self, backup_type: BackupType, include_logs: bool) -> Gathered:
@@ -368,9 +370,22 @@ class BackupService:
         result = PruneResult(dry_run, kept=kept)
         for backup in doomed:
             if not dry_run:
-                await self.delete(backup)
+                if backup.offsite is OffsiteState.UPLOADED and backup.file_path:
+                    await self._keep_offsite_only(backup)
+                else:
+                    await self.delete(backup)
             result.deleted.append(backup)
         return result
+
+    async def _keep_offsite_only(self, backup: Backup) -> None:
+        """Pruned here, but copied offsite: the archive goes, the row stays (the backup is
+        listed as offsite, and a restore or rollback fetches it back) until the offsite
+        retention deletes the copy. The row says so before the file goes."""
+        backup.status = BackupStatus.CORRUPTED
+        backup.problem = ARCHIVE_MISSING
+        backup.verified_at = None
+        await self.store.save_backup(backup)
+        await asyncio.to_thread(self.archives.delete, backup.file_path or "")
 
     async def reconcile(self) -> list[str]:
         """Make the store and the index agree after a crash (see `reconcile`); the caller

@@ -176,8 +176,12 @@ class S3Offsite:
         after any failure; refused (`OffsiteBusy`) while another host prunes."""
         if not _ID.match(backup_id):
             raise OffsiteError(f"{backup_id!r} is not a backup id")
-        digest = sha256 or sha256_file(archive)
-        size = archive.stat().st_size
+        try:
+            digest = sha256 or sha256_file(archive)
+            size = archive.stat().st_size
+        except OSError as exc:
+            raise OffsiteError(f"cannot read the archive of {backup_id}: "
+                               f"{exc.strerror or exc}") from None
         with self._lock("upload", against=("prune",)):
             if key is None:
                 name, stored_size = digest, size
@@ -193,15 +197,23 @@ class S3Offsite:
                     try:
                         offsite_crypt.encrypt_file(key, archive, sealed)
                         stored_size = sealed.stat().st_size
+                    except OSError as exc:  # the disk beside the archive, not the bucket
+                        raise OffsiteError(f"could not seal {backup_id} for upload beside "
+                                           f"its archive: {exc.strerror or exc}") from None
+                    try:
                         self._upload(backup_id, sealed, name)
                     finally:
                         sealed.unlink(missing_ok=True)
             body = {**record, "backup_id": backup_id, "sha256": digest, "size": size,
                     "object": name, "stored_size": stored_size, "encrypted": key is not None}
             if key is not None:
-                from gitrelease.state.offsite_crypt import key_id
+                from gitrelease.state.offsite_crypt import key_id, record_mac
 
                 body["key_id"] = key_id(key)
+                # Signed as it will read back (JSON's types), so that whoever holds the key
+                # can tell the record is this one, unchanged.
+                body = json.loads(json.dumps(body, default=_json_default))
+                body["mac"] = record_mac(key, body)
             self._call(f"record {backup_id}", "put_object", Bucket=self.bucket,
                        Key=self._key("backups", f"{backup_id}.json"),
                        Body=json.dumps(body, sort_keys=True, default=_json_default).encode(),
@@ -216,11 +228,10 @@ class S3Offsite:
                                      Config=self._transfer)
         except (BotoCoreError, ClientError) as exc:
             raise self._failed(f"upload {backup_id}", exc) from None
-        except Exception as exc:  # s3transfer wraps what the service said
+        except Exception as exc:  # s3transfer wraps what the service said, or gives up
             cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, BotoCoreError | ClientError):
-                raise self._failed(f"upload {backup_id}", cause) from None
-            raise
+            raise self._failed(f"upload {backup_id}", cause if isinstance(
+                cause, BotoCoreError | ClientError) else exc) from None
 
     @contextmanager
     def _lock(self, kind: str, *, against: tuple[str, ...]) -> Iterator[None]:
@@ -289,13 +300,19 @@ class S3Offsite:
     def copy(self, backup_id: str) -> OffsiteCopy | None:
         return next((c for c in self.copies() if c.backup_id == backup_id), None)
 
-    def fetch(self, backup_id: str, into: Path, *, key: bytes | None = None) -> OffsiteCopy:
+    def fetch(self, backup_id: str, into: Path, *, key: bytes | None = None,
+              expect: str | None = None) -> OffsiteCopy:
         """Download the backup's archive to `into`, decrypted if it was encrypted, checked
-        against its digest: written to a temporary name first, renamed only when it matches
-        (a mismatch, a wrong key or a failed download leaves nothing)."""
+        against its digest (and `expect`, the sha256 the local index recorded, when there is
+        one): written to a temporary name first, renamed only when it matches (a mismatch, a
+        wrong key or a failed download leaves nothing)."""
         copy = self.copy(backup_id)
         if copy is None:
             raise OffsiteError(f"{self.shown} holds no backup {backup_id}")
+        if expect is not None and copy.sha256 != expect:
+            raise OffsiteError(f"the offsite copy of {backup_id} is not the archive the index "
+                               "recorded (another sha256): it is not fetched",
+                               hint="run gitrelease backup verify --offsite")
         partial = _scratch(into.parent, backup_id)
         try:
             self._check_into(copy, partial, key)
@@ -318,6 +335,20 @@ class S3Offsite:
 
     def _check_into(self, copy: OffsiteCopy, target: Path, key: bytes | None) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
+
+        if key is not None:
+            import hmac
+
+            from gitrelease.state.offsite_crypt import record_mac
+
+            mac = copy.record.get("mac")
+            if not isinstance(mac, str) or not hmac.compare_digest(
+                    mac, record_mac(key, copy.record)):
+                raise OffsiteError(
+                    f"the offsite record of {copy.backup_id} is not signed with this key: it "
+                    "was changed, or written without a key or with another; refused",
+                    hint="if it was pushed before offsite_key_file was set, fetch it with no "
+                         "key set; otherwise restore from another backup")
 
         if copy.encrypted:
             from gitrelease.state import offsite_crypt
@@ -342,6 +373,15 @@ class S3Offsite:
                                         "--offsite")
         except (BotoCoreError, ClientError) as exc:
             raise self._failed(f"download {copy.backup_id}", exc) from None
+        except GitReleaseError:
+            raise
+        except OSError as exc:  # the local disk: full, or the folder gone
+            raise OffsiteError(f"could not write the copy of {copy.backup_id} here: "
+                               f"{exc.strerror or exc}") from None
+        except Exception as exc:  # s3transfer giving up (retries exceeded), wrapped errors
+            cause = exc.__cause__ or exc.__context__
+            raise self._failed(f"download {copy.backup_id}", cause if isinstance(
+                cause, BotoCoreError | ClientError) else exc) from None
         finally:
             if sealed != target:
                 sealed.unlink(missing_ok=True)

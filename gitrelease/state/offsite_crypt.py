@@ -32,6 +32,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -40,7 +41,7 @@ import struct
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -61,6 +62,7 @@ __all__ = [
     "load_key",
     "new_key_file",
     "object_name",
+    "record_mac",
 ]
 
 KEY_BYTES = 32
@@ -202,6 +204,16 @@ def object_name(key: bytes, sha256: str) -> str:
     if not _SHA256.match(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return hmac.new(key, b"object:" + sha256.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def record_mac(key: bytes, record: dict[str, Any]) -> str:
+    """The tag that says a backup's offsite record was written with `key` and not changed
+    since: HMAC-SHA256 over the record's canonical JSON (every field but the tag itself). A
+    record that lacks it, or whose fields were edited (`encrypted` set false, another object
+    named), is refused wherever the key is at hand."""
+    body = {k: v for k, v in record.items() if k != "mac"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return hmac.new(key, b"record:" + canonical, hashlib.sha256).hexdigest()
 
 
 def is_encrypted(path: Path) -> bool:

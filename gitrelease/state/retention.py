@@ -1,7 +1,8 @@
 """Which backups a prune deletes: max_backups and backup_retention_days, and what is protected.
 
 Protected, whatever their age or number: the newest completed backup, the newest of the
-deployed tag, those marked keep, and those an unfinished update still needs. They count
+deployed tag, those marked keep, those an unfinished update still needs, and (with offsite
+copies on) those whose upload is still to come or failed. They count
 toward max_backups; the oldest others go until it is met. `BackupService.prune` deletes
 what is chosen here.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from gitrelease.core.models import Backup, BackupStatus, utcnow
+from gitrelease.core.models import Backup, BackupStatus, OffsiteState, utcnow
 from gitrelease.core.settings import Settings
 
 __all__ = ["PruneResult", "choose_doomed"]
@@ -55,6 +56,11 @@ def choose_doomed(
             protected.setdefault(b.id, "marked keep")
     for backup_id in in_use:
         protected.setdefault(backup_id, "needed by an unfinished update")
+    if not offsite and settings.offsite != "off" and settings.offsite_url:
+        # Its upload is to come or failed and is retried: pruned here, it never would be.
+        for b in completed:
+            if b.offsite in (OffsiteState.QUEUED, OffsiteState.UPLOADING, OffsiteState.FAILED):
+                protected.setdefault(b.id, "not copied offsite yet")
     cutoff = utcnow() - timedelta(days=days)
     excess = len(completed) - max_backups
     doomed: list[Backup] = []

@@ -8,13 +8,13 @@ changed.
 
 A database is archived as a snapshot SQLite's backup API wrote, which differs from the live
 file it copied in its header's bookkeeping only: the journal mode bytes (WAL or not), the file
-change counter, the version-valid-for number and the SQLite version (`HEADER_MARKS`). The
-manifest records the snapshot's values there (`header_marks`), and the live file is hashed
-with them in their place: a database whose every page is the snapshot's counts as unchanged.
-It counts only when SQLite has nothing pending beside it: a non-empty ``-wal`` holds commits
-the main file does not show yet, and a ``-journal`` may be a hot rollback journal; either way
-its bytes do not say what its content is, so it is restored. An archive without the marks
-never has an unchanged database.
+change counter, the schema cookie, the version-valid-for number and the SQLite version
+(`HEADER_MARKS`). The manifest records the snapshot's values there (`header_marks`), and the
+live file is hashed with them in their place: a database whose every page is the snapshot's
+counts as unchanged. It counts only when SQLite has nothing pending beside it: a non-empty
+``-wal`` holds commits the main file does not show yet, and a ``-journal`` may be a hot
+rollback journal; either way its bytes do not say what its content is, so it is restored. An
+archive without the marks never has an unchanged database.
 """
 
 from __future__ import annotations
@@ -34,10 +34,11 @@ __all__ = ["HEADER_MARKS", "header_marks", "unchanged_files"]
 
 _SIDE_FILES = ("-wal", "-journal")
 #: (offset, length) in a SQLite header of what a backup-API copy sets for itself: the write
-#: and read format versions (2 in WAL mode, 1 otherwise), the file change counter, the
+#: and read format versions (2 in WAL mode, 1 otherwise), the file change counter, the schema
+#: cookie (which the backup API bumps, so other connections reload the schema), the
 #: version-valid-for number and the version of the SQLite library that wrote it last. Every
 #: other byte of the file is the pages' own.
-HEADER_MARKS = ((18, 2), (24, 4), (92, 4), (96, 4))
+HEADER_MARKS = ((18, 2), (24, 4), (40, 4), (92, 4), (96, 4))
 _HEADER = 100
 
 
@@ -110,6 +111,8 @@ def _same_shape(path: Path, entry: Mapping[str, Any], is_database: bool) -> bool
 def _sqlite_sha256(path: Path, marks: str) -> str:
     """The sha256 the live database would have with the snapshot's `marks` in its header."""
     recorded = bytes.fromhex(marks)
+    if len(recorded) != sum(size for _at, size in HEADER_MARKS):
+        raise ValueError("marks of another layout")
     digest = hashlib.sha256()
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)

@@ -315,3 +315,102 @@ def test_bad_credentials_fail_plainly_keep_the_backup_and_show_no_secret(
     finally:
         server.process.terminate()
         server.process.wait(timeout=10)
+
+
+async def test_a_forged_record_is_refused_where_the_key_is_at_hand(
+        world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    """Someone who can write to the bucket (what the encryption is there against) rewrites
+    the newest record: in the clear, pointing at an archive of their own, sha256 and all."""
+    import hashlib
+
+    key = offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup",
+                           key=tmp_path / "offsite.key")
+    made = (await _backups(world, {}))[0]
+    client = s3_server.client()
+    record_key = f"bot/backups/{made}.json"
+    record = json.loads(client.get_object(  # type: ignore[attr-defined]
+        Bucket=s3_bucket, Key=record_key)["Body"].read())
+    assert isinstance(record.get("mac"), str)
+    forged = b"not the archive that was pushed"
+    digest = hashlib.sha256(forged).hexdigest()
+    client.put_object(Bucket=s3_bucket, Key=f"bot/objects/{digest}",  # type: ignore[attr-defined]
+                      Body=forged)
+    record.update(encrypted=False, object=digest, sha256=digest, size=len(forged),
+                  stored_size=len(forged))
+    client.put_object(Bucket=s3_bucket, Key=record_key,  # type: ignore[attr-defined]
+                      Body=json.dumps(record).encode())
+    offsite = S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint)
+    into = tmp_path / "fetched.tar.zst"
+    from gitrelease.state.offsite import OffsiteError
+
+    with pytest.raises(OffsiteError, match="not signed with this key"):
+        offsite.fetch(made, into, key=key)
+    assert not into.exists()
+    # And the deployment's own fetch, its archive gone, refuses it before any download.
+    async with await ReleaseManager.open(world.deploy) as manager:
+        backup = await manager.get_backup(made)
+    Path(backup.file_path or "").unlink()
+    restored = _cli(world, "backup", "restore", made, "--yes")
+    assert restored.returncode != 0 and "another archive" in restored.stderr, restored.stderr
+    assert not Path(backup.file_path or "").exists()
+
+
+async def test_local_pruning_keeps_what_is_not_offsite_yet_and_the_row_of_what_is(
+        world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    """Two days with the bucket away and max_backups reached: nothing not yet uploaded is
+    pruned here; an uploaded backup pruned here stays listed as offsite, restorable."""
+    key_file = tmp_path / "offsite.key"
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup", key=key_file,
+                     extra="max_backups = 1\n")
+    uploaded = (await _backups(world, {}))[0]
+    settings = world.deploy / "data" / "settings.toml"
+    working = settings.read_text()
+    settings.write_text(working.replace(s3_server.endpoint, "http://127.0.0.1:9"))
+    waiting = await _backups(world, {}, {})  # each prunes after it, by auto_cleanup
+    async with await ReleaseManager.open(world.deploy) as manager:
+        where = {b.id: b.location for b in await manager.list_backups()}
+    assert where == {uploaded: "offsite", waiting[0]: "failed", waiting[1]: "failed"}
+    async with await ReleaseManager.open(world.deploy) as manager:
+        for backup_id in waiting:  # not pruned: their archives are all there is of them
+            assert Path((await manager.get_backup(backup_id)).file_path or "").is_file()
+        assert (await manager.get_backup(uploaded)).only_offsite  # fetched back on restore
+    # The bucket is back: the queue drains; pruned here, the older one stays listed offsite.
+    settings.write_text(working)
+    pushed = _cli(world, "backup", "push", "--queued", "--force")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert _cli(world, "backup", "prune").returncode == 0
+    assert await _where(world, waiting[0]) == "offsite"
+    # Offsite retention deleting those copies deletes the rows that only pointed at them.
+    settings.write_text(working + "offsite_max_backups = 1\n")
+    pruned = _cli(world, "backup", "prune", "--offsite")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    listed = json.loads(_cli(world, "--json", "backup", "list").stdout)
+    assert [(b["id"], b["location"]) for b in listed] == [(waiting[1], "both")]
+
+
+async def test_a_stale_row_never_puts_an_upload_state_back(world: World) -> None:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        backup = await manager.create_backup("full")
+        store = await manager.index()
+        stale = await store.get_backup(backup.id)
+        await store.set_offsite(backup.id, OffsiteState.UPLOADED, at=utcnow())
+        assert stale is not None and stale.offsite is OffsiteState.NONE
+        stale.verified_at = utcnow()
+        await store.save_backup(stale)  # e.g. a verify that read the row before the upload
+        again = await store.get_backup(backup.id)
+    assert again is not None and again.offsite is OffsiteState.UPLOADED
+    assert again.verified_at is not None
+
+
+async def test_offsite_retention_keeps_the_newest_full_backup_recover_needs(
+        world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup",
+                     key=tmp_path / "offsite.key", extra="offsite_max_backups = 1\n")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full = await manager.create_backup("full")
+        partial = [await manager.create_backup("database") for _ in range(2)]
+        result = await manager.prune_offsite()
+    offsite = S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint)
+    assert [c.backup_id for c in offsite.copies()] == [full.id, partial[1].id]
+    assert [b.id for b in result.deleted] == [partial[0].id]
+    assert "recover" in result.kept[full.id]
