@@ -357,16 +357,7 @@ def _render_backup_result(action: str, result: Any) -> str:
     if action == "list":
         return render.render_backups(result)
     if action == "restore":
-        lines = [f"Restored {counted(len(result.restored), 'file')} from {result.backup.id} "
-                 f"({result.restore_type})" + (":" if result.restored else ".")]
-        lines += [f"  {name}" for name in result.restored]
-        if result.unchanged:
-            lines.append(f"{counted(result.unchanged, 'file')} already as backed up, left as "
-                         f"{'it was' if result.unchanged == 1 else 'they were'}.")
-        lines += [f"warning: {w}" for w in result.warnings]
-        if result.safety_backup is not None:
-            lines.append(f"The state before the restore is in {result.safety_backup.id}.")
-        return "\n".join(lines)
+        return render.render_restore(result)
     if action == "push":
         return render.render_push(result)
     if action == "verify" and isinstance(result, dict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gitrelease.cli.render_check import render_check
-from gitrelease.core.text import size
+from gitrelease.core.text import counted, size
 
 if TYPE_CHECKING:
     from gitrelease.core.models import Backup, SystemInfo, UpdateSession
@@ -214,3 +214,17 @@ def render_backups(backups: list[Backup], *, first: int = 0,
     body = "\n".join(f"{n}. " + render_backup(b, verbose=False) for n, b in
                      enumerate(shown, start=first + 1))
     return f"{body}\nTotal backups: {len(backups)} (stored: {size(stored)})"
+
+
+def render_restore(result: Any) -> str:
+    """What a restore replaced, what it left as it was, and where the state before it is."""
+    lines = [f"Restored {counted(len(result.restored), 'file')} from {result.backup.id} "
+             f"({result.restore_type})" + (":" if result.restored else ".")]
+    lines += [f"  {name}" for name in result.restored]
+    if result.unchanged:
+        lines.append(f"{counted(result.unchanged, 'file')} already as backed up, left as "
+                     f"{'it was' if result.unchanged == 1 else 'they were'}.")
+    lines += [f"warning: {w}" for w in result.warnings]
+    if result.safety_backup is not None:
+        lines.append(f"The state before the restore is in {result.safety_backup.id}.")
+    return "\n".join(lines)

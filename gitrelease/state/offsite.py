@@ -10,7 +10,8 @@ renames only a copy that matches: a tampered or truncated object is refused, nev
 
 With a key (setting `offsite_key_file`), an archive is encrypted on this host before it
 leaves (`offsite_crypt`: AES-GCM in chunks) and kept under a name keyed by that key, so the
-storage sees neither the archive nor its digest; the record says which key it needs.
+storage sees neither the archive nor its digest; the record says which key it needs, and
+is signed with it (`offsite_crypt.record_mac`), checked before any download where the key is.
 
 Uploads and prunes take a lock in the bucket (``PREFIX/locks/<kind>-<uuid>.json``, restic's
 way): each writes its own lock, then lists the others, and backs off when it finds one of the
@@ -22,6 +23,9 @@ instance role), never from gitrelease's settings; errors name the bucket and the
 error code, never a key. Every method blocks (network): callers run them in a thread.
 Uploads and downloads go in parts of `PART_SIZE` with a few threads, so memory stays bounded
 whatever the archive's size.
+
+Over the ~400-line aim: one class, S3Offsite, whose parts (locks, push, fetch and check,
+prune) share its client, its names and its error wording; split, each would import the rest.
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from gitrelease.deploy.rollback import RollbackOptions
 from gitrelease.manager import ReleaseManager
 from tests.conftest import World, git, kill_at
 from tests.realbot import BOT_TOKEN, CONFIG_V5, users
+from tests.state.test_backups import members_of
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = BOT_TOKEN.split("=", 1)[1].strip()
@@ -204,8 +204,7 @@ def test_edit_that_does_not_conflict_is_carried_and_backed_up(realbot: World) ->
                                               "stash", "checkout", "verify", "carry"]
     # The pre-update backup holds the patch of the edits.
     (backup,) = as_json(cli(realbot.deploy, "--json", "backup", "list"))
-    with tarfile.open(backup["file_path"]) as archive:
-        names = archive.getnames()
+    names = members_of(Path(backup["file_path"]))
     assert f"data/local_changes/{session['id']}.patch" in names
 
 
