@@ -7,18 +7,26 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["atomic_write", "dir_size", "fsync_dir", "make_durable"]
+__all__ = ["atomic_stream", "atomic_write", "dir_size", "fsync_dir", "make_durable"]
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Write to a temp name in the same directory, fsync, rename over `path`, fsync the dir."""
+    atomic_stream(path, lambda out: out.write(data), mode=mode)
+
+
+def atomic_stream(path: Path, write: Callable[[BinaryIO], object], *,
+                  mode: int = 0o600) -> None:
+    """`atomic_write` for content too large to hold: `write` streams it into the temporary
+    file; on any failure neither the temporary file nor a new `path` is left."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gitrelease.core.errors import GitReleaseError
-from gitrelease.core.fsutil import fsync_dir
+from gitrelease.core.fsutil import atomic_stream, fsync_dir
 
 __all__ = [
     "KEY_BYTES",
@@ -368,16 +368,5 @@ def _why_not(source: Path, aead: AESGCM, prefix: bytes, header: bytes, index: in
 def _stream(source: Path, target: Path, write: Callable[[BinaryIO, BinaryIO], None]) -> None:
     """Run `write` from `source` into a temporary file beside `target`, then fsync and rename
     it over `target`; on any failure neither the temporary file nor a new target is left."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            write(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_dir(target.parent)
+    with open(source, "rb") as src:
+        atomic_stream(target, lambda out: write(src, out))

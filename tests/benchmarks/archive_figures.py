@@ -209,6 +209,19 @@ def _run(*command: str, cwd: Path | None = None) -> None:
     subprocess.run(command, check=True, capture_output=True, cwd=cwd)
 
 
+async def _timed_restore(manager: Any, backup: Any, phases: list[dict[str, float]]) -> float:
+    """One restore of `backup`, timed, its steps kept in `phases`; its safety backup then
+    deleted (untimed)."""
+    steps = Phases()
+    timer = Timer()
+    result = await manager.restore_backup(backup.id, {"confirm": True}, progress=steps)
+    elapsed = timer.elapsed()
+    phases.append(steps.durations(timer.started + elapsed))
+    if result.safety_backup is not None:
+        await manager.delete_backup(result.safety_backup.id, confirm=True)
+    return elapsed
+
+
 async def _restore_changed(bench: Bench, compression: str, unpack: list[str],
                            bare_limit: float) -> list[Figure]:
     """A full backup restored after a day of the bot's use changed 1% of its database rows,
@@ -233,14 +246,7 @@ async def _restore_changed(bench: Bench, compression: str, unpack: list[str],
 
         async def ours() -> float:
             await changed()
-            steps = Phases()
-            timer = Timer()
-            result = await manager.restore_backup(backup.id, {"confirm": True}, progress=steps)
-            elapsed = timer.elapsed()
-            phases.append(steps.durations(timer.started + elapsed))
-            if result.safety_backup is not None:
-                await manager.delete_backup(result.safety_backup.id, confirm=True)
-            return elapsed
+            return await _timed_restore(manager, backup, phases)
 
         async def fair() -> float:
             files = await changed()
@@ -291,14 +297,7 @@ async def _restore_unchanged(bench: Bench) -> Figure:
         phases: list[dict[str, float]] = []
 
         async def ours() -> float:
-            steps = Phases()
-            timer = Timer()
-            result = await manager.restore_backup(backup.id, {"confirm": True}, progress=steps)
-            elapsed = timer.elapsed()
-            phases.append(steps.durations(timer.started + elapsed))
-            if result.safety_backup is not None:
-                await manager.delete_backup(result.safety_backup.id, confirm=True)
-            return elapsed
+            return await _timed_restore(manager, backup, phases)
 
         async def bare() -> float:
             target = scratch / "unpacked"
