@@ -28,16 +28,21 @@ def check(
 ) -> CheckReport:
     """What is available, per source; one failing source does not sink the others.
     Blocking (git and disk work): the facade runs it in a thread, the CLI in its own."""
+    from gitrelease.deploy.holds import backup_holds
+
     kind = parse_update_type(check_type, field="check_type")
     report = CheckReport(kind, utcnow(), "", security_checked=include_security)
+    # What a backup would hold (two git listings and a walk for databases) is worked out
+    # while the remote answers: it depends on nothing the check finds.
+    holds = Beside(lambda: backup_holds(d))
     _check_bot(d, report, include_security, kind)
     others = [s for s in (UpdateType.PACKAGES, UpdateType.DEPENDENCIES, UpdateType.CONFIG)
               if kind in (UpdateType.ALL, s)]
     if others:
         _check_others(d, report, include_security, others)
+    report.backup_holds = holds.result()
     _remember_check(d, report)
-    from gitrelease.deploy.holds import backup_holds
-    report.backup_holds = backup_holds(d)
+    d.claim_data_dir()  # the summary may have just made the data dir
     return report
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -60,6 +61,10 @@ class GitRepo(StashMethods):
         self.git_dir = Path(self._repo.git_dir)
         self.timeout = timeout
         self._remotes: tuple[tuple[int, int, int] | None, list[str]] | None = None
+        # (a, b) -> commits reachable from b but not from a, for two commits by sha: what
+        # one `log --left-right a...b` answers for both directions (a check asks both).
+        self._between: dict[tuple[str, str], list[Commit]] = {}
+        self._between_lock = threading.Lock()  # the two directions are asked side by side
         self._repo.git.update_environment(**_ENVIRONMENT)
         if "GIT_SSH_COMMAND" not in os.environ and "GIT_SSH" not in os.environ:
             # ssh prompts on its own terminal, past GIT_TERMINAL_PROMPT: forbid it.
@@ -245,16 +250,40 @@ class GitRepo(StashMethods):
         return DiffStats(changed, sum(sizes.get(blob, 0) for blob in blobs))
 
     def commits_between(self, old: str | None, new: str) -> list[Commit]:
-        """Commits reachable from `new` but not from `old`, newest first."""
+        """Commits reachable from `new` but not from `old`, newest first. Between two
+        commits named by sha, both directions come from one process and are kept: the
+        other direction is then answered without git."""
+        if old and _SHA.match(old) and _SHA.match(new):
+            with self._between_lock:
+                return list(self._commits_apart(old, new))
         revs = [f"{old}..{new}"] if old else [new]
-        out = self.run("log", f"--format=%H{_FS}%s{_FS}%B{_RS}", *revs, "--")
-        commits: list[Commit] = []
-        for record in out.split(_RS):
+        return [commit for _side, commit in self._log(f"--format=%H{_FS}%s{_FS}%B{_RS}",
+                                                      *revs)]
+
+    def _commits_apart(self, old: str, new: str) -> list[Commit]:
+        if (old, new) not in self._between:
+            left: list[Commit] = []
+            right: list[Commit] = []
+            for side, commit in self._log(f"--format=%m%H{_FS}%s{_FS}%B{_RS}",
+                                          "--left-right", f"{old}...{new}"):
+                (left if side == "<" else right).append(commit)
+            if len(self._between) > 64:  # a bot's process checks for days: kept bounded
+                self._between.clear()
+            self._between[(old, new)], self._between[(new, old)] = right, left
+        return self._between[(old, new)]
+
+    def _log(self, fmt: str, *revs: str) -> list[tuple[str, Commit]]:
+        """`git log` records as (its left/right mark, or "", and the commit)."""
+        commits: list[tuple[str, Commit]] = []
+        for record in self.run("log", fmt, *revs, "--").split(_RS):
             record = record.lstrip("\n")
             if not record:
                 continue
+            side = ""
+            if record[0] in "<>" and "--left-right" in revs:
+                side, record = record[0], record[1:]
             sha, subject, body = record.split(_FS, 2)
-            commits.append(Commit(sha, subject, body.strip()))
+            commits.append((side, Commit(sha, subject, body.strip())))
         return commits
 
     def show_file(self, commit: str, path: str) -> bytes | None:

@@ -58,3 +58,4 @@ def test_the_cli_dry_run_shows_both_in_json(realbot_packages: World) -> None:
                           "--dry-run").stdout)
     assert plan["config_keys"] == {}
     assert DATABASE in plan["backup_holds"]["databases"]
+
