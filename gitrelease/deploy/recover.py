@@ -68,7 +68,7 @@ async def recover_deployment(
 ) -> Recovered:
     """Bring a deployment back into `directory` (new, or empty) from `origin` and the offsite
     copies at `offsite_url`; see the module's docstring for the order of things."""
-    from gitrelease.git.repo import check_origin, clone
+    from gitrelease.git.clone import check_origin, clone
     from gitrelease.state.archives import ARCHIVE_NAME
     from gitrelease.state.offsite import S3Offsite
     from gitrelease.state.offsite_crypt import OffsiteKeyError, key_id, load_key

@@ -154,6 +154,9 @@ async def restore(
             staged = await _both(service, backup, unpacking, safety,
                                  verify=options.verify_backup)
         result.safety_backup = safety_backup or (safety.result() if safety else None)
+        if safety is not None and result.safety_backup is not None:
+            result.warnings += [f"the safety backup {result.safety_backup.id}: {w}"
+                                for w in result.safety_backup.warnings]
         not_sqlite = sorted(n for n in databases if not is_sqlite(staged[n]))
         if not_sqlite:  # what a restore writes as a database is one, wherever it goes
             await _drop(service, safety)

@@ -27,7 +27,7 @@ from gitrelease.git.records import Commit, DiffStats, FetchResult, TagRef, TagSi
 from gitrelease.git.stash import StashMethods
 from gitrelease.git.stderr import command_failed, fetch_result, tag_signature
 
-__all__ = ["GitRepo", "check_origin", "clone"]
+__all__ = ["GitRepo"]
 
 _FS = "\x1f"  # field separator in --format output
 _RS = "\x1e"  # record separator
@@ -406,35 +406,6 @@ class GitRepo(StashMethods):
                 f"no remote named {remote!r} is configured in {self.root}",
                 hint="add it with `git remote add` or set the `remote` setting",
             )
-
-
-#: What `clone` takes as an origin: a URL of git's own transports, scp-like ssh, or a path.
-_ORIGIN_URL = re.compile(r"^(?:(?:https?|ssh|git|file)://[^\s]+|[\w.-]+@[\w.-]+:[^\s]+|/[^\s]*)$")
-
-
-def check_origin(origin: str) -> None:
-    """Refuse an origin `clone` would not take: only plain transports (no `ext::`, no option
-    smuggled in as a URL)."""
-    if not isinstance(origin, str) or not _ORIGIN_URL.match(origin) or len(origin) > 2000:
-        raise InvalidInput("--origin", origin, "an https://, ssh://, git://, file:// or "
-                           "user@host:path URL, or an absolute path")
-
-
-def clone(origin: str, directory: Path, *, timeout: float = 600.0) -> GitRepo:
-    """Clone `origin` into `directory` (which must not hold anything) without checking a
-    branch out; the caller checks out the commit it wants."""
-    check_origin(origin)
-    env = {**os.environ, **_ENVIRONMENT}
-    if "GIT_SSH_COMMAND" not in os.environ and "GIT_SSH" not in os.environ:
-        env["GIT_SSH_COMMAND"] = "ssh -o BatchMode=yes"
-    try:
-        git.Git(str(directory.parent)).execute(
-            ["git", "clone", "--quiet", "--no-checkout", "--", origin, str(directory)],
-            env=env, kill_after_timeout=timeout)
-    except git.GitCommandError as exc:
-        raise FetchFailed(f"could not clone {redact(origin)}: "
-                          f"{redact(str(exc.stderr or '').strip())[-500:]}") from None
-    return GitRepo(directory)
 
 
 def _require_sha(commit: str) -> None:

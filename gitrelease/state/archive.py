@@ -28,7 +28,13 @@ from typing import IO, Any, BinaryIO
 
 from gitrelease.core.errors import BackupFailed, VerificationFailed
 from gitrelease.core.pausepoints import pause_point
-from gitrelease.state.compression import CHUNK, ParallelGzip, compressor, decompressor
+from gitrelease.state.compression import (
+    CHUNK,
+    DecodeAhead,
+    ParallelGzip,
+    compressor,
+    decompressor,
+)
 
 __all__ = [
     "MANIFEST",
@@ -102,6 +108,13 @@ class _HashingSource(io.RawIOBase):
     def __init__(self, handle: BinaryIO) -> None:
         self._handle = handle
         self.digest = hashlib.sha256()
+        self._ahead: DecodeAhead | None = None
+
+    def take_over(self) -> None:
+        """The caller reads on itself (hashing the rest of the file): whatever decodes ahead
+        of it stops first, so that every byte is still hashed once, in order."""
+        if self._ahead is not None:
+            self._ahead.stop()
 
     def readable(self) -> bool:
         return True
@@ -244,13 +257,15 @@ def write_archive(
 
 @contextmanager
 def open_tar(
-    path: Path, trouble: str
+    path: Path, trouble: str, *, ahead: bool = False,
 ) -> Iterator[tuple[BinaryIO, _HashingSource, tarfile.TarFile]]:
     """The archive as a tar stream; any way it can be damaged becomes VerificationFailed.
 
     Yields the raw file (to read on past the last member: trailing bytes count toward the
     archive's sha256), the hashing reader under the decompressor (whose `digest` is that
-    sha256 once the file is read to its end) and the tar stream itself.
+    sha256 once the file is read to its end; `take_over()` before reading it directly) and
+    the tar stream itself. `ahead`: decode in a thread of its own (`DecodeAhead`), for a
+    reader that has work of its own per byte (hashing and writing what it unpacks).
     """
     import zstandard
 
@@ -260,15 +275,19 @@ def open_tar(
         raise VerificationFailed(f"the archive {path.name} is missing")
     raw = path.open("rb")
     tar: tarfile.TarFile | None = None
+    source = _HashingSource(raw)  # type: ignore[arg-type]
     try:
-        source = _HashingSource(raw)  # type: ignore[arg-type]
         buffered = io.BufferedReader(source, buffer_size=CHUNK)
         stream = decompressor(buffered, compression_of(path))  # type: ignore[arg-type]
+        if ahead and compression_of(path) != "none":
+            source._ahead = DecodeAhead(stream)
+            stream = io.BufferedReader(source._ahead, buffer_size=CHUNK)  # type: ignore[assignment]
         tar = tarfile.open(fileobj=stream, mode="r|")  # noqa: SIM115 - closed below
         yield raw, source, tar
     except damage as exc:
         raise VerificationFailed(f"{path.name} {trouble}: {exc or type(exc).__name__}") from None
     finally:
+        source.take_over()  # no decoder thread outlives the archive's file
         with suppress(Exception):  # closing a damaged stream may complain again
             if tar is not None:
                 tar.close()

@@ -9,6 +9,9 @@ Here: create (gathering the sources, snapshots and the manifest, then writing in
 get, list, verify and delete. What callers pass is `backup_options`; which backups a prune
 deletes is `retention`; putting things in order after a crash is `reconcile`; the archive
 format is `archive`.
+
+Over the ~400-line aim: a backup's creation is one pipeline (gather, snapshot, write beside
+the checks, commit) whose steps share its cancellation and its failure rules.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from gitrelease.core.errors import (
 from gitrelease.core.models import (
     ARCHIVE_MISSING,
     Backup,
+    BackupOrigin,
     BackupStatus,
     BackupType,
     OffsiteState,
@@ -139,9 +143,10 @@ class BackupService:
         # to stop and waited for, so no archive lands after the row says FAILED and the lock
         # is not released while it still writes.
         stop = threading.Event()
+        damaged: list[str] = []  # a safety backup keeps a damaged database, saying so
         writing = asyncio.ensure_future(asyncio.to_thread(
             self._write, backup, sources, compression, file_name, point, options, progress,
-            stop))
+            stop, damaged))
         try:
             written = await asyncio.shield(writing)
         except BaseException as exc:
@@ -156,6 +161,7 @@ class BackupService:
             await asyncio.shield(self.store.save_backup(backup))
             raise
         backup.status = BackupStatus.COMPLETED
+        backup.warnings += damaged
         backup.completed_at = utcnow()
         backup.file_size = written.raw_size
         backup.compressed_size = written.size
@@ -178,7 +184,7 @@ class BackupService:
     def _write(
         self, backup: Backup, sources: list[Source], compression: str, file_name: str,
         point: ReleasePoint, options: BackupOptions, progress: Progress | None,
-        stop: threading.Event,
+        stop: threading.Event, damaged: list[str],
     ) -> archive.ArchiveWritten:
         """Write the archive and commit it into the store (in a thread: it blocks)."""
         pending = self.archives.begin(file_name)
@@ -210,7 +216,12 @@ class BackupService:
                     manifest=lambda: self._manifest(backup, point, options, freeze.result()))
                 for source, check in checked:
                     problem = check.result()
-                    if problem:
+                    if problem and options.origin is BackupOrigin.SAFETY:
+                        # The state before a restore, as it is: often the restore is meant
+                        # to replace just this damage, and refusing it would refuse that.
+                        damaged.append(f"the database {source.name} failed its integrity "
+                                       f"check ({problem.splitlines()[0]}); kept as it was")
+                    elif problem:
                         raise BackupFailed(
                             f"the database {source.name} fails its integrity check "
                             f"({problem}); nothing was kept",

@@ -10,11 +10,14 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import queue
+import threading
 from collections import deque
 from concurrent.futures import Future
+from contextlib import suppress
 from typing import IO, Any
 
-__all__ = ["CHUNK", "ParallelGzip", "compressor", "decompressor"]
+__all__ = ["CHUNK", "DecodeAhead", "ParallelGzip", "compressor", "decompressor"]
 
 CHUNK = 1024 * 1024
 _GZIP_BLOCK = CHUNK  # compressed apart, a 1 MiB block loses ~0.1% against one stream
@@ -110,3 +113,74 @@ def decompressor(source: IO[bytes], compression: str) -> IO[bytes]:
         return zstandard.ZstdDecompressor().stream_reader(
             source, read_across_frames=True, closefd=False, read_size=CHUNK)
     return source
+
+
+class DecodeAhead(io.RawIOBase):
+    """A decompressed stream read ahead by a thread of its own, as `tar -I zstd` runs its
+    decoder in a process of its own: while the reader hashes and writes one MiB, the next is
+    being decoded (zstd and zlib let go of the GIL while they work). At most `depth` chunks
+    wait in memory. What the decoder raises is raised to the reader, as it was raised.
+
+    `stop()` ends the thread (the reader then owns what is under the decoder again); it is
+    idempotent and is called by `close()`."""
+
+    def __init__(self, stream: IO[bytes], depth: int = 4) -> None:
+        self._stream = stream
+        self._chunks: queue.Queue[bytes | BaseException | None] = queue.Queue(depth)
+        self._stopping = threading.Event()
+        self._current = memoryview(b"")
+        self._ended = False
+        self._thread = threading.Thread(target=self._decode, name="decode-ahead", daemon=True)
+        self._thread.start()
+
+    def readable(self) -> bool:
+        return True
+
+    def _put(self, item: bytes | BaseException | None) -> bool:
+        while not self._stopping.is_set():
+            try:
+                self._chunks.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _decode(self) -> None:
+        try:
+            while not self._stopping.is_set():
+                chunk = self._stream.read(CHUNK)
+                if not chunk:
+                    self._put(None)
+                    return
+                if not self._put(chunk):
+                    return
+        except BaseException as exc:  # handed to the reader, who raises it
+            self._put(exc)
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._current and not self._ended:
+            item = self._chunks.get()
+            if item is None:
+                self._ended = True
+            elif isinstance(item, BaseException):
+                self._ended = True
+                raise item
+            else:
+                self._current = memoryview(item)
+        count = min(len(buffer), len(self._current))
+        buffer[:count] = self._current[:count]
+        self._current = self._current[count:]
+        return count
+
+    def stop(self) -> None:
+        self._stopping.set()
+        while self._thread.is_alive():
+            # A decoder waiting on a full queue sees the stop once it can put.
+            with suppress(queue.Empty):
+                self._chunks.get(timeout=0.05)
+        self._ended = True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.stop()
+        super().close()

@@ -65,7 +65,7 @@ def extract_safely(
     base = staging.resolve()
     goal = set(expected) if wanted is None else wanted
     written: list[Path] = []
-    with open_tar(path, "cannot be unpacked") as (_raw, source, tar):
+    with open_tar(path, "cannot be unpacked", ahead=True) as (_raw, source, tar):
         for count, info in enumerate(tar, start=1):
             if count > len(expected) + 1:
                 raise UnsafeArchive(f"{path.name} holds more members than its manifest lists")
@@ -104,6 +104,7 @@ def extract_safely(
             if checksum is not None and len(staged) == len(goal):
                 break
         if checksum is not None:
+            source.take_over()
             while source.read(CHUNK):  # the rest of the file, hashed, not unpacked
                 pass
     missing = goal - set(staged)

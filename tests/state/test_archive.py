@@ -190,3 +190,40 @@ def test_a_gzip_stream_collected_unclosed_writes_nothing_and_never_waits(aborted
         box[0].abort()  # type: ignore[attr-defined]
     assert _collect_holding_the_executors_lock(box), "collecting the stream hung"
     assert sink.getvalue() == b""  # nothing of an abandoned write reaches the archive
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip"])
+def test_unpacking_decodes_ahead_and_gives_the_same_bytes_or_the_same_refusal(
+        tmp_path: Path, compression: str) -> None:
+    """The decoder runs in a thread of its own while members are hashed and written: the
+    staged files are the archive's, a subset verifies the whole file all the same, damage in
+    the middle is refused as damage, and no decoder thread is left behind."""
+    import os
+    import threading
+
+    files = {f"data/{n}.bin": os.urandom(300_000) + bytes(700_000) for n in range(6)}
+    members = []
+    for name, data in files.items():
+        (tmp_path / name.replace("/", "_")).write_bytes(data)
+        members.append(archive.Member(tmp_path / name.replace("/", "_"), name, "data"))
+    path = tmp_path / f"a{archive.suffix_for(compression)}"
+    written = archive.write_archive(path, members, compression=compression, level=3,
+                                    manifest={})
+    before = threading.active_count()
+    staged = unpack.extract_safely(path, tmp_path / "all", written.manifest,
+                                   checksum=written.sha256, durable=set())
+    assert {n: p.read_bytes() for n, p in staged.items()} == files
+    some = unpack.extract_safely(path, tmp_path / "some", written.manifest,
+                                 wanted={"data/1.bin"}, checksum=written.sha256)
+    assert some["data/1.bin"].read_bytes() == files["data/1.bin"]
+    with pytest.raises(VerificationFailed, match="sha256 does not match"):
+        unpack.extract_safely(path, tmp_path / "wrong", written.manifest,
+                              wanted={"data/1.bin"}, checksum="0" * 64)
+    damaged = bytearray(path.read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle:middle + 64] = os.urandom(64)
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(VerificationFailed):
+        unpack.extract_safely(path, tmp_path / "damaged", written.manifest,
+                              checksum=written.sha256)
+    assert threading.active_count() == before

@@ -77,6 +77,29 @@ async def test_a_damaged_database_never_makes_a_completed_backup(world: World) -
     assert [p.name for p in backups.iterdir()] == []  # no archive, no leftovers
 
 
+async def test_a_damaged_live_database_can_be_restored_over_and_is_kept_as_it_was(
+        world: World) -> None:
+    """The reason to restore is often a damaged database: its safety backup keeps it as it
+    is (saying so) rather than refusing, which would refuse the restore with it."""
+    live = world.deploy / "data" / "app.db"
+    async with await ReleaseManager.open(world.deploy) as manager:
+        good = await manager.create_backup("full")
+        _corrupt_a_table_page(live)
+        damaged = hashlib.sha256(live.read_bytes()).hexdigest()
+        result = await manager.restore_backup(good.id, YES)
+    assert guilds(world.deploy) == [(1, "!"), (2, "?")]
+    assert rows(live, "PRAGMA integrity_check") == [("ok",)]
+    safety = result.safety_backup
+    assert safety is not None and safety.status is BackupStatus.COMPLETED
+    assert any("integrity check" in w for w in safety.warnings), safety.warnings
+    assert any(safety.id in w and "kept as it was" in w for w in result.warnings)
+    kept = members_of(Path(safety.file_path or ""))["data/app.db"]
+    copy = world.base / "kept.db"
+    copy.write_bytes(kept)
+    assert integrity_problem(copy) is not None  # the damage, kept for whoever looks into it
+    assert damaged  # (the live file was damaged before the restore)
+
+
 # -- the archive ----------------------------------------------------------------------------
 
 
