@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from gitrelease.core.fsutil import dir_size
 
 
@@ -46,3 +48,31 @@ def test_status_leaves_the_backup_folder_out_when_the_data_folder_is_a_symlink(
     for data_dir, backups in ((link, real / "backups"), (real, link / "backups"),
                               (link, link / "backups")):
         assert disk_usage(tmp_path, data_dir, skip=backups)["data_dir_bytes"] == 100
+
+
+def test_a_few_files_get_an_fsync_each_and_many_one_syncfs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from gitrelease.core import fsutil
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("syncfs(2) is Linux's")
+    calls: list[int] = []
+    real = os.fsync
+
+    def counted(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(fsutil.os, "fsync", counted)
+    few = [tmp_path / f"few-{n}" for n in range(3)]
+    many = [tmp_path / f"many-{n}" for n in range(fsutil.SYNCFS_FROM + 1)]
+    for path in few + many:
+        path.write_bytes(b"x")
+    fsutil.make_durable(tmp_path, few)
+    assert len(calls) == len(few)
+    fsutil.make_durable(tmp_path, many)
+    assert len(calls) == len(few)  # one syncfs, no fsync
+    fsutil.make_durable(tmp_path, [])
+    assert all(p.read_bytes() == b"x" for p in few + many)
