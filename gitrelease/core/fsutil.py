@@ -58,7 +58,7 @@ def make_durable(directory: Path, files: list[Path]) -> None:
     fails, one fsync per file. Either way the files' data is on disk when this returns."""
     if not files:
         return
-    syncfs = _syncfs() if len(files) > SYNCFS_FROM else None
+    syncfs = _syncfs() if len(files) > SYNCFS_FROM and _local(directory) else None
     if syncfs is not None:
         fd = os.open(directory, os.O_RDONLY)
         try:
@@ -72,6 +72,34 @@ def make_durable(directory: Path, files: list[Path]) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+#: Filesystems whose syncfs writes their data out and (Linux 5.8 on) reports a failure to;
+#: a network or FUSE mount may return 0 from syncfs with the data still in flight.
+_LOCAL = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs", "overlay"})
+
+
+def _local(directory: Path) -> bool:
+    """True if `directory` is on one of `_LOCAL`, by /proc/self/mounts (the longest mount
+    point holding it), and the kernel is 5.8 or later."""
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+        if (major, minor) < (5, 8):
+            return False
+        where = os.path.realpath(directory)
+        best, kind = "", ""
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) < 3:
+                    continue
+                point = fields[1].replace("\\040", " ")
+                inside = where == point or where.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fields[2]
+        return kind in _LOCAL
+    except (OSError, ValueError):
+        return False
 
 
 _SYNCFS: list[Callable[[int], int] | None] = []

@@ -23,6 +23,7 @@ from typing import Any
 from gitrelease.core.errors import GitReleaseError, InvalidInput, VerificationFailed
 from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.models import (
+    ARCHIVE_MISSING,
     Backup,
     BackupOrigin,
     BackupStatus,
@@ -180,6 +181,9 @@ async def _verify_whole(service: BackupService, backup: Backup) -> None:
     marks it corrupted, as a verify pass would."""
     async with service.archives.reading(backup.file_path or "") as source:
         if not source.is_file():
+            backup.status, backup.problem = BackupStatus.CORRUPTED, ARCHIVE_MISSING
+            backup.verified_at = None
+            await service.store.save_backup(backup)
             raise VerificationFailed(f"the archive {source.name} is missing")
         try:
             digest = await asyncio.to_thread(sha256_file, source)

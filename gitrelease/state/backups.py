@@ -216,9 +216,10 @@ class BackupService:
                     manifest=lambda: self._manifest(backup, point, options, freeze.result()))
                 for source, check in checked:
                     problem = check.result()
-                    if problem and options.origin is BackupOrigin.SAFETY:
-                        # The state before a restore, as it is: often the restore is meant
-                        # to replace just this damage, and refusing it would refuse that.
+                    if problem and options.origin in (BackupOrigin.SAFETY,
+                                                      BackupOrigin.PRE_ROLLBACK):
+                        # The state before a restore or a rollback, as it is: often it is
+                        # meant to replace just this damage, and refusing would refuse that.
                         damaged.append(f"the database {source.name} failed its integrity "
                                        f"check ({problem.splitlines()[0]}); kept as it was")
                     elif problem:

@@ -118,8 +118,9 @@ def _sqlite_sha256(path: Path, marks: str) -> str:
     view = memoryview(buffer)
     with path.open("rb", buffering=0) as handle:
         header = bytearray(handle.read(_HEADER))
-        if len(header) < _HEADER:
-            raise ValueError("not a SQLite file")
+        if len(header) < _HEADER or header[18] not in (1, 2) or header[19] not in (1, 2):
+            # Not marks a copy sets: a damaged header, which SQLite would refuse.
+            raise ValueError("not a SQLite header this compares")
         offset = 0
         for at, size in HEADER_MARKS:
             header[at:at + size] = recorded[offset:offset + size]

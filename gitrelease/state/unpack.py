@@ -65,6 +65,7 @@ def extract_safely(
     base = staging.resolve()
     goal = set(expected) if wanted is None else wanted
     written: list[Path] = []
+    modes: dict[Path, int] = {}  # set once the files are durable (a 0o200 file reads back)
     with open_tar(path, "cannot be unpacked", ahead=True) as (_raw, source, tar):
         for count, info in enumerate(tar, start=1):
             if count > len(expected) + 1:
@@ -99,7 +100,7 @@ def extract_safely(
             if digest != entry["sha256"]:
                 raise VerificationFailed(
                     f"{path.name}: {shown(info.name)} does not match its checksum")
-            os.chmod(target, stat.S_IMODE(int(entry["mode"])) & 0o777)
+            modes[target] = stat.S_IMODE(int(entry["mode"])) & 0o777
             staged[info.name] = target
             if checksum is not None and len(staged) == len(goal):
                 break
@@ -115,6 +116,8 @@ def extract_safely(
         raise VerificationFailed(f"{path.name}: the archive's sha256 does not match the index")
     try:
         make_durable(base, written)
+        for target, mode in modes.items():
+            os.chmod(target, mode)
     except OSError as exc:
         raise UnpackFailed(f"cannot stage {path.name}'s files: {exc.strerror}") from None
     return staged

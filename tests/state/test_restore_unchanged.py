@@ -129,6 +129,8 @@ async def test_a_missing_archive_is_said_even_when_nothing_changed(world: World)
         Path(backup.file_path or "").unlink()
         with pytest.raises(VerificationFailed, match="missing"):
             await manager.restore_backup(backup.id, YES)
+        (listed,) = await manager.list_backups({"time_range": "all"})
+    assert listed.status is BackupStatus.CORRUPTED and listed.problem == "the archive is missing"
 
 
 def _entry(path: Path) -> dict[str, object]:
@@ -160,6 +162,12 @@ def test_what_counts_as_unchanged(tmp_path: Path) -> None:
     (tmp_path / "app.db-journal").write_bytes(b"x")
     assert "db" not in unchanged_files(entries, targets, {"db"})
     (tmp_path / "app.db-journal").unlink()
+    # A damaged journal-mode byte is not one of the marks a copy sets: SQLite would refuse
+    # the file, so it is restored, never taken as the snapshot.
+    good = db.read_bytes()
+    db.write_bytes(good[:19] + b"\x03" + good[20:])
+    assert "db" not in unchanged_files(entries, targets, {"db"})
+    db.write_bytes(good)
     # Same size, other bytes; same bytes, other mode.
     plain.write_text("[]")
     assert unchanged_files(entries, targets, {"db"}) == {"db"}
