@@ -352,7 +352,7 @@ async def bring_back(d: Deployment, store: Store, backup: Backup, *,
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         await in_thread(offsite.fetch, backup.id, target, key=key,
-                        expect=backup.checksum)
+                        expect=backup.checksum, copy=copy)
     except GitReleaseError as exc:
         await store.audit(actor, "backup_fetch", backup.id, "failed", {"error": exc.message})
         raise

@@ -129,7 +129,8 @@ async def _rebuild(clone: Any, offsite: Any, chosen: OffsiteCopy, origin: str,
     try:
         folder = d.layout().backup_dir
         folder.mkdir(parents=True, exist_ok=True)
-        await in_thread(offsite.fetch, chosen.backup_id, folder / file_name, key=key)
+        await in_thread(offsite.fetch, chosen.backup_id, folder / file_name, key=key,
+                        copy=chosen)
         notes.append(f"fetched {chosen.backup_id} from {offsite.shown} "
                      f"({chosen.size} bytes, sha256 checked)")
         result = await restore_backup(d, chosen.backup_id,

@@ -305,12 +305,14 @@ class S3Offsite:
         return next((c for c in self.copies() if c.backup_id == backup_id), None)
 
     def fetch(self, backup_id: str, into: Path, *, key: bytes | None = None,
-              expect: str | None = None) -> OffsiteCopy:
+              expect: str | None = None, copy: OffsiteCopy | None = None) -> OffsiteCopy:
         """Download the backup's archive to `into`, decrypted if it was encrypted, checked
         against its digest (and `expect`, the sha256 the local index recorded, when there is
         one): written to a temporary name first, renamed only when it matches (a mismatch, a
-        wrong key or a failed download leaves nothing)."""
-        copy = self.copy(backup_id)
+        wrong key or a failed download leaves nothing). `copy`: its record, when the caller
+        has just listed it (the listing reads every record: not done twice)."""
+        copy = copy if copy is not None and copy.backup_id == backup_id else \
+            self.copy(backup_id)
         if copy is None:
             raise OffsiteError(f"{self.shown} holds no backup {backup_id}")
         if expect is not None and copy.sha256 != expect:
