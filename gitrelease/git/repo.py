@@ -5,6 +5,10 @@ environment (no prompts, C locale), a timeout. Names given by people never reach
 arguments: versions are matched against the listed tags and git is handed commit ids. The
 records it returns are in `gitrelease.git.records`; what a failure's stderr means is decided in
 `gitrelease.git.stderr`.
+
+Over the ~400-line aim: one class whose every method goes through the same runner, its
+environment and its caches (remotes, commits between two releases); what stands on its own
+is already apart (records, stderr, stash, clone).
 """
 
 from __future__ import annotations
