@@ -34,6 +34,7 @@ from gitrelease.core.models import (
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
 from gitrelease.core.text import counted
+from gitrelease.state.archive import sha256_file
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
@@ -176,17 +177,27 @@ async def restore(
 
 
 async def _verify_whole(service: BackupService, backup: Backup) -> None:
-    """The archive checked as `backup verify` checks it, when nothing of it needs unpacking;
-    one that is gone is marked as the reconcile marks it (an offsite copy then makes it one
-    to fetch back)."""
+    """The archive's sha256 against the index, when nothing of it needs unpacking; a mismatch
+    marks it corrupted, as a verify pass would."""
     async with service.archives.reading(backup.file_path or "") as source:
-        gone = not source.is_file()
-    if gone:
-        backup.status, backup.problem = BackupStatus.CORRUPTED, ARCHIVE_MISSING
+        if not source.is_file():
+            backup.status, backup.problem = BackupStatus.CORRUPTED, ARCHIVE_MISSING
+            backup.verified_at = None
+            await service.store.save_backup(backup)
+            raise VerificationFailed(f"the archive {source.name} is missing")
+        try:
+            digest = await asyncio.to_thread(sha256_file, source)
+        except OSError as exc:
+            raise VerificationFailed(f"the archive of {backup.id} cannot be read: "
+                                     f"{exc.strerror}") from None
+    if digest != backup.checksum:
+        backup.status = BackupStatus.CORRUPTED
+        backup.problem = f"{source.name}: the archive's sha256 does not match the index"
         backup.verified_at = None
         await service.store.save_backup(backup)
-        raise VerificationFailed(f"the archive {source.name} is missing")
-    await service.verify(backup)
+        raise VerificationFailed(backup.problem)
+    backup.verified_at = utcnow()
+    await service.store.save_backup(backup)
 
 
 def _other_release(backup: Backup, point: ReleasePoint, databases: bool) -> list[str]:
