@@ -44,6 +44,11 @@ async def get_update_status(
     except GitReleaseError as exc:  # a bad backup_path: status still answers, and says so
         backup_dir = None
         layout_problems.append(exc.message)
+    # Whatever a crash left half-way is settled first: what is read below (HEAD above all)
+    # is the state after that recovery, never the one it found.
+    store = await d.existing_index()
+    if store is not None:
+        await reconcile_if_idle(d, store)
     # git, the host's facts and the index each wait on something of their own: together.
     snap, host, (stats, summary, last, recent), holds = await asyncio.gather(
         in_thread(d.snapshot),
@@ -77,9 +82,7 @@ async def _index_statistics(
     d: Deployment, since: datetime, show_history: bool
 ) -> tuple[dict[str, Any], BackupSummary | None, UpdateSession | None, list[UpdateSession]]:
     """The update statistics of `status`, by SQL over the index (none without one)."""
-    store = await d.existing_index()
-    if store is not None:
-        await reconcile_if_idle(d, store)
+    store = await d.existing_index()  # settled by the caller (`get_update_status`)
     analytics = await store.session_analytics(since) if store else {}
     by_type: dict[str, dict[str, int]] = analytics.get("by_type", {})
     # The counts by status are the analytics' counts summed over the types (the same
