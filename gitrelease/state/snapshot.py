@@ -12,9 +12,11 @@ import sqlite3
 from pathlib import Path
 
 from gitrelease.core.errors import InsufficientDiskSpace, VerificationFailed
+from gitrelease.core.pausepoints import pause_point
 from gitrelease.state.databases import is_sqlite
 
-__all__ = ["integrity_problem", "is_sqlite", "restore_database", "snapshot_database"]
+__all__ = ["integrity_problem", "is_sqlite", "restore_database", "settle_journal",
+           "snapshot_database"]
 
 # How the checks divide the work: a snapshot is checked with `PRAGMA quick_check` (every page,
 # b-tree and record is read and validated; what it skips is whether each index agrees with its
@@ -24,15 +26,59 @@ __all__ = ["integrity_problem", "is_sqlite", "restore_database", "snapshot_datab
 # copied in is byte for byte the snapshot that passed, by the manifest's sha256.
 
 _BUSY_MS = 30_000
+_STEP_PAGES = 1024  # 4 MiB of 4 KiB pages per step of a restore into a live database
 _SQLITE_FULL = 13
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    if readonly:
+        # A read-only connection cannot roll back a hot journal, and refuses to read past
+        # one ("attempt to write a readonly database"): settled read-write first.
+        settle_journal(path)
     uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
     connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000,
                                  isolation_level=None)
     connection.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
     return connection
+
+
+def settle_journal(path: Path) -> bool:
+    """Roll back the rollback journal a writer killed mid-transaction left beside `path`
+    (a restore killed while it wrote the live database), then check what is left; True if
+    there was one. Without it, every read-only open of the database fails.
+
+    SQLite does the rollback itself on the first read of a read-write connection, and only
+    if the journal is hot: a live writer's journal (it holds its lock) is left alone.
+    """
+    journal = Path(f"{path}-journal")
+    if not journal.exists():
+        return False
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
+                                     timeout=_BUSY_MS / 1000, isolation_level=None)
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            row = None if journal.exists() else \
+                connection.execute("PRAGMA quick_check").fetchone()
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        raise VerificationFailed(
+            f"{path} has the journal of a write that never finished ({journal.name}), and it "
+            f"cannot be rolled back: {exc}",
+            hint=f"make {path} and its folder writable by this user, then run it again"
+        ) from None
+    if row is not None and row[0] != "ok":
+        raise VerificationFailed(
+            f"{path} is damaged after rolling back an interrupted write: {row[0]}",
+            hint="restore its database from a backup: gitrelease backup restore ID "
+                 "--type database --yes")
+    return True
+
+
+def _between_steps(_status: int, remaining: int, _total: int) -> None:
+    if remaining:  # still inside the transaction: part of the live file is written
+        pause_point("sqlite:restore-writing")
 
 
 def _copy(source: Path, target: Path, *, new_file: bool, what: str) -> None:
@@ -47,7 +93,13 @@ def _copy(source: Path, target: Path, *, new_file: bool, what: str) -> None:
                 # fsynced): no journal and no fsync of its own. A failed copy is deleted.
                 dst.execute("PRAGMA synchronous = OFF")
                 dst.execute("PRAGMA journal_mode = OFF")
-            src.backup(dst, pages=-1)
+            if new_file:
+                src.backup(dst, pages=-1)
+            else:
+                # The live file in steps, all in one write transaction (the target stays
+                # locked between them, its journal holds the way back): a kill between two
+                # steps is a kill in the middle of writing the live database.
+                src.backup(dst, pages=_STEP_PAGES, progress=_between_steps)
             if new_file:
                 dst.execute("PRAGMA journal_mode = DELETE")  # a single self-contained file
         finally:
