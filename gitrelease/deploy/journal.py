@@ -12,6 +12,7 @@ from gitrelease.core.models import Progress, UpdateSession, UpdateStatus, utcnow
 from gitrelease.core.pausepoints import pause_point
 
 if TYPE_CHECKING:
+    from gitrelease.core.tether import Group
     from gitrelease.index.store import Store
 
 __all__ = ["StepRunner"]
@@ -63,6 +64,18 @@ class StepRunner:
     async def note(self, name: str, detail: str) -> None:
         """A fact for whoever reads the journal later (recovery included), not a step."""
         await self.store.add_step(self.session.id, name, "note", detail)
+
+    def recorder(self, name: str) -> Callable[[Group], None]:
+        """For the work of step `name`, in its worker thread: journals (as the note
+        ``group:<name>``) a process group it is about to start, before it starts, so that
+        recovery after a crash stops what is left of it (`gitrelease.core.tether`)."""
+        loop = asyncio.get_running_loop()
+
+        def record(group: Group) -> None:
+            asyncio.run_coroutine_threadsafe(
+                self.note(f"group:{name}", group.text()), loop).result(timeout=60)
+
+        return record
 
     async def finish(self, status: UpdateStatus, error: str | None) -> None:
         self.session.status = status

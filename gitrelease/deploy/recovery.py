@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.errors import GitReleaseError, UpdateInProgress
 from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType, utcnow
 from gitrelease.deploy.install_steps import CHANGE_STEPS, DATA_STEPS, MOVES_CODE
 from gitrelease.deploy.release_commands import run_release_command
@@ -155,6 +155,10 @@ async def finish_interrupted(d: Deployment, store: Store) -> None:
     for session in await store.unfinished_sessions():
         journal = await store.steps(session.id)
         last = next((s.step for s in reversed(journal) if s.state != "note"), "start")
+        # Before anything is put back: nothing the dead process started may still write.
+        await d.in_thread(stop_children, session, journal)
+        if DATA_STEPS.intersection(s.step for s in journal if s.state == "started"):
+            await _settle_databases(d, store, session)
         status, what = await _settle(d, store, session, journal)
         session.status = status
         session.completed_at = utcnow()
@@ -169,6 +173,45 @@ async def finish_interrupted(d: Deployment, store: Store) -> None:
             session.error_message = f"interrupted during {last!r}: {what}"
         await store.add_step(session.id, "recovery", "done", what)
         await store.save_session(session)
+
+
+def stop_children(session: UpdateSession, journal: list[JournalStep]) -> None:
+    """Stop each process group the session journalled (a release's command, the checkout's
+    git) that still runs; UpdateInProgress if one cannot be stopped, for then nothing may be
+    restored under it."""
+    from gitrelease.core.tether import Group, stop
+
+    for entry in journal:
+        group = Group.parse(entry.detail) if entry.step.startswith("group:") and \
+            entry.state == "note" else None
+        left = stop(group) if group is not None else None
+        if left is not None:
+            raise UpdateInProgress(
+                f"the {entry.step.removeprefix('group:')} of the interrupted session "
+                f"{session.id} still runs as {left} and could not be stopped",
+                hint=f"stop it (kill -KILL -- -{group.pgid}), then run this again")
+
+
+async def _settle_databases(d: Deployment, store: Store, session: UpdateSession) -> None:
+    """Roll back a write the dead process left half-done in a database it was writing (its
+    journal, `settle_journal`) before anything reads or restores it. A database damaged
+    beyond that is restored by the undo that follows, from the session's backup."""
+    from gitrelease.state.snapshot import settle_journal
+
+    if session.backup_id is None:
+        return
+    backup = await store.get_backup(session.backup_id)
+    if backup is None:
+        return
+    layout = d.layout()
+    for entry in (await store.backup_manifest(backup)).get("files", []):
+        if entry.get("kind") != "database":
+            continue
+        try:
+            live = layout.live_path(entry["path"])
+            await d.in_thread(settle_journal, live)
+        except (GitReleaseError, ValueError, KeyError):
+            continue  # the restore from the backup below writes it whole
 
 
 async def _settle(

@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 from gitrelease.core.models import UpdateSession, UpdateStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from gitrelease.core.tether import Group
     from gitrelease.deploy.context import Deployment
     from gitrelease.deploy.journal import StepRunner
 
@@ -34,24 +37,26 @@ async def run_release_steps(d: Deployment, step: StepRunner, session: UpdateSess
     if command_argv(target.post_update_command):
         await step("post_update", UpdateStatus.INSTALLING, 88, run_release_command, d, session,
                    "post-update command", target.post_update_command,
-                   target.post_update_timeout)
+                   target.post_update_timeout, step.recorder("post_update"))
     if command_argv(target.health_check_command):
         await step("health_check", UpdateStatus.INSTALLING, 95, run_release_command, d,
                    session, "health check", target.health_check_command,
-                   target.health_check_timeout)
+                   target.health_check_timeout, step.recorder("health_check"))
 
 
 def run_release_command(
-    d: Deployment, session: UpdateSession, name: str, command: str | list[str], timeout: int
+    d: Deployment, session: UpdateSession, name: str, command: str | list[str], timeout: int,
+    record: Callable[[Group], None] | None = None,
 ) -> None:
-    """One of the release's commands, logged to the session's log, told what is installed."""
+    """One of the release's commands, logged to the session's log, told what is installed.
+    It dies with this process; `record` journals its process group before it starts."""
     from gitrelease.core.settings import command_argv
     from gitrelease.deploy.command_runner import run_command
 
     layout = d.layout()
     run_command(
         name, command_argv(command), cwd=d.root, timeout=timeout,
-        log=layout.logs_dir / f"{session.id}.log",
+        log=layout.logs_dir / f"{session.id}.log", tether=record or (lambda group: None),
         environment={
             "GITRELEASE_SESSION_ID": session.id,
             "GITRELEASE_ROOT": str(d.root),
