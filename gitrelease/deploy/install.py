@@ -13,7 +13,9 @@ choice of release and the refusals before any change (`resolve`), the release's 
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.choices import UPDATE_TYPES
@@ -212,7 +214,7 @@ class Installer:
                 if carrier is not None:
                     await carrier.put_aside(target.tag)
                 await step("checkout", UpdateStatus.INSTALLING, 70, self._checkout,
-                           target.commit)
+                           target.commit, step.from_thread())
                 await step("verify", UpdateStatus.INSTALLING, 75, self._verify_head,
                            target.commit)
                 if carrier is not None:
@@ -322,14 +324,21 @@ class Installer:
             backup = await service.verify(backup)
         return backup
 
-    def _checkout(self, commit: str) -> None:
+    def _checkout(self, commit: str, note: Callable[[str, str], None]) -> None:
+        """The checkout, journalled so that a crash half-way can be undone exactly: the
+        ignored files it may overwrite (`checkout:kept`, never removed by that undo) and
+        git's process group, before git starts (see `git.switch`)."""
+        from gitrelease.git.switch import paths_in_the_way
+
         # Looked at again right before: the fetch and the backup take time, and an edit made
         # meanwhile must stop the install rather than be caught up in it.
-        dirty = self.d.repo.dirty_files()
+        repo = self.d.repo
+        dirty = repo.dirty_files()
         if dirty:
             raise DirtyWorkingTree(f"tracked files changed during the install: "
                                    f"{', '.join(dirty[:10])}")
-        self.d.repo.checkout_detached(commit)
+        note("checkout:kept", json.dumps(paths_in_the_way(repo, repo.head_commit(), commit)))
+        repo.checkout_detached(commit, lambda group: note("group:checkout", group.text()))
 
     def _verify_head(self, commit: str) -> None:
         head = self.d.repo.head_commit()

@@ -65,17 +65,22 @@ class StepRunner:
         """A fact for whoever reads the journal later (recovery included), not a step."""
         await self.store.add_step(self.session.id, name, "note", detail)
 
-    def recorder(self, name: str) -> Callable[[Group], None]:
-        """For the work of step `name`, in its worker thread: journals (as the note
-        ``group:<name>``) a process group it is about to start, before it starts, so that
-        recovery after a crash stops what is left of it (`gitrelease.core.tether`)."""
+    def from_thread(self) -> Callable[[str, str], None]:
+        """`note` for a step's work in its worker thread (made in the event loop's): written
+        before the call returns, so the work goes on only once the fact is journalled."""
         loop = asyncio.get_running_loop()
 
-        def record(group: Group) -> None:
-            asyncio.run_coroutine_threadsafe(
-                self.note(f"group:{name}", group.text()), loop).result(timeout=60)
+        def note(name: str, detail: str) -> None:
+            asyncio.run_coroutine_threadsafe(self.note(name, detail), loop).result(timeout=60)
 
-        return record
+        return note
+
+    def recorder(self, name: str) -> Callable[[Group], None]:
+        """For the work of step `name`: journals (as the note ``group:<name>``) a process
+        group it is about to start, before it starts, so that recovery after a crash stops
+        what is left of it (`gitrelease.core.tether`)."""
+        note = self.from_thread()
+        return lambda group: note(f"group:{name}", group.text())
 
     async def finish(self, status: UpdateStatus, error: str | None) -> None:
         self.session.status = status

@@ -7,6 +7,7 @@ finishing and undoing. Rollbacks are undone by the same `undo`.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from gitrelease.core.errors import GitReleaseError, UpdateInProgress
@@ -35,6 +36,9 @@ async def undo(
         await d.in_thread(mark_bad, d.data_dir, session.target_tag,
                           session.to_commit, reason, session.id)
     stash = await _stash_of(store, session)
+    mended, locked = await _mend_checkout(d, store, session, started)
+    if locked:  # git's index is locked, and not by the dead checkout: nothing can move
+        return f"left as it is: {mended}"
     # Edits that conflicted with the release are never left half-merged in a tracked file.
     if install and not d.settings.rollback_on_failure and started[-1:] != ["carry"]:
         return ("left as it is because rollback_on_failure is off"
@@ -46,6 +50,8 @@ async def undo(
                                    branch, "carry" in started)]
     else:
         parts = [await d.in_thread(restore_head, d, session.from_commit, branch)]
+    if mended is not None:
+        parts.insert(0, mended)
     if {"packages", "dependencies"}.intersection(started):
         parts.append(await _restore_packages(d, store, session))
     if DATA_STEPS.intersection(started):
@@ -55,6 +61,32 @@ async def undo(
     if release:
         parts.append("the release is marked bad")
     return ("rolled back: " if install else "undone: ") + "; ".join(parts)
+
+
+async def _mend_checkout(
+    d: Deployment, store: Store, session: UpdateSession, started: list[str]
+) -> tuple[str | None, bool]:
+    """A checkout cut off half-way (HEAD still where it started, files of both releases in
+    the tree, maybe git's index.lock left): the tree put back at the starting commit
+    (`git.switch.put_back`). Says what was done (None: there was no such checkout), and
+    whether git's index is locked by someone else, so that nothing else may be tried."""
+    from gitrelease.git.switch import clear_stale_lock, put_back
+
+    old, new = session.from_commit, session.to_commit
+    if "checkout" not in started or "checkout" in session.steps_completed or \
+            old is None or new is None or old == new:
+        return None, False
+    if await d.in_thread(d.repo.head_commit) != old:
+        return None, False  # git got as far as moving HEAD: the tree is the release's
+    kept = next((json.loads(s.detail) for s in reversed(await store.steps(session.id))
+                 if s.step == "checkout:kept" and s.state == "note"), [])
+    try:
+        held = await d.in_thread(clear_stale_lock, d.repo, session.started_at)
+        if held is not None:
+            return held, True
+        return await d.in_thread(put_back, d.repo, old, new, kept), False
+    except GitReleaseError as exc:
+        return f"the cut-off checkout could NOT be undone: {exc.message}", False
 
 
 async def _restore_packages(d: Deployment, store: Store, session: UpdateSession) -> str:

@@ -208,7 +208,7 @@ class Rollback:
             if carrier is not None:
                 await carrier.put_aside(target.label)
             await step("checkout", UpdateStatus.INSTALLING, 60, self.installer._checkout,
-                       target.commit)
+                       target.commit, step.from_thread())
             await step("verify", UpdateStatus.INSTALLING, 70, self._verify, target)
             if carrier is not None:
                 await carrier.reapply(target.commit, target.label)

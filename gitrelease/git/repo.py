@@ -18,10 +18,10 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import git
 
@@ -30,6 +30,10 @@ from gitrelease.core.text import redact
 from gitrelease.git.records import Commit, DiffStats, FetchResult, TagRef, TagSignature
 from gitrelease.git.stash import StashMethods
 from gitrelease.git.stderr import command_failed, fetch_result, tag_signature
+from gitrelease.git.switch import tethered_checkout
+
+if TYPE_CHECKING:
+    from gitrelease.core.tether import Group
 
 __all__ = ["GitRepo"]
 
@@ -379,10 +383,19 @@ class GitRepo(StashMethods):
              "--no-write-fetch-head", "--", remote, "refs/tags/*:refs/tags/*"], timeout)
         return fetch_result(remote, status, err)
 
-    def checkout_detached(self, commit: str) -> None:
-        """Move HEAD to a commit; git refuses rather than overwrite local changes."""
+    def checkout_detached(self, commit: str,
+                          record: Callable[[Group], None] | None = None) -> None:
+        """Move HEAD to a commit; git refuses rather than overwrite local changes. `record`:
+        git dies with this process, its group recorded first (`switch.tethered_checkout`)."""
         _require_sha(commit)
+        if record is not None:
+            tethered_checkout(self, commit, record)
+            return
         self.run("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit, "--")
+
+    def environment(self) -> dict[str, str]:
+        """What every git call gets on top of this process's environment."""
+        return dict(self._repo.git.environment())
 
     def head_branch(self) -> str | None:
         """The branch HEAD is on, or None when it is detached."""

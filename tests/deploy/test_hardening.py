@@ -90,7 +90,7 @@ async def test_head_not_at_the_tag_after_checkout_is_caught_and_undone(
     real = GitRepo.checkout_detached
     wrong = world.tag_commit("v1.9.0")
     monkeypatch.setattr(GitRepo, "checkout_detached",
-                        lambda self, commit: real(self, wrong))
+                        lambda self, commit, *record: real(self, wrong, *record))
     async with await ReleaseManager.open(world.deploy) as manager:
         with pytest.raises(VerificationFailed):
             await manager.install_updates("bot", NO_BACKUP)
