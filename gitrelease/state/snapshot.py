@@ -26,7 +26,7 @@ __all__ = ["integrity_problem", "is_sqlite", "restore_database", "settle_journal
 # copied in is byte for byte the snapshot that passed, by the manifest's sha256.
 
 _BUSY_MS = 30_000
-_STEP_PAGES = 1024  # 4 MiB of 4 KiB pages per step of a restore into a live database
+_STEP_PAGES = 256  # 1 MiB of 4 KiB pages per step of a restore into a live database
 _SQLITE_FULL = 13
 
 
