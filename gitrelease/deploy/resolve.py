@@ -22,6 +22,7 @@ from gitrelease.core.errors import (
     SignatureRefused,
     TagMoved,
     UntrackedFilesInTheWay,
+    UpdateInProgress,
 )
 from gitrelease.core.models import UpdateType
 from gitrelease.deploy import local_changes, release_needs
@@ -69,6 +70,11 @@ CARRY_OFFER = ('install with --keep-local-changes (or setting local_changes = "c
 def check_tree(d: Deployment, *, carry: bool = False, offer: str = CARRY_OFFER) -> None:
     """Refuse a working tree with local edits (unless they are carried over: `carry`), or
     a disk too full to take the release. `offer` names the way to carry them."""
+    lock = d.repo.git_dir / "index.lock"
+    if lock.exists():  # one a killed checkout of ours left is gone by now (recovery)
+        raise UpdateInProgress(
+            f"git's index is locked ({lock}): a git command is running in {d.root}, or one "
+            "was killed", hint=f"once no git command runs there: rm {lock}")
     dirty = d.repo.dirty_files()
     if dirty and not carry:
         shown = ", ".join(dirty[:10]) + (f" and {len(dirty) - 10} more" if len(dirty) > 10

@@ -163,3 +163,25 @@ async def test_a_release_command_that_cannot_start_says_why(world: World) -> Non
     assert "could not start: No such file or directory (/nonexistent/migrate)" in \
         caught.value.message
     assert world.head() == world.tag_commit("v1.0.0")
+
+
+def test_a_locked_git_index_is_refused_first_with_a_hint_that_works(world: World) -> None:
+    # A lock no interrupted session of gitrelease made (an operator's git, or one killed
+    # long ago): refused before anything changes, with the command that clears it.
+    lock = world.deploy / ".git" / "index.lock"
+    lock.write_bytes(b"")
+    before = world.state()
+    refused = gitrelease(world, "--json", "install", "--type", "bot")
+    assert refused.returncode != 0
+    error = json.loads(refused.stdout)["error"]
+    assert "index.lock" in error["message"], error
+    after = world.state()
+    files = {name: digest for name, digest in after["files"].items()  # type: ignore[union-attr]
+             if name != "data/gitrelease.lock"}  # the operation lock's own (empty) file
+    assert after["head"] == before["head"] and files == before["files"]
+    command = error["hint"].rpartition(": ")[2].split()
+    assert command == ["rm", str(lock)], error["hint"]
+    subprocess.run(command, check=True)
+    installed = gitrelease(world, "--json", "install", "--type", "bot")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert world.head() == world.tag_commit("v1.10.0")
