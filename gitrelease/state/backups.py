@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import platform
 import shutil
 import tempfile
@@ -268,7 +269,12 @@ class BackupService:
                 # Config files hold secrets: 0600 in the archive and when restored, whatever
                 # mode and umask they were created with.
                 mode = 0o600 if source.kind == "config" else None
-                members.append(archive.Member(source.path, source.name, source.kind, mode))
+                # The operator's link to a config file: where it pointed, which is the one
+                # link a restore writes through (`placing.target_of`).
+                linked = (("link", os.path.realpath(source.path)),) \
+                    if source.kind == "config" and source.path.is_symlink() else ()
+                members.append(archive.Member(source.path, source.name, source.kind, mode,
+                                              linked))
         return members, checked
 
     def _check_space(self, sources: list[Source]) -> None:

@@ -174,3 +174,4 @@ async def test_a_symlinked_env_is_backed_up_and_restored_through_the_link(
     assert (world.deploy / ".env").is_symlink()
     assert secrets.read_text() == ENV_SECRET
     git(world.deploy, "status")
+
