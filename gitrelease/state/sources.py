@@ -1,7 +1,9 @@
 """What a backup holds: the state git does not version, sorted into databases, config, data, logs.
 
-Member names say where a file lives: ``data/<path>`` under the data dir, ``root/<path>``
-under the deployment root; people are shown the path from the bot's root (`Layout.shown`).
+Member names say where a file lives: ``data/<path>`` under the data dir, ``logs/<path>``
+under an update-logs folder outside it (`update_logs_path` may be anywhere, on another disk),
+``root/<path>`` under the deployment root; people are shown the path from the bot's root, or
+the absolute path of what lives outside it (`Layout.shown`).
 The index, backups, locks, temp files and SQLite's own ``-wal`` ``-shm`` ``-journal`` files
 are never members (a database is captured whole by its snapshot). Databases are every SQLite
 file of the data dir, the configured `database_paths`, and those found among the checkout's
@@ -85,6 +87,8 @@ class Layout:
     def member_name(self, path: Path) -> str:
         if path.is_relative_to(self.data_dir):
             return "data/" + path.relative_to(self.data_dir).as_posix()
+        if path.is_relative_to(self.logs_dir):
+            return "logs/" + path.relative_to(self.logs_dir).as_posix()
         return "root/" + path.relative_to(self.root).as_posix()
 
     def shown(self, member: str) -> str:
@@ -106,8 +110,9 @@ class Layout:
         return self.base_of(member).joinpath(*relative.parts)
 
     def base_of(self, member: str) -> Path:
-        """The folder a member's name is below: the data dir or the root."""
-        base = {"data": self.data_dir, "root": self.root}.get(member.partition("/")[0])
+        """The folder a member's name is below: the data dir, the logs or the root."""
+        base = {"data": self.data_dir, "root": self.root,
+                "logs": self.logs_dir}.get(member.partition("/")[0])
         if base is None:
             raise ValueError(f"not a member name: {member!r}")
         return base
