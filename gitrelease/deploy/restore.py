@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitrelease.core.errors import GitReleaseError, InvalidInput, VerificationFailed
+from gitrelease.core.errors import (
+    GitReleaseError,
+    InsufficientDiskSpace,
+    InvalidInput,
+    VerificationFailed,
+)
 from gitrelease.core.models import (
     ARCHIVE_MISSING,
     Backup,
@@ -39,6 +44,7 @@ from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
 from gitrelease.state.snapshot import is_sqlite
 from gitrelease.state.sources import Layout, LinkInTheWay
+from gitrelease.state.space import check_space, is_disk_full, restore_needs
 from gitrelease.state.unchanged import unchanged_files
 from gitrelease.state.unpack import UnsafeArchive, extract_safely
 
@@ -146,6 +152,12 @@ async def restore(
             await _verify_whole(service, backup)
         report("done", 100, backup.id)
         return result
+    # What it will write, where: a disk too full to take it refuses here, with nothing
+    # changed, rather than half-way on a disk it then has to undo itself on.
+    await asyncio.to_thread(check_space, restore_needs(
+        entries, {name: t.live for name, t in targets.items()}, databases,
+        scratch=service.archives.scratch, data_dir=layout.data_dir,
+        safety=safety_backup is None and take_safety), f"restoring {backup.id}")
     # The staging dir is beside the archives: a leftover of a crash is swept by the reconcile.
     staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-",
                                     dir=service.archives.scratch))
@@ -175,7 +187,15 @@ async def restore(
                                 "listed as a database but is no SQLite file")
         if verify:
             backup.verified_at = utcnow()
-            await service.store.save_backup(backup)
+            try:
+                await service.store.save_backup(backup)
+            except Exception as exc:
+                problem: BaseException = exc if not is_disk_full(exc) else InsufficientDiskSpace(
+                    f"disk full while recording in the index that {backup.id} was verified; "
+                    "nothing live was changed", hint="free some disk space, then restore "
+                    "again")
+                await _drop(service, safety, problem)
+                raise problem from None
         report("restore", 60, backup.id)
         result.restored = [layout.shown(name) for name in await replace(
             backup, staged, targets, databases, staging / "aside", result.safety_backup, report,
@@ -238,7 +258,12 @@ async def _both(
     problem = unpacking.exception() or (safety.exception() if safety else None)
     if problem is None:
         return unpacking.result()
-    await _drop(service, safety)
+    if problem is not unpacking.exception() and is_disk_full(problem):
+        problem = InsufficientDiskSpace(
+            f"disk full while taking the safety backup before restoring {backup.id} "
+            f"({problem.message if isinstance(problem, GitReleaseError) else problem}); "
+            "nothing live was changed", hint="free some disk space, then restore again")
+    await _drop(service, safety, problem)
     if isinstance(unpacking.exception(), VerificationFailed):
         # What a separate verify pass would have said, and marked.
         backup.status = BackupStatus.CORRUPTED
@@ -248,10 +273,23 @@ async def _both(
     raise problem
 
 
-async def _drop(service: BackupService, safety: asyncio.Future[Backup | None] | None) -> None:
+async def _drop(service: BackupService, safety: asyncio.Future[Backup | None] | None,
+                problem: BaseException | None = None) -> None:
+    """Delete the safety backup of a restore that is not going ahead. Failing to (the index
+    on a full disk) never takes the place of `problem`, the restore's own error: it is said
+    with it, and the backup stays, a good one."""
     if safety is not None and safety.done() and not safety.cancelled() \
             and safety.exception() is None and safety.result() is not None:
-        await service.delete(safety.result())  # type: ignore[arg-type]
+        kept: Backup = safety.result()  # type: ignore[assignment]
+        try:
+            await service.delete(kept)
+        except Exception as trouble:
+            if problem is None:
+                raise
+            if isinstance(problem, GitReleaseError):
+                problem.also(f"the safety backup {kept.id} could not be deleted: {trouble}")
+            else:
+                problem.add_note(f"the safety backup {kept.id} could not be deleted: {trouble}")
 
 
 async def _safety_backup(

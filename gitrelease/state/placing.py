@@ -33,11 +33,11 @@ from gitrelease.core.models import Backup, Progress
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.text import counted
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
+from gitrelease.state.space import is_disk_full
 
-__all__ = ["LinkedTarget", "RestoreFailed", "Target", "disk_full", "replace", "target_of"]
+__all__ = ["LinkedTarget", "RestoreFailed", "Target", "replace", "target_of"]
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
-_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 class RestoreFailed(GitReleaseError):
@@ -83,13 +83,6 @@ def target_of(name: str, path: Path, base: Path, entry: Mapping[str, Any]) -> Ta
             and os.path.isfile(real):
         return Target(name, path, base, follow=Path(real))
     return Target(name, path, base, link=pointed)
-
-
-def disk_full(error: BaseException) -> bool:
-    """Whether `error` is the disk (or a quota) running out, however it came."""
-    if isinstance(error, InsufficientDiskSpace):
-        return True
-    return isinstance(error, OSError) and error.errno in _FULL
 
 
 def _open_parent(target: Target, shown: str, *, create: bool) -> tuple[int, str]:
@@ -269,7 +262,7 @@ async def replace(
             exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc))
         hint = (f"the safety backup {safety.id} holds the state from before the restore"
                 if safety else None)
-        if disk_full(exc):
+        if is_disk_full(exc):
             raise InsufficientDiskSpace(
                 f"disk full while restoring {shown(name)} from {backup.id} ({message}); "
                 f"{undo}", hint="free some disk space, then restore again"
