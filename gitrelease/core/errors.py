@@ -53,6 +53,14 @@ class GitReleaseError(Exception):
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "hint": self.hint}}
 
+    def also(self, trouble: str) -> GitReleaseError:
+        """Add a second failure met while this one was being handled (an audit row that
+        could not be written on a full disk) to its message: this error is still the one
+        reported, and the second is not lost either."""
+        self.message = f"{self.message} (also: {trouble})"
+        self.args = (self.message,)
+        return self
+
 
 class InvalidInput(GitReleaseError):
     """A value given by a person (flag, command option, setting) is not allowed."""

@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.choices import BACKUP_RANGES
-from gitrelease.core.errors import GitReleaseError, InvalidInput
+from gitrelease.core.errors import GitReleaseError, InsufficientDiskSpace, InvalidInput
 from gitrelease.core.models import Backup, Progress, utcnow
 from gitrelease.deploy.context import Deployment
-from gitrelease.deploy.guard import exclusive, reconcile_if_idle
+from gitrelease.deploy.guard import audit_failure, exclusive, reconcile_if_idle
 
 if TYPE_CHECKING:
     from gitrelease.deploy.restore import RestoreOptions, RestoreResult
+    from gitrelease.index.store import Store
     from gitrelease.state.backup_options import BackupOptions, ListFilters
     from gitrelease.state.retention import PruneResult
 
@@ -41,9 +42,15 @@ async def create_backup(
                            reason="backups are switched off in the settings")
     async with exclusive(d, "backup", actor) as store:
         service = d.backups(store)
-        backup = await service.create(kind, opts, await d.release_point(), progress)
-        await store.audit(actor, "backup_create", backup.id, "completed",
-                          {"type": kind.value, "size": backup.compressed_size})
+        try:
+            backup = await service.create(kind, opts, await d.release_point(), progress)
+        except Exception as exc:
+            error = _said(exc, "taking a backup")
+            if error is exc:
+                raise
+            raise error from None
+        backup.warnings += await _audited(store, actor, "backup_create", backup.id, {
+            "type": kind.value, "size": backup.compressed_size})
         if d.settings.auto_cleanup:
             pruned = await service.prune(backup.tag, dry_run=False)
             if pruned.deleted:
@@ -173,11 +180,38 @@ async def restore_backup(
         try:
             result = await restore(service, backup, opts, await d.release_point(),
                                    progress)
-        except GitReleaseError as exc:
-            await store.audit(actor, "restore", backup.id, "failed", {"code": exc.code})
-            raise
-        await store.audit(actor, "restore", backup.id, "completed",
-                          {"type": opts.restore_type, "files": len(result.restored),
-                           "safety_backup": result.safety_backup.id
-                           if result.safety_backup else None})
+        except Exception as exc:
+            error = _said(exc, f"restoring {backup.id}")
+            await audit_failure(store, actor, "restore", backup.id, "failed", error,
+                                {"code": error.code})
+            if error is exc:
+                raise
+            raise error from None
+        trouble = await _audited(store, actor, "restore", backup.id, {
+            "type": opts.restore_type, "files": len(result.restored),
+            "safety_backup": result.safety_backup.id if result.safety_backup else None})
+        result.warnings += trouble
         return result
+
+
+def _said(exc: Exception, doing: str) -> Exception:
+    """The error as a person is shown it: a disk that filled up (the index's SQLite says
+    "database or disk is full") as such, not as an internal error."""
+    from gitrelease.state.space import is_disk_full
+
+    if isinstance(exc, GitReleaseError) or not is_disk_full(exc):
+        return exc
+    return InsufficientDiskSpace(f"disk full while {doing}: {exc}",
+                                 hint="free some disk space, then try again")
+
+
+async def _audited(
+    store: Store, actor: str, operation: str, target: str | None, detail: dict[str, Any],
+) -> list[str]:
+    """Record a completed operation; one done is not made to look failed by an audit row
+    that cannot be written: that is said as a warning of it."""
+    try:
+        await store.audit(actor, operation, target, "completed", detail)
+    except Exception as trouble:
+        return [f"the audit row could not be written: {trouble}"]
+    return []

@@ -10,16 +10,30 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.errors import GitReleaseError, InsufficientDiskSpace
 from gitrelease.deploy.context import Deployment, in_thread
 from gitrelease.deploy.install import Installer
+from gitrelease.state.space import is_disk_full
 
 if TYPE_CHECKING:
     from gitrelease.index.store import Store
 
-__all__ = ["exclusive", "reconcile_if_idle"]
+__all__ = ["audit_failure", "exclusive", "reconcile_if_idle"]
+
+
+async def audit_failure(
+    store: Store, actor: str, operation: str, target: str | None, outcome: str,
+    error: GitReleaseError, detail: dict[str, Any],
+) -> None:
+    """Record a failed or refused operation in the audit. A row that cannot be written (on
+    the full disk that was often the failure) never takes the place of the error it was
+    recording: it is said with it."""
+    try:
+        await store.audit(actor, operation, target, outcome, detail)
+    except Exception as trouble:
+        error.also(f"the audit row could not be written: {trouble}")
 
 
 @asynccontextmanager
@@ -34,9 +48,16 @@ async def exclusive(
     try:
         await in_thread(lock.acquire)
     except GitReleaseError as exc:
-        await store.audit(actor, operation, target, "refused",
-                          {"code": exc.code, "reason": exc.message})
+        await audit_failure(store, actor, operation, target, "refused", exc,
+                            {"code": exc.code, "reason": exc.message})
         raise
+    except OSError as exc:
+        lock.release()  # locked, but its holder's record could not be written: not held
+        if not is_disk_full(exc):
+            raise
+        raise InsufficientDiskSpace(
+            f"disk full while taking the operation lock in {d.data_dir}; nothing was changed",
+            hint="free some disk space, then try again") from None
     try:
         await Installer(d).finish_interrupted(store)
         await d.backups(store).reconcile()

@@ -4,24 +4,29 @@ Nothing live is touched until the archive has been verified (unless asked not to
 unpacked safely into a staging dir next to the backups. Databases are written through
 SQLite's backup API into the live file, so the bot's open connections stay valid and see the
 restored data; other files are swapped in with an atomic rename, keeping their recorded
-modes. If a step fails half-way, what was already replaced is put back from the safety
-backup, and files the restore created are removed again.
+modes (config files 0600, whatever the archive says). A link at a target is replaced, never
+written through, and a link above one refuses the restore (`placing`). If a step fails
+half-way, what was already replaced is put back from the copies kept aside, and files the
+restore created are removed again.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gitrelease.core.errors import GitReleaseError, InvalidInput, VerificationFailed
-from gitrelease.core.fsutil import fsync_dir
+from gitrelease.core.errors import (
+    GitReleaseError,
+    InsufficientDiskSpace,
+    InvalidInput,
+    VerificationFailed,
+)
 from gitrelease.core.models import (
     ARCHIVE_MISSING,
     Backup,
@@ -33,12 +38,13 @@ from gitrelease.core.models import (
 )
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
-from gitrelease.core.text import counted
 from gitrelease.state.archive import sha256_file
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
-from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
-from gitrelease.state.sources import Layout
+from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
+from gitrelease.state.snapshot import is_sqlite
+from gitrelease.state.sources import Layout, LinkInTheWay
+from gitrelease.state.space import check_space, is_disk_full, restore_needs
 from gitrelease.state.unchanged import unchanged_files
 from gitrelease.state.unpack import UnsafeArchive, extract_safely
 
@@ -58,11 +64,6 @@ RESTORE_TYPES = {
 # What a safety backup is, by what the restore replaces.
 _SAFETY_TYPES = {"database": BackupType.DATABASE, "config": BackupType.CONFIG,
                  "data": BackupType.DATA_ONLY}
-
-
-class RestoreFailed(GitReleaseError):
-    code = "restore_failed"
-    exit_code = 18
 
 
 @dataclass(frozen=True)
@@ -114,21 +115,36 @@ async def restore(
     # Versioned files are git's to restore (a backup may hold one, e.g. data/.gitkeep).
     entries = {name: e for name, e in entries.items() if not _versioned(layout, name, tracked)}
     try:
-        targets = {name: layout.restorable(name, service.settings, tracked, e.get("kind"))
-                   for name, e in entries.items()}
+        targets = {name: target_of(name, layout.restorable(
+            name, service.settings, tracked, e.get("kind")), layout.base_of(name), e)
+            for name, e in entries.items()}
+    except LinkInTheWay as exc:
+        link = exc.link.relative_to(layout.root) if exc.link.is_relative_to(layout.root) \
+            else exc.link
+        raise LinkedTarget(f"{link} is a symbolic link; restoring {backup.id} would write "
+                           "through it; nothing was changed") from None
     except ValueError as exc:
         raise UnsafeArchive(f"backup {backup.id}: {exc}") from None
+    # Config files hold secrets: 0600 when restored, whatever the archive says of them.
+    private = frozenset(name for name, e in entries.items()
+                        if e.get("kind") == "config" or layout.is_config(name, service.settings))
+    entries = {name: {**e, "mode": 0o600} if name in private else e
+               for name, e in entries.items()}
     databases = {name for name, e in entries.items() if e["kind"] == "database"}
     result = RestoreResult(backup, options.restore_type, None,
                            warnings=_other_release(backup, point, bool(databases)))
     # What already is as backed up is neither unpacked, nor kept aside, nor replaced.
     report("compare", 5, backup.id)
     same = await asyncio.to_thread(unchanged_files, entries, {
-        name: _live(path) for name, path in targets.items()}, databases)
+        name: target.live for name, target in targets.items()}, databases)
     result.unchanged = len(same)
     entries = {name: e for name, e in entries.items() if name not in same}
     targets = {name: targets[name] for name in entries}
     databases -= same
+    result.warnings += [
+        f"{layout.shown(name)} was a symbolic link (to {t.link!r}): the link is replaced by "
+        "the backed-up file, and what it pointed to is left as it was"
+        for name, t in sorted(targets.items()) if t.link is not None]
     verify = options.verify_backup and backup.checksum is not None
     if not entries:
         if verify:  # the archive still answers for what the operator restored from
@@ -136,6 +152,12 @@ async def restore(
             await _verify_whole(service, backup)
         report("done", 100, backup.id)
         return result
+    # What it will write, where: a disk too full to take it refuses here, with nothing
+    # changed, rather than half-way on a disk it then has to undo itself on.
+    await asyncio.to_thread(check_space, restore_needs(
+        entries, {name: t.live for name, t in targets.items()}, databases,
+        scratch=service.archives.scratch, data_dir=layout.data_dir,
+        safety=safety_backup is None and take_safety), f"restoring {backup.id}")
     # The staging dir is beside the archives: a leftover of a crash is swept by the reconcile.
     staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-",
                                     dir=service.archives.scratch))
@@ -148,7 +170,7 @@ async def restore(
             unpacking = asyncio.ensure_future(asyncio.to_thread(
                 extract_safely, source, staging, manifest, wanted=set(entries),
                 checksum=backup.checksum if verify else None,
-                durable=set(entries) - databases, shown=layout.shown))
+                durable=set(entries) - databases, shown=layout.shown, private=private))
             safety = None if safety_backup is not None or not take_safety else \
                 asyncio.ensure_future(_safety_backup(service, backup, options, entries,
                                                      targets, point))
@@ -165,9 +187,17 @@ async def restore(
                                 "listed as a database but is no SQLite file")
         if verify:
             backup.verified_at = utcnow()
-            await service.store.save_backup(backup)
+            try:
+                await service.store.save_backup(backup)
+            except Exception as exc:
+                problem: BaseException = exc if not is_disk_full(exc) else InsufficientDiskSpace(
+                    f"disk full while recording in the index that {backup.id} was verified; "
+                    "nothing live was changed", hint="free some disk space, then restore "
+                    "again")
+                await _drop(service, safety, problem)
+                raise problem from None
         report("restore", 60, backup.id)
-        result.restored = [layout.shown(name) for name in await _replace(
+        result.restored = [layout.shown(name) for name in await replace(
             backup, staged, targets, databases, staging / "aside", result.safety_backup, report,
             layout.shown)]
         report("done", 100, backup.id)
@@ -228,7 +258,12 @@ async def _both(
     problem = unpacking.exception() or (safety.exception() if safety else None)
     if problem is None:
         return unpacking.result()
-    await _drop(service, safety)
+    if problem is not unpacking.exception() and is_disk_full(problem):
+        problem = InsufficientDiskSpace(
+            f"disk full while taking the safety backup before restoring {backup.id} "
+            f"({problem.message if isinstance(problem, GitReleaseError) else problem}); "
+            "nothing live was changed", hint="free some disk space, then restore again")
+    await _drop(service, safety, problem)
     if isinstance(unpacking.exception(), VerificationFailed):
         # What a separate verify pass would have said, and marked.
         backup.status = BackupStatus.CORRUPTED
@@ -238,19 +273,35 @@ async def _both(
     raise problem
 
 
-async def _drop(service: BackupService, safety: asyncio.Future[Backup | None] | None) -> None:
+async def _drop(service: BackupService, safety: asyncio.Future[Backup | None] | None,
+                problem: BaseException | None = None) -> None:
+    """Delete the safety backup of a restore that is not going ahead. Failing to (the index
+    on a full disk) never takes the place of `problem`, the restore's own error: it is said
+    with it, and the backup stays, a good one."""
     if safety is not None and safety.done() and not safety.cancelled() \
             and safety.exception() is None and safety.result() is not None:
-        await service.delete(safety.result())  # type: ignore[arg-type]
+        kept: Backup = safety.result()  # type: ignore[assignment]
+        try:
+            await service.delete(kept)
+        except Exception as trouble:
+            if problem is None:
+                raise
+            if isinstance(problem, GitReleaseError):
+                problem.also(f"the safety backup {kept.id} could not be deleted: {trouble}")
+            else:
+                problem.add_note(f"the safety backup {kept.id} could not be deleted: {trouble}")
 
 
 async def _safety_backup(
     service: BackupService, backup: Backup, options: RestoreOptions,
-    entries: dict[str, dict[str, Any]], targets: dict[str, Path], point: ReleasePoint,
+    entries: dict[str, dict[str, Any]], targets: dict[str, Target], point: ReleasePoint,
 ) -> Backup | None:
     """A backup of the live files the restore replaces (none of the others: what it does not
-    touch needs no way back), uncompressed: it is there to be restored from, and soon."""
-    replaced = frozenset(name for name, path in targets.items() if path.exists())
+    touch needs no way back), uncompressed: it is there to be restored from, and soon. A
+    link the restore replaces is not followed here either: the link is kept aside (and put
+    back if the restore fails), what it points to is never touched."""
+    replaced = frozenset(name for name, target in targets.items()
+                         if os.path.isfile(target.live) and not os.path.islink(target.live))
     if not replaced:
         return None
     kind = _SAFETY_TYPES.get(options.restore_type, BackupType.FULL)
@@ -261,85 +312,6 @@ async def _safety_backup(
         point, only=replaced)
 
 
-async def _replace(
-    backup: Backup, staged: dict[str, Path], targets: dict[str, Path], databases: set[str],
-    aside: Path, safety: Backup | None, report: Progress, shown: Callable[[str], str],
-) -> list[str]:
-    """Swap the staged files in: plain files first, each live one kept aside by a hard link
-    (no copy), then the databases, each one transaction in SQLite. A database before the last
-    is copied aside first; the last needs no copy, for if it fails SQLite rolls it back and
-    nothing after it can fail. On any failure, what was replaced is put back."""
-    order = sorted(n for n in staged if n not in databases) + sorted(n for n in staged
-                                                                     if n in databases)
-    kept: dict[str, Path | None] = {}  # replaced name -> its old content aside, or None
-    applied: list[str] = []
-    name = ""
-    try:
-        aside.mkdir()
-        directories: set[Path] = set()
-        for number, name in enumerate(order):
-            report("restore", 60 + int(number / len(order) * 35), shown(name))
-            live = _live(targets[name])
-            is_database = name in databases
-            if is_database and directories:
-                # The renames made durable before the first database: from there on,
-                # each step is its own, and the last cannot be followed by a failure.
-                await asyncio.to_thread(_fsync_dirs, directories)
-                directories = set()
-            if not is_database:
-                await asyncio.to_thread(_link_aside, live, aside / str(number), kept, name)
-            elif name != order[-1] or not is_sqlite(live):
-                await asyncio.to_thread(_db_aside, live, aside / f"{number}.db", kept, name)
-            # else: not kept at all, SQLite's own transaction is the way back of the last step
-            await asyncio.to_thread(_apply, staged[name], targets[name], is_database)
-            applied.append(name)
-            if not is_database:
-                directories.add(live.parent)
-        await asyncio.to_thread(_fsync_dirs, directories)
-    except BaseException as exc:
-        undo = await asyncio.to_thread(_put_back, applied, kept, targets, databases, shown)
-        message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
-        hint = (f"the safety backup {safety.id} holds the state from before the restore"
-                if safety else None)
-        raise RestoreFailed(f"restoring {backup.id} failed at {shown(name)}: {message}; "
-                            f"{undo}", hint=hint) from None
-    return applied
-
-
-def _live(path: Path) -> Path:
-    if path.is_symlink() and path.resolve().is_file():
-        return path.resolve()  # the operator's link (to where secrets live) stays a link
-    return path
-
-
-def _link_aside(live: Path, aside: Path, kept: dict[str, Path | None], name: str) -> None:
-    """Keep the live file's content at `aside` without copying it: a second name for the same
-    inode, which the swap then unlinks from the live name only."""
-    if not live.is_file():
-        kept[name] = None
-        return
-    try:
-        os.link(live, aside)
-    except OSError as exc:
-        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-            raise
-        shutil.copy2(live, aside)  # another filesystem: a copy, needed only in this process
-    kept[name] = aside
-
-
-def _db_aside(live: Path, aside: Path, kept: dict[str, Path | None], name: str) -> None:
-    if live.is_file() and is_sqlite(live):
-        snapshot_database(live, aside)
-        kept[name] = aside
-    else:
-        _link_aside(live, aside, kept, name)
-
-
-def _fsync_dirs(directories: set[Path]) -> None:
-    for directory in sorted(directories):
-        fsync_dir(directory)
-
-
 def _versioned(layout: Layout, name: str, tracked: frozenset[str]) -> bool:
     try:
         path = layout.live_path(name)
@@ -347,65 +319,3 @@ def _versioned(layout: Layout, name: str, tracked: frozenset[str]) -> bool:
         return False  # refused below, with the reason
     return path.is_relative_to(layout.root) and \
         path.relative_to(layout.root).as_posix() in tracked
-
-
-def _apply(staged: Path, live: Path, is_database: bool) -> None:
-    """One file into place; the caller fsyncs the directories it renamed into, once each."""
-    live = _live(live)
-    if is_database and live.is_file() and is_sqlite(live):
-        restore_database(staged, live)
-        return
-    live.parent.mkdir(parents=True, exist_ok=True)
-    if live.is_dir() and not live.is_symlink():
-        raise RestoreFailed(f"{live} is a directory; a file was backed up there")
-    if is_database:  # staged without an fsync, to be read through SQLite: not so now
-        with staged.open("rb+") as handle:
-            os.fsync(handle.fileno())
-    try:
-        os.replace(staged, live)  # staged was fsynced with its recorded mode
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:  # the live file is on another filesystem
-            raise
-        temporary = live.parent / f".{live.name}.tmp-restore"
-        shutil.copy2(staged, temporary)
-        with temporary.open("rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, live)
-    if is_database:  # databases come last: no later step fsyncs this directory
-        fsync_dir(live.parent)
-
-
-def _put_back(
-    applied: list[str], kept: dict[str, Path | None], targets: dict[str, Path],
-    databases: set[str], shown: Callable[[str], str] = str,
-) -> str:
-    """Undo a half-done restore from the copies kept aside; says what it did."""
-    if not applied:
-        return "nothing had been replaced yet"
-    failed = []
-    directories = set()
-    for name in reversed(applied):
-        if name not in kept:
-            continue  # the last database: SQLite rolled it back, or it is done
-        live = _live(targets[name])
-        old = kept[name]
-        try:
-            if old is None:
-                live.unlink(missing_ok=True)  # the restore created it
-            elif name in databases and is_sqlite(old) and is_sqlite(live):
-                restore_database(old, live)
-            else:
-                os.replace(old, live)
-            directories.add(live.parent)
-        except (GitReleaseError, OSError) as exc:
-            failed.append(f"{shown(name)} "
-                          f"({exc.message if isinstance(exc, GitReleaseError) else exc})")
-    try:
-        _fsync_dirs(directories)
-    except OSError as exc:
-        failed.append(f"the directories ({exc})")
-    if failed:
-        return (f"putting back the {counted(len(applied), 'file')} replaced FAILED for "
-                f"{', '.join(failed)}")
-    replaced = counted(len(applied), "file")
-    return f"the {replaced} already replaced {'was' if len(applied) == 1 else 'were'} put back"

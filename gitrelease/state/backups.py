@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import platform
 import shutil
 import tempfile
@@ -57,6 +58,7 @@ from gitrelease.state.reconcile import reconcile
 from gitrelease.state.retention import PruneResult, choose_doomed
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
 from gitrelease.state.sources import Gathered, Layout, Source, gather
+from gitrelease.state.space import backup_needs
 from gitrelease.state.unchanged import header_marks
 from gitrelease.state.verification import checksum_matches, verify_archive
 
@@ -158,7 +160,11 @@ class BackupService:
                               else "cancelled" if isinstance(exc, asyncio.CancelledError)
                               else repr(exc))
             backup.completed_at = utcnow()
-            await asyncio.shield(self.store.save_backup(backup))
+            try:
+                await asyncio.shield(self.store.save_backup(backup))
+            except Exception as trouble:  # a full disk is often why: the error stays this one
+                _also(exc, f"the index could not mark {backup.id} failed ({trouble}); the "
+                           "next operation does")
             raise
         backup.status = BackupStatus.COMPLETED
         backup.warnings += damaged
@@ -268,15 +274,16 @@ class BackupService:
                 # Config files hold secrets: 0600 in the archive and when restored, whatever
                 # mode and umask they were created with.
                 mode = 0o600 if source.kind == "config" else None
-                members.append(archive.Member(source.path, source.name, source.kind, mode))
+                # The operator's link to a config file: where it pointed, which is the one
+                # link a restore writes through (`placing.target_of`).
+                linked = (("link", os.path.realpath(source.path)),) \
+                    if source.kind == "config" and source.path.is_symlink() else ()
+                members.append(archive.Member(source.path, source.name, source.kind, mode,
+                                              linked))
         return members, checked
 
     def _check_space(self, sources: list[Source]) -> None:
-        # Worst case: nothing compresses, and each database is written twice (snapshot, tar).
-        needed = sum(s.size * (2 if s.kind == "database" else 1) for s in sources)
-        # A database's snapshot can be as large as the file and its -wal together.
-        needed += sum(_size(Path(f"{s.path}-wal")) for s in sources if s.kind == "database")
-        needed += 16 * 1024 * 1024
+        needed = backup_needs(sources)  # the worst case: nothing compresses
         free = self.archives.free_space()
         if free < needed:
             raise InsufficientDiskSpace(
@@ -405,11 +412,12 @@ class BackupService:
         return await reconcile(self.store, self.archives)
 
 
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
+def _also(error: BaseException, trouble: str) -> None:
+    """Say `trouble` with `error` (met while handling it) without taking its place."""
+    if isinstance(error, GitReleaseError):
+        error.also(trouble)
+    else:
+        error.add_note(trouble)
 
 
 def _new_id(existing: list[Backup], taken_names: set[str]) -> str:

@@ -1,7 +1,9 @@
 """What a backup holds: the state git does not version, sorted into databases, config, data, logs.
 
-Member names say where a file lives: ``data/<path>`` under the data dir, ``root/<path>``
-under the deployment root; people are shown the path from the bot's root (`Layout.shown`).
+Member names say where a file lives: ``data/<path>`` under the data dir, ``logs/<path>``
+under an update-logs folder outside it (`update_logs_path` may be anywhere, on another disk),
+``root/<path>`` under the deployment root; people are shown the path from the bot's root, or
+the absolute path of what lives outside it (`Layout.shown`).
 The index, backups, locks, temp files and SQLite's own ``-wal`` ``-shm`` ``-journal`` files
 are never members (a database is captured whole by its snapshot). Databases are every SQLite
 file of the data dir, the configured `database_paths`, and those found among the checkout's
@@ -21,7 +23,8 @@ from gitrelease.core.settings import Settings
 from gitrelease.index import INDEX_NAME
 from gitrelease.state.databases import HINTS, find_databases, is_skipped, is_sqlite
 
-__all__ = ["KINDS_OF", "Gathered", "Layout", "Source", "collect", "gather", "would_hold"]
+__all__ = ["KINDS_OF", "Gathered", "Layout", "LinkInTheWay", "Source", "collect", "gather",
+           "would_hold"]
 
 #: The member kinds each backup type holds.
 KINDS_OF = {
@@ -38,6 +41,14 @@ _RUNTIME_FILES = {"gitrelease.lock", "gitrelease.lock.json", "bot.pid", INDEX_NA
                   "restart_pending.json", "restart_request.json",
                   # The `*` that keeps the data dir out of the bot's `git status`.
                   ".gitignore"}
+
+
+class LinkInTheWay(ValueError):
+    """A folder on the way to a member's live path is a symbolic link (`link`)."""
+
+    def __init__(self, member: str, link: Path) -> None:
+        super().__init__(f"{member!r} would be written through the symbolic link {link}")
+        self.link = link
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,8 @@ class Layout:
     def member_name(self, path: Path) -> str:
         if path.is_relative_to(self.data_dir):
             return "data/" + path.relative_to(self.data_dir).as_posix()
+        if path.is_relative_to(self.logs_dir):
+            return "logs/" + path.relative_to(self.logs_dir).as_posix()
         return "root/" + path.relative_to(self.root).as_posix()
 
     def shown(self, member: str) -> str:
@@ -90,12 +103,31 @@ class Layout:
 
     def live_path(self, member: str) -> Path:
         """Where a member is restored to (the name only; `restorable` decides if it may be)."""
-        area, _, rest = member.partition("/")
-        base = {"data": self.data_dir, "root": self.root}.get(area)
+        _area, _, rest = member.partition("/")
         relative = PurePosixPath(rest)
-        if base is None or not rest or relative.is_absolute() or ".." in relative.parts:
+        if not rest or relative.is_absolute() or ".." in relative.parts:
             raise ValueError(f"not a member name: {member!r}")
-        return base.joinpath(*relative.parts)
+        return self.base_of(member).joinpath(*relative.parts)
+
+    def base_of(self, member: str) -> Path:
+        """The folder a member's name is below: the data dir, the logs or the root."""
+        base = {"data": self.data_dir, "root": self.root,
+                "logs": self.logs_dir}.get(member.partition("/")[0])
+        if base is None:
+            raise ValueError(f"not a member name: {member!r}")
+        return base
+
+    def is_config(self, member: str, settings: Settings) -> bool:
+        """Whether a member is one of the config files (.env, data/settings.toml,
+        config_paths, the live files of config_templates), by where it goes, whatever an
+        archive calls it: those are 0600 when restored."""
+        try:
+            path = self.live_path(member)
+        except ValueError:
+            return False
+        configured = [*settings.config_paths, *settings.config_templates.values()]
+        return path in {self.root / ".env", self.data_dir / "settings.toml"} or any(
+            path == self.root.joinpath(*PurePosixPath(c).parts) for c in configured)
 
     def restorable(
         self, member: str, settings: Settings, tracked: frozenset[str],
@@ -128,10 +160,10 @@ class Layout:
         if path.parent == self.data_dir and (path.name in _RUNTIME_FILES
                                              or path.name.startswith(INDEX_NAME)):
             raise ValueError(f"{member!r} is gitrelease's own state")
-        base = self.data_dir if member.startswith("data/") else self.root
-        for parent in [*path.relative_to(base).parents][:-1]:
+        base = self.base_of(member)
+        for parent in reversed([*path.relative_to(base).parents][:-1]):
             if (base / parent).is_symlink():
-                raise ValueError(f"{member!r} would be written through a symlink")
+                raise LinkInTheWay(member, base / parent)
         return path
 
     def _could_be_found(self, name: PurePosixPath, path: Path) -> bool:
@@ -258,7 +290,8 @@ def gather(
     config += _configured(layout, list(settings.config_templates.values()), "config_templates")
     for path in config:
         # A config file may be a symlink to where the operator keeps secrets: its content
-        # is what is backed up, and a restore writes through the link.
+        # is what is backed up, and a restore writes through that same link (the manifest
+        # records where it pointed: `placing.target_of`).
         if path.is_file():
             chosen.setdefault(path, "config")
     for path in _walk(layout.logs_dir, set()):

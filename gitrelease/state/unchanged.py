@@ -84,10 +84,11 @@ def unchanged_files(
 
 
 def _same_shape(path: Path, entry: Mapping[str, Any], is_database: bool) -> bool:
-    """Size and permission bits as recorded, a regular file (a link to one: the operator's
-    link stays, its target is compared), and for a database no SQLite file pending beside."""
+    """Size and permission bits as recorded, a regular file (never a link: the restore
+    replaces one, and passes the file of the operator's own link it writes through), and for
+    a database no SQLite file pending beside."""
     try:
-        status = path.stat()
+        status = os.lstat(path)
     except OSError:
         return False
     if not stat.S_ISREG(status.st_mode) or status.st_size != int(entry["size"]):

@@ -8,6 +8,7 @@ A restore (`gitrelease.deploy.restore`) then moves the staged files into place.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -16,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from gitrelease.core.errors import GitReleaseError, VerificationFailed
+from gitrelease.core.errors import GitReleaseError, InsufficientDiskSpace, VerificationFailed
 from gitrelease.core.fsutil import make_durable
+from gitrelease.core.pausepoints import pause_point
 from gitrelease.state.archive import MANIFEST, open_tar
 from gitrelease.state.compression import CHUNK
 
@@ -42,7 +44,7 @@ class UnpackFailed(GitReleaseError):
 def extract_safely(
     path: Path, staging: Path, manifest: dict[str, Any], *, wanted: set[str] | None = None,
     checksum: str | None = None, durable: set[str] | None = None,
-    shown: Callable[[str], str] = str,
+    shown: Callable[[str], str] = str, private: frozenset[str] = frozenset(),
 ) -> dict[str, Path]:
     """Unpack regular files listed in the manifest into `staging`; nothing lands outside it.
 
@@ -57,7 +59,9 @@ def extract_safely(
     them all where the system has it, else an fsync each); the others are read back through
     SQLite and need not be. `shown` names a member as the operator knows it (``.env``, not
     ``root/.env``) where a message is about the file, not about the archive's make-up.
-    Returns member name -> staged path.
+    Members in `private` (the config files) are staged 0600 whatever the manifest says.
+    A disk that fills up is `InsufficientDiskSpace`, never damage. Returns member name ->
+    staged path.
     """
     expected = {f["path"]: f for f in manifest.get("files", [])}
     budget = sum(int(f["size"]) for f in expected.values())
@@ -94,14 +98,16 @@ def extract_safely(
                 raise UnsafeArchive(f"{path.name}: member {info.name!r} leaves the staging dir")
             handle = tar.extractfile(safe)
             assert handle is not None  # noqa: S101 - a regular member always has data
-            digest = _stage(handle, target)
+            digest = _stage(handle, target, shown(info.name))
             if durable is None or info.name in durable:
                 written.append(target)
             if digest != entry["sha256"]:
                 raise VerificationFailed(
                     f"{path.name}: {shown(info.name)} does not match its checksum")
-            modes[target] = stat.S_IMODE(int(entry["mode"])) & 0o777
+            modes[target] = 0o600 if info.name in private else \
+                stat.S_IMODE(int(entry["mode"])) & 0o777
             staged[info.name] = target
+            pause_point("restore:staged")
             if checksum is not None and len(staged) == len(goal):
                 break
         if checksum is not None:
@@ -119,13 +125,22 @@ def extract_safely(
         for target, mode in modes.items():
             os.chmod(target, mode)
     except OSError as exc:
-        raise UnpackFailed(f"cannot stage {path.name}'s files: {exc.strerror}") from None
+        raise _disk_error(exc, f"{path.name}'s files", staging) from None
     return staged
 
 
-def _stage(handle: IO[bytes], target: Path) -> str:
+def _disk_error(exc: OSError, what: str, where: Path) -> GitReleaseError:
+    """The disk's error staging `what`: a full one said as such, naming where."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientDiskSpace(
+            f"disk full while unpacking {what} into {where}; nothing live was changed",
+            hint="free some disk space there, then restore again")
+    return UnpackFailed(f"cannot stage {what}: {exc.strerror}")
+
+
+def _stage(handle: IO[bytes], target: Path, shown: str) -> str:
     """Write one member to `target`, returning its sha256; the disk's errors are not the
-    archive's, so they come out as UnpackFailed, never as damage."""
+    archive's, so they come out as UnpackFailed (or a full disk), never as damage."""
     digest = hashlib.sha256()
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
@@ -134,7 +149,7 @@ def _stage(handle: IO[bytes], target: Path) -> str:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         fd = os.open(target, flags, 0o600)
     except OSError as exc:
-        raise UnpackFailed(f"cannot stage {target.name}: {exc.strerror}") from None
+        raise _disk_error(exc, shown, target.parent) from None
     with os.fdopen(fd, "wb", buffering=0) as out:
         while count := handle.readinto(view):  # type: ignore[attr-defined]
             digest.update(view[:count])
@@ -143,5 +158,5 @@ def _stage(handle: IO[bytes], target: Path) -> str:
                 while written < count:
                     written += out.write(view[written:count])
             except OSError as exc:
-                raise UnpackFailed(f"cannot stage {target.name}: {exc.strerror}") from None
+                raise _disk_error(exc, shown, target.parent) from None
     return digest.hexdigest()

@@ -104,12 +104,12 @@ async def test_failed_restore_undoes_the_rollback(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await installed_then_changed(world)
-    from gitrelease.deploy import restore as restore_module
+    from gitrelease.state import placing
 
     def broken(*args: object) -> None:
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(restore_module, "_apply", broken)
+    monkeypatch.setattr(placing, "_apply", broken)
     async with await ReleaseManager.open(world.deploy) as manager:
         with pytest.raises(Exception):  # noqa: B017 - the restore's own error, whichever
             await manager.rollback_to_version("previous", YES)

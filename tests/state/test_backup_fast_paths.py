@@ -193,6 +193,7 @@ async def test_a_failed_restore_puts_an_earlier_database_back_from_its_copy(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gitrelease.deploy import restore as restore_module
+    from gitrelease.state import placing
 
     second = world.deploy / "data" / "second.db"
     with sqlite3.connect(second) as db:
@@ -208,14 +209,16 @@ async def test_a_failed_restore_puts_an_earlier_database_back_from_its_copy(
             db.execute("UPDATE guilds SET prefix = 'now'")
         db.close()
         (world.deploy / ".env").write_text("DISCORD_TOKEN=rotated\n")
-        real_apply = restore_module._apply
+        real_apply = placing._apply
 
-        def fail_at_the_last_database(staged: Path, live: Path, is_database: bool) -> None:
+        def fail_at_the_last_database(staged: Path, target: placing.Target, is_database: bool,
+                *rest: object) -> None:
+            live = target.path
             if live.name == "second.db":
                 raise OSError(errno.EIO, "Input/output error")
-            real_apply(staged, live, is_database)
+            real_apply(staged, target, is_database, *rest)
 
-        monkeypatch.setattr(restore_module, "_apply", fail_at_the_last_database)
+        monkeypatch.setattr(placing, "_apply", fail_at_the_last_database)
         with pytest.raises(restore_module.RestoreFailed) as caught:
             await manager.restore_backup(backup.id, YES)
         monkeypatch.undo()
@@ -235,6 +238,7 @@ async def test_a_restore_creating_a_file_removes_it_again_on_failure(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from gitrelease.deploy import restore as restore_module
+    from gitrelease.state import placing
 
     extra = world.deploy / "data" / "notes.json"
     extra.write_text("{}")
@@ -244,14 +248,15 @@ async def test_a_restore_creating_a_file_removes_it_again_on_failure(
         with sqlite3.connect(world.deploy / "data" / "app.db") as db:  # restored, and fails
             db.execute("UPDATE guilds SET prefix = 'now'")
         db.close()
-        real_apply = restore_module._apply
+        real_apply = placing._apply
 
-        def fail_at_the_database(staged: Path, live: Path, is_database: bool) -> None:
+        def fail_at_the_database(staged: Path, target: placing.Target, is_database: bool,
+                *rest: object) -> None:
             if is_database:
                 raise OSError(errno.EIO, "Input/output error")
-            real_apply(staged, live, is_database)
+            real_apply(staged, target, is_database, *rest)
 
-        monkeypatch.setattr(restore_module, "_apply", fail_at_the_database)
+        monkeypatch.setattr(placing, "_apply", fail_at_the_database)
         with pytest.raises(restore_module.RestoreFailed):
             await manager.restore_backup(backup.id, YES)
         monkeypatch.undo()

@@ -174,3 +174,25 @@ async def test_a_symlinked_env_is_backed_up_and_restored_through_the_link(
     assert (world.deploy / ".env").is_symlink()
     assert secrets.read_text() == ENV_SECRET
     git(world.deploy, "status")
+
+
+@pytest.mark.parametrize("where", ["outside", "in the root"])
+async def test_update_logs_outside_the_data_dir_are_archived_and_restored_there(
+    world: World, tmp_path: Path, where: str
+) -> None:
+    """An update_logs_path outside the data dir (absolute, elsewhere; or in the root) is
+    archived under its own prefix, ``logs/``, and restored to that folder."""
+    logs = tmp_path / "var-log-bot" if where == "outside" else world.deploy / "logs"
+    logs.mkdir()
+    (logs / "old.log").write_text("update log\n")
+    setting = str(logs) if where == "outside" else "logs/"
+    (world.deploy / "data" / "settings.toml").write_text(f'update_logs_path = "{setting}"\n')
+    async with await ReleaseManager.open(world.deploy) as manager:
+        backup = await manager.create_backup("full", {"include_logs": True})
+        names = {f["path"] for f in backup.metadata["manifest"]["files"]}
+        assert "logs/old.log" in names
+        (logs / "old.log").write_text("rotated\n")
+        result = await manager.restore_backup(backup.id, {"confirm": True})
+    assert (logs / "old.log").read_text() == "update log\n"
+    shown = str(logs / "old.log") if where == "outside" else "logs/old.log"
+    assert shown in result.restored

@@ -427,6 +427,7 @@ async def test_failure_half_way_puts_back_what_was_replaced(
 ) -> None:
     world = data_files
     from gitrelease.deploy import restore as restore_module
+    from gitrelease.state import placing
 
     async with await manager_for(world) as manager:
         backup = await manager.create_backup("full")
@@ -437,20 +438,22 @@ async def test_failure_half_way_puts_back_what_was_replaced(
         (world.deploy / ".env").write_text("DISCORD_TOKEN=rotated\n")
         for n in range(5):
             (world.deploy / "data" / "files" / f"user{n}.json").write_text("changed")
-        real_apply = restore_module._apply
+        real_apply = placing._apply
         # Files are swapped in first, databases last: everything before it is replaced,
         # then it fails.
         last = "data/app.db"
         assert sorted(members)[-1] != last
         calls: list[str] = []
 
-        def apply_then_fail(staged: Path, live: Path, is_database: bool) -> None:
+        def apply_then_fail(staged: Path, target: placing.Target, is_database: bool,
+                *rest: object) -> None:
+            live = target.path
             calls.append(live.name)
             if len(calls) == len(members):
                 raise OSError(errno.EIO, "Input/output error")
-            real_apply(staged, live, is_database)
+            real_apply(staged, target, is_database, *rest)
 
-        monkeypatch.setattr(restore_module, "_apply", apply_then_fail)
+        monkeypatch.setattr(placing, "_apply", apply_then_fail)
         with pytest.raises(restore_module.RestoreFailed) as caught:
             await manager.restore_backup(backup.id, {"confirm": True})
         monkeypatch.undo()
