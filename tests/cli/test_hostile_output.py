@@ -38,6 +38,9 @@ HOSTILE = [
     ("line_separator", "one\u2028two\u2029"),
 ]
 IDS = [case for case, _ in HOSTILE]
+# File names git and tar hand over as bytes: one that is not UTF-8 reads with a surrogate.
+NAMES = [*HOSTILE, ("not_utf8", "latin1-\udce9")]
+BRANCH = "hotfix\u202eniam"  # git takes bidi overrides in a branch name
 # Characters the output may hold as they are: layout, and the joiners scripts need.
 _ALLOWED = set("\n\t\u200c\u200d")
 
@@ -76,8 +79,11 @@ def shown(template_world: World, tmp_path_factory: pytest.TempPathFactory) -> di
         + "end of the message"
     world.commit("fix: " + " ".join(text for _case, text in HOSTILE))
     world.release_version("1.11.0", message)
-    for case, text in HOSTILE:
+    for case, text in NAMES:
         (world.deploy / "data" / f"{case}-{text}").write_text(case)
+    # A local commit on a branch: the check says the install leaves it on that branch.
+    git(world.deploy, "checkout", "--quiet", "-b", BRANCH)
+    git(world.deploy, "commit", "--quiet", "--allow-empty", "-m", "local: tweak")
     root = str(world.deploy)
     outputs: dict[str, str] = {}
     for name, args in [
@@ -91,7 +97,7 @@ def shown(template_world: World, tmp_path_factory: pytest.TempPathFactory) -> di
         outputs[name] = out + err
     code, out, _ = _cli("--root", root, "--json", "backup", "list")
     backup_id = json.loads(out)[0]["id"]
-    for case, _text in HOSTILE:  # changed after the backup: the restore puts each back
+    for case, _text in NAMES:  # changed after the backup: the restore puts each back
         next((world.deploy / "data").glob(f"{case}-*")).write_text("changed")
     code, out, err = _cli("--root", root, "backup", "restore", backup_id, "--yes",
                           "--type", "data")
@@ -119,11 +125,15 @@ def test_a_tag_message_and_a_commit_subject_show_their_escapes(
     assert escaped in check.split("Commits:")[1]  # the commit subject
 
 
-@pytest.mark.parametrize(("case", "text"), HOSTILE, ids=IDS)
+@pytest.mark.parametrize(("case", "text"), NAMES, ids=[case for case, _ in NAMES])
 def test_a_member_name_shows_its_escapes(shown: dict[str, str], case: str, text: str) -> None:
     escaped = _shown(text)
     assert f"data/{case}-{escaped}" in shown["restore"]
     assert f"{case}-{escaped}" in shown["status"]  # what a backup would hold
+
+
+def test_a_branch_name_shows_its_escapes(shown: dict[str, str]) -> None:
+    assert f"branch {_shown(BRANCH)}" in shown["check"]
 
 
 def test_json_keeps_the_text_exact(shown: dict[str, str]) -> None:

@@ -48,3 +48,13 @@ def test_a_confirm_card_escapes_controls_and_keeps_its_markdown_guards() -> None
     assert _acting(shown) == []
     assert "\\u202e" in shown
     assert "`\u200b``" in shown and "@\u200beveryone" in shown
+
+
+def test_a_rollback_suggestion_shows_a_tags_bidi_override_escaped() -> None:
+    from gitrelease_discord.suggestions import versions
+
+    tag = "v1.12\u202eexe.txt"
+    (choice,) = [c for c in versions("v1.12", [{"tag": tag, "relation": "older"}], "en-US")]
+    assert _acting(str(choice.name)) == []
+    assert str(choice.name).startswith("v1.12\\u202eexe.txt")
+    assert choice.value == tag
