@@ -518,8 +518,9 @@ class ReleaseManager:
 
     async def journal(
         self, session_id: str | None = None
-    ) -> tuple[UpdateSession, list[JournalStep]]:
-        """A session (default: the latest) and its journalled steps."""
+    ) -> tuple[UpdateSession | None, list[JournalStep]]:
+        """A session (default: the latest) and its journalled steps; (None, []) when none
+        is asked for and none has been recorded yet."""
         from gitrelease.deploy.status import journal
 
         return await journal(self.deployment, session_id)
@@ -527,9 +528,12 @@ class ReleaseManager:
     async def session_log(self, session_id: str, lines: int = 20
                           ) -> tuple[UpdateSession, list[str]]:
         """A recorded session and the last lines its commands printed (its log's tail)."""
+        from gitrelease.core.errors import InvalidInput
         from gitrelease.deploy.status import log_tail
 
         session, _steps = await self.journal(session_id)
+        if session is None:  # only when no id is given, and this always takes one
+            raise InvalidInput("session", session_id, "the id of a recorded update session")
         return session, await in_thread(log_tail, self.deployment, session, lines)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import discord
 
-from gitrelease.core.text import redact
+from gitrelease.core.text import redact, visible
 from gitrelease_discord.i18n import SOURCE, text
 
 __all__ = ["COLOURS", "LIMITS", "cut", "fit", "remember_root", "remember_secrets", "scrub"]
@@ -19,6 +19,8 @@ _SECRETS: set[str] = set()
 #: The deployment's folder on the server: paths under it are shown from it ("data/x.db"),
 #: the server's layout is not shown at all.
 _ROOTS: set[str] = set()
+#: Put after "@" and inside "```" so that a changelog cannot ping or close a code block.
+_MARKDOWN_GUARD = "\u200b"
 
 
 def remember_secrets(values: Iterable[object]) -> None:
@@ -31,9 +33,11 @@ def remember_root(root: Path) -> None:
 
 
 def scrub(value: str) -> str:
-    """`value` without credentials in URLs, without any remembered secret, and with paths
-    of the deployment shown from its folder."""
-    value = redact(value)
+    """`value` without credentials in URLs, without any remembered secret, with paths of
+    the deployment shown from its folder, and with what would act on the reader's client
+    (controls, bidi overrides: a tag message or a file's name may hold them) shown as
+    escapes; the zero-width spaces that guard markdown (`cards._plain`) stay."""
+    value = visible(redact(value), keep=_MARKDOWN_GUARD)
     for secret in sorted(_SECRETS, key=len, reverse=True):
         value = value.replace(secret, "***")
     for root in sorted(_ROOTS, key=len, reverse=True):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from gitrelease.core.text import visible
 from gitrelease_discord.card_text import kind_name
 from gitrelease_discord.i18n import text
 from gitrelease_discord.options import Choice
@@ -99,5 +100,7 @@ def versions(current: str, releases: list[dict[str, Any]], locale: str) -> list[
         mark = text(f"suggest_{release['relation']}", locale)
         if release.get("failed"):
             mark += text("suggest_failed", locale)
-        found.append(Choice(name=f"{tag} · {mark}", value=tag))
+        # The name is shown, so a bidi override in a tag shows as an escape; the value
+        # stays the tag itself, which the rollback looks up.
+        found.append(Choice(name=visible(f"{tag} · {mark}", lines=False), value=tag))
     return _fits(found)

@@ -105,13 +105,15 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_journal(args: argparse.Namespace) -> int:
     async def work(manager: ReleaseManager) -> dict[str, Any]:
         session, steps = await manager.journal(args.session)
-        return {"session": session.to_dict(), "steps": [
+        return {"session": session.to_dict() if session else None, "steps": [
             {"seq": s.seq, "step": s.step, "state": s.state, "at": s.at.isoformat(),
              "detail": s.detail} for s in steps]}
 
     result = run(args, work)
     if args.json:
         print_json(result)
+    elif result["session"] is None:  # an empty listing, as `schedule list` has one
+        print("No update session has been recorded yet.")
     else:
         print(render.render_session_dict(result["session"]))
         for s in result["steps"]:

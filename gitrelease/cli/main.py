@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from gitrelease.cli.commands import COMMANDS
 from gitrelease.cli.common import print_json
+from gitrelease.cli.output import visible_output
 from gitrelease.cli.parser import FLAG_FOR_FIELD, FLAG_FOR_FIELD_IN
 from gitrelease.cli.parser import build_parser as _parser
 from gitrelease.core.errors import GitReleaseError, InvalidInput, UnsupportedPlatform
@@ -23,6 +24,12 @@ __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; whatever it prints is shown, never acted on (`visible_output`)."""
+    with visible_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args_list = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args_list  # until the command line parses, a good guess is enough
     command = ""

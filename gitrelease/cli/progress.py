@@ -7,24 +7,30 @@ stderr, and only on a terminal, since in logs and pipes the result and the journ
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, TextIO
+
+from gitrelease.cli.output import raw_stream
+from gitrelease.core.text import visible
 
 __all__ = ["ProgressBar", "terminal_progress"]
 
 
 class ProgressBar:
-    """Draws install progress on a terminal's stderr."""
+    """Draws install progress on a terminal's stderr (or `stream`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._bar: Any = None
+        # The bar redraws itself with carriage returns, so it writes beneath the output
+        # boundary; the text it is given (a step, a file's name) is made visible here.
+        self._stream = raw_stream(stream or sys.stderr)
 
     def __call__(self, step: str, percent: int, detail: str) -> None:
         if self._bar is None:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=100, file=sys.stderr, leave=False,
+            self._bar = tqdm(total=100, file=self._stream, leave=False,
                              bar_format="{desc:<24} {bar} {n:>3}%")
-        self._bar.set_description_str(f"{step} ({detail})")
+        self._bar.set_description_str(visible(f"{step} ({detail})", lines=False))
         self._bar.update(percent - self._bar.n)
 
     def close(self) -> None:

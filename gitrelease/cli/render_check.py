@@ -105,9 +105,11 @@ def _release(bot: UpdateInfo, details: bool) -> list[str]:
         lines.append(f"  requires: {', '.join(bot.dependencies)}")
     changelog = bot.changelog or ""
     if not details and changelog.count("\n") > _CHANGELOG_LINES:
-        changelog = "\n".join(changelog.splitlines()[:_CHANGELOG_LINES]) + \
+        changelog = "\n".join(changelog.split("\n")[:_CHANGELOG_LINES]) + \
             "\n... (--details for all)"
-    lines += ["  changelog:"] + [f"    {line}" for line in changelog.splitlines()]
+    # Split at newlines only: a carriage return or a line separator in a tag message is
+    # shown as an escape (`gitrelease.cli.output`), never taken for a line break.
+    lines += ["  changelog:"] + [f"    {line}" for line in changelog.split("\n")]
     if details and len(bot.releases) > 1:
         lines += ["  newer releases:"] + [
             f"    {r['tag']}  {r['release_date'][:10]}  signature: {r['signature']}"

@@ -104,10 +104,12 @@ class InvalidSetting(GitReleaseError):
     code = "invalid_setting"
     exit_code = 78  # EX_CONFIG
 
-    def __init__(self, file: str, key: str, reason: str) -> None:
+    def __init__(self, file: str, key: str | None, reason: str, *,
+                 hint: str | None = None) -> None:
+        """`key` None: the file as a whole is wrong (it does not parse, cannot be read)."""
         super().__init__(
-            f"{file}: setting {key!r} {reason}",
-            hint=f"fix or remove {key!r} in {file}",
+            f"{file} {reason}" if key is None else f"{file}: setting {key!r} {reason}",
+            hint=hint or (f"fix {file}" if key is None else f"fix or remove {key!r} in {file}"),
             file=file,
             key=key,
         )

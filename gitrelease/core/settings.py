@@ -474,15 +474,30 @@ def _merge(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    """The file's table; {} when it does not exist. One that does not parse or cannot be
+    read is named, with where and what (`toml_errors`), never taken for empty."""
+    from gitrelease.core.toml_errors import toml_problem, utf8_problem
+
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
+        data = path.read_bytes()
     except FileNotFoundError:
         return {}
-    except tomllib.TOMLDecodeError as exc:
-        raise InvalidSetting(str(path), "(file)", f"is not valid TOML: {exc}") from None
+    except IsADirectoryError:
+        raise InvalidSetting(str(path), None, "cannot be read: it is a directory, not a file",
+                             hint=f"put the settings file in the place of {path}") from None
     except OSError as exc:
-        raise InvalidSetting(str(path), "(file)", f"cannot be read: {exc.strerror}") from None
+        raise InvalidSetting(str(path), None, f"cannot be read: {exc.strerror}",
+                             hint=f"check the permissions of {path}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidSetting(str(path), None,
+                             f"is not valid TOML {utf8_problem(data, exc)}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidSetting(str(path), None,
+                             f"is not valid TOML {toml_problem(text, exc)}") from None
 
 
 def _is_instance(value: Any, kind: Any) -> bool:

@@ -27,6 +27,7 @@ from gitrelease.core.settings import (
     load_settings,
     schema,
 )
+from gitrelease.core.toml_errors import toml_problem
 
 __all__ = ["SettingChange", "change_setting", "parse_value", "spec_for"]
 
@@ -122,10 +123,14 @@ def change_setting(
     new_value = parse_value(spec, value) if value is not None else None
     before = load_settings(root, data_dir)
     path = data_dir / "settings.toml"
+    # load_settings has read it already: what fails here is what tomlkit alone refuses.
+    text = path.read_text() if path.exists() else ""
     try:
-        document = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
-    except (TOMLKitError, OSError) as exc:
-        raise InvalidSetting(str(path), "(file)", f"cannot be edited: {exc}") from None
+        document = tomlkit.parse(text)
+    except TOMLKitError as exc:
+        problem = toml_problem(text, exc)
+        raise InvalidSetting(str(path), None, f"cannot be edited: not valid TOML {problem}"
+                             ) from None
     if new_value is None:
         document.pop(name, None)
     else:

@@ -44,3 +44,48 @@ def env_values(text: str) -> dict[str, str]:
 def counted(count: int, noun: str) -> str:
     """``1 file``, ``2 files``: a count with its noun, plural by an ``s`` when not one."""
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+__all__ += ["visible"]
+
+# Anything but printable ASCII is looked at; printable ASCII (JSON output, most text) passes
+# through the regex engine untouched, so the CLI's output boundary costs next to nothing.
+_SUSPECT_LINES = re.compile(r"[^\t\n\x20-\x7e]")
+_SUSPECT_LINE = re.compile(r"[^\x20-\x7e]")
+# Control, format (bidi overrides and isolates, zero-width, tag characters), lone surrogates
+# (names git or tar gave that are not UTF-8) and line/paragraph separators: each changes
+# what a terminal or a client shows without being seen itself.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+# Format characters that scripts and emoji need to read right (Persian, Hindi, 👩‍💻), and
+# that move nothing: kept as they are.
+_JOINERS = frozenset({"\u200c", "\u200d"})
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _JOINERS:
+        return char
+    import unicodedata
+
+    if unicodedata.category(char) not in _HIDDEN:
+        return char
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 \
+        else f"\\U{code:08x}"
+
+
+def visible(text: str, *, lines: bool = True, keep: str = "") -> str:
+    """`text` with every character that would act on a terminal or a reader's display
+    instead of showing (escape sequences, carriage returns, bell, DEL, C1 controls, bidi
+    overrides, zero-width and other format characters) written out as an escape such as
+    ``\\x1b`` or ``\\u202e``, so a tag message or an archive member name shows what it
+    holds and cannot redraw the screen or reverse a name. `lines`: newlines and tabs are
+    the text's own layout and stay; without it they are escaped too (one-line fields).
+    `keep`: characters a caller put in on purpose (Discord's zero-width markdown guards)."""
+    pattern = _SUSPECT_LINES if lines else _SUSPECT_LINE
+    if not keep:
+        return pattern.sub(_escape, text)
+    return pattern.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)

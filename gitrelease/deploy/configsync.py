@@ -38,6 +38,7 @@ from tomlkit.exceptions import TOMLKitError
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fsutil import atomic_write
 from gitrelease.core.text import ENV_LINE, env_values
+from gitrelease.core.toml_errors import toml_problem
 from gitrelease.git.repo import GitRepo
 
 __all__ = ["NEEDS_VALUE", "ConfigDrift", "ConfigError", "check_config", "is_placeholder",
@@ -124,7 +125,7 @@ def keys_of(text: str, toml: bool) -> dict[str, Any]:
     try:
         document = tomlkit.parse(text)
     except TOMLKitError as exc:
-        raise ConfigError(f"not valid TOML: {exc}") from None
+        raise ConfigError(f"not valid TOML {toml_problem(text, exc)}") from None
     flat: dict[str, Any] = {}
 
     def walk(table: Any, prefix: str) -> None:
@@ -155,7 +156,7 @@ def check_config(
         try:
             live_keys = keys_of(live_path.read_text(), toml) if live_path.is_file() else {}
         except ConfigError as exc:
-            raise ConfigError(f"{live}: {exc.message}") from None
+            raise ConfigError(f"{live} is {exc.message}") from None
         drifts.append(ConfigDrift(
             template, live, live_path.is_file(),
             added_in_target=[k for k in new_keys if k not in old_keys],
@@ -184,7 +185,7 @@ def merge_config(repo: GitRepo, root: Path, templates: dict[str, str], commit: s
             path = path.resolve()  # the operator's link stays a link
         current = path.read_text() if path.is_file() else ""
         toml = _is_toml(template)
-        merged, keys = (_merge_toml if toml else _merge_env)(current, text, template)
+        merged, keys = (_merge_toml if toml else _merge_env)(current, text, template, live)
         if keys:
             mode = path.stat().st_mode & 0o777 if path.exists() else 0o600
             atomic_write(path, merged.encode(), mode=mode)
@@ -193,7 +194,8 @@ def merge_config(repo: GitRepo, root: Path, templates: dict[str, str], commit: s
     return added
 
 
-def _merge_env(live: str, template: str, name: str) -> tuple[str, dict[str, Any]]:
+def _merge_env(live: str, template: str, name: str, _live_name: str
+               ) -> tuple[str, dict[str, Any]]:
     """The live text with the template's missing lines appended, and the keys added with
     their template values."""
     have = keys_of(live, False)
@@ -211,12 +213,21 @@ def _merge_env(live: str, template: str, name: str) -> tuple[str, dict[str, Any]
     return prefix + addition, keys
 
 
-def _merge_toml(live: str, template: str, name: str) -> tuple[str, dict[str, Any]]:
-    try:
-        document = tomlkit.parse(live)
-        source = tomlkit.parse(template)
-    except TOMLKitError as exc:
-        raise ConfigError(f"cannot merge {name}: not valid TOML: {exc}") from None
+def _merge_toml(live: str, template: str, name: str, live_name: str
+                ) -> tuple[str, dict[str, Any]]:
+    """The live document with the template's missing keys added (comments and order
+    kept), and the keys added. A file that does not parse is named itself: the live one
+    is the operator's to mend, the template the release's."""
+    documents = []
+    for text, file in ((live, live_name), (template, name)):
+        try:
+            documents.append(tomlkit.parse(text))
+        except TOMLKitError as exc:
+            raise ConfigError(f"{file} is not valid TOML {toml_problem(text, exc)}"
+                              + ("" if file == live_name else f" (merging into {live_name})"),
+                              hint=f"fix {file}" if file == live_name else
+                              f"fix {file} on the release side") from None
+    document, source = documents
     added: dict[str, Any] = {}
 
     def merge(into: Any, source_table: Any, prefix: str) -> None:

@@ -2,7 +2,10 @@
 
 The lock is an flock on ``data/gitrelease.lock`` (released by the kernel if the holder dies).
 Who holds it is written beside it, so a refusal can say which operation is running and since
-when; that note is only ever read as a hint, the flock decides.
+when; that note is only ever read as a hint, the flock decides. A holder killed with -9
+leaves its note behind: whoever then gets the flock knows the note is stale (`stale_note`
+says so and removes it, under the flock), and a refusal never names a note's process as the
+holder once that process is gone (its pid dead, or reused: the start time differs).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import filelock
 
@@ -19,7 +23,7 @@ from gitrelease.core.errors import UpdateInProgress
 from gitrelease.core.fsutil import atomic_write
 from gitrelease.core.models import utcnow
 
-__all__ = ["OperationLock"]
+__all__ = ["OperationLock", "stale_note"]
 
 LOCK_NAME = "gitrelease.lock"
 HOLDER_NAME = "gitrelease.lock.json"
@@ -45,6 +49,7 @@ class OperationLock:
             raise UpdateInProgress(f"another operation is running: {holder}") from None
         record = {
             "pid": os.getpid(),
+            "started": _start_time(os.getpid()),
             "operation": self.operation,
             "actor": self.actor,
             "since": utcnow().isoformat(),
@@ -66,10 +71,83 @@ class OperationLock:
         self.release()
 
     def _describe_holder(self) -> str:
-        try:
-            record = json.loads(self._holder.read_text())
-            since = datetime.fromisoformat(record["since"]).strftime("%Y-%m-%d %H:%M:%S UTC")
-            return (f"{record['operation']} by {record['actor']} "
-                    f"(pid {record['pid']}, since {since})")
-        except (OSError, ValueError, KeyError, TypeError):
+        record = _read_note(self._holder)
+        if record is None:
             return "holder unknown"
+        if not _running(record):
+            # The flock is held, by a process that has not written its note yet.
+            return (f"holder unknown (the lock's note is from pid {record['pid']}, which is no "
+                    "longer running)")
+        return _described(record)
+
+
+def stale_note(data_dir: Path) -> str | None:
+    """Remove the holder's note a killed operation left, and say so; None when there is
+    none, or when the lock is held (the note is then the holder's, or about to be). Taken
+    under the flock itself, so no operation can be writing its own note meanwhile."""
+    holder = data_dir / HOLDER_NAME
+    if not holder.exists():
+        return None
+    lock = filelock.FileLock(data_dir / LOCK_NAME, mode=0o600, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except (filelock.Timeout, OSError):
+        return None
+    try:
+        record = _read_note(holder)
+        if not holder.exists():
+            return None  # the operation that held the lock ended meanwhile
+        holder.unlink(missing_ok=True)
+    finally:
+        lock.release()
+    if record is None:
+        return f"removed an unreadable lock note ({HOLDER_NAME}) that no lock holder owned"
+    state = "is no longer running" if not _running(record) else "no longer holds the lock"
+    return (f"removed a stale lock note: {_described(record)}, but pid {record['pid']} "
+            f"{state} (killed?); what it left half-way is settled by the next operation")
+
+
+def _read_note(holder: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(holder.read_text())
+        int(record["pid"])
+        return record if isinstance(record, dict) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _described(record: dict[str, Any]) -> str:
+    try:
+        since = datetime.fromisoformat(record["since"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (KeyError, TypeError, ValueError):
+        since = "an unknown time"
+    return (f"{record.get('operation', '?')} by {record.get('actor', '?')} "
+            f"(pid {record['pid']}, since {since})")
+
+
+def _running(record: dict[str, Any]) -> bool:
+    """The note's process still runs: its pid is alive and, where the start time can be
+    read, it is the same process (a pid is reused once its process is gone)."""
+    pid = int(record["pid"])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    started = _start_time(pid)
+    return started is None or record.get("started") in (None, started)
+
+
+def _start_time(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, from /proc on Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: fields after its last ")".
+    fields = stat[stat.rfind(")") + 2:].split()
+    try:
+        return int(fields[19])  # field 22, starttime
+    except (IndexError, ValueError):
+        return None

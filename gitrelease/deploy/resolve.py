@@ -178,12 +178,35 @@ def named_release(d: Deployment, snap: ReleaseSnapshot, name: str) -> Release:
     by_tag = {r.tag: r for r in snap.releases}
     if name in by_tag:
         return by_tag[name]
-    found = snap.find(wanted_version(d, name))
+    version = wanted_version(d, name)
+    found = snap.find(version)
     if found is None:
+        _refuse_a_tag_of_no_commit(d, snap, name, version)
         known = ", ".join(str(r.version) for r in snap.releases[-5:]) or "none"
         hint = f"; {snap.hint}" if snap.hint else ""
         raise NoSuchVersion(f"no release {name} among the tags (newest known: {known}){hint}")
     return found
+
+
+def _refuse_a_tag_of_no_commit(d: Deployment, snap: ReleaseSnapshot, name: str,
+                               version: Version) -> None:
+    """A tag that reads as the release asked for but names a tree, a blob or another tag
+    (never a release, so not among them) is named for what it is, not as "no release"."""
+    scheme = snap.scheme or TagScheme.parse(d.settings.tag_pattern)
+    for tag, obj in snap.tags.items():
+        if tag != name and scheme.version_of(tag) != version:
+            continue
+        # Only here, on the way to a refusal: git is handed the listed object id.
+        kind = d.repo.run("cat-file", "-t", obj).strip()
+        peeled = d.repo.run("cat-file", "-t", f"{obj}^{{}}").strip() if kind == "tag" else kind
+        if peeled != "commit":
+            raise NoSuchVersion(f"tag {tag} points to a {peeled}, not a commit, so it cannot "
+                                "be a release", hint="a release tag names a commit: tag the "
+                                "release's commit on the release side")
+        if kind == "tag":
+            raise NoSuchVersion(f"tag {tag} points to another tag, not to a commit, so it "
+                                "is not taken as a release", hint="tag the release's commit "
+                                "itself on the release side")
 
 
 def check_python_at(d: Deployment, commit: str, label: str) -> None:

@@ -38,6 +38,11 @@ async def get_update_status(
     since = utcnow() - STATUS_RANGES[time_range]
     import asyncio
 
+    from gitrelease.deploy.lock import stale_note
+
+    # Before anything settles under the lock (which would overwrite the note unseen).
+    stale = await in_thread(stale_note, d.data_dir)
+
     layout_problems: list[str] = []
     try:
         backup_dir: Path | None = d.layout().backup_dir
@@ -65,7 +70,7 @@ async def get_update_status(
     stats = {"time_range": time_range, **stats,
              "last_check": await in_thread(last_check, d)}
     version_file, agrees, warnings = await in_thread(_version_file, d, snap)
-    warnings += layout_problems + host.warnings + d.inert_settings()
+    warnings += layout_problems + host.warnings + d.inert_settings() + ([stale] if stale else [])
     return SystemInfo(
         version=snap.current.text, python_version=host.python,
         bot_version=version_file, last_update=last.completed_at if last else None,
@@ -170,18 +175,18 @@ def _version_file(
 
 async def journal(
     d: Deployment, session_id: str | None = None
-) -> tuple[UpdateSession, list[JournalStep]]:
-    """A session (default: the latest) and its journalled steps."""
+) -> tuple[UpdateSession | None, list[JournalStep]]:
+    """A session (default: the latest) and its journalled steps; with no session asked for
+    and none recorded yet, (None, []): an empty listing, not a wrong input."""
     store = await d.existing_index()
-    if store is None:
+    if session_id is None:
+        latest = await store.list_sessions(limit=1) if store is not None else []
+        if not latest:
+            return None, []
+        session = latest[0]
+    elif store is None:
         raise InvalidInput("session", session_id, "the id of a recorded update session",
                            reason="no update session has been recorded yet")
-    if session_id is None:
-        latest = await store.list_sessions(limit=1)
-        if not latest:
-            raise InvalidInput("session", None, "the id of a recorded update session",
-                               reason="no update session has been recorded yet")
-        session = latest[0]
     else:
         found = await store.get_session(session_id)
         if found is None:

@@ -208,15 +208,12 @@ def update_info(
 ) -> UpdateInfo:
     """The specification's UpdateInfo for moving from HEAD to `target`."""
     current = snap.current
-    between = [r for r in snap.releases if current.is_older_than(r) and r.version <= target.version]
     # Three git reads that do not depend on each other, side by side.
     diffed = Beside(lambda: repo.diff_stats(current.commit, target.commit))
     pyproject = Beside(lambda: read_pyproject(repo, target.commit))
     commits = repo.commits_between(current.commit, target.commit)
     stats = diffed.result()
-    if current.base is None:  # unknown version: only the releases HEAD does not contain
-        new = {c.sha for c in commits}
-        between = [r for r in between if r.commit in new]
+    between = _releases_between(snap, target, {c.sha for c in commits})
     messages = [r.ref.message for r in between] + [c.message for c in commits]
     project = pyproject.result().get("project", {})
     dependencies = project.get("dependencies", []) if isinstance(project, dict) else []
@@ -254,6 +251,17 @@ def update_info(
             for r in reversed(between)
         ],
     )
+
+
+def _releases_between(snap: ReleaseSnapshot, target: Release, new: set[str]) -> list[Release]:
+    """The releases an install of `target` brings, oldest first: newer than the current
+    version, no newer than the target, on the channel (a pre-release counts on ``pre``
+    only, unless it is the target itself), and in the target's history but not in HEAD's
+    (`new`: the commits `current..target`, which the check lists anyway), so that a tag on
+    another branch is neither counted nor quoted in the changelog."""
+    offered = {*snap.newer(), target}
+    return [r for r in snap.releases if r in offered and r.version <= target.version
+            and r.commit in new]
 
 
 def _changelog(target: Release, between: list[Release], subjects: list[str]) -> str:
