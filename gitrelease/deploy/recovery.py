@@ -33,7 +33,7 @@ async def undo(
         and blame
     if release and session.to_commit and session.target_tag:
         await d.in_thread(mark_bad, d.data_dir, session.target_tag,
-                          session.to_commit, reason, session.id)
+                          session.to_commit, reason, session.id, d.secrets)
     stash = await _stash_of(store, session)
     # Edits that conflicted with the release are never left half-merged in a tracked file.
     if install and not d.settings.rollback_on_failure and started[-1:] != ["carry"]:

@@ -30,6 +30,7 @@ from gitrelease.core.models import (
     UpdateStatus,
     utcnow,
 )
+from gitrelease.core.text import redact
 from gitrelease.index import rows
 from gitrelease.index.postgres_fleet import FleetTables
 from gitrelease.index.postgres_schema import MIGRATION_LOCK, MIGRATIONS
@@ -70,16 +71,18 @@ def shown_url(url: str) -> str:
 class PostgresStore(FleetTables):
     """The shared index backend: one deployment's view (its `scope`) of the server."""
 
-    def __init__(self, pool: Any, scope: str, url: str) -> None:
+    def __init__(self, pool: Any, scope: str, url: str, hide: rows.Hide = redact) -> None:
         self._pool = pool
         self.scope = scope
+        self.hide = hide  # applied to what a failure said, before it is stored
         self.shown = shown_url(url)
         self._url = url  # for the fleet's listening connection; never shown
         self._listener: Any = None
         self._lease: Any = None
 
     @classmethod
-    async def open(cls, url: str, scope: str, *, timeout: float = 10.0) -> PostgresStore:
+    async def open(cls, url: str, scope: str, *, timeout: float = 10.0,
+                   hide: rows.Hide = redact) -> PostgresStore:
         """Connect (a pool of a few connections), and bring the schema up to date."""
         import psycopg
         from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -96,7 +99,7 @@ class PostgresStore(FleetTables):
         pool = AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False,
                                    configure=configure, timeout=timeout,
                                    kwargs={"connect_timeout": max(1, round(timeout))})
-        store = cls(pool, scope, url)
+        store = cls(pool, scope, url, hide)
         try:
             # One plain connection first: a server that refuses, or a name that does not
             # resolve, is said at once and in libpq's words, not after the pool's retries.
@@ -174,11 +177,11 @@ class PostgresStore(FleetTables):
         marks = ", ".join("%s" for _ in SESSION_COLUMNS)
         await self._run(
             f"INSERT INTO update_sessions (scope, {', '.join(SESSION_COLUMNS)}) "  # noqa: S608
-            f"VALUES (%s, {marks})", (self.scope, *rows.session_values(session)))
+            f"VALUES (%s, {marks})", (self.scope, *rows.session_values(session, self.hide)))
 
     async def save_session(self, session: UpdateSession) -> None:
         assignments = ", ".join(f"{c} = %s" for c in SESSION_COLUMNS[1:])
-        values = rows.session_values(session)
+        values = rows.session_values(session, self.hide)
         await self._run(
             f"UPDATE update_sessions SET {assignments} "  # noqa: S608
             "WHERE scope = %s AND id = %s", (*values[1:], self.scope, values[0]))
@@ -188,7 +191,8 @@ class PostgresStore(FleetTables):
             "INSERT INTO session_steps (scope, session_id, seq, step, state, at, detail) "
             "VALUES (%s, %s, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
             "WHERE scope = %s AND session_id = %s), %s, %s, %s, %s)",
-            (self.scope, session_id, self.scope, session_id, step, state, utcnow(), detail))
+            (self.scope, session_id, self.scope, session_id, step, state, utcnow(),
+             self.hide(detail)))
 
     async def get_session(self, session_id: str) -> UpdateSession | None:
         found = await self._sessions("AND id = %s", (session_id,))
@@ -249,7 +253,8 @@ class PostgresStore(FleetTables):
         await self._run(
             "INSERT INTO audit_log (scope, at, actor, action, target, outcome, detail) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (self.scope, utcnow(), actor, action, target, outcome, json.dumps(detail or {})))
+            (self.scope, utcnow(), actor, action, target, outcome,
+             json.dumps(rows.hidden(self.hide, detail or {}))))
 
     async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
         found = await self._rows(
@@ -275,7 +280,7 @@ class PostgresStore(FleetTables):
         await self._run(
             f"INSERT INTO backups (scope, {', '.join(columns)}) "  # noqa: S608
             f"VALUES (%s, {marks}) ON CONFLICT (scope, id) DO UPDATE SET {updates}",
-            (self.scope, *rows.backup_values(backup), backup.name.lower()))
+            (self.scope, *rows.backup_values(backup, self.hide), backup.name.lower()))
 
     async def get_backup(self, id_or_name: str) -> Backup | None:
         found = await self._backups("AND (id = %s OR name = %s) ORDER BY id = %s DESC",
@@ -361,7 +366,7 @@ class PostgresStore(FleetTables):
         await self._run(
             "UPDATE backups SET offsite = %s, offsite_error = %s, offsite_attempts = %s, "
             "offsite_at = %s WHERE scope = %s AND id = %s",
-            (state.value, error, attempts, at, self.scope, backup_id))
+            (state.value, rows.hidden(self.hide, error), attempts, at, self.scope, backup_id))
 
     async def offsite_queue(self) -> list[Backup]:
         return await self._backups(
@@ -398,7 +403,7 @@ class PostgresStore(FleetTables):
             f"INSERT INTO schedules (scope, {', '.join(rows.SCHEDULE_COLUMNS)}) "  # noqa: S608
             f"VALUES (%s, {marks}) ON CONFLICT (scope, id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in kept),
-            (self.scope, *rows.schedule_values(schedule)))
+            (self.scope, *rows.schedule_values(schedule, self.hide)))
 
     async def list_schedules(self) -> list[UpdateSchedule]:
         found = await self._rows(

@@ -31,6 +31,7 @@ from gitrelease.core.models import (
     UpdateStatus,
     utcnow,
 )
+from gitrelease.core.text import redact
 from gitrelease.index import rows as records
 from gitrelease.index.rows import BACKUP_COLUMNS as _BACKUP_COLUMNS
 from gitrelease.index.rows import SESSION_COLUMNS as _SESSION_COLUMNS
@@ -76,19 +77,21 @@ def _stored(values: tuple[Any, ...]) -> tuple[Any, ...]:
 class SQLiteStore:
     """The embedded index backend."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: Path, hide: records.Hide = redact
+                 ) -> None:
         self._db = db
         self.path = path
+        self.hide = hide  # applied to what a failure said, before it is stored
 
     @classmethod
-    async def open(cls, path: Path) -> SQLiteStore:
+    async def open(cls, path: Path, hide: records.Hide = redact) -> SQLiteStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
         try:
             db = await aiosqlite.connect(path, isolation_level=None)
         except sqlite3.Error as exc:
             raise IndexStoreError(f"cannot open the index {path}: {exc}") from None
-        store = cls(db, path)
+        store = cls(db, path, hide)
         try:
             if created:
                 os.chmod(path, 0o600)  # it names who did what; not for every local user
@@ -173,7 +176,7 @@ class SQLiteStore:
             "INSERT INTO session_steps (session_id, seq, step, state, at, detail) "
             "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
             "WHERE session_id = ?), ?, ?, ?, ?)",
-            (session_id, session_id, step, state, _ts(utcnow()), detail),
+            (session_id, session_id, step, state, _ts(utcnow()), self.hide(detail)),
         )
 
     async def get_session(self, session_id: str) -> UpdateSession | None:
@@ -245,9 +248,8 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [self._session_from_row(row) for row in rows]
 
-    @staticmethod
-    def _session_row(s: UpdateSession) -> tuple[Any, ...]:
-        return _stored(records.session_values(s))
+    def _session_row(self, s: UpdateSession) -> tuple[Any, ...]:
+        return _stored(records.session_values(s, self.hide))
 
     @staticmethod
     def _session_from_row(row: Sequence[Any]) -> UpdateSession:
@@ -262,7 +264,8 @@ class SQLiteStore:
         await self._db.execute(
             "INSERT INTO audit_log (at, actor, action, target, outcome, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_ts(utcnow()), actor, action, target, outcome, json.dumps(detail or {})),
+            (_ts(utcnow()), actor, action, target, outcome,
+             json.dumps(records.hidden(self.hide, detail or {}))),
         )
 
     async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
@@ -394,7 +397,8 @@ class SQLiteStore:
         await self._db.execute(
             "UPDATE backups SET offsite = ?, offsite_error = ?, offsite_attempts = ?, "
             "offsite_at = ? WHERE id = ?",
-            (state.value, error, attempts, None if at is None else _ts(at), backup_id))
+            (state.value, records.hidden(self.hide, error), attempts,
+             None if at is None else _ts(at), backup_id))
 
     async def offsite_queue(self) -> list[Backup]:
         """Backups whose upload is to come, under way or failed; oldest first."""
@@ -428,9 +432,8 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [self._backup_from_row(row) for row in rows]
 
-    @staticmethod
-    def _backup_row(b: Backup) -> tuple[Any, ...]:
-        return _stored(records.backup_values(b))
+    def _backup_row(self, b: Backup) -> tuple[Any, ...]:
+        return _stored(records.backup_values(b, self.hide))
 
     @staticmethod
     def _backup_from_row(row: Sequence[Any]) -> Backup:
@@ -446,7 +449,7 @@ class SQLiteStore:
             f"INSERT INTO schedules ({', '.join(records.SCHEDULE_COLUMNS)}) "  # noqa: S608
             f"VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in kept),
-            _stored(records.schedule_values(schedule)))
+            _stored(records.schedule_values(schedule, self.hide)))
 
     async def list_schedules(self) -> list[UpdateSchedule]:
         async with self._db.execute(
