@@ -9,7 +9,9 @@ from pathlib import Path
 __all__ = ["ENV_LINE", "Secrets", "counted", "env_text_value", "env_values", "hidden_values",
            "redact", "redact_values", "setting_secrets", "size", "worth_hiding"]
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]*@")
+# From the "://" on, not from the scheme's first letter: a scheme-like run (60 KB of a hex
+# digest) tried from each of its letters made a search quadratic; the scheme is kept as is.
+_CREDENTIALS = re.compile(r"(?P<scheme>://)[^/\s'\"]*@")
 _SECRET_PARAMETER = re.compile(
     r"(?P<key>[?&][^=&\s'\"]*(?:token|key|secret|passw|auth|sig|credential)[^=&\s'\"]*=)"
     r"[^&\s'\"#]+", re.IGNORECASE)
