@@ -126,7 +126,8 @@ class Deployment:
             from gitrelease.index import open_store
 
             url, scope = self.index_location()
-            self.store = await open_store(self.data_dir, url, scope, self.secrets)
+            self.store = await open_store(self.data_dir, url, scope, self.secrets,
+                                          self.settings.index_busy_timeout)
             self.upkeep = None  # its stamps are those of a connection now gone
             await in_thread(self.claim_data_dir)
         return self.store

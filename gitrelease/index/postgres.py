@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gitrelease.core.errors import IndexStoreError
+from gitrelease.core.errors import IndexBusy, IndexFull, IndexStoreError
 from gitrelease.core.models import (
     ARCHIVE_MISSING,
     TERMINAL_STATUSES,
@@ -75,6 +75,7 @@ class PostgresStore(FleetTables):
         self._pool = pool
         self.scope = scope
         self.hide = hide  # applied to what a failure said, before it is stored
+        self.busy_timeout = 10.0  # as `open` was given it
         self.shown = shown_url(url)
         self._url = url  # for the fleet's listening connection; never shown
         self._listener: Any = None
@@ -82,8 +83,10 @@ class PostgresStore(FleetTables):
 
     @classmethod
     async def open(cls, url: str, scope: str, *, timeout: float = 10.0,
-                   hide: rows.Hide = redact) -> PostgresStore:
-        """Connect (a pool of a few connections), and bring the schema up to date."""
+                   hide: rows.Hide = redact, busy_timeout: float = 10.0) -> PostgresStore:
+        """Connect (a pool of a few connections), and bring the schema up to date. A
+        statement waits up to `busy_timeout` seconds for a lock another session holds
+        (the server's lock_timeout), then the index is said to be busy."""
         import psycopg
         from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -95,11 +98,14 @@ class PostgresStore(FleetTables):
 
         async def configure(conn: Any) -> None:
             await conn.set_autocommit(True)
+            # Without it a table locked by a tool would hold every command, unbounded.
+            await conn.execute(f"SET lock_timeout = {max(1, round(busy_timeout * 1000))}")
 
         pool = AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False,
                                    configure=configure, timeout=timeout,
                                    kwargs={"connect_timeout": max(1, round(timeout))})
         store = cls(pool, scope, url, hide)
+        store.busy_timeout = busy_timeout
         try:
             # One plain connection first: a server that refuses, or a name that does not
             # resolve, is said at once and in libpq's words, not after the pool's retries.
@@ -110,7 +116,8 @@ class PostgresStore(FleetTables):
             await store._migrate()
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             await pool.close()
-            raise IndexStoreError(
+            passing = _passing(exc, store.shown, busy_timeout)
+            raise passing or IndexStoreError(
                 f"cannot use the index server {store.shown}: {_reason(exc)}",
                 hint="check index_url (or GITRELEASE_INDEX_URL) and that the server is up",
             ) from None
@@ -157,8 +164,8 @@ class PostgresStore(FleetTables):
                 cursor = await conn.execute(sql, tuple(params))  # type: ignore[arg-type]
                 return int(cursor.rowcount)
         except psycopg.Error as exc:
-            raise IndexStoreError(f"the index server {self.shown} refused a write: "
-                                  f"{_reason(exc)}") from None
+            raise _passing(exc, self.shown, self.busy_timeout) or IndexStoreError(
+                f"the index server {self.shown} refused a write: {_reason(exc)}") from None
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         import psycopg
@@ -168,8 +175,8 @@ class PostgresStore(FleetTables):
                 cursor = await conn.execute(sql, tuple(params))  # type: ignore[arg-type]
                 return list(await cursor.fetchall())
         except psycopg.Error as exc:
-            raise IndexStoreError(f"the index server {self.shown} could not be read: "
-                                  f"{_reason(exc)}") from None
+            raise _passing(exc, self.shown, self.busy_timeout) or IndexStoreError(
+                f"the index server {self.shown} could not be read: {_reason(exc)}") from None
 
     # -- update sessions -------------------------------------------------------------------
 
@@ -422,6 +429,28 @@ class PostgresStore(FleetTables):
         return await self._run(
             "UPDATE schedules SET next_run = %s WHERE scope = %s AND id = %s AND next_run = %s",
             (following, self.scope, schedule_id, due)) == 1
+
+
+#: SQLSTATEs of a server that is busy, not of an index that is wrong: a lock held past
+#: lock_timeout, no connection slot free, a deadlock or serialization failure (the other
+#: side went on), a server starting up.
+_BUSY_STATES = frozenset({"55P03", "53300", "40P01", "40001", "57P03"})
+_FULL_STATES = frozenset({"53100"})  # disk_full
+
+
+def _passing(exc: BaseException, shown: str, waited: float) -> IndexStoreError | None:
+    """The error for a passing condition of the server (busy, full), or None."""
+    from psycopg_pool import PoolTimeout
+
+    state = getattr(exc, "sqlstate", None)
+    if state in _BUSY_STATES or isinstance(exc, PoolTimeout):
+        return IndexBusy(f"the index server {shown} is busy (another session holds what "
+                         f"this needs, for longer than {waited:g} s, or no connection is "
+                         f"free: {_reason(exc)}); retry")
+    if state in _FULL_STATES:
+        return IndexFull(f"the index server {shown} has no disk space left: {_reason(exc)}",
+                         hint="free space on the server's disk, then retry")
+    return None
 
 
 def _reason(exc: BaseException) -> str:
