@@ -161,7 +161,8 @@ class PythonVersionMismatch(GitReleaseError):
 class InsufficientDiskSpace(GitReleaseError):
     code = "insufficient_disk_space"
     exit_code = 8
-    default_hint = "free some disk space or lower the min_disk_space_mb setting"
+    # What refused says what to do: only the install's own minimum names its setting.
+    default_hint = "free some disk space on that disk, then try again"
 
 
 class ConfirmationRequired(GitReleaseError):

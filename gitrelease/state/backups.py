@@ -280,8 +280,11 @@ class BackupService:
         free = self.archives.free_space()
         if free < needed:
             raise InsufficientDiskSpace(
-                f"a backup needs up to {needed // 2**20} MiB in {self.archives.scratch}, "
-                f"{free // 2**20} MiB are free")
+                f"a backup needs up to {needed // 2**20} MiB in {self.archives.scratch} "
+                f"(nothing compressed, each database snapshot written twice), "
+                f"{free // 2**20} MiB are free",
+                hint="free space on that disk, move backup_path to a larger one, or back "
+                     "up less (--type database or config)")
 
     def _manifest(
         self, backup: Backup, point: ReleasePoint, options: BackupOptions,
