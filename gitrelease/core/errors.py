@@ -20,6 +20,8 @@ __all__ = [
     "FetchFailed",
     "GitCommandFailed",
     "GitReleaseError",
+    "IndexBusy",
+    "IndexFull",
     "IndexStoreError",
     "InsufficientDiskSpace",
     "InvalidInput",
@@ -169,7 +171,8 @@ class PythonVersionMismatch(GitReleaseError):
 class InsufficientDiskSpace(GitReleaseError):
     code = "insufficient_disk_space"
     exit_code = 8
-    default_hint = "free some disk space or lower the min_disk_space_mb setting"
+    # What refused says what to do: only the install's own minimum names its setting.
+    default_hint = "free some disk space on that disk, then try again"
 
 
 class ConfirmationRequired(GitReleaseError):
@@ -227,6 +230,25 @@ class IndexStoreError(GitReleaseError):
 
     code = "index_error"
     exit_code = 14
+
+
+class IndexBusy(IndexStoreError):
+    """Another process (another gitrelease, a tool with the file open) held the index for
+    longer than gitrelease waits: a passing condition, nothing is wrong with the index."""
+
+    code = "index_busy"
+    exit_code = 75  # EX_TEMPFAIL: try again later
+    default_hint = ("retry in a moment; nothing is wrong with the index (index_busy_timeout "
+                    "is how long gitrelease waits)")
+
+
+class IndexFull(IndexStoreError):
+    """The disk the index is on is full: what was being written is not, and what was
+    written before is intact."""
+
+    code = "index_disk_full"
+    exit_code = 14
+    default_hint = "free space on that disk, then retry; nothing of the index is lost"
 
 
 class RestartFailed(GitReleaseError):

@@ -180,6 +180,9 @@ class Settings:
         "(postgresql://user@host/db; its password from PGPASSWORD or ~/.pgpass); empty: the "
         "SQLite index in the data folder. GITRELEASE_INDEX_URL overrides it",
         check=_is_index_url, pattern_text="empty, or a postgresql:// URL"))
+    index_busy_timeout: int = field(default=10, metadata=_meta(
+        "update", "seconds to wait for the index while another process holds it, before "
+        "saying it is busy", minimum=1, maximum=3600))
     instance_id: str = field(default="", metadata=_meta(
         "update", "this deployment's name in a shared index (empty: host:folder of the "
         "checkout); two deployments never share one", check=_is_instance_id,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
-__all__ = ["ENV_LINE", "counted", "env_values", "redact", "size"]
+__all__ = ["ENV_LINE", "Secrets", "counted", "env_text_value", "env_values", "hidden_values",
+           "redact", "redact_values", "setting_secrets", "size", "worth_hiding"]
 
-_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/\s'\"]*@")
+# From the "://" on, not from the scheme's first letter: a scheme-like run (60 KB of a hex
+# digest) tried from each of its letters made a search quadratic; the scheme is kept as is.
+_CREDENTIALS = re.compile(r"(?P<scheme>://)[^/\s'\"]*@")
 _SECRET_PARAMETER = re.compile(
     r"(?P<key>[?&][^=&\s'\"]*(?:token|key|secret|passw|auth|sig|credential)[^=&\s'\"]*=)"
     r"[^&\s'\"#]+", re.IGNORECASE)
@@ -89,3 +94,124 @@ def visible(text: str, *, lines: bool = True, keep: str = "") -> str:
     if not keep:
         return pattern.sub(_escape, text)
     return pattern.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
+
+
+# -- secrets: the values of `.env` (and of secret settings) kept out of what is shown ------
+
+#: Shorter values are not hidden: hiding "!" or "abc" would hide every such word of any
+#: output, and a secret that short protects nothing.
+SHORTEST_HIDDEN = 4
+#: Values that are never secrets and are words of ordinary output.
+_PLAIN = frozenset({
+    "true", "false", "yes", "no", "on", "off", "none", "null", "nil", "debug", "info",
+    "warn", "warning", "error", "critical", "production", "prod", "development", "dev",
+    "staging", "test", "testing", "local", "localhost", "default", "enabled", "disabled",
+    "auto", "always", "never", "main", "master", "utf-8", "utf8",
+})
+#: A key whose value is a secret whatever it looks like (a number included).
+_SECRET_KEY = re.compile(
+    r"token|secret|passw|pwd|key|auth|credential|private|salt|dsn|cookie|webhook|sig",
+    re.IGNORECASE)
+_NUMBERISH = re.compile(r"^[0-9.:,_+-]+$")
+#: From this length a value is hidden wherever it appears, even inside a longer word (a
+#: token printed base64-wrapped); shorter ones only as a word of their own.
+_HIDDEN_ANYWHERE = 12
+
+
+def env_text_value(raw: str) -> str:
+    """A `.env` value as the program reading it sees it: quotes taken off, an unquoted
+    value's trailing ``# comment`` dropped."""
+    value = raw.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return re.split(r"\s+#", value, maxsplit=1)[0].strip()
+
+
+def worth_hiding(key: str, value: str) -> bool:
+    """Whether `value` (of `key`) is hidden from output: not too short, not a plain word,
+    not a bare number (a port, a count) unless its key says it is a secret."""
+    if len(value) < SHORTEST_HIDDEN or value.lower() in _PLAIN:
+        return False
+    return not _NUMBERISH.match(value) or bool(_SECRET_KEY.search(key))
+
+
+def hidden_values(env_text: str, environment: dict[str, str] | None = None) -> frozenset[str]:
+    """The values to hide: every value of a `.env` text worth hiding, as written and as
+    read, and those of `environment` whose key names a secret (a command inherits them)."""
+    found: set[str] = set()
+    for key, raw in env_values(env_text).items():
+        for value in (raw.strip(), env_text_value(raw)):
+            if worth_hiding(key, value):
+                found.add(value)
+    for key, value in (environment or {}).items():
+        if _SECRET_KEY.search(key) and worth_hiding(key, value):
+            found.add(value)
+    return frozenset(found)
+
+
+def setting_secrets(values: list[object]) -> frozenset[str]:
+    """What is secret in the values of settings marked secret (an index URL, commands):
+    a URL's password, a ``--token=...`` or ``KEY=...`` argument's value; the rest of a
+    command (``python``, a script's path) is no secret and stays readable."""
+    from urllib.parse import urlsplit
+
+    found: set[str] = set()
+    strings = [v for value in values
+               for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
+    for text in strings:
+        for word in text.split():
+            try:
+                password = urlsplit(word).password if "://" in word else None
+            except ValueError:
+                password = None
+            if password and worth_hiding("password", password):
+                found.add(password)
+            key, sep, value = word.lstrip("-").partition("=")
+            if sep and _SECRET_KEY.search(key) and worth_hiding(key, value):
+                found.add(value)
+    return frozenset(found)
+
+
+def redact_values(text: str, values: frozenset[str] | set[str]) -> str:
+    """`text` with each of `values` replaced by ``***`` (longest first: a value holding
+    another is hidden whole), then `redact`'s URL credentials."""
+    for value in sorted(values, key=len, reverse=True):
+        if value not in text:
+            continue
+        if len(value) >= _HIDDEN_ANYWHERE:
+            text = text.replace(value, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(value)}(?![A-Za-z0-9])", "***", text)
+    return redact(text)
+
+
+class Secrets:
+    """The secrets of one deployment, for everything it shows or stores: the values of its
+    `.env` (read again whenever the file changes: a restore or a config sync rewrites it),
+    of the secret-named variables of this process's environment, and `also` (the secret
+    settings' secrets, which the owner may set anew). Calling it hides them in a text."""
+
+    def __init__(self, env_file: Path, also: frozenset[str] = frozenset()) -> None:
+        self.env_file = env_file
+        self.also = also
+        self._seen: tuple[int, int, int] | None = None
+        self._values: frozenset[str] = frozenset()
+
+    def values(self) -> frozenset[str]:
+        """The values to hide now: one stat of `.env` when it has not changed."""
+        try:
+            status = self.env_file.stat()
+            seen = (status.st_ino, status.st_size, status.st_mtime_ns)
+        except OSError:
+            seen = (0, 0, 0)
+        if seen != self._seen:
+            try:
+                text = self.env_file.read_text(errors="replace") if seen[0] else ""
+            except OSError:
+                text = ""
+            self._values = hidden_values(text, dict(os.environ))
+            self._seen = seen
+        return self._values | self.also
+
+    def __call__(self, text: str) -> str:
+        return redact_values(text, self.values())

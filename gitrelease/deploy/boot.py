@@ -335,7 +335,7 @@ async def _roll_back_crash_loop(
     tag = next((r.tag for r in snap.releases if r.commit == pending.target_commit), None)
     if tag is not None:
         await d.in_thread(mark_bad, d.data_dir, tag, pending.target_commit, reason,
-                           pending.session_id or "boot-check")
+                           pending.session_id or "boot-check", d.secrets)
     if not pending.from_commit:
         return StartCheck("rollback_failed", f"{reason}, and there is no earlier version to "
                                              "roll back to", pending, confirmation=how)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.tether import Group, Tethered
-from gitrelease.core.text import redact
+from gitrelease.core.text import Secrets, redact
 
 __all__ = ["CommandFailed", "CommandResult", "run_command"]
 
@@ -49,7 +49,14 @@ def run_command(
     """Run `argv`; raise CommandFailed (with the output's last lines) unless it exits 0.
 
     `tether`: the command dies with this process, and is given its process group to record
-    before the command starts (see the module's docstring)."""
+    before the command starts (see the module's docstring).
+
+    The lines shown (in the error, and from there in the journal, the index and
+    bad_releases.json) have the deployment's secrets taken out: the command runs in the
+    deployment root, so the `.env` there is what it can print (and secret-named variables
+    of the environment it inherits). The log keeps the output whole: it is the operator's
+    own (0600), the one complete record of what ran; whatever shows it redacts it."""
+    secrets = Secrets(cwd / ".env")
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as handle:
@@ -75,13 +82,14 @@ def run_command(
         except subprocess.TimeoutExpired:
             _kill_group(process)
             handle.write(f"--- {name}: killed after {timeout:g} s\n".encode())
-            raise CommandFailed(f"{name} timed out after {timeout:g} s; {_tail(log, start)}",
+            raise CommandFailed(f"{name} timed out after {timeout:g} s; "
+                                f"{_tail(log, start, secrets)}",
                                 hint=f"its output is in {log}", log=str(log)) from None
         finally:
             if tethered is not None:
                 tethered.close()
         handle.write(f"--- {name}: exit status {returncode}\n".encode())
-    tail = _tail(log, start)
+    tail = _tail(log, start, secrets)
     if returncode != 0:
         raise CommandFailed(f"{name} exited with status {returncode}; {tail}",
                             hint=f"its output is in {log}", log=str(log))
@@ -116,10 +124,13 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _tail(log: Path, start: int) -> str:
+def _tail(log: Path, start: int, secrets: Secrets) -> str:
     with log.open("rb") as handle:
         handle.seek(start)
-        text = handle.read()[-4096:].decode("utf-8", errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()][-_TAIL_LINES:]
-    shown = " | ".join(lines)
-    return redact(f"output: {shown}" if shown else "no output")
+        data = handle.read()
+    text = data[-4096:].decode("utf-8", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(data) > 4096:
+        lines = lines[1:]  # cut mid-line: a secret's end is no longer the secret
+    shown = " | ".join(lines[-_TAIL_LINES:])
+    return secrets(f"output: {shown}" if shown else "no output")

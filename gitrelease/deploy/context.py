@@ -31,6 +31,7 @@ from gitrelease.git.worktree import deployment_root
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from gitrelease.core.text import Secrets
     from gitrelease.index.store import Store
     from gitrelease.state.backups import BackupService, ReleasePoint
     from gitrelease.state.sources import Layout
@@ -56,6 +57,7 @@ class Deployment:
         self.this_process_is_bot = this_process_is_bot
         self.store: Store | None = None
         self.upkeep: UpkeepWatch | None = None  # for self.store, once it is open
+        self._secrets: Secrets | None = None
         self._data_claimed = False  # see claim_data_dir
         # Awaited just before the bot is restarted: a rollout's agent waits there for its
         # shards' turn to log in (`deploy.agent`). None: restart at once.
@@ -87,6 +89,22 @@ class Deployment:
     def settings(self) -> Settings:
         return self.loaded.settings
 
+    @property
+    def secrets(self) -> Secrets:
+        """What this deployment never shows or stores: the values of its `.env`, and the
+        secrets in its settings marked secret (as they are now)."""
+        from dataclasses import fields
+
+        from gitrelease.core.settings import is_secret
+        from gitrelease.core.text import Secrets, setting_secrets
+
+        if self._secrets is None:
+            self._secrets = Secrets(self.root / ".env")
+        self._secrets.also = setting_secrets([getattr(self.settings, f.name)
+                                              for f in fields(self.settings)
+                                              if is_secret(f.name)])
+        return self._secrets
+
     def reload_settings(self) -> Settings:
         """Read the settings again (blocking): a long-lived deployment sees later changes."""
         self.loaded = load_settings(self.root, self.data_dir)
@@ -108,7 +126,8 @@ class Deployment:
             from gitrelease.index import open_store
 
             url, scope = self.index_location()
-            self.store = await open_store(self.data_dir, url, scope)
+            self.store = await open_store(self.data_dir, url, scope, self.secrets,
+                                          self.settings.index_busy_timeout)
             self.upkeep = None  # its stamps are those of a connection now gone
             await in_thread(self.claim_data_dir)
         return self.store
@@ -181,7 +200,7 @@ class Deployment:
         from gitrelease.deploy.quarantine import load_bad
 
         scheme = TagScheme.parse(self.settings.tag_pattern)
-        bad = {commit: b.reason for commit, b in load_bad(self.data_dir).items()}
+        bad = {commit: b.reason for commit, b in load_bad(self.data_dir, self.secrets).items()}
         return releases.snapshot(self.repo, scheme, Channel(self.settings.channel), bad)
 
     def fetch(self) -> FetchResult:

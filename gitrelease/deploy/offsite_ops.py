@@ -32,7 +32,7 @@ from gitrelease.core.models import (
     utcnow,
 )
 from gitrelease.deploy.context import Deployment, in_thread
-from gitrelease.state.archives import archive_store
+from gitrelease.state.archives import archive_store, own_archive
 from gitrelease.state.retention import PruneResult, choose_doomed
 from gitrelease.state.verification import sha256_file
 
@@ -116,7 +116,8 @@ async def _upload(d: Deployment, store: Store, backup: Backup, actor: str) -> Of
         if backup.file_path is None or backup.status is not BackupStatus.COMPLETED:
             raise GitReleaseError(f"backup {backup.id} is {backup.status.value}: it has no "
                                   "archive to upload")
-        async with archive_store(d.layout()).reading(backup.file_path) as path:
+        archives = archive_store(d.layout())
+        async with archives.reading(own_archive(archives, backup)) as path:
             if not path.is_file():
                 raise GitReleaseError(f"the archive of backup {backup.id} is missing",
                                       hint="gitrelease backup verify shows what is wrong")
@@ -339,10 +340,10 @@ async def bring_back(d: Deployment, store: Store, backup: Backup, *,
     offsite = await in_thread(offsite_store, d)
     key = await in_thread(offsite_key, d)
     layout = d.layout()
-    target = Path(backup.file_path or "")
-    if not backup.file_path or target.parent.resolve() != layout.backup_dir.resolve():
+    if not backup.file_path:
         raise GitReleaseError(f"backup {backup.id} does not name a file in the backups "
                               "folder: it is not fetched")
+    target = Path(own_archive(archive_store(layout), backup))
     copy = await in_thread(offsite.copy, backup.id)
     if copy is None or (backup.checksum and copy.sha256 != backup.checksum):
         raise GitReleaseError(f"backup {backup.id} is gone here, and {offsite.shown} holds "

@@ -8,11 +8,13 @@ only when named by version together with --force.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gitrelease.core.fsutil import atomic_write
 from gitrelease.core.models import utcnow
+from gitrelease.core.text import redact
 
 __all__ = ["BadRelease", "load_bad", "mark_bad"]
 
@@ -28,16 +30,23 @@ class BadRelease:
     session: str
 
 
-def load_bad(data_dir: Path) -> dict[str, BadRelease]:
-    """Bad releases by commit id; a missing or unreadable file means none."""
+def load_bad(data_dir: Path, hide: Callable[[str], str] = redact) -> dict[str, BadRelease]:
+    """Bad releases by commit id; a missing or unreadable file means none. Each reason is
+    read through `hide`: one written before its secrets were kept out is not shown with
+    them by every later `check`."""
     try:
         raw = json.loads((data_dir / FILE).read_text())
-        return {commit: BadRelease(**entry) for commit, entry in raw.items()}
+        return {commit: replace(bad, reason=hide(bad.reason))
+                for commit, bad in ((c, BadRelease(**entry)) for c, entry in raw.items())}
     except (OSError, ValueError, TypeError):
         return {}
 
 
-def mark_bad(data_dir: Path, tag: str, commit: str, reason: str, session: str) -> None:
-    entries = {c: vars(b) for c, b in load_bad(data_dir).items()}
-    entries[commit] = vars(BadRelease(tag, commit, reason[:500], utcnow().isoformat(), session))
+def mark_bad(data_dir: Path, tag: str, commit: str, reason: str, session: str,
+             hide: Callable[[str], str] = redact) -> None:
+    """Mark the release bad, its reason stored with the deployment's secrets (`hide`,
+    `Deployment.secrets`) taken out."""
+    entries = {c: vars(b) for c, b in load_bad(data_dir, hide).items()}
+    entries[commit] = vars(BadRelease(tag, commit, hide(reason)[:500], utcnow().isoformat(),
+                                      session))
     atomic_write(data_dir / FILE, json.dumps(entries, indent=2).encode())

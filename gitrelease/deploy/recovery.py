@@ -34,7 +34,7 @@ async def undo(
         and blame
     if release and session.to_commit and session.target_tag:
         await d.in_thread(mark_bad, d.data_dir, session.target_tag,
-                          session.to_commit, reason, session.id)
+                          session.to_commit, reason, session.id, d.secrets)
     stash = await _stash_of(store, session)
     mended, locked = await _mend_checkout(d, store, session, started)
     if locked:  # git's index is locked, and not by the dead checkout: nothing can move

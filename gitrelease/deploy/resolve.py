@@ -86,7 +86,8 @@ def check_tree(d: Deployment, *, carry: bool = False, offer: str = CARRY_OFFER) 
     if free < needed:
         raise InsufficientDiskSpace(
             f"{free // _MIB} MiB free under {d.root}, "
-            f"{d.settings.min_disk_space_mb} MiB needed")
+            f"{d.settings.min_disk_space_mb} MiB needed (min_disk_space_mb)",
+            hint="free some disk space or lower the min_disk_space_mb setting")
 
 
 def resolve_target(d: Deployment, opts: InstallOptions, moved: tuple[str, ...],

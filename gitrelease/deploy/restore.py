@@ -39,6 +39,7 @@ from gitrelease.core.models import (
 from gitrelease.core.options import options_from
 from gitrelease.core.reports import RestoreResult
 from gitrelease.state.archive import sha256_file
+from gitrelease.state.archives import own_archive
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
@@ -166,7 +167,7 @@ async def restore(
         # safety backup (of what is live now) are independent: they run side by side, and
         # nothing live is touched until both are done.
         report("unpack", 10, backup.id)
-        async with service.archives.reading(backup.file_path or "") as source:
+        async with service.archives.reading(own_archive(service.archives, backup)) as source:
             unpacking = asyncio.ensure_future(asyncio.to_thread(
                 extract_safely, source, staging, manifest, wanted=set(entries),
                 checksum=backup.checksum if verify else None,
@@ -209,7 +210,7 @@ async def restore(
 async def _verify_whole(service: BackupService, backup: Backup) -> None:
     """The archive's sha256 against the index, when nothing of it needs unpacking; a mismatch
     marks it corrupted, as a verify pass would."""
-    async with service.archives.reading(backup.file_path or "") as source:
+    async with service.archives.reading(own_archive(service.archives, backup)) as source:
         if not source.is_file():
             backup.status, backup.problem = BackupStatus.CORRUPTED, ARCHIVE_MISSING
             backup.verified_at = None

@@ -198,10 +198,9 @@ async def journal(
 
 def log_tail(d: Deployment, session: UpdateSession, lines: int = 20) -> list[str]:
     """The last `lines` lines of what the session's commands printed (its log under
-    data/update_logs/), credentials in URLs removed; empty when it ran none. The file is
-    named from the session's id as the index holds it, never from what a person typed."""
-    from gitrelease.core.text import redact
-
+    data/update_logs/), the deployment's secrets (`Deployment.secrets`) removed; empty when
+    it ran none. The file is named from the session's id as the index holds it, never from
+    what a person typed."""
     path = d.layout().logs_dir / f"{session.id}.log"
     try:
         with path.open("rb") as handle:
@@ -209,7 +208,7 @@ def log_tail(d: Deployment, session: UpdateSession, lines: int = 20) -> list[str
             text = handle.read().decode("utf-8", errors="replace")
     except FileNotFoundError:
         return []
-    return [redact(line) for line in text.splitlines() if line.strip()][-lines:]
+    return [d.secrets(line) for line in text.splitlines() if line.strip()][-lines:]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from gitrelease.core.errors import IndexStoreError
+from gitrelease.core.errors import IndexBusy, IndexFull, IndexStoreError
 from gitrelease.core.models import (
     ARCHIVE_MISSING,
     TERMINAL_STATUSES,
@@ -30,6 +30,7 @@ from gitrelease.core.models import (
     UpdateStatus,
     utcnow,
 )
+from gitrelease.core.text import redact
 from gitrelease.index import rows
 from gitrelease.index.postgres_fleet import FleetTables
 from gitrelease.index.postgres_schema import MIGRATION_LOCK, MIGRATIONS
@@ -70,17 +71,22 @@ def shown_url(url: str) -> str:
 class PostgresStore(FleetTables):
     """The shared index backend: one deployment's view (its `scope`) of the server."""
 
-    def __init__(self, pool: Any, scope: str, url: str) -> None:
+    def __init__(self, pool: Any, scope: str, url: str, hide: rows.Hide = redact) -> None:
         self._pool = pool
         self.scope = scope
+        self.hide = hide  # applied to what a failure said, before it is stored
+        self.busy_timeout = 10.0  # as `open` was given it
         self.shown = shown_url(url)
         self._url = url  # for the fleet's listening connection; never shown
         self._listener: Any = None
         self._lease: Any = None
 
     @classmethod
-    async def open(cls, url: str, scope: str, *, timeout: float = 10.0) -> PostgresStore:
-        """Connect (a pool of a few connections), and bring the schema up to date."""
+    async def open(cls, url: str, scope: str, *, timeout: float = 10.0,
+                   hide: rows.Hide = redact, busy_timeout: float = 10.0) -> PostgresStore:
+        """Connect (a pool of a few connections), and bring the schema up to date. A
+        statement waits up to `busy_timeout` seconds for a lock another session holds
+        (the server's lock_timeout), then the index is said to be busy."""
         import psycopg
         from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -92,11 +98,14 @@ class PostgresStore(FleetTables):
 
         async def configure(conn: Any) -> None:
             await conn.set_autocommit(True)
+            # Without it a table locked by a tool would hold every command, unbounded.
+            await conn.execute(f"SET lock_timeout = {max(1, round(busy_timeout * 1000))}")
 
         pool = AsyncConnectionPool(url, min_size=1, max_size=_POOL_SIZE, open=False,
                                    configure=configure, timeout=timeout,
                                    kwargs={"connect_timeout": max(1, round(timeout))})
-        store = cls(pool, scope, url)
+        store = cls(pool, scope, url, hide)
+        store.busy_timeout = busy_timeout
         try:
             # One plain connection first: a server that refuses, or a name that does not
             # resolve, is said at once and in libpq's words, not after the pool's retries.
@@ -107,7 +116,8 @@ class PostgresStore(FleetTables):
             await store._migrate()
         except (psycopg.Error, PoolTimeout, OSError) as exc:
             await pool.close()
-            raise IndexStoreError(
+            passing = _passing(exc, store.shown, busy_timeout)
+            raise passing or IndexStoreError(
                 f"cannot use the index server {store.shown}: {_reason(exc)}",
                 hint="check index_url (or GITRELEASE_INDEX_URL) and that the server is up",
             ) from None
@@ -154,8 +164,8 @@ class PostgresStore(FleetTables):
                 cursor = await conn.execute(sql, tuple(params))  # type: ignore[arg-type]
                 return int(cursor.rowcount)
         except psycopg.Error as exc:
-            raise IndexStoreError(f"the index server {self.shown} refused a write: "
-                                  f"{_reason(exc)}") from None
+            raise _passing(exc, self.shown, self.busy_timeout) or IndexStoreError(
+                f"the index server {self.shown} refused a write: {_reason(exc)}") from None
 
     async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         import psycopg
@@ -165,8 +175,8 @@ class PostgresStore(FleetTables):
                 cursor = await conn.execute(sql, tuple(params))  # type: ignore[arg-type]
                 return list(await cursor.fetchall())
         except psycopg.Error as exc:
-            raise IndexStoreError(f"the index server {self.shown} could not be read: "
-                                  f"{_reason(exc)}") from None
+            raise _passing(exc, self.shown, self.busy_timeout) or IndexStoreError(
+                f"the index server {self.shown} could not be read: {_reason(exc)}") from None
 
     # -- update sessions -------------------------------------------------------------------
 
@@ -174,11 +184,11 @@ class PostgresStore(FleetTables):
         marks = ", ".join("%s" for _ in SESSION_COLUMNS)
         await self._run(
             f"INSERT INTO update_sessions (scope, {', '.join(SESSION_COLUMNS)}) "  # noqa: S608
-            f"VALUES (%s, {marks})", (self.scope, *rows.session_values(session)))
+            f"VALUES (%s, {marks})", (self.scope, *rows.session_values(session, self.hide)))
 
     async def save_session(self, session: UpdateSession) -> None:
         assignments = ", ".join(f"{c} = %s" for c in SESSION_COLUMNS[1:])
-        values = rows.session_values(session)
+        values = rows.session_values(session, self.hide)
         await self._run(
             f"UPDATE update_sessions SET {assignments} "  # noqa: S608
             "WHERE scope = %s AND id = %s", (*values[1:], self.scope, values[0]))
@@ -188,7 +198,8 @@ class PostgresStore(FleetTables):
             "INSERT INTO session_steps (scope, session_id, seq, step, state, at, detail) "
             "VALUES (%s, %s, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
             "WHERE scope = %s AND session_id = %s), %s, %s, %s, %s)",
-            (self.scope, session_id, self.scope, session_id, step, state, utcnow(), detail))
+            (self.scope, session_id, self.scope, session_id, step, state, utcnow(),
+             self.hide(detail)))
 
     async def get_session(self, session_id: str) -> UpdateSession | None:
         found = await self._sessions("AND id = %s", (session_id,))
@@ -249,7 +260,8 @@ class PostgresStore(FleetTables):
         await self._run(
             "INSERT INTO audit_log (scope, at, actor, action, target, outcome, detail) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            (self.scope, utcnow(), actor, action, target, outcome, json.dumps(detail or {})))
+            (self.scope, utcnow(), actor, action, target, outcome,
+             json.dumps(rows.hidden(self.hide, detail or {}))))
 
     async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
         found = await self._rows(
@@ -275,7 +287,7 @@ class PostgresStore(FleetTables):
         await self._run(
             f"INSERT INTO backups (scope, {', '.join(columns)}) "  # noqa: S608
             f"VALUES (%s, {marks}) ON CONFLICT (scope, id) DO UPDATE SET {updates}",
-            (self.scope, *rows.backup_values(backup), backup.name.lower()))
+            (self.scope, *rows.backup_values(backup, self.hide), backup.name.lower()))
 
     async def get_backup(self, id_or_name: str) -> Backup | None:
         found = await self._backups("AND (id = %s OR name = %s) ORDER BY id = %s DESC",
@@ -361,7 +373,7 @@ class PostgresStore(FleetTables):
         await self._run(
             "UPDATE backups SET offsite = %s, offsite_error = %s, offsite_attempts = %s, "
             "offsite_at = %s WHERE scope = %s AND id = %s",
-            (state.value, error, attempts, at, self.scope, backup_id))
+            (state.value, rows.hidden(self.hide, error), attempts, at, self.scope, backup_id))
 
     async def offsite_queue(self) -> list[Backup]:
         return await self._backups(
@@ -398,7 +410,7 @@ class PostgresStore(FleetTables):
             f"INSERT INTO schedules (scope, {', '.join(rows.SCHEDULE_COLUMNS)}) "  # noqa: S608
             f"VALUES (%s, {marks}) ON CONFLICT (scope, id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in kept),
-            (self.scope, *rows.schedule_values(schedule)))
+            (self.scope, *rows.schedule_values(schedule, self.hide)))
 
     async def list_schedules(self) -> list[UpdateSchedule]:
         found = await self._rows(
@@ -417,6 +429,28 @@ class PostgresStore(FleetTables):
         return await self._run(
             "UPDATE schedules SET next_run = %s WHERE scope = %s AND id = %s AND next_run = %s",
             (following, self.scope, schedule_id, due)) == 1
+
+
+#: SQLSTATEs of a server that is busy, not of an index that is wrong: a lock held past
+#: lock_timeout, no connection slot free, a deadlock or serialization failure (the other
+#: side went on), a server starting up.
+_BUSY_STATES = frozenset({"55P03", "53300", "40P01", "40001", "57P03"})
+_FULL_STATES = frozenset({"53100"})  # disk_full
+
+
+def _passing(exc: BaseException, shown: str, waited: float) -> IndexStoreError | None:
+    """The error for a passing condition of the server (busy, full), or None."""
+    from psycopg_pool import PoolTimeout
+
+    state = getattr(exc, "sqlstate", None)
+    if state in _BUSY_STATES or isinstance(exc, PoolTimeout):
+        return IndexBusy(f"the index server {shown} is busy (another session holds what "
+                         f"this needs, for longer than {waited:g} s, or no connection is "
+                         f"free: {_reason(exc)}); retry")
+    if state in _FULL_STATES:
+        return IndexFull(f"the index server {shown} has no disk space left: {_reason(exc)}",
+                         hint="free space on the server's disk, then retry")
+    return None
 
 
 def _reason(exc: BaseException) -> str:

@@ -26,13 +26,32 @@ from gitrelease.core.models import (
 )
 from gitrelease.index.store import BackupSummary
 
-__all__ = ["BACKUP_COLUMNS", "SCHEDULE_COLUMNS", "SESSION_COLUMNS", "analytics", "backup_from",
-           "backup_summary",
-           "backup_values", "schedule_from", "schedule_values", "session_from",
+__all__ = ["BACKUP_COLUMNS", "SCHEDULE_COLUMNS", "SESSION_COLUMNS", "Hide", "analytics",
+           "backup_from", "backup_summary",
+           "backup_values", "hidden", "schedule_from", "schedule_values", "session_from",
            "session_values"]
 
 #: How a backend reads a stored timestamp back (never given None).
 Moment = Callable[[Any], datetime]
+#: What takes the deployment's secrets out of a text before a backend stores it
+#: (`gitrelease.core.text.Secrets`; `redact` alone when no deployment is known).
+Hide = Callable[[str], str]
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def hidden(hide: Hide, value: Any) -> Any:
+    """`value` with `hide` applied to every text in it (a message, a JSON detail's strings):
+    what a failure said is stored, its secrets are not."""
+    if isinstance(value, str):
+        return hide(value)
+    if isinstance(value, dict):
+        return {k: hidden(hide, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [hidden(hide, v) for v in value]
+    return value
 
 
 def _at(moment: Moment, value: Any) -> datetime | None:
@@ -60,13 +79,15 @@ SCHEDULE_COLUMNS = (
 )
 
 
-def session_values(s: UpdateSession) -> tuple[Any, ...]:
-    """In the order of the backends' session columns; the last (the duration) is derived."""
+def session_values(s: UpdateSession, hide: Hide = _same) -> tuple[Any, ...]:
+    """In the order of the backends' session columns; the last (the duration) is derived.
+    What a failure said (the error, the warnings) is stored with `hide` applied."""
     return (
         s.id, s.update_type.value, s.status.value, s.progress, s.started_at, s.completed_at,
-        s.target_version, s.current_version, s.error_message, json.dumps(s.steps_completed),
+        s.target_version, s.current_version, hidden(hide, s.error_message),
+        json.dumps(s.steps_completed),
         s.total_steps, s.rollback_available, s.initiated_by, s.from_commit, s.to_commit,
-        s.target_tag, s.restart_needed, json.dumps(s.warnings), s.backup_id,
+        s.target_tag, s.restart_needed, json.dumps(hidden(hide, s.warnings)), s.backup_id,
         json.dumps(s.package_changes),
         (s.completed_at - s.started_at).total_seconds() if s.completed_at else None,
     )
@@ -84,12 +105,13 @@ def session_from(row: Sequence[Any], moment: Moment) -> UpdateSession:
     )
 
 
-def backup_values(b: Backup) -> tuple[Any, ...]:
+def backup_values(b: Backup, hide: Hide = _same) -> tuple[Any, ...]:
     return (
         b.id, b.name, b.backup_type.value, b.status.value, b.file_path, b.file_size,
         b.compressed_size, b.created_at, b.completed_at, b.description, b.checksum,
         b.auto_created, json.dumps(compact_metadata(b.metadata)), b.tag, b.commit, b.keep,
-        b.verified_at, b.problem, b.deleting, b.offsite.value, b.offsite_error,
+        b.verified_at, hidden(hide, b.problem), b.deleting, b.offsite.value,
+        hidden(hide, b.offsite_error),
         b.offsite_attempts, b.offsite_at,
     )
 
@@ -106,11 +128,11 @@ def backup_from(row: Sequence[Any], moment: Moment) -> Backup:
     )
 
 
-def schedule_values(s: UpdateSchedule) -> tuple[Any, ...]:
+def schedule_values(s: UpdateSchedule, hide: Hide = _same) -> tuple[Any, ...]:
     return (
         s.id, s.name, s.schedule_type.value, s.update_time, json.dumps(s.update_days),
         json.dumps([t.value for t in s.update_types]), s.enabled, s.created_by, s.created_at,
-        s.last_run, s.next_run, s.max_backups_to_keep, s.last_outcome,
+        s.last_run, s.next_run, s.max_backups_to_keep, hidden(hide, s.last_outcome),
     )
 
 

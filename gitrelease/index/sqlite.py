@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import aiosqlite
 
-from gitrelease.core.errors import IndexStoreError
+from gitrelease.core.errors import IndexBusy, IndexStoreError
 from gitrelease.core.models import (
     ARCHIVE_MISSING,
     TERMINAL_STATUSES,
@@ -31,13 +32,19 @@ from gitrelease.core.models import (
     UpdateStatus,
     utcnow,
 )
+from gitrelease.core.text import redact
 from gitrelease.index import rows as records
 from gitrelease.index.rows import BACKUP_COLUMNS as _BACKUP_COLUMNS
 from gitrelease.index.rows import SESSION_COLUMNS as _SESSION_COLUMNS
+from gitrelease.index.sqlite_errors import Guarded, index_error
 from gitrelease.index.sqlite_schema import _MIGRATIONS
 from gitrelease.index.store import AuditEntry, BackupFiles, BackupSummary, JournalStep
 
-__all__ = ["BACKUP_SORTS", "SQLiteStore"]
+__all__ = ["BACKUP_SORTS", "BUSY_TIMEOUT", "SQLiteStore"]
+
+#: Seconds a statement waits for another process's hold on the index (the setting
+#: index_busy_timeout) before the index is said to be busy.
+BUSY_TIMEOUT = 10.0
 
 # How `query_backups` orders each sort, ties included. The reference is a stable Python sort
 # of every row (newest first, then id descending) by one key, reversed for date and size:
@@ -76,36 +83,39 @@ def _stored(values: tuple[Any, ...]) -> tuple[Any, ...]:
 class SQLiteStore:
     """The embedded index backend."""
 
-    def __init__(self, db: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, db: Guarded, path: Path, hide: records.Hide = redact) -> None:
         self._db = db
         self.path = path
+        self.hide = hide  # applied to what a failure said, before it is stored
 
     @classmethod
-    async def open(cls, path: Path) -> SQLiteStore:
+    async def open(cls, path: Path, hide: records.Hide = redact, *,
+                   busy_timeout: float = BUSY_TIMEOUT) -> SQLiteStore:
+        """Open (create, migrate) the index. A statement waits up to `busy_timeout`
+        seconds for another process's hold on the file before it says the index is busy
+        (`sqlite_errors.index_error` says what each failure is)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         created = not path.exists()
         try:
-            db = await aiosqlite.connect(path, isolation_level=None)
+            raw = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
         except sqlite3.Error as exc:
-            raise IndexStoreError(f"cannot open the index {path}: {exc}") from None
-        store = cls(db, path)
+            raise index_error(exc, path, busy_timeout) from None
+        db = Guarded(raw, path, busy_timeout)
+        store = cls(db, path, hide)
         try:
             if created:
                 os.chmod(path, 0o600)  # it names who did what; not for every local user
-            await db.execute("PRAGMA busy_timeout = 10000")
-            await store._enable_wal()
+            await db.execute(f"PRAGMA busy_timeout = {max(1, round(busy_timeout * 1000))}")
+            await store._enable_wal(busy_timeout)
             # FULL: a journal row must survive power loss, not only a crash of the process.
             await db.execute("PRAGMA synchronous = FULL")
             await db.execute("PRAGMA foreign_keys = ON")
             # SQLite's lower() knows ASCII only; names sort as Python's str.lower sorts them.
             await db.create_function("py_lower", 1, str.lower, deterministic=True)
             await store._migrate()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:  # what the guard does not see (create_function)
             await db.close()
-            raise IndexStoreError(
-                f"the index {path} cannot be used: {exc}",
-                hint="move the file aside; gitrelease creates a new index",
-            ) from None
+            raise index_error(exc, path, busy_timeout) from None
         except BaseException:
             await db.close()
             raise
@@ -114,15 +124,17 @@ class SQLiteStore:
     async def close(self) -> None:
         await self._db.close()
 
-    async def _enable_wal(self) -> None:
+    async def _enable_wal(self, bound: float) -> None:
         # Switching a new file to WAL needs it to itself and SQLite answers "locked" at once
-        # (no busy handler) while another process is opening it too: wait a little, retry.
-        for attempt in range(200):
+        # (no busy handler) while another process is opening it too: wait a little, retry,
+        # for as long as a statement would wait.
+        deadline = time.monotonic() + bound
+        while True:
             try:
                 await self._db.execute("PRAGMA journal_mode = WAL")
                 return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or attempt == 199:
+            except IndexBusy:
+                if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.05)
 
@@ -173,7 +185,7 @@ class SQLiteStore:
             "INSERT INTO session_steps (session_id, seq, step, state, at, detail) "
             "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
             "WHERE session_id = ?), ?, ?, ?, ?)",
-            (session_id, session_id, step, state, _ts(utcnow()), detail),
+            (session_id, session_id, step, state, _ts(utcnow()), self.hide(detail)),
         )
 
     async def get_session(self, session_id: str) -> UpdateSession | None:
@@ -245,9 +257,8 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [self._session_from_row(row) for row in rows]
 
-    @staticmethod
-    def _session_row(s: UpdateSession) -> tuple[Any, ...]:
-        return _stored(records.session_values(s))
+    def _session_row(self, s: UpdateSession) -> tuple[Any, ...]:
+        return _stored(records.session_values(s, self.hide))
 
     @staticmethod
     def _session_from_row(row: Sequence[Any]) -> UpdateSession:
@@ -262,7 +273,8 @@ class SQLiteStore:
         await self._db.execute(
             "INSERT INTO audit_log (at, actor, action, target, outcome, detail) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (_ts(utcnow()), actor, action, target, outcome, json.dumps(detail or {})),
+            (_ts(utcnow()), actor, action, target, outcome,
+             json.dumps(records.hidden(self.hide, detail or {}))),
         )
 
     async def audit_entries(self, limit: int = 50) -> list[AuditEntry]:
@@ -394,7 +406,8 @@ class SQLiteStore:
         await self._db.execute(
             "UPDATE backups SET offsite = ?, offsite_error = ?, offsite_attempts = ?, "
             "offsite_at = ? WHERE id = ?",
-            (state.value, error, attempts, None if at is None else _ts(at), backup_id))
+            (state.value, records.hidden(self.hide, error), attempts,
+             None if at is None else _ts(at), backup_id))
 
     async def offsite_queue(self) -> list[Backup]:
         """Backups whose upload is to come, under way or failed; oldest first."""
@@ -428,9 +441,8 @@ class SQLiteStore:
             rows = await cursor.fetchall()
         return [self._backup_from_row(row) for row in rows]
 
-    @staticmethod
-    def _backup_row(b: Backup) -> tuple[Any, ...]:
-        return _stored(records.backup_values(b))
+    def _backup_row(self, b: Backup) -> tuple[Any, ...]:
+        return _stored(records.backup_values(b, self.hide))
 
     @staticmethod
     def _backup_from_row(row: Sequence[Any]) -> Backup:
@@ -446,7 +458,7 @@ class SQLiteStore:
             f"INSERT INTO schedules ({', '.join(records.SCHEDULE_COLUMNS)}) "  # noqa: S608
             f"VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET "
             + ", ".join(f"{c} = excluded.{c}" for c in kept),
-            _stored(records.schedule_values(schedule)))
+            _stored(records.schedule_values(schedule, self.hide)))
 
     async def list_schedules(self) -> list[UpdateSchedule]:
         async with self._db.execute(

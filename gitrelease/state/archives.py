@@ -19,13 +19,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
+from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fsutil import fsync_dir
 from gitrelease.state.sources import Layout
 
+if TYPE_CHECKING:
+    from gitrelease.core.models import Backup
+
 __all__ = [
     "ARCHIVE_NAME",
+    "ArchiveRefused",
     "ArchiveStore",
     "LocalArchiveStore",
     "PendingArchive",
@@ -33,6 +38,7 @@ __all__ = [
     "StoredArchive",
     "archive_store",
     "is_leftover",
+    "own_archive",
 ]
 
 # Only archives named the way gitrelease names them are ever adopted: any other file in the
@@ -53,6 +59,20 @@ class Presence(Enum):
     PRESENT = "present"
     ABSENT = "absent"
     UNREACHABLE = "unreachable"  # where it would be cannot be seen (a disk not mounted)
+    FOREIGN = "foreign"  # the row names no archive of the store's (`ArchiveStore.refusal`)
+
+
+class ArchiveRefused(GitReleaseError):
+    """A backup row names something that is not an archive in the backups folder: a path
+    outside it, a symbolic link, a directory. An index row is only the index's word (an
+    old or crafted one can say anything), so nothing outside the folder is ever unlinked,
+    read, verified, uploaded or restored from on its say-so."""
+
+    code = "archive_refused"
+    exit_code = 26
+    default_hint = ("gitrelease uses only the archives in its backups folder; if that file is "
+                    "one of this deployment's archives, move it into the backups folder: the "
+                    "next backup command finds it there by name")
 
 
 @dataclass(frozen=True)
@@ -87,11 +107,14 @@ class PendingArchive(Protocol):
 class ArchiveStore(Protocol):
     """Where archives are kept, as `BackupService`, the reconcile and a restore use it.
 
-    A location is the string a backup row records as `file_path`; it may point outside the
-    store's own place (an archive written before `backup_path` changed), and the store still
-    answers for it. The methods are synchronous and may block: writing, listing, deleting and
-    sweeping are called in a thread; `taken_names` and `presence` (a stat each, locally) on
-    the event loop. `reading` is asynchronous, so that fetching can wait without blocking it.
+    A location is the string a backup row records as `file_path`. It is the index's word
+    only: a location that is not one of the store's own archives (`refusal`) is never
+    touched, so a crafted or stale row cannot make gitrelease delete, read or upload a file
+    elsewhere (an archive written before `backup_path` changed is moved into the new folder
+    by hand, and the reconcile finds it there by name). The methods are synchronous and may
+    block: writing, listing, deleting and sweeping are called in a thread; `taken_names`,
+    `refusal` and `presence` (a stat each, locally) on the event loop. `reading` is
+    asynchronous, so that fetching can wait without blocking it.
 
     The archive format works on local files, so even a remote store keeps a local `scratch`
     dir. A remote (S3-compatible) store will also need to: name objects by the archive's
@@ -126,17 +149,25 @@ class ArchiveStore(Protocol):
         """The archives held, named the way gitrelease names them (`ARCHIVE_NAME`)."""
         ...
 
+    def refusal(self, location: str) -> str | None:
+        """Why `location` is not one of the store's archives (None: it is, or would be
+        were it there). Every method below that takes a location refuses it likewise."""
+        ...
+
     def presence(self, location: str) -> Presence:
-        """Whether the archive at `location` is there, gone, or cannot be looked for."""
+        """Whether the archive at `location` is there, gone, or cannot be looked for;
+        FOREIGN for a location the store refuses."""
         ...
 
     def reading(self, location: str) -> AbstractAsyncContextManager[Path]:
         """The archive at `location` as a local file, for as long as the context lasts. A
-        missing one is still handed out: the archive functions say it is missing."""
+        missing one is still handed out: the archive functions say it is missing.
+        `ArchiveRefused` for a location the store refuses."""
         ...
 
     def delete(self, location: str) -> None:
-        """Delete the archive at `location`, durably; one already gone is no error."""
+        """Delete the archive at `location`, durably; one already gone is no error.
+        `ArchiveRefused` for a location the store refuses: nothing is deleted."""
         ...
 
     def free_space(self) -> int:
@@ -204,7 +235,12 @@ class LocalArchiveStore:
                     datetime.fromtimestamp(status.st_mtime, UTC)))
         return found
 
+    def refusal(self, location: str) -> str | None:
+        return _refusal(self.directory, location)
+
     def presence(self, location: str) -> Presence:
+        if self.refusal(location) is not None:
+            return Presence.FOREIGN
         path = Path(location)
         if path.exists():
             return Presence.PRESENT
@@ -212,13 +248,22 @@ class LocalArchiveStore:
 
     @asynccontextmanager
     async def reading(self, location: str) -> AsyncIterator[Path]:
-        yield Path(location)  # already a local file: nothing to fetch or clean up
+        yield self._own(location)  # already a local file: nothing to fetch or clean up
 
     def delete(self, location: str) -> None:
-        path = Path(location)
-        path.unlink(missing_ok=True)
+        path = self._own(location)
+        path.unlink(missing_ok=True)  # never follows a link (none is let through anyway)
         if path.parent.exists():
             fsync_dir(path.parent)
+
+    def _own(self, location: str) -> Path:
+        """`location` as a path, once it is one of this store's archives: the backstop
+        behind `own_archive`, for a caller that has no row to name."""
+        why = self.refusal(location)
+        if why is not None:
+            raise ArchiveRefused(f"{location!r} is not an archive in the backups folder "
+                                 f"{self.directory} ({why}): it is not touched")
+        return Path(location)
 
     def free_space(self) -> int:
         return shutil.disk_usage(self.directory).free
@@ -234,6 +279,51 @@ class LocalArchiveStore:
             else:
                 path.unlink(missing_ok=True)
         return [path.name for path in leftovers]
+
+
+def _refusal(directory: Path, location: str) -> str | None:
+    """Why `location` is not a file of its own in `directory`, or None.
+
+    An empty location (a row with no archive) names nothing, and is no refusal: there is
+    nothing to touch. Otherwise it must be an absolute path, with no ``..``, whose folder
+    is `directory` (both resolved: the backups folder itself may be a link to another
+    disk), and what is there, if anything, a regular file: a symbolic link there could
+    point anywhere, and a directory is no archive.
+    """
+    if not location:
+        return None
+    path = Path(location)
+    if not path.is_absolute():
+        return "a relative path"
+    if ".." in path.parts:
+        return "a path through '..'"
+    try:
+        # The same folder as written (every row gitrelease writes) needs no resolving.
+        if path.parent != directory and path.parent.resolve() != directory.resolve():
+            return "outside it"
+        status = path.lstat()
+    except FileNotFoundError:
+        return None  # ours, not there: a missing archive, as the caller will say
+    except (OSError, RuntimeError) as exc:  # a link loop, a permission
+        return f"it cannot be looked at: {getattr(exc, 'strerror', None) or exc}"
+    if stat.S_ISLNK(status.st_mode):
+        return "a symbolic link"
+    if not stat.S_ISREG(status.st_mode):
+        return "not a regular file"
+    return None
+
+
+def own_archive(archives: ArchiveStore, backup: Backup) -> str:
+    """The row's `file_path`, once the store says it is one of its own archives; else
+    `ArchiveRefused` naming the backup, before anything is read, changed or deleted. Every
+    use of a row's location goes through here (the store refuses it again on its own)."""
+    location = backup.file_path or ""
+    why = archives.refusal(location)
+    if why is not None:
+        raise ArchiveRefused(
+            f"backup {backup.id}: its index row names {location!r}, which is not an archive "
+            f"in the backups folder ({why}); nothing was read or deleted")
+    return location
 
 
 def archive_store(layout: Layout) -> ArchiveStore:

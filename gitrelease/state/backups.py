@@ -51,7 +51,7 @@ from gitrelease.core.models import (
 from gitrelease.core.settings import Settings
 from gitrelease.index.store import Store
 from gitrelease.state import archive
-from gitrelease.state.archives import ArchiveStore, archive_store
+from gitrelease.state.archives import ArchiveStore, archive_store, own_archive
 from gitrelease.state.backup_options import BackupOptions, ListFilters
 from gitrelease.state.freeze import PipFreeze
 from gitrelease.state.reconcile import reconcile
@@ -287,8 +287,11 @@ class BackupService:
         free = self.archives.free_space()
         if free < needed:
             raise InsufficientDiskSpace(
-                f"a backup needs up to {needed // 2**20} MiB in {self.archives.scratch}, "
-                f"{free // 2**20} MiB are free")
+                f"a backup needs up to {needed // 2**20} MiB in {self.archives.scratch} "
+                f"(nothing compressed, each database snapshot written twice), "
+                f"{free // 2**20} MiB are free",
+                hint="free space on that disk, move backup_path to a larger one, or back "
+                     "up less (--type database or config)")
 
     def _manifest(
         self, backup: Backup, point: ReleasePoint, options: BackupOptions,
@@ -351,7 +354,7 @@ class BackupService:
         """
         deep = deep or (backup.verified_at is None and bool(backup.metadata.get("adopted")))
         try:
-            async with self.archives.reading(backup.file_path or "") as path:
+            async with self.archives.reading(own_archive(self.archives, backup)) as path:
                 # The manifest (a row per file) is read only when the quick check cannot
                 # settle it.
                 if deep or backup.checksum is None or not await asyncio.to_thread(
@@ -372,11 +375,13 @@ class BackupService:
         return backup
 
     async def delete(self, backup: Backup) -> None:
-        """Mark the row, delete the file, delete the row: an interruption is reconciled."""
+        """Mark the row, delete the file, delete the row: an interruption is reconciled.
+        A row naming no archive of the store's is refused before anything changes."""
+        location = own_archive(self.archives, backup)
         backup.deleting = True
         await self.store.save_backup(backup)
-        if backup.file_path:
-            await asyncio.to_thread(self.archives.delete, backup.file_path)
+        if location:
+            await asyncio.to_thread(self.archives.delete, location)
         await self.store.delete_backup(backup.id)
 
     # -- retention and reconciliation (the rules are in their own modules) -------------------
@@ -387,6 +392,12 @@ class BackupService:
         doomed, kept = choose_doomed(backups, await self.store.backups_in_use(), current_tag,
                                      self.settings)
         result = PruneResult(dry_run, kept=kept)
+        for backup in [b for b in doomed if b.file_path]:
+            why = self.archives.refusal(backup.file_path or "")
+            if why is not None:  # kept, and said: never a reason to delete elsewhere
+                doomed.remove(backup)
+                result.kept[backup.id] = (f"its row names {backup.file_path!r}, not an "
+                                          f"archive in the backups folder ({why})")
         for backup in doomed:
             if not dry_run:
                 if backup.offsite is OffsiteState.UPLOADED and backup.file_path:
@@ -400,11 +411,12 @@ class BackupService:
         """Pruned here, but copied offsite: the archive goes, the row stays (the backup is
         listed as offsite, and a restore or rollback fetches it back) until the offsite
         retention deletes the copy. The row says so before the file goes."""
+        location = own_archive(self.archives, backup)
         backup.status = BackupStatus.CORRUPTED
         backup.problem = ARCHIVE_MISSING
         backup.verified_at = None
         await self.store.save_backup(backup)
-        await asyncio.to_thread(self.archives.delete, backup.file_path or "")
+        await asyncio.to_thread(self.archives.delete, location)
 
     async def reconcile(self) -> list[str]:
         """Make the store and the index agree after a crash (see `reconcile`); the caller

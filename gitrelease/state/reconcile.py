@@ -40,9 +40,12 @@ async def reconcile(store: Store, archives: ArchiveStore) -> list[str]:
     for leftover in await asyncio.to_thread(archives.sweep_leftovers):
         notes.append(f"removed leftover {leftover}")
     rows = await store.list_backups()
+    listed = {stored.name: stored for stored in await asyncio.to_thread(archives.archives)}
     for backup in rows:
         location = backup.file_path or None
-        if backup.deleting:
+        if location is not None and archives.refusal(location) is not None:
+            notes.append(await _foreign(store, backup, location, rows, listed))
+        elif backup.deleting:
             if location is not None:
                 await asyncio.to_thread(archives.delete, location)
             await store.delete_backup(backup.id)
@@ -73,12 +76,30 @@ async def reconcile(store: Store, archives: ArchiveStore) -> list[str]:
     # By file name, not location: an archive the index knows under another directory (the
     # backups dir moved) is the same archive, not one to adopt.
     known = {Path(b.file_path).name for b in rows if b.file_path}
-    for stored in await asyncio.to_thread(archives.archives):
+    for stored in listed.values():
         if stored.name not in known:
             adopted = await _adopt(store, archives, stored)
             notes.append(f"adopted {stored.name} as {adopted.id}" if adopted
                          else f"{stored.name} is not a readable gitrelease archive: left alone")
     return notes
+
+
+async def _foreign(store: Store, backup: Backup, location: str, rows: list[Backup],
+                   listed: dict[str, StoredArchive]) -> str:
+    """A row naming no archive of the store's (`ArchiveStore.refusal`): what it names is
+    never touched. A half-deleted one is finished as a row; one whose archive is in the
+    store under the same name, and named by no other row (the backups folder moved, its
+    files with it), points there again; any other is left as it is, and said."""
+    if backup.deleting:
+        await store.delete_backup(backup.id)
+        return f"finished deleting {backup.id} (its row named {location!r}, left alone)"
+    stored = listed.get(Path(location).name)
+    if stored is not None and not any(b.file_path == stored.location for b in rows):
+        backup.file_path = stored.location
+        backup.verified_at = None  # the checksum still answers for it; `verify` will tell
+        await store.save_backup(backup)
+        return f"{backup.id}: its archive {stored.name} found in the backups folder"
+    return f"{backup.id} names {location!r}, not an archive in the backups folder: left alone"
 
 
 def _presence(archives: ArchiveStore, location: str | None) -> Presence:

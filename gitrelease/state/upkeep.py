@@ -133,16 +133,17 @@ def _disagreement(backup_dir: str, files: BackupFiles) -> _Look:
             if name not in known and ARCHIVE_NAME.match(name) and \
                     here.entries[name].is_file(follow_symlinks=False):
                 return look(f"the archive {name} is not in the index")
-    for path in set(files.completed) - here.present_paths():
-        directory, name = os.path.split(path)
-        found = listing(directory)
-        # A directory that is not there (a disk not mounted) is left alone by the reconcile.
-        if found is not None and not found.exists(name):
+    # A backups dir that is not there (a disk not mounted) is left alone by the reconcile,
+    # and so is a row naming a file elsewhere or a link (`ArchiveStore.refusal`).
+    found = listing(backup_dir)
+    ours = [os.path.split(path) for path in set(files.completed) - here.present_paths()]
+    for directory, name in ours:
+        if found is not None and directory == backup_dir and not found.exists(name) and \
+                not found.is_link(name):
             return look(f"the archive {name} has gone")
-    for path in files.missing:
-        directory, name = os.path.split(path)
-        found = listing(directory)
-        if found is not None and found.exists(name):
+    for directory, name in map(os.path.split, files.missing):
+        if found is not None and directory == backup_dir and found.exists(name) and \
+                not found.is_link(name):
             return look(f"the missing archive {name} is back")
     return look(None)
 
@@ -168,6 +169,10 @@ class _Listing:
         """As `Path.exists` says: a symbolic link exists when what it points to does."""
         entry = self.entries.get(name)
         return entry is not None and (not entry.is_symlink() or os.path.exists(entry.path))
+
+    def is_link(self, name: str) -> bool:
+        entry = self.entries.get(name)
+        return entry is not None and entry.is_symlink()
 
     def paths(self) -> set[str]:
         prefix = self._prefix()
