@@ -7,7 +7,8 @@ restored data; other files are swapped in with an atomic rename, keeping their r
 modes (config files 0600, whatever the archive says). A link at a target is replaced, never
 written through, and a link above one refuses the restore (`placing`). If a step fails
 half-way, what was already replaced is put back from the copies kept aside, and files the
-restore created are removed again.
+restore created are removed again; if the process is killed half-way, its journal has the
+next start do the same (`restore_recovery`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from gitrelease.state.archive import sha256_file
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
+from gitrelease.state.restore_journal import needs_settling
 from gitrelease.state.snapshot import is_sqlite
 from gitrelease.state.sources import Layout, LinkInTheWay
 from gitrelease.state.space import check_space, is_disk_full, restore_needs
@@ -203,7 +205,10 @@ async def restore(
         report("done", 100, backup.id)
         return result
     finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
+        # Unless its journal still needs it: a restore not put back whole is settled by the
+        # next start from the copies kept there (`restore_recovery`).
+        if not await asyncio.to_thread(needs_settling, staging):
+            await asyncio.to_thread(shutil.rmtree, staging, True)
 
 
 async def _verify_whole(service: BackupService, backup: Backup) -> None:
