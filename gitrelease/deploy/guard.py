@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gitrelease.core.errors import GitReleaseError, InsufficientDiskSpace
 from gitrelease.deploy.context import Deployment, in_thread
 from gitrelease.deploy.install import Installer
-from gitrelease.deploy.restore_recovery import finish_restores
+from gitrelease.deploy.restore_recovery import finish_restores, restores_pending
 from gitrelease.state.space import is_disk_full
 
 if TYPE_CHECKING:
@@ -89,7 +89,8 @@ async def reconcile_if_idle(d: Deployment, store: Store, *, always: bool = False
     if not always and backup_dir is not None:
         if d.upkeep is None:
             d.upkeep = UpkeepWatch()
-        if await d.upkeep.pending(store, backup_dir) is None:
+        if await d.upkeep.pending(store, backup_dir) is None and \
+                not await in_thread(restores_pending, d):
             return
     lock = OperationLock(d.data_dir, "reconcile", "system")
     try:

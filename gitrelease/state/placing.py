@@ -34,7 +34,7 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.models import Backup, Progress
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.text import counted
-from gitrelease.state.restore_journal import JOURNAL, WRITTEN, JournalStep, RestoreJournal
+from gitrelease.state.restore_journal import WRITTEN, JournalStep, RestoreJournal
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
 from gitrelease.state.space import is_disk_full
 
@@ -258,16 +258,17 @@ def _journal(
             name, str(target.path), str(target.base), shown(name),
             None if old is None else old.relative_to(staging).as_posix(), name in through,
             None if target.follow is None else str(target.follow), target.link))
-    return RestoreJournal(backup.id, safety.id if safety else None, steps)
+    return RestoreJournal(backup.id, safety.id if safety else None, str(staging), steps)
 
 
 async def replace(
     backup: Backup, staged: dict[str, Path], targets: dict[str, Target], databases: set[str],
     aside: Path, safety: Backup | None, report: Progress, shown: Callable[[str], str],
+    journal_path: Path,
 ) -> list[str]:
     """Swap the staged files in: plain files first, then the databases, each one
     transaction in SQLite. Before the first swap, everything replaced is kept aside (a hard
-    link per file, a copy per database) and a journal of it written beside (see
+    link per file, a copy per database) and a journal of it written at `journal_path` (see
     `restore_journal`): a process killed half-way is undone at the next start. On any
     failure here, what was replaced is put back, and the error says so (a disk that filled
     up, as such); the journal stays only if that putting back failed."""
@@ -284,7 +285,7 @@ async def replace(
         kept, through = await asyncio.to_thread(_keep_aside, order, targets, databases,
                                                 aside, shown)
         journal = _journal(backup, safety, order, targets, kept, through, staging, shown)
-        await asyncio.to_thread(journal.save, staging)
+        await asyncio.to_thread(journal.save, journal_path)
         directories: set[Path] = set()
         for number, name in enumerate(order):
             report("restore", 60 + int(number / len(order) * 35), shown(name))
@@ -296,7 +297,7 @@ async def replace(
                 directories = set()
             if name in through:  # journalled before its write begins
                 journal.writing.append(name)
-                await asyncio.to_thread(journal.save, staging)
+                await asyncio.to_thread(journal.save, journal_path)
             await asyncio.to_thread(_apply, staged[name], target, is_database,
                                     name in through, shown(name))
             applied.append(name)
@@ -305,14 +306,14 @@ async def replace(
                 pause_point("restore:placed")
         await asyncio.to_thread(_fsync_dirs, directories)
         journal.phase = WRITTEN
-        await asyncio.to_thread(journal.save, staging)
+        await asyncio.to_thread(journal.save, journal_path)
         pause_point("restore:written")
     except BaseException as exc:
         undo, whole = await asyncio.to_thread(_put_back, applied, kept, targets, through,
                                               shown)
         if journal is not None and whole:  # nothing is left for the next start to undo
             with suppress(OSError):
-                (staging / JOURNAL).unlink()
+                journal_path.unlink()
         message = exc.message if isinstance(exc, GitReleaseError) else (
             exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc))
         hint = (f"the safety backup {safety.id} holds the state from before the restore"

@@ -36,24 +36,27 @@ class Settled:
 
     backup: str
     safety: str | None
+    staging: Path  # its staging dir, with the copies: now to be removed
     undone: bool
     what: str
 
 
-def settle_interrupted(staging: Path) -> Settled | None:
-    """Undo (or, if it got to the end, keep) the restore journalled in `staging`; None if
+def settle_interrupted(journal: Path) -> Settled | None:
+    """Undo (or, if it got to the end, keep) the restore journalled at `journal`; None if
     there is no journal there. `RestoreFailed` if a file could not be put back: the journal
     and the copies stay, for the next start to try again."""
     try:
-        record = RestoreJournal.load(staging)
+        record = RestoreJournal.load(journal)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise RestoreFailed(
-            f"the journal of an interrupted restore in {staging} cannot be read ({exc})",
-            hint=f"look at {staging}: it holds the files that restore replaced") from None
+            f"the journal of an interrupted restore, {journal}, cannot be read ({exc})",
+            hint="look at it: it names the files that restore replaced and where the "
+                 "copies of them are") from None
     if record is None:
         return None
+    staging = Path(record.staging)
     if record.phase == WRITTEN:
-        return Settled(record.backup, record.safety, False,
+        return Settled(record.backup, record.safety, staging, False,
                        f"a restore of {record.backup} was killed after everything was "
                        "written: it is kept as restored")
     where = (f"while writing {', '.join(_shown(record, n) for n in record.writing)}"
@@ -64,10 +67,10 @@ def settle_interrupted(staging: Path) -> Settled | None:
             f"a restore of {record.backup} killed {where} could not be undone whole: "
             f"putting back FAILED for {', '.join(failed)}; the rest was put back",
             hint=(f"free what stops it (disk space, permissions), then run any gitrelease "
-                  f"command again; the copies are kept in {staging}"
+                  f"command again; the copies are kept in {staging}, the journal at {journal}"
                   + (f"; the safety backup {record.safety} holds the state from before"
                      if record.safety else "")))
-    return Settled(record.backup, record.safety, True,
+    return Settled(record.backup, record.safety, staging, True,
                    f"a restore of {record.backup} killed {where} was undone: "
                    f"{', '.join(done) if done else 'nothing had been replaced yet'}")
 

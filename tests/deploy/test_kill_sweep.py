@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -277,8 +278,11 @@ def restore_world(rollback_world: World, tmp_path_factory: pytest.TempPathFactor
 
 
 def _leftovers(world: World) -> list[str]:
-    return [p.name for p in (world.deploy / "data" / "backups").iterdir()
-            if p.name.startswith(".")]
+    """Work files of a restore: its staging dir beside the archives, its journal in the
+    data dir."""
+    data = world.deploy / "data"
+    return sorted(p.relative_to(data).as_posix() for p in [
+        *(data / "backups").iterdir(), *data.iterdir()] if p.name.startswith(".restore-"))
 
 
 def _recoveries(world: World) -> list[tuple[str, str]]:
@@ -311,7 +315,7 @@ def test_whole_restore_killed_at(restore_world: World, tmp_path: Path, point: st
     checked(world, before, {world.tag_commit("v1.11.0")})
     assert (_files(world), rows(world)) == ((SNAP_FILES, SINCE) if kept
                                             else (LIVE_FILES, SINCE_SNAP))
-    assert _leftovers(world) == []  # the staging dir and the copies kept aside are gone
+    assert _leftovers(world) == []  # the journal, the staging dir and the copies aside are gone
     # Said by the command that settled it, and recorded.
     assert ("was undone" in seen.stderr) is (journalled and not kept), seen.stderr
     assert ("kept as restored" in seen.stderr) is kept, seen.stderr
@@ -354,9 +358,36 @@ def test_a_restore_that_cannot_be_undone_keeps_its_copies_and_refuses(
         error = json.loads(refused.stdout)["error"]
         assert "could not be undone whole" in error["message"], error
         assert "notes.json" in error["message"] and error.get("hint"), error
-        assert len(_leftovers(world)) == 1  # the staging dir, with the journal and copies
+        journal, staging = _leftovers(world)  # kept: the copies, and what they are for
+        assert staging.startswith("backups/") and journal.endswith(".tmp-journal")
     notes.rmdir()
     seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
     assert seen.returncode == 0, seen.stdout + seen.stderr
     assert (_files(world), rows(world)) == (LIVE_FILES, SINCE_SNAP)
     assert _leftovers(world) == []
+
+
+def test_a_restore_staged_on_another_disk_is_undone_from_copies_there(
+        restore_world: World, tmp_path: Path) -> None:
+    """Backups (and so the staging dir) on another filesystem than the files: what is kept
+    aside is a copy (no hard link crosses disks), made durable before the first swap."""
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to put the backups on")
+    world = copy_world(restore_world, tmp_path / "world")
+    backups = other / f"gitrelease-kill-sweep-{os.getpid()}-{tmp_path.name}"
+    settings = world.deploy / "data" / "settings.toml"
+    settings.write_text(settings.read_text() + f'backup_path = "{backups}"\n')
+    try:
+        crash.kill_at(world.deploy, "sqlite:restore-writing", "backup", "restore", "snap",
+                      "--yes", how="group")
+        assert [p.name for p in backups.iterdir() if p.name.startswith(".restore-")]
+        seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+        assert seen.returncode == 0, seen.stdout + seen.stderr
+        assert "was undone" in seen.stderr
+        assert (_files(world), rows(world)) == (LIVE_FILES, SINCE_SNAP)
+        assert (world.deploy / ".env").read_text() == ENV_SECRET
+        assert not [p.name for p in backups.iterdir() if p.name.startswith(".")]
+        assert _leftovers(world) == []
+    finally:
+        shutil.rmtree(backups, ignore_errors=True)
