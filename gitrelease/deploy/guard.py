@@ -1,7 +1,8 @@
 """One operation at a time, on a deployment put in order first.
 
 `exclusive` is what every changing operation runs under: the operation lock, then whatever a
-crashed process left half-way settled (an interrupted install, backups still `creating`).
+crashed process left half-way settled (an interrupted restore, then an interrupted install,
+then backups still `creating`).
 `reconcile_if_idle` is the same settling for a read that follows a crash, never waiting for
 a running operation.
 """
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from gitrelease.core.errors import GitReleaseError, InsufficientDiskSpace
 from gitrelease.deploy.context import Deployment, in_thread
 from gitrelease.deploy.install import Installer
+from gitrelease.deploy.restore_recovery import finish_restores, restores_pending
 from gitrelease.state.space import is_disk_full
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ async def exclusive(
             f"disk full while taking the operation lock in {d.data_dir}; nothing was changed",
             hint="free some disk space, then try again") from None
     try:
+        await finish_restores(d, store)  # first: the reconcile sweeps staging dirs away
         await Installer(d).finish_interrupted(store)
         await d.backups(store).reconcile()
         yield store
@@ -86,7 +89,8 @@ async def reconcile_if_idle(d: Deployment, store: Store, *, always: bool = False
     if not always and backup_dir is not None:
         if d.upkeep is None:
             d.upkeep = UpkeepWatch()
-        if await d.upkeep.pending(store, backup_dir) is None:
+        if await d.upkeep.pending(store, backup_dir) is None and \
+                not await in_thread(restores_pending, d):
             return
     lock = OperationLock(d.data_dir, "reconcile", "system")
     try:
@@ -94,6 +98,7 @@ async def reconcile_if_idle(d: Deployment, store: Store, *, always: bool = False
     except GitReleaseError:
         return
     try:
+        await finish_restores(d, store)
         await Installer(d).finish_interrupted(store)
         if bad_layout is not None:
             raise bad_layout

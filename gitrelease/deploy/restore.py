@@ -7,7 +7,8 @@ restored data; other files are swapped in with an atomic rename, keeping their r
 modes (config files 0600, whatever the archive says). A link at a target is replaced, never
 written through, and a link above one refuses the restore (`placing`). If a step fails
 half-way, what was already replaced is put back from the copies kept aside, and files the
-restore created are removed again.
+restore created are removed again; if the process is killed half-way, its journal has the
+next start do the same (`restore_recovery`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from gitrelease.state.archives import own_archive
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
+from gitrelease.state.restore_journal import journal_of, needs_settling
 from gitrelease.state.snapshot import is_sqlite
 from gitrelease.state.sources import Layout, LinkInTheWay
 from gitrelease.state.space import check_space, is_disk_full, restore_needs
@@ -159,9 +161,12 @@ async def restore(
         entries, {name: t.live for name, t in targets.items()}, databases,
         scratch=service.archives.scratch, data_dir=layout.data_dir,
         safety=safety_backup is None and take_safety), f"restoring {backup.id}")
-    # The staging dir is beside the archives: a leftover of a crash is swept by the reconcile.
+    # The staging dir is beside the archives (a backup_path just set may not exist yet): a
+    # leftover of a crash is settled by its journal or swept by the reconcile.
+    service.archives.scratch.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=f".restore-{backup.id}-",
                                     dir=service.archives.scratch))
+    journal = journal_of(layout.data_dir, staging)
     try:
         # Unpacking (which verifies, by the archive's sha256 and each member's) and the
         # safety backup (of what is live now) are independent: they run side by side, and
@@ -200,11 +205,22 @@ async def restore(
         report("restore", 60, backup.id)
         result.restored = [layout.shown(name) for name in await replace(
             backup, staged, targets, databases, staging / "aside", result.safety_backup, report,
-            layout.shown)]
+            layout.shown, journal)]
         report("done", 100, backup.id)
         return result
     finally:
-        await asyncio.to_thread(shutil.rmtree, staging, True)
+        # Unless its journal still needs it: a restore not put back whole is settled by the
+        # next start from the copies kept there (`restore_recovery`).
+        await asyncio.to_thread(_clean_up, staging, journal)
+
+
+def _clean_up(staging: Path, journal: Path) -> None:
+    """The staging dir and the journal gone, unless the journal still needs settling. The
+    journal first: a staging dir left without one is swept as a leftover."""
+    if needs_settling(journal):
+        return
+    journal.unlink(missing_ok=True)
+    shutil.rmtree(staging, ignore_errors=True)
 
 
 async def _verify_whole(service: BackupService, backup: Backup) -> None:

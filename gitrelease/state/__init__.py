@@ -11,6 +11,8 @@ Where a change belongs:
 - `compression`: the gzip/zstd streams under the tar
 - `verification`: checking an archive against its sha256 and its manifest
 - `unpack`: unpacking an archive into a staging dir, safely
+- `placing`: a restore's staged files swapped into place, never through a link
+- `restore_journal`, `restore_undo`: a restore's journal, and settling one a kill cut off
 - `archives`: where archives are kept (`ArchiveStore`, `LocalArchiveStore`)
 - `backup_options`: what callers pass (options, list filters) and its validation
 - `backups`: `BackupService`, a backup's life: create, get, list, verify, delete

@@ -11,7 +11,9 @@ data dir or the root without following one, so a link put there while the restor
 refuses too. A database is written through SQLite only where its name is a regular SQLite
 file; SQLite would follow a link, so a link there is replaced like any other file.
 
-`replace` swaps the files in and, if a step fails, puts back what it had replaced.
+`replace` keeps aside all it will replace and journals that (`restore_journal`), then swaps
+the files in; if a step fails, it puts back what it had replaced, and if the process is
+killed, the next start does (`restore_undo`).
 """
 
 from __future__ import annotations
@@ -32,10 +34,12 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.models import Backup, Progress
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.text import counted
+from gitrelease.state.restore_journal import WRITTEN, JournalStep, RestoreJournal
 from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
 from gitrelease.state.space import is_disk_full
 
-__all__ = ["LinkedTarget", "RestoreFailed", "Target", "replace", "target_of"]
+__all__ = ["LinkedTarget", "RestoreFailed", "Target", "place", "remove_target", "replace",
+           "target_of"]
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
 
@@ -116,7 +120,7 @@ def _open_parent(target: Target, shown: str, *, create: bool) -> tuple[int, str]
     return fd, parts[-1]
 
 
-def _place(source: Path, target: Target, shown: str) -> None:
+def place(source: Path, target: Target, shown: str) -> None:
     """Rename `source` (a staged file, or one kept aside) to the target's name, replacing
     what is there: a link itself, never what it points at. A source on another filesystem
     is copied to a temporary name there first (then renamed: the old file or the new)."""
@@ -179,7 +183,8 @@ def _through_sqlite(target: Target, shown: str) -> bool:
 def _link_aside(live: Path, aside: Path) -> Path | None:
     """Keep what is at `live` at `aside` without copying it: a second name for the same
     inode (a link: a copy of the link itself), which the swap then unlinks from the live
-    name only. None: nothing there to keep."""
+    name only. None: nothing there to keep. On another filesystem, a copy, fsynced: the
+    journal counts on it after a crash."""
     try:
         status = os.lstat(live)
     except FileNotFoundError:
@@ -194,8 +199,14 @@ def _link_aside(live: Path, aside: Path) -> Path | None:
     except OSError as exc:
         if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
             raise
-        shutil.copy2(live, aside)  # another filesystem: a copy, needed only in this process
+        shutil.copy2(live, aside)
+        _fsync_file(aside)
     return aside
+
+
+def _fsync_file(path: Path) -> None:
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
 
 
 def _apply(staged: Path, target: Target, is_database: bool, through: bool,
@@ -207,57 +218,102 @@ def _apply(staged: Path, target: Target, is_database: bool, through: bool,
         restore_database(staged, target.path)
         return
     if is_database:  # staged without an fsync, to be read through SQLite: not so now
-        with staged.open("rb+") as handle:
-            os.fsync(handle.fileno())
-    _place(staged, target, shown or target.name)
+        _fsync_file(staged)
+    place(staged, target, shown or target.name)
     if is_database:  # databases come last: no later step fsyncs this directory
         fsync_dir(target.live.parent)
+
+
+def _keep_aside(
+    order: list[str], targets: dict[str, Target], databases: set[str], aside: Path,
+    shown: Callable[[str], str],
+) -> tuple[dict[str, Path | None], set[str]]:
+    """Everything about to be replaced, kept aside before the first swap: each file by a
+    hard link, each database written through SQLite by a SQLite copy (fsynced). Returns
+    name -> its copy (None: nothing there) and the databases written through SQLite."""
+    kept: dict[str, Path | None] = {}
+    through: set[str] = set()
+    for number, name in enumerate(order):
+        target = targets[name]
+        if name in databases and _through_sqlite(target, shown(name)):
+            through.add(name)
+            kept[name] = aside / f"{number}.db"
+            snapshot_database(target.path, kept[name])
+            _fsync_file(kept[name])
+        else:
+            kept[name] = _link_aside(target.live, aside / str(number))
+    fsync_dir(aside)
+    return kept, through
+
+
+def _journal(
+    backup: Backup, safety: Backup | None, order: list[str], targets: dict[str, Target],
+    kept: dict[str, Path | None], through: set[str], staging: Path,
+    shown: Callable[[str], str],
+) -> RestoreJournal:
+    steps = []
+    for name in order:
+        target, old = targets[name], kept[name]
+        steps.append(JournalStep(
+            name, str(target.path), str(target.base), shown(name),
+            None if old is None else old.relative_to(staging).as_posix(), name in through,
+            None if target.follow is None else str(target.follow), target.link))
+    return RestoreJournal(backup.id, safety.id if safety else None, str(staging), steps)
 
 
 async def replace(
     backup: Backup, staged: dict[str, Path], targets: dict[str, Target], databases: set[str],
     aside: Path, safety: Backup | None, report: Progress, shown: Callable[[str], str],
+    journal_path: Path,
 ) -> list[str]:
-    """Swap the staged files in: plain files first, each live one kept aside by a hard link
-    (no copy), then the databases, each one transaction in SQLite. A database before the last
-    is copied aside first; the last needs no copy, for if it fails SQLite rolls it back and
-    nothing after it can fail. On any failure, what was replaced is put back, and the error
-    says so (a disk that filled up, as such)."""
+    """Swap the staged files in: plain files first, then the databases, each one
+    transaction in SQLite. Before the first swap, everything replaced is kept aside (a hard
+    link per file, a copy per database) and a journal of it written at `journal_path` (see
+    `restore_journal`): a process killed half-way is undone at the next start. On any
+    failure here, what was replaced is put back, and the error says so (a disk that filled
+    up, as such); the journal stays only if that putting back failed."""
     order = sorted(n for n in staged if n not in databases) + sorted(n for n in staged
                                                                      if n in databases)
+    staging = aside.parent
     kept: dict[str, Path | None] = {}  # replaced name -> its old content aside, or None
     applied: list[str] = []
     through: set[str] = set()  # databases written through SQLite
+    journal: RestoreJournal | None = None
     name = ""
     try:
         aside.mkdir()
+        kept, through = await asyncio.to_thread(_keep_aside, order, targets, databases,
+                                                aside, shown)
+        journal = _journal(backup, safety, order, targets, kept, through, staging, shown)
+        await asyncio.to_thread(journal.save, journal_path)
         directories: set[Path] = set()
         for number, name in enumerate(order):
             report("restore", 60 + int(number / len(order) * 35), shown(name))
             target = targets[name]
             is_database = name in databases
             if is_database and directories:
-                # The renames made durable before the first database: from there on,
-                # each step is its own, and the last cannot be followed by a failure.
+                # The renames made durable before the first database's write.
                 await asyncio.to_thread(_fsync_dirs, directories)
                 directories = set()
-            if is_database and await asyncio.to_thread(_through_sqlite, target, shown(name)):
-                through.add(name)
-            if name in through and name != order[-1]:
-                kept[name] = aside / f"{number}.db"
-                await asyncio.to_thread(snapshot_database, target.path, kept[name])
-            elif name not in through:
-                kept[name] = await asyncio.to_thread(_link_aside, target.live,
-                                                     aside / str(number))
-            # else: not kept at all, SQLite's own transaction is the way back of the last step
+            if name in through:  # journalled before its write begins
+                journal.writing.append(name)
+                await asyncio.to_thread(journal.save, journal_path)
             await asyncio.to_thread(_apply, staged[name], target, is_database,
                                     name in through, shown(name))
             applied.append(name)
             if not is_database:
                 directories.add(target.live.parent)
+                pause_point("restore:placed")
         await asyncio.to_thread(_fsync_dirs, directories)
+        journal.phase = WRITTEN
+        await asyncio.to_thread(journal.save, journal_path)
+        pause_point("restore:written")
     except BaseException as exc:
-        undo = await asyncio.to_thread(_put_back, applied, kept, targets, through, shown)
+        undo, whole = await asyncio.to_thread(_put_back, applied, kept, targets, through,
+                                              shown)
+        if journal is not None and whole:  # nothing is left for the next start to undo
+            with suppress(OSError):
+                journal_path.unlink()
         message = exc.message if isinstance(exc, GitReleaseError) else (
             exc.strerror if isinstance(exc, OSError) and exc.strerror else repr(exc))
         hint = (f"the safety backup {safety.id} holds the state from before the restore"
@@ -282,24 +338,23 @@ def _fsync_dirs(directories: set[Path]) -> None:
 def _put_back(
     applied: list[str], kept: dict[str, Path | None], targets: dict[str, Target],
     through: set[str], shown: Callable[[str], str] = str,
-) -> str:
-    """Undo a half-done restore from what was kept aside; says what it did."""
+) -> tuple[str, bool]:
+    """Undo a half-done restore from what was kept aside; says what it did, and whether
+    all of it was put back."""
     if not applied:
-        return "nothing had been replaced yet"
+        return "nothing had been replaced yet", True
     failed = []
     directories = set()
     for name in reversed(applied):
-        if name not in kept:
-            continue  # the last database: SQLite rolled it back, or it is done
         target = targets[name]
         old = kept[name]
         try:
             if old is None:
-                _remove(target, shown(name))  # the restore created it
+                remove_target(target, shown(name))  # the restore created it
             elif name in through:
                 restore_database(old, target.path)
             else:
-                _place(old, target, shown(name))
+                place(old, target, shown(name))
             directories.add(target.live.parent)
         except (GitReleaseError, OSError) as exc:
             failed.append(f"{shown(name)} "
@@ -310,12 +365,15 @@ def _put_back(
         failed.append(f"the directories ({exc})")
     if failed:
         return (f"putting back the {counted(len(applied), 'file')} replaced FAILED for "
-                f"{', '.join(failed)}")
+                f"{', '.join(failed)}; it is tried again at the next start"), False
     replaced = counted(len(applied), "file")
-    return f"the {replaced} already replaced {'was' if len(applied) == 1 else 'were'} put back"
+    return (f"the {replaced} already replaced {'was' if len(applied) == 1 else 'were'} "
+            "put back"), True
 
 
-def _remove(target: Target, shown: str) -> None:
+def remove_target(target: Target, shown: str) -> None:
+    """Unlink what is at the target's name (a file the restore created), never through a
+    link above it."""
     directory, name = _open_parent(target, shown, create=False)
     try:
         os.unlink(name, dir_fd=directory)

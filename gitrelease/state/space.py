@@ -3,11 +3,12 @@
 A restore that finds the disk full half-way has to undo itself on that full disk; one that
 finds it full at the start has changed nothing. So a restore adds up, from the manifest's
 sizes and the live files, what it will write where (`restore_needs`): the staged copies and
-its safety backup beside the archives; a copy aside of each database before the last; and
-next to each live database SQLite's rollback journal (the pages it overwrites) and any
-growth. Files that cross filesystems are counted as the copies they become. The figures are
-upper bounds, never exact: a restore refused here could perhaps have fitted; one let through
-can still meet a disk another process fills, and then undoes itself (`placing`).
+its safety backup beside the archives; a copy aside of each database (what its journal puts
+back after a crash, `restore_journal`); and next to each live database SQLite's rollback
+journal (the pages it overwrites) and any growth. Files that cross filesystems are counted
+as the copies they become. The figures are upper bounds, never exact: a restore refused here
+could perhaps have fitted; one let through can still meet a disk another process fills, and
+then undoes itself (`placing`).
 """
 
 from __future__ import annotations
@@ -75,12 +76,10 @@ def restore_needs(
             size * (2 if name in databases else 1) + (
                 _size(Path(f"{lives[name]}-wal")) if name in databases else 0)
             for name, size in replaced.items()) + MARGIN)
-    last = max(databases) if databases else None
     for name, live in lives.items():
         new, old = int(entries[name]["size"]), replaced[name]
         if name in databases:
-            if name != last:
-                add(scratch, "databases kept aside", old)
+            add(scratch, "databases kept aside", old)
             add(live.parent, "database journals", old + max(0, new - old))
         elif _device(live.parent) != staging:
             add(scratch, "files kept aside", old)  # a copy: no hard link across disks

@@ -13,7 +13,9 @@ of a few MiB) and copied for each case.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -227,3 +229,165 @@ def test_restore_killed_at(rollback_world: World, tmp_path: Path, point: str,
                              "--type", "database")
     assert again.returncode == 0, again.stdout + again.stderr
     assert rows(world) == BEFORE
+
+
+# -- a whole restore, files and database, killed at each of its own steps -----------------------
+
+#: The plain files of the backup "snap" and of the live tree since: each differs, one the
+#: restore creates (cards/3.txt, gone since), one is the same (cards/2.txt, not replaced).
+SNAP_FILES = {"notes.json": '{"notes": "at the snapshot"}\n', "cards/1.txt": "one, old\n",
+              "cards/2.txt": "two\n", "cards/3.txt": "three, gone since\n"}
+LIVE_FILES = {"notes.json": '{"notes": "written since"}\n', "cards/1.txt": "one, new\n",
+              "cards/2.txt": "two\n", "cards/3.txt": None}
+SINCE_SNAP = [*SINCE, (4, "since the snapshot")]
+#: Where `backup restore snap --yes` (all types) is killed: unpacking, after its first file
+#: is swapped in, before and inside the live database's write, and once all is written.
+WHOLE_RESTORE_POINTS = ["restore:staged", "restore:placed", "restore:database",
+                        "sqlite:restore-writing", "restore:written"]
+
+
+def _write_files(world: World, files: dict[str, str | None]) -> None:
+    for name, text in files.items():
+        path = world.deploy / "data" / name
+        if text is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+
+
+def _files(world: World) -> dict[str, str | None]:
+    return {name: (path.read_text() if (path := world.deploy / "data" / name).exists()
+                   else None) for name in SNAP_FILES}
+
+
+@pytest.fixture(scope="module")
+def restore_world(rollback_world: World, tmp_path_factory: pytest.TempPathFactory) -> World:
+    """The rollback world with a full backup "snap" of SNAP_FILES and SINCE, then the files
+    changed (LIVE_FILES) and a row added: a restore of it changes both, so a mix shows."""
+    world = copy_world(rollback_world, tmp_path_factory.mktemp("restore") / "world")
+    _write_files(world, SNAP_FILES)
+    done = crash.gitrelease(world.deploy, "backup", "create", "--type", "full", "--name",
+                            "snap")
+    assert done.returncode == 0, done.stdout + done.stderr
+    _write_files(world, LIVE_FILES)
+    with sqlite3.connect(world.deploy / "data" / "app.db") as db:
+        db.execute("INSERT INTO guilds VALUES (4, 'since the snapshot')")
+    db.close()
+    return world
+
+
+def _leftovers(world: World) -> list[str]:
+    """Work files of a restore: its staging dir beside the archives, its journal in the
+    data dir."""
+    data = world.deploy / "data"
+    return sorted(p.relative_to(data).as_posix() for p in [
+        *(data / "backups").iterdir(), *data.iterdir()] if p.name.startswith(".restore-"))
+
+
+def _recoveries(world: World) -> list[tuple[str, str]]:
+    """(action, outcome) of each audit row a recovery wrote, straight from the index."""
+    with sqlite3.connect(world.deploy / "data" / "update_manager.db") as db:
+        found = db.execute("SELECT action, outcome, detail FROM audit_log ORDER BY id").fetchall()
+    db.close()
+    return [(action, outcome) for action, outcome, detail in found
+            if "recovery" in json.loads(detail)]
+
+
+@pytest.mark.parametrize(("point", "how"), cases(
+    WHOLE_RESTORE_POINTS, pid={"restore:placed", "sqlite:restore-writing"}))
+def test_whole_restore_killed_at(restore_world: World, tmp_path: Path, point: str,
+                                 how: str) -> None:
+    """Files and rows all old (killed before its journal said "written": undone) or all new
+    (after: kept), after the next start: the next read (`status`, which settles when no
+    operation runs) for a group kill, the next operation (a backup) for the main pid's."""
+    world = copy_world(restore_world, tmp_path / "world")
+    before = {"porcelain": porcelain(world)}
+    crash.kill_at(world.deploy, point, "backup", "restore", "snap", "--yes", how=how)
+    kept = point == "restore:written"
+    journalled = point != "restore:staged"  # unpacking: nothing live touched, no journal
+    if how == "group":
+        seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+    else:
+        seen = crash.gitrelease(world.deploy, "--json", "backup", "create", "--type",
+                                "database")
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    checked(world, before, {world.tag_commit("v1.11.0")})
+    assert (_files(world), rows(world)) == ((SNAP_FILES, SINCE) if kept
+                                            else (LIVE_FILES, SINCE_SNAP))
+    assert _leftovers(world) == []  # the journal, the staging dir and the copies aside are gone
+    # Said by the command that settled it, and recorded.
+    assert ("was undone" in seen.stderr) is (journalled and not kept), seen.stderr
+    assert ("kept as restored" in seen.stderr) is kept, seen.stderr
+    assert _recoveries(world) == ([("restore", "completed" if kept else "undone")]
+                                  if journalled else [])
+    again = crash.gitrelease(world.deploy, "--json", "backup", "restore", "snap", "--yes")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (_files(world), rows(world)) == (SNAP_FILES, SINCE)
+
+
+def test_a_restore_undone_half_way_itself_is_finished_by_the_start_after(
+        restore_world: World, tmp_path: Path) -> None:
+    """The undo killed too, after its first file was put back: what is put back has used
+    up its copy, so the start after that finds only the rest to do."""
+    world = copy_world(restore_world, tmp_path / "world")
+    crash.kill_at(world.deploy, "sqlite:restore-writing", "backup", "restore", "snap", "--yes",
+                  how="group")
+    crash.kill_at(world.deploy, "restore:putting-back", "status", "--no-metrics", how="group")
+    seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert "was undone" in seen.stderr
+    assert (_files(world), rows(world)) == (LIVE_FILES, SINCE_SNAP)
+    assert _leftovers(world) == []
+
+
+def test_a_restore_that_cannot_be_undone_keeps_its_copies_and_refuses(
+        restore_world: World, tmp_path: Path) -> None:
+    """A file that cannot be put back (a folder is now at its name): every command says
+    which and why, the copies stay where the next start finds them, and once the folder is
+    gone the restore is undone whole."""
+    world = copy_world(restore_world, tmp_path / "world")
+    crash.kill_at(world.deploy, "restore:database", "backup", "restore", "snap", "--yes",
+                  how="group")
+    notes = world.deploy / "data" / "notes.json"
+    notes.unlink()
+    notes.mkdir()
+    for args in (("status", "--no-metrics"), ("backup", "create", "--type", "database")):
+        refused = crash.gitrelease(world.deploy, "--json", *args)
+        assert refused.returncode != 0
+        error = json.loads(refused.stdout)["error"]
+        assert "could not be undone whole" in error["message"], error
+        assert "notes.json" in error["message"] and error.get("hint"), error
+        journal, staging = _leftovers(world)  # kept: the copies, and what they are for
+        assert staging.startswith("backups/") and journal.endswith(".tmp-journal")
+    notes.rmdir()
+    seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert (_files(world), rows(world)) == (LIVE_FILES, SINCE_SNAP)
+    assert _leftovers(world) == []
+
+
+def test_a_restore_staged_on_another_disk_is_undone_from_copies_there(
+        restore_world: World, tmp_path: Path) -> None:
+    """Backups (and so the staging dir) on another filesystem than the files: what is kept
+    aside is a copy (no hard link crosses disks), made durable before the first swap."""
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("no second filesystem (/dev/shm) to put the backups on")
+    world = copy_world(restore_world, tmp_path / "world")
+    backups = other / f"gitrelease-kill-sweep-{os.getpid()}-{tmp_path.name}"
+    settings = world.deploy / "data" / "settings.toml"
+    settings.write_text(settings.read_text() + f'backup_path = "{backups}"\n')
+    try:
+        crash.kill_at(world.deploy, "sqlite:restore-writing", "backup", "restore", "snap",
+                      "--yes", how="group")
+        assert [p.name for p in backups.iterdir() if p.name.startswith(".restore-")]
+        seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+        assert seen.returncode == 0, seen.stdout + seen.stderr
+        assert "was undone" in seen.stderr
+        assert (_files(world), rows(world)) == (LIVE_FILES, SINCE_SNAP)
+        assert (world.deploy / ".env").read_text() == ENV_SECRET
+        assert not [p.name for p in backups.iterdir() if p.name.startswith(".")]
+        assert _leftovers(world) == []
+    finally:
+        shutil.rmtree(backups, ignore_errors=True)

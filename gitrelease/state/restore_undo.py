@@ -1,0 +1,144 @@
+"""Settling a restore a dead process left half-way, from its journal (`restore_journal`).
+
+A restore killed before its journal says "written" is undone: the state from before it is
+the one the operator chose to leave, its copies are all kept aside, and nothing of the new
+state can be finished without the process that knew what else it meant to do. Each target is
+put back from its copy: a file by renaming its hard link back (one the swap never reached is
+still that same inode, and is left alone), a file the restore created is removed, and each
+database whose write began is first settled (a hot rollback journal a kill left rolled back,
+`settle_journal`), then written back from its copy through SQLite, as a restore writes it,
+and checked. A restore whose journal says "written" got to the end: its new state is kept,
+and only its staging dir is left to remove. Renaming a copy back uses it up, so settling
+again after a crash of its own finds only what is still left to do.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from gitrelease.core.errors import GitReleaseError
+from gitrelease.core.fsutil import fsync_dir
+from gitrelease.core.pausepoints import pause_point
+from gitrelease.core.text import counted
+from gitrelease.state.placing import RestoreFailed, Target, place, remove_target
+from gitrelease.state.restore_journal import WRITTEN, JournalStep, RestoreJournal
+from gitrelease.state.snapshot import integrity_problem, restore_database, settle_journal
+
+__all__ = ["Settled", "settle_interrupted"]
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What became of an interrupted restore: `undone` (back to before it) or not (it had
+    got to the end and is kept); `what` says so in a sentence."""
+
+    backup: str
+    safety: str | None
+    staging: Path  # its staging dir, with the copies: now to be removed
+    undone: bool
+    what: str
+
+
+def settle_interrupted(journal: Path) -> Settled | None:
+    """Undo (or, if it got to the end, keep) the restore journalled at `journal`; None if
+    there is no journal there. `RestoreFailed` if a file could not be put back: the journal
+    and the copies stay, for the next start to try again."""
+    try:
+        record = RestoreJournal.load(journal)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise RestoreFailed(
+            f"the journal of an interrupted restore, {journal}, cannot be read ({exc})",
+            hint="look at it: it names the files that restore replaced and where the "
+                 "copies of them are") from None
+    if record is None:
+        return None
+    staging = Path(record.staging)
+    if record.phase == WRITTEN:
+        return Settled(record.backup, record.safety, staging, False,
+                       f"a restore of {record.backup} was killed after everything was "
+                       "written: it is kept as restored")
+    where = (f"while writing {', '.join(_shown(record, n) for n in record.writing)}"
+             if record.writing else "while putting its files in place")
+    done, failed = _undo(record, staging)
+    if failed:
+        raise RestoreFailed(
+            f"a restore of {record.backup} killed {where} could not be undone whole: "
+            f"putting back FAILED for {', '.join(failed)}; the rest was put back",
+            hint=(f"free what stops it (disk space, permissions), then run any gitrelease "
+                  f"command again; the copies are kept in {staging}, the journal at {journal}"
+                  + (f"; the safety backup {record.safety} holds the state from before"
+                     if record.safety else "")))
+    return Settled(record.backup, record.safety, staging, True,
+                   f"a restore of {record.backup} killed {where} was undone: "
+                   f"{', '.join(done) if done else 'nothing had been replaced yet'}")
+
+
+def _undo(record: RestoreJournal, staging: Path) -> tuple[list[str], list[str]]:
+    """Every target back as it was, last first; what was done and what failed, said."""
+    put_back = removed = 0
+    rolled: list[str] = []
+    failed: list[str] = []
+    directories: set[Path] = set()
+    for step in reversed(record.steps):
+        target = Target(step.name, Path(step.path), Path(step.base),
+                        Path(step.follow) if step.follow else None, step.link)
+        try:
+            if step.through:
+                if step.name in record.writing:
+                    rolled.append(_database_back(step, staging / str(step.aside), target))
+                continue
+            if step.aside is None:
+                if os.path.lexists(target.live) and not os.path.isdir(target.live):
+                    remove_target(target, step.shown)
+                    removed += 1
+            elif _replaced(staging / step.aside, target.live):
+                place(staging / step.aside, target, step.shown)
+                put_back += 1
+            else:
+                continue
+            directories.add(target.live.parent)
+            pause_point("restore:putting-back")
+        except (GitReleaseError, OSError) as exc:
+            failed.append(f"{step.shown} "
+                          f"({exc.message if isinstance(exc, GitReleaseError) else exc})")
+    for directory in sorted(directories):
+        try:
+            fsync_dir(directory)
+        except OSError as exc:
+            failed.append(f"{directory} ({exc})")
+    done = ([f"{counted(put_back, 'file')} put back"] if put_back else []) + (
+        [f"{counted(removed, 'file')} it had created removed"] if removed else []) + rolled
+    return done, failed
+
+
+def _replaced(aside: Path, live: Path) -> bool:
+    """Whether the live name no longer holds what was kept aside (the swap reached it, or
+    it is gone): a hard link still the same inode as the live file was never swapped."""
+    try:
+        kept = os.lstat(aside)
+    except FileNotFoundError:
+        return False  # used up: put back already
+    try:
+        now = os.lstat(live)
+    except FileNotFoundError:
+        return True
+    return (kept.st_dev, kept.st_ino) != (now.st_dev, now.st_ino)
+
+
+def _database_back(step: JournalStep, copy: Path, target: Target) -> str:
+    """A database whose write began, back to its copy: a write cut off is rolled back by
+    SQLite first, then the copy is written in whole (the write may have committed), and
+    the result checked."""
+    settle_journal(target.path)
+    restore_database(copy, target.path)
+    problem = integrity_problem(target.path)
+    if problem is not None:
+        raise RestoreFailed(f"{step.shown} fails its integrity check after being put back: "
+                            f"{problem}")
+    return f"{step.shown} put back from its copy (integrity ok)"
+
+
+def _shown(record: RestoreJournal, name: str) -> str:
+    return next((s.shown for s in record.steps if s.name == name), name)
