@@ -183,7 +183,7 @@ async def restore_backup(
         except Exception as exc:
             error = _said(exc, f"restoring {backup.id}")
             await audit_failure(store, actor, "restore", backup.id, "failed", error,
-                                {"code": error.code})
+                                {"code": getattr(error, "code", "internal_error")})
             if error is exc:
                 raise
             raise error from None

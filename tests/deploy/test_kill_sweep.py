@@ -379,6 +379,11 @@ def test_a_restore_staged_on_another_disk_is_undone_from_copies_there(
     settings = world.deploy / "data" / "settings.toml"
     settings.write_text(settings.read_text() + f'backup_path = "{backups}"\n')
     try:
+        # As an operator moves the backups with the setting: the index reads archives only
+        # from the backups folder the settings name.
+        backups.mkdir()
+        for archive in (world.deploy / "data" / "backups").glob("*.tar*"):
+            shutil.move(archive, backups / archive.name)
         crash.kill_at(world.deploy, "sqlite:restore-writing", "backup", "restore", "snap",
                       "--yes", how="group")
         assert [p.name for p in backups.iterdir() if p.name.startswith(".restore-")]
