@@ -28,6 +28,7 @@ __all__ = ["integrity_problem", "is_sqlite", "restore_database", "settle_journal
 _BUSY_MS = 30_000
 _STEP_PAGES = 256  # 1 MiB of 4 KiB pages per step of a restore into a live database
 _SQLITE_FULL = 13
+_SQLITE_READONLY_ROLLBACK = 776  # SQLITE_READONLY | 3 << 8: a hot journal
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -35,9 +36,12 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
         # A read-only connection cannot roll back a hot journal, and refuses to read past
         # one ("attempt to write a readonly database"): settled read-write first.
         settle_journal(path)
-    uri = f"{path.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
-    connection = sqlite3.connect(uri, uri=True, timeout=_BUSY_MS / 1000,
-                                 isolation_level=None)
+    return _open(path, "ro" if readonly else "rw")
+
+
+def _open(path: Path, mode: str) -> sqlite3.Connection:
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True,
+                                 timeout=_BUSY_MS / 1000, isolation_level=None)
     connection.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
     return connection
 
@@ -47,19 +51,29 @@ def settle_journal(path: Path) -> bool:
     (a restore killed while it wrote the live database), then check what is left; True if
     there was one. Without it, every read-only open of the database fails.
 
-    SQLite does the rollback itself on the first read of a read-write connection, and only
-    if the journal is hot: a live writer's journal (it holds its lock) is left alone.
+    Whether a journal is hot is SQLite's to say: a read-only read goes past the journal of
+    a live writer (it holds its lock) and of a finished one, and fails with
+    SQLITE_READONLY_ROLLBACK only at a hot one. Only then is the database opened read-write
+    (SQLite rolls the journal back on its first read) and checked; a bot writing as usual is
+    neither written to nor held up by a whole-file check.
     """
     journal = Path(f"{path}-journal")
     if not journal.exists():
         return False
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True,
-                                     timeout=_BUSY_MS / 1000, isolation_level=None)
+        probe = _open(path, "ro")
+        try:
+            probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return False
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != _SQLITE_READONLY_ROLLBACK:
+                raise
+        finally:
+            probe.close()
+        connection = _open(path, "rw")
         try:
             connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            row = None if journal.exists() else \
-                connection.execute("PRAGMA quick_check").fetchone()
+            row = connection.execute("PRAGMA quick_check").fetchone()
         finally:
             connection.close()
     except sqlite3.Error as exc:
@@ -68,7 +82,7 @@ def settle_journal(path: Path) -> bool:
             f"cannot be rolled back: {exc}",
             hint=f"make {path} and its folder writable by this user, then run it again"
         ) from None
-    if row is not None and row[0] != "ok":
+    if row[0] != "ok":
         raise VerificationFailed(
             f"{path} is damaged after rolling back an interrupted write: {row[0]}",
             hint="restore its database from a backup: gitrelease backup restore ID "
