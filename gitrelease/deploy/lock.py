@@ -27,6 +27,7 @@ __all__ = ["OperationLock", "stale_note"]
 
 LOCK_NAME = "gitrelease.lock"
 HOLDER_NAME = "gitrelease.lock.json"
+_BRIEF_WAIT = 1.0  # seconds a holder with no running note is given before a refusal
 
 
 class OperationLock:
@@ -45,8 +46,14 @@ class OperationLock:
         try:
             self._lock.acquire(timeout=0)
         except filelock.Timeout:
-            holder = self._describe_holder()
-            raise UpdateInProgress(f"another operation is running: {holder}") from None
+            record = _read_note(self._holder)
+            if record is None or not _running(record):
+                # No running holder named: `stale_note` checking a dead one's note (it holds
+                # the flock for a moment), or an operation about to write its own note.
+                self._wait_briefly()
+            else:
+                raise UpdateInProgress(
+                    f"another operation is running: {_described(record)}") from None
         record = {
             "pid": os.getpid(),
             "started": _start_time(os.getpid()),
@@ -56,6 +63,13 @@ class OperationLock:
         }
         atomic_write(self._holder, json.dumps(record).encode())
         return self
+
+    def _wait_briefly(self) -> None:
+        try:
+            self._lock.acquire(timeout=_BRIEF_WAIT)
+        except filelock.Timeout:
+            holder = self._describe_holder()
+            raise UpdateInProgress(f"another operation is running: {holder}") from None
 
     def release(self) -> None:
         self._holder.unlink(missing_ok=True)

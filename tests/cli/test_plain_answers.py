@@ -118,3 +118,23 @@ def test_a_refusal_never_names_a_dead_holder_as_running(world: World) -> None:
         holder.wait()
     message = refused.value.message
     assert f"pid {pid}" in message and "no longer running" in message, message
+
+
+def test_a_lock_held_a_moment_with_no_running_holder_is_waited_for(world: World) -> None:
+    """`status` takes the flock for a moment to remove a dead holder's note: an operation
+    starting just then waits that moment out instead of being refused."""
+    from gitrelease.deploy.lock import OperationLock
+
+    _killed_holding_the_lock(world)
+    data_dir = world.deploy / "data"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+         "os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+         "time.sleep(0.3)", str(data_dir / "gitrelease.lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        lock = OperationLock(data_dir, "restore", "cli:other").acquire()
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait()
