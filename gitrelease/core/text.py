@@ -53,28 +53,26 @@ def counted(count: int, noun: str) -> str:
 
 __all__ += ["visible"]
 
-# Anything but printable ASCII is looked at; printable ASCII (JSON output, most text) passes
-# through the regex engine untouched, so the CLI's output boundary costs next to nothing.
-_SUSPECT_LINES = re.compile(r"[^\t\n\x20-\x7e]")
-_SUSPECT_LINE = re.compile(r"[^\x20-\x7e]")
-# Control, format (bidi overrides and isolates, zero-width, tag characters), lone surrogates
-# (names git or tar gave that are not UTF-8) and line/paragraph separators: each changes
-# what a terminal or a client shows without being seen itself.
-_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-# Format characters that scripts and emoji need to read right (Persian, Hindi, 👩‍💻), and
-# that move nothing: kept as they are.
-_JOINERS = frozenset({"\u200c", "\u200d"})
+# What acts instead of showing: controls (C0 but tab and newline, which `lines` keeps, DEL,
+# C1), lone surrogates (names git or tar gave that are not UTF-8), line and paragraph
+# separators, and the format characters (bidi overrides and isolates, zero-width, tag
+# characters) of Unicode 14, the tables of Python 3.11's unicodedata, without the two
+# joiners scripts and emoji need to read right (Persian, Hindi, 👩‍💻). One character class,
+# so that text passes through the regex engine at its own speed, with no Python call a
+# character; tests/core/test_text_visible.py checks it against unicodedata's "Cc", "Cf",
+# "Cs", "Zl" and "Zp" for every code point of the Python that runs it.
+_FORMAT = ("\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890-\u0891\u08e2\u180e\u200b"
+           "\u200e-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb"
+           "\U000110bd\U000110cd\U00013430-\U00013438\U0001bca0-\U0001bca3"
+           "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f")
+_ACTING = "\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029" + _FORMAT
+_ACTING_IN_LINES = re.compile(f"[{_ACTING}]")
+_ACTING_IN_A_LINE = re.compile(f"[\t\n{_ACTING}]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def _escape(match: re.Match[str]) -> str:
     char = match.group()
-    if char in _JOINERS:
-        return char
-    import unicodedata
-
-    if unicodedata.category(char) not in _HIDDEN:
-        return char
     if char in _NAMED:
         return _NAMED[char]
     code = ord(char)
@@ -90,7 +88,7 @@ def visible(text: str, *, lines: bool = True, keep: str = "") -> str:
     holds and cannot redraw the screen or reverse a name. `lines`: newlines and tabs are
     the text's own layout and stay; without it they are escaped too (one-line fields).
     `keep`: characters a caller put in on purpose (Discord's zero-width markdown guards)."""
-    pattern = _SUSPECT_LINES if lines else _SUSPECT_LINE
+    pattern = _ACTING_IN_LINES if lines else _ACTING_IN_A_LINE
     if not keep:
         return pattern.sub(_escape, text)
     return pattern.sub(lambda m: m.group() if m.group() in keep else _escape(m), text)
