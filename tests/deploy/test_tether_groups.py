@@ -3,6 +3,7 @@ was recorded: after a reboot or a container restart its id may be any process's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -48,10 +49,8 @@ def orphaned() -> Iterator[Orphaned]:
 
     yield make
     for member in members:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def test_a_group_without_the_recorded_mark_is_left_alone(orphaned: Orphaned) -> None:
