@@ -154,7 +154,13 @@ def put_back(repo: _Repo, old: str, new: str, before: Before) -> str:
     are removed unless `before` says they were there before."""
     changes = _changes(repo, old, new)
     live = _live_blobs(repo, old, [c.path for c in changes])
-    restore, unchanged, remove, left, gitlinks = [], [], [], [], []
+    made = {str(folder) for c in changes if c.status == "A"  # where `new` has a folder
+            for folder in PurePosixPath(c.path).parents}
+    restore: list[_Change] = []
+    unchanged: list[_Change] = []
+    left: list[_Change] = []
+    gitlinks: list[_Change] = []
+    remove: list[str] = []
     for change in changes:
         if "160000" in (change.old_mode, change.new_mode):
             gitlinks.append(change)  # a submodule: its entry alone, nothing on disk
@@ -162,7 +168,8 @@ def put_back(repo: _Repo, old: str, new: str, before: Before) -> str:
         now = live.get(change.path)
         if change.status == "A" and change.path in before.files:
             continue  # the operator's from before (or what git wrote over it): kept
-        if now is not None and not _from_git(repo, change, now):
+        if now is not None and not _from_git(repo, change, now) and \
+                not (now[0] == "?" and change.path in made):  # a folder git made there
             left.append(change)
         elif change.status == "A":
             if now is not None:
@@ -170,14 +177,17 @@ def put_back(repo: _Repo, old: str, new: str, before: Before) -> str:
         elif now == (change.old_mode, change.old_blob):
             unchanged.append(change)
         else:
-            restore.append(change.path)
+            restore.append(change)
     for path in remove:
         (repo.root / path).unlink()
     if before.folders is not None:
         _drop_empty_parents(repo.root, remove, set(before.folders))
+    for change in [c for c in restore if os.path.isdir(repo.root / c.path)]:
+        restore.remove(change)  # a folder git made, with the operator's files in it now
+        left.append(change)
     if restore:  # git writes them as `old` has them, index and tree alike
         repo.run_with_input("--literal-pathspecs", "checkout", old, "--pathspec-from-file=-",
-                            "--pathspec-file-nul", data=_nul(restore))
+                            "--pathspec-file-nul", data=_nul([c.path for c in restore]))
     # The index back at `old` for the rest (git may have written it before it was cut off).
     added = [c.path for c in changes if c.status == "A"]
     if added:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from gitrelease.git.repo import GitRepo
 from gitrelease.git.switch import Before, before_checkout, put_back
 from tests.conftest import World, git
@@ -128,3 +130,29 @@ def put_back_record(repo: GitRepo, old: str, new: str) -> Before:
 def test_a_note_of_an_older_gitrelease_is_read_and_removes_no_folder() -> None:
     assert Before.parse('["config/local.toml"]') == Before(("config/local.toml",), None)
     assert Before.parse(None) == Before.parse("not json") == Before((), None)
+
+
+@pytest.mark.parametrize("operator_file", [False, True])
+def test_a_file_the_release_turns_into_a_folder_is_put_back(
+        world: World, operator_file: bool) -> None:
+    (world.release / "bot.py").unlink()
+    world.commit("1.11.0", {"bot.py/main.py": "print('1.11.0')\n"})
+    world.tag("v1.11.0", "Release 1.11.0")
+    world.push()
+    git(world.deploy, "fetch", "--quiet", "--tags", "origin")
+    repo = GitRepo(world.deploy)
+    old, new = world.tag_commit("v1.0.0"), world.tag_commit("v1.11.0")
+    kept = put_back_record(repo, old, new)
+    (world.deploy / "bot.py").unlink()  # what git did before it was cut off
+    (world.deploy / "bot.py").mkdir()
+    (world.deploy / "bot.py" / "main.py").write_text("print('1.11.0')\n")
+    if operator_file:  # the operator's, in the folder git made, after the crash
+        (world.deploy / "bot.py" / "notes.txt").write_text("mine\n")
+    said = put_back(repo, old, new, kept)
+    if operator_file:
+        assert (world.deploy / "bot.py" / "notes.txt").read_text() == "mine\n"
+        assert not (world.deploy / "bot.py" / "main.py").exists()
+        assert "left as you changed it: bot.py" in said, said
+        return
+    assert (world.deploy / "bot.py").read_text() == "print('hello')\n", said
+    assert git(world.deploy, "status", "--porcelain", "--untracked-files=all") == ""
