@@ -12,15 +12,19 @@ thread rather than of the process.
 The helper holds the command back until told to go, so its starter first writes the group
 into the journal (`Tethered.group`): whatever happens, the record exists before any work.
 After a crash, recovery calls `stop` on each recorded group before it restores anything: the
-second line, should the helper itself have been stopped or killed. Where the system has no
-``/proc`` (not Linux), a group cannot be told from a reused pid and `stop` leaves it alone;
-the helper is then the only line.
+second line, should the helper itself have been stopped or killed. Process ids repeat after a
+reboot or a container restart (and a start time counted from boot does not tell), so the
+record holds the boot's id and a mark put in the child's environment (`MARK`): a group is
+stopped only in the boot it was recorded in, and only if a process in it carries the mark.
+Where the system has no ``/proc`` (not Linux), a group cannot be told from a reused pid and
+`stop` leaves it alone; the helper is then the only line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -29,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["Group", "Tethered", "stop"]
+__all__ = ["MARK", "Group", "Tethered", "stop"]
+
+#: The environment variable that marks a tethered child and all it starts as the record's.
+MARK = "GITRELEASE_TETHER"
 
 _HELPER = Path(__file__).with_name("tether_helper.py")
 _PROC = Path("/proc")
@@ -37,26 +44,32 @@ _PROC = Path("/proc")
 
 @dataclass(frozen=True)
 class Group:
-    """A process group a child leads: its id and its leader's start time (clock ticks after
-    boot, from /proc; None where unknown), which tells it from a later process given the
-    same pid."""
+    """A process group a child leads, as recorded: its id, its leader's start time (clock
+    ticks after boot, from /proc), the boot's id and the mark its processes carry in their
+    environment; None where unknown (the last two: a record from an older gitrelease)."""
 
     pgid: int
     started: int | None
+    boot: str | None = None
+    mark: str | None = None
 
     def text(self) -> str:
-        return f"pgid={self.pgid} started={self.started if self.started is not None else '?'}"
+        return " ".join(f"{name}={'?' if value is None else value}" for name, value in (
+            ("pgid", self.pgid), ("started", self.started), ("boot", self.boot),
+            ("mark", self.mark)))
 
     @classmethod
     def parse(cls, text: str) -> Group | None:
         """The group `text` records, or None for anything else."""
-        fields = dict(part.partition("=")[::2] for part in text.split())
+        fields = {name: value for name, _, value in (part.partition("=") for part in
+                                                     text.split()) if value != "?"}
         try:
             pgid = int(fields["pgid"])
-            started = None if fields.get("started", "?") == "?" else int(fields["started"])
+            started = int(fields["started"]) if "started" in fields else None
         except (KeyError, ValueError):
             return None
-        return cls(pgid, started) if pgid > 1 else None
+        return cls(pgid, started, fields.get("boot"), fields.get("mark")) if pgid > 1 \
+            else None
 
 
 class Tethered:
@@ -66,13 +79,14 @@ class Tethered:
     def __init__(self, argv: list[str], *, cwd: Path, env: dict[str, str],
                  stdin: Any = subprocess.DEVNULL, stdout: IO[bytes] | int | None = None,
                  stderr: IO[bytes] | int | None = None) -> None:
+        mark = secrets.token_hex(8)
         go_read, self._go = os.pipe()
         status_read, status_write = os.pipe()
         try:
             self.process = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(_HELPER), str(go_read), str(status_write),
-                 "--", *argv], cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
-                pass_fds=(go_read, status_write), start_new_session=True)
+                 "--", *argv], cwd=cwd, env={**env, MARK: mark}, stdin=stdin, stdout=stdout,
+                stderr=stderr, pass_fds=(go_read, status_write), start_new_session=True)
         except BaseException:
             for fd in (self._go, status_read):
                 os.close(fd)
@@ -81,7 +95,7 @@ class Tethered:
             os.close(go_read)
             os.close(status_write)
         self._status = status_read
-        self.group = Group(self.process.pid, _start_time(self.process.pid))
+        self.group = Group(self.process.pid, _start_time(self.process.pid), _boot_id(), mark)
 
     def release(self) -> str | None:
         """Let the child start; None once it has, else why it could not (its OSError)."""
@@ -109,25 +123,55 @@ def stop(group: Group, *, timeout: float = 10.0) -> str | None:
     """Kill what is left of `group`, if it still is that group, and wait until none of it
     runs; None when nothing of it runs any more, else what still does.
 
-    While any process is in a group, its id is not given to another process; so a live
-    leader is the recorded one only if it started when recorded, and members whose leader is
-    gone are the recorded group's. Zombies (dead, not yet reaped) write nothing: gone.
+    While any process is in a group, its id is not given to another process or group; so a
+    group with a live process carrying the recorded mark, in the boot it was recorded in, is
+    the recorded one, whole (only its own descendants can join it), and is stopped whole,
+    even a member that cleared its environment. A record without a mark (an older
+    gitrelease's) is trusted only while its leader lives with the recorded start time.
+    Zombies (dead, not yet reaped) write nothing: gone.
     """
-    if group.started is None or not _PROC.is_dir():
+    if not _PROC.is_dir() or (group.mark is None and group.started is None):
         return None  # cannot be told from a reused pid: left to the helper
+    if group.boot is not None and group.boot != _boot_id():
+        return None  # recorded before a reboot: the id is any process's now
     deadline = time.monotonic() + timeout
+    ours = False
     while True:
-        leader = _start_time(group.pgid)
-        if leader is not None and leader != group.started:
-            return None  # the id is another process's now: the recorded group is gone
         members = _members(group.pgid)
         if not members:
             return None
+        ours = ours or _is_recorded(group, members)
+        if not ours:
+            return None  # the id is another group's now: the recorded one is gone
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group.pgid, signal.SIGKILL)
         if time.monotonic() > deadline:
             return f"process group {group.pgid} (pids {', '.join(map(str, members[:5]))})"
         time.sleep(0.05)
+
+
+def _is_recorded(group: Group, members: list[int]) -> bool:
+    """Whether the live group `members` are of is the one `group` records."""
+    if group.mark is None:
+        return _start_time(group.pgid) == group.started
+    wanted = f"{MARK}={group.mark}".encode()
+    return any(wanted in _environment(pid) for pid in members)
+
+
+def _environment(pid: int) -> list[bytes]:
+    """The environment `pid` was started with; none where it cannot be read (another
+    user's process, or gone): then it is not taken for one of ours."""
+    try:
+        return (_PROC / str(pid) / "environ").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def _boot_id() -> str | None:
+    try:
+        return (_PROC / "sys" / "kernel" / "random" / "boot_id").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _stat(pid: int | str) -> list[str] | None:

@@ -13,7 +13,6 @@ choice of release and the refusals before any change (`resolve`), the release's 
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -242,9 +241,10 @@ class Installer:
                 await run_release_steps(self.d, step, session)
         except Exception as exc:
             message = exc.message if isinstance(exc, GitReleaseError) else repr(exc)
-            # Edits that conflict with a release say nothing against the release.
+            # Edits that conflict with a release, or made meanwhile, say nothing against it.
+            blame = not isinstance(exc, LocalChangesConflict | DirtyWorkingTree)
             undo = await recovery.undo(self.d, store, session, branch, step.started,
-                                        message, blame=not isinstance(exc, LocalChangesConflict))
+                                        message, blame=blame)
             await step.finish(UpdateStatus.FAILED, f"{message}; {undo}")
             await store.audit(opts.initiated_by, "install", session.target_version, "failed",
                               {"session": session.id, "undo": undo})
@@ -325,10 +325,11 @@ class Installer:
         return backup
 
     def _checkout(self, commit: str, note: Callable[[str, str], None]) -> None:
-        """The checkout, journalled so that a crash half-way can be undone exactly: the
-        ignored files it may overwrite (`checkout:kept`, never removed by that undo) and
-        git's process group, before git starts (see `git.switch`)."""
-        from gitrelease.git.switch import paths_in_the_way
+        """The checkout, journalled so that a crash half-way can be undone exactly: what
+        of the operator's it may meet (`checkout:kept`, never removed by that undo) and git's
+        process group, before git starts (see `git.switch`). A refusal here comes before
+        both: the undo after it then knows git never ran, and touches no file."""
+        from gitrelease.git.switch import before_checkout
 
         # Looked at again right before: the fetch and the backup take time, and an edit made
         # meanwhile must stop the install rather than be caught up in it.
@@ -337,7 +338,7 @@ class Installer:
         if dirty:
             raise DirtyWorkingTree(f"tracked files changed during the install: "
                                    f"{', '.join(dirty[:10])}")
-        note("checkout:kept", json.dumps(paths_in_the_way(repo, repo.head_commit(), commit)))
+        note("checkout:kept", before_checkout(repo, repo.head_commit(), commit).text())
         repo.checkout_detached(commit, lambda group: note("group:checkout", group.text()))
 
     def _verify_head(self, commit: str) -> None:

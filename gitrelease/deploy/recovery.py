@@ -7,7 +7,6 @@ finishing and undoing. Rollbacks are undone by the same `undo`.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from gitrelease.core.errors import GitReleaseError, UpdateInProgress
@@ -69,22 +68,30 @@ async def _mend_checkout(
     """A checkout cut off half-way (HEAD still where it started, files of both releases in
     the tree, maybe git's index.lock left): the tree put back at the starting commit
     (`git.switch.put_back`). Says what was done (None: there was no such checkout), and
-    whether git's index is locked by someone else, so that nothing else may be tried."""
-    from gitrelease.git.switch import clear_stale_lock, put_back
+    whether git's index is locked by someone else, so that nothing else may be tried.
+
+    Only where git had started: its process group is journalled before it may start
+    (`tether`), so a checkout step without that note never ran git, and what differs in the
+    tree from HEAD is the operator's (an edit the step refused, or one made since the
+    crash), never mended away."""
+    from gitrelease.git.switch import Before, clear_stale_lock, put_back
 
     old, new = session.from_commit, session.to_commit
     if "checkout" not in started or "checkout" in session.steps_completed or \
             old is None or new is None or old == new:
         return None, False
+    journal = await store.steps(session.id)
+    notes = {s.step: s.detail for s in journal if s.state == "note"}  # the last of each
+    if "group:checkout" not in notes:
+        return None, False  # git never started
     if await d.in_thread(d.repo.head_commit) != old:
         return None, False  # git got as far as moving HEAD: the tree is the release's
-    kept = next((json.loads(s.detail) for s in reversed(await store.steps(session.id))
-                 if s.step == "checkout:kept" and s.state == "note"), [])
     try:
         held = await d.in_thread(clear_stale_lock, d.repo, session.started_at)
         if held is not None:
             return held, True
-        return await d.in_thread(put_back, d.repo, old, new, kept), False
+        before = Before.parse(notes.get("checkout:kept"))
+        return await d.in_thread(put_back, d.repo, old, new, before), False
     except GitReleaseError as exc:
         return f"the cut-off checkout could NOT be undone: {exc.message}", False
 

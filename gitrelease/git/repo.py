@@ -30,7 +30,6 @@ from gitrelease.core.text import redact
 from gitrelease.git.records import Commit, DiffStats, FetchResult, TagRef, TagSignature
 from gitrelease.git.stash import StashMethods
 from gitrelease.git.stderr import command_failed, fetch_result, tag_signature
-from gitrelease.git.switch import tethered_checkout
 
 if TYPE_CHECKING:
     from gitrelease.core.tether import Group
@@ -389,6 +388,7 @@ class GitRepo(StashMethods):
         git dies with this process, its group recorded first (`switch.tethered_checkout`)."""
         _require_sha(commit)
         if record is not None:
+            from gitrelease.git.switch import tethered_checkout  # not on `check`'s path
             tethered_checkout(self, commit, record)
             return
         self.run("-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", commit, "--")

@@ -91,6 +91,11 @@ def test_a_checkout_killed_half_way_is_put_back_whole(
     settled = crash.gitrelease(world.deploy, "--json", "status", "--history", "--no-metrics")
     assert settled.returncode == 0, settled.stdout + settled.stderr
     checked(world, before, {start})
+    # All of it git's (a file cut off mid-write too): nothing is left as the operator's, and
+    # the folder the checkout made is gone with its files.
+    (session,) = json.loads(settled.stdout)["recent_sessions"]
+    assert "left as you changed it" not in session["error_message"], session["error_message"]
+    assert not (world.deploy / "assets").exists()
     again = crash.gitrelease(world.deploy, "--json", "install", "--type", "bot", "--no-backup")
     assert again.returncode == 0, again.stdout + again.stderr
     assert world.head() == target
