@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["ENV_LINE", "Secrets", "counted", "env_bindings", "env_text_value", "env_values",
@@ -291,3 +292,13 @@ class Secrets:
     def __call__(self, text: str) -> str:
         return redact_values(text, self.values())
 
+    def adding(self, also: frozenset[str]) -> Secrets:
+        """These secrets and `also` (a command's own), leaving these as they are."""
+        return Secrets(self.env_file, self.also | also)
+
+    def from_now(self) -> Callable[[str], str]:
+        """A `hide` for what a command about to start prints: the values to hide now and
+        whatever they are when it is called (the command may rewrite `.env`, rotating a
+        token: the old one is no less secret for it)."""
+        before = self.values()
+        return lambda text: redact_values(text, before | self.values())

@@ -262,6 +262,39 @@ async def test_whatever_a_failure_says_is_stored_without_secrets(world: World) -
 
 
 
+async def test_a_command_shows_no_secret_of_the_deployment_even_one_it_rewrote(
+        world: World) -> None:
+    """The error a release's command ends in (shown by the CLI and the Discord card at
+    once) hides what is stored as hidden: the values of `.env` as they were when the
+    command started and as it left them (it may rotate a token), and the secrets of the
+    settings marked secret, those of the command itself included."""
+    from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType, utcnow
+    from gitrelease.deploy.command_runner import CommandFailed
+    from gitrelease.deploy.context import Deployment
+    from gitrelease.deploy.release_commands import run_release_command
+
+    (world.deploy / ".env").write_text(f"DISCORD_TOKEN={TOKEN}\n")
+    (world.deploy / "data" / "settings.toml").write_text(
+        'restart_command = ["sv", "--password=settings-secret-1", "restart", "bot"]\n')
+    script = ("import sys; print(open('.env').read()); "
+              "open('.env', 'w').write('DISCORD_TOKEN=rotated-token-value-2\\n'); "
+              "print(open('.env').read()); print('restart with settings-secret-1'); "
+              "print('argv', *sys.argv); sys.exit(1)")
+    session = UpdateSession("upd_secrets", UpdateType.BOT, UpdateStatus.INSTALLING, 0,
+                            utcnow(), None, "1.1.0", "1.0.0", None, [], 1, False, "test")
+    d = Deployment.open(world.deploy, None)
+    try:
+        with pytest.raises(CommandFailed) as caught:
+            await d.in_thread(run_release_command, d, session, "health check",
+                              [PY, "-c", script, "--token=command-secret-3"], 30)
+    finally:
+        await d.close()
+    shown = caught.value.message
+    for secret in (TOKEN, "rotated-token-value-2", "settings-secret-1", "command-secret-3"):
+        assert secret not in shown, shown
+    assert "DISCORD_TOKEN=*** | DISCORD_TOKEN=*** | restart with ***" in shown
+
+
 def _fastest(work: Callable[[], object], times: int = 5) -> float:
     """The quickest of `times` runs: the run least slowed by whatever else the host does."""
     best = float("inf")
