@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ENV_LINE", "Secrets", "counted", "env_bindings", "env_text_value", "env_values",
+__all__ = ["ENV_LINE", "Secrets", "counted", "env_bindings", "env_values",
            "hidden_values", "redact", "redact_values", "secret_name", "setting_secrets", "size",
            "worth_hiding"]
 
@@ -142,15 +142,6 @@ def secret_name(name: str) -> bool:
     words = (w.rstrip("0123456789") for w in
              re.split(r"[^a-z0-9]+", _CASE_CHANGE.sub("_", name).lower()))
     return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words if w)
-
-
-def env_text_value(raw: str) -> str:
-    """A `.env` value as the program reading it sees it: quotes taken off, an unquoted
-    value's trailing ``# comment`` dropped."""
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return re.split(r"\s+#", value, maxsplit=1)[0].strip()
 
 
 def worth_hiding(key: str, value: str) -> bool:
