@@ -258,10 +258,10 @@ class CogLifecycle(commands.Cog):
             yield manager
 
     def _remember_secrets(self, root: Path) -> None:
-        from gitrelease.core.text import env_values
+        from gitrelease.core.text import hidden_values
 
         remember_root(root)
         token = getattr(self.bot.http, "token", None)
         remember_secrets([token] if token else [])
-        with suppress(OSError, ValueError):
-            remember_secrets(env_values((root / ".env").read_text()).values())
+        with suppress(OSError, ValueError):  # every value, a key given twice or a PEM's lines
+            remember_secrets(hidden_values((root / ".env").read_text()))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["ENV_LINE", "Secrets", "counted", "env_text_value", "env_values", "hidden_values",
-           "redact", "redact_values", "setting_secrets", "size", "worth_hiding"]
+__all__ = ["ENV_LINE", "Secrets", "counted", "env_bindings", "env_values",
+           "hidden_values", "redact", "redact_values", "secret_name", "setting_secrets", "size",
+           "worth_hiding"]
 
 # From the "://" on, not from the scheme's first letter: a scheme-like run (60 KB of a hex
 # digest) tried from each of its letters made a search quadratic; the scheme is kept as is.
@@ -106,23 +109,37 @@ _PLAIN = frozenset({
     "staging", "test", "testing", "local", "localhost", "default", "enabled", "disabled",
     "auto", "always", "never", "main", "master", "utf-8", "utf8",
 })
-#: A key whose value is a secret whatever it looks like (a number included).
-_SECRET_KEY = re.compile(
-    r"token|secret|passw|pwd|key|auth|credential|private|salt|dsn|cookie|webhook|sig",
-    re.IGNORECASE)
+#: The words of a name that say its value is a secret (a number included): DISCORD_TOKEN,
+#: DB_PASSWORD, API_KEY, SECRET, GITHUB_PAT. Matched as words of the name only: KEYBOARD,
+#: AUTHOR or TOKENIZERS_PARALLELISM hold no secret, and PWD is the working directory.
+_SECRET_WORDS = frozenset({
+    "token", "secret", "password", "passwd", "pwd", "pass", "passphrase", "pat", "key",
+    "apikey", "auth", "credential", "credentials", "creds", "private", "salt", "dsn",
+    "cookie", "webhook", "sig", "signature", "jwt", "bearer", "otp", "totp",
+})
+#: The same words run together with the word before them: DISCORDTOKEN, APIKEY, DBPASSWORD.
+_SECRET_ENDINGS = ("token", "secret", "password", "passwd", "apikey", "accesskey",
+                   "secretkey", "privatekey")
+#: Names every shell or login sets whose words look secret and whose value is a place:
+#: the working directory (what a command's output and a hint name), an agent's socket.
+_NOT_SECRET = frozenset({"PWD", "OLDPWD", "SSH_AUTH_SOCK"})
+_CASE_CHANGE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NUMBERISH = re.compile(r"^[0-9.:,_+-]+$")
 #: From this length a value is hidden wherever it appears, even inside a longer word (a
 #: token printed base64-wrapped); shorter ones only as a word of their own.
 _HIDDEN_ANYWHERE = 12
 
 
-def env_text_value(raw: str) -> str:
-    """A `.env` value as the program reading it sees it: quotes taken off, an unquoted
-    value's trailing ``# comment`` dropped."""
-    value = raw.strip()
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        return value[1:-1]
-    return re.split(r"\s+#", value, maxsplit=1)[0].strip()
+def secret_name(name: str) -> bool:
+    """Whether a variable or argument named `name` holds a secret, by the words of the name
+    (split at ``_ . -`` and changes of case, trailing digits dropped): one of
+    `_SECRET_WORDS`, or a word ending in one of `_SECRET_ENDINGS`. Matched anywhere in the
+    name instead, PWD (the working directory) was hidden from every command's output."""
+    if name.upper() in _NOT_SECRET:
+        return False
+    words = (w.rstrip("0123456789") for w in
+             re.split(r"[^a-z0-9]+", _CASE_CHANGE.sub("_", name).lower()))
+    return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words if w)
 
 
 def worth_hiding(key: str, value: str) -> bool:
@@ -130,19 +147,69 @@ def worth_hiding(key: str, value: str) -> bool:
     not a bare number (a port, a count) unless its key says it is a secret."""
     if len(value) < SHORTEST_HIDDEN or value.lower() in _PLAIN:
         return False
-    return not _NUMBERISH.match(value) or bool(_SECRET_KEY.search(key))
+    return not _NUMBERISH.match(value) or secret_name(key)
+
+
+# A `.env` file read as python-dotenv (which bots load it with) reads it: its expressions,
+# so that every value the program can see is found, however it is written.
+_SPACE = re.compile(r"\s*")
+_KEY = re.compile(r"(?:export[^\S\r\n]+)?(?:'([^']+)'|([^=#\s]+))[^\S\r\n]*=[^\S\r\n]*")
+_QUOTED = {"'": re.compile(r"'((?:\\'|[^'])*)'"), '"': re.compile(r'"((?:\\"|[^"])*)"')}
+_ESCAPES = {"'": re.compile(r"\\[\\']"), '"': re.compile(r"\\[\\'\"abfnrtv]")}
+_BARE = re.compile(r"[^\r\n]*")
+_LINE_END = re.compile(r"(?:[^\S\r\n]*#[^\r\n]*)?[^\S\r\n]*(?:\r\n|\n|\r|$)")
+_REST_OF_LINE = re.compile(r"[^\r\n]*(?:\r\n|\n|\r)?")
+
+
+def _past(pattern: re.Pattern[str], text: str, pos: int) -> int:
+    """Where a match of `pattern` (one that matches the empty string too) at `pos` ends."""
+    match = pattern.match(text, pos)
+    return pos if match is None else match.end()
+
+
+def env_bindings(text: str) -> list[tuple[str, str, str]]:
+    """Every ``KEY=value`` of a `.env` text, in file order, a key given twice twice (the
+    program reads the last; the first is no less secret): (key, the value as written
+    between its quotes, the value as read: escapes decoded). A quoted value may span lines
+    (a PEM key); an unquoted one ends at a `` #`` comment. A line python-dotenv would
+    refuse (a quote never closed) still gives what it holds: this is for hiding it."""
+    found: list[tuple[str, str, str]] = []
+    pos = 0
+    while (pos := _past(_SPACE, text, pos)) < len(text):
+        key = _KEY.match(text, pos)
+        if key is None:  # a comment, a key without a value, anything else
+            pos = _past(_REST_OF_LINE, text, pos)
+            continue
+        pos = key.end()
+        quote = text[pos] if text[pos:pos + 1] in _QUOTED else ""
+        quoted = _QUOTED[quote].match(text, pos) if quote else None
+        if quoted is not None:
+            written = quoted.group(1)
+            read = _ESCAPES[quote].sub(
+                lambda m: codecs.decode(m.group(), "unicode-escape"), written)
+            pos = quoted.end()
+        else:  # unquoted, or a quote never closed: the rest of the line
+            start = pos + len(quote)
+            pos = _past(_BARE, text, start)
+            rest = text[start:pos]
+            written = read = rest.rstrip() if quote else re.sub(r"\s+#.*", "", rest).rstrip()
+        found.append((key.group(1) or key.group(2), written, read))
+        ended = _past(_LINE_END, text, pos)
+        pos = ended if ended > pos or pos == len(text) else _past(_REST_OF_LINE, text, pos)
+    return found
 
 
 def hidden_values(env_text: str, environment: dict[str, str] | None = None) -> frozenset[str]:
-    """The values to hide: every value of a `.env` text worth hiding, as written and as
-    read, and those of `environment` whose key names a secret (a command inherits them)."""
+    """The values to hide: every value of a `.env` text worth hiding (`env_bindings`: each
+    one a key was given, as written and as read, and each line of one that spans lines),
+    and those of `environment` whose name says they are secrets (a command inherits them)."""
     found: set[str] = set()
-    for key, raw in env_values(env_text).items():
-        for value in (raw.strip(), env_text_value(raw)):
-            if worth_hiding(key, value):
-                found.add(value)
+    for key, written, read in env_bindings(env_text):
+        for value in {written, read, *written.splitlines(), *read.splitlines()}:
+            if worth_hiding(key, value.strip()):
+                found.add(value.strip())
     for key, value in (environment or {}).items():
-        if _SECRET_KEY.search(key) and worth_hiding(key, value):
+        if secret_name(key) and worth_hiding(key, value):
             found.add(value)
     return frozenset(found)
 
@@ -165,7 +232,7 @@ def setting_secrets(values: list[object]) -> frozenset[str]:
             if password and worth_hiding("password", password):
                 found.add(password)
             key, sep, value = word.lstrip("-").partition("=")
-            if sep and _SECRET_KEY.search(key) and worth_hiding(key, value):
+            if sep and secret_name(key) and worth_hiding(key, value):
                 found.add(value)
     return frozenset(found)
 
@@ -213,3 +280,14 @@ class Secrets:
 
     def __call__(self, text: str) -> str:
         return redact_values(text, self.values())
+
+    def adding(self, also: frozenset[str]) -> Secrets:
+        """These secrets and `also` (a command's own), leaving these as they are."""
+        return Secrets(self.env_file, self.also | also)
+
+    def from_now(self) -> Callable[[str], str]:
+        """A `hide` for what a command about to start prints: the values to hide now and
+        whatever they are when it is called (the command may rewrite `.env`, rotating a
+        token: the old one is no less secret for it)."""
+        before = self.values()
+        return lambda text: redact_values(text, before | self.values())

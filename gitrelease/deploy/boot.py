@@ -276,7 +276,7 @@ def _health_check(d: Deployment, pending: PendingStart) -> str | None:
         run_command(
             "health check", command_argv(d.settings.health_check_command), cwd=d.root,
             timeout=d.settings.health_check_timeout,
-            log=logs / f"{pending.session_id or 'boot-check'}.log",
+            log=logs / f"{pending.session_id or 'boot-check'}.log", secrets=d.secrets,
             environment={
                 "GITRELEASE_SESSION_ID": pending.session_id or "",
                 "GITRELEASE_ROOT": str(d.root),

@@ -45,6 +45,7 @@ class CommandResult:
 def run_command(
     name: str, argv: list[str], *, cwd: Path, timeout: float, log: Path,
     environment: Mapping[str, str], tether: Callable[[Group], None] | None = None,
+    secrets: Secrets | None = None,
 ) -> CommandResult:
     """Run `argv`; raise CommandFailed (with the output's last lines) unless it exits 0.
 
@@ -52,11 +53,12 @@ def run_command(
     before the command starts (see the module's docstring).
 
     The lines shown (in the error, and from there in the journal, the index and
-    bad_releases.json) have the deployment's secrets taken out: the command runs in the
-    deployment root, so the `.env` there is what it can print (and secret-named variables
-    of the environment it inherits). The log keeps the output whole: it is the operator's
-    own (0600), the one complete record of what ran; whatever shows it redacts it."""
-    secrets = Secrets(cwd / ".env")
+    bad_releases.json) have `secrets` taken out (the deployment's, `Deployment.secrets`;
+    without them, those of the `.env` in `cwd` and of the environment): the values as
+    they are before the command starts and as it leaves them, since it may rewrite `.env`.
+    The log keeps the output whole: it is the operator's own (0600), the one complete
+    record of what ran; whatever shows it redacts it."""
+    hide = (secrets or Secrets(cwd / ".env")).from_now()
     log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     with os.fdopen(fd, "ab") as handle:
@@ -83,13 +85,13 @@ def run_command(
             _kill_group(process)
             handle.write(f"--- {name}: killed after {timeout:g} s\n".encode())
             raise CommandFailed(f"{name} timed out after {timeout:g} s; "
-                                f"{_tail(log, start, secrets)}",
+                                f"{_tail(log, start, hide)}",
                                 hint=f"its output is in {log}", log=str(log)) from None
         finally:
             if tethered is not None:
                 tethered.close()
         handle.write(f"--- {name}: exit status {returncode}\n".encode())
-    tail = _tail(log, start, secrets)
+    tail = _tail(log, start, hide)
     if returncode != 0:
         raise CommandFailed(f"{name} exited with status {returncode}; {tail}",
                             hint=f"its output is in {log}", log=str(log))
@@ -124,7 +126,7 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
-def _tail(log: Path, start: int, secrets: Secrets) -> str:
+def _tail(log: Path, start: int, hide: Callable[[str], str]) -> str:
     with log.open("rb") as handle:
         handle.seek(start)
         data = handle.read()
@@ -133,4 +135,4 @@ def _tail(log: Path, start: int, secrets: Secrets) -> str:
     if len(data) > 4096:
         lines = lines[1:]  # cut mid-line: a secret's end is no longer the secret
     shown = " | ".join(lines[-_TAIL_LINES:])
-    return secrets(f"output: {shown}" if shown else "no output")
+    return hide(f"output: {shown}" if shown else "no output")

@@ -49,14 +49,19 @@ def run_release_command(
     record: Callable[[Group], None] | None = None,
 ) -> None:
     """One of the release's commands, logged to the session's log, told what is installed.
-    It dies with this process; `record` journals its process group before it starts."""
+    It dies with this process; `record` journals its process group before it starts. What
+    it prints is shown without the deployment's secrets, nor those of the command itself
+    (the release's own [tool.gitrelease] may give it a ``--token=``: the deployment's
+    settings, read before the checkout, do not know it)."""
     from gitrelease.core.settings import command_argv
+    from gitrelease.core.text import setting_secrets
     from gitrelease.deploy.command_runner import run_command
 
     layout = d.layout()
     run_command(
         name, command_argv(command), cwd=d.root, timeout=timeout,
         log=layout.logs_dir / f"{session.id}.log", tether=record or (lambda group: None),
+        secrets=d.secrets.adding(setting_secrets([command])),
         environment={
             "GITRELEASE_SESSION_ID": session.id,
             "GITRELEASE_ROOT": str(d.root),

@@ -199,7 +199,7 @@ class PostgresStore(FleetTables):
             "VALUES (%s, %s, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
             "WHERE scope = %s AND session_id = %s), %s, %s, %s, %s)",
             (self.scope, session_id, self.scope, session_id, step, state, utcnow(),
-             self.hide(detail)))
+             rows.step_detail(self.hide, state, detail)))
 
     async def get_session(self, session_id: str) -> UpdateSession | None:
         found = await self._sessions("AND id = %s", (session_id,))

@@ -29,7 +29,7 @@ from gitrelease.index.store import BackupSummary
 __all__ = ["BACKUP_COLUMNS", "SCHEDULE_COLUMNS", "SESSION_COLUMNS", "Hide", "analytics",
            "backup_from", "backup_summary",
            "backup_values", "hidden", "schedule_from", "schedule_values", "session_from",
-           "session_values"]
+           "session_values", "step_detail"]
 
 #: How a backend reads a stored timestamp back (never given None).
 Moment = Callable[[Any], datetime]
@@ -52,6 +52,15 @@ def hidden(hide: Hide, value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [hidden(hide, v) for v in value]
     return value
+
+
+def step_detail(hide: Hide, state: str, detail: str) -> str:
+    """A journal step's detail as stored. A note is machine data gitrelease wrote for its
+    own recovery (a pip freeze, a process group, the paths a checkout keeps) and is stored
+    as written: hidden, a path or a pgid that happens to be a value of `.env` would read
+    ``***`` and recovery would restore the wrong packages, not stop the group, or delete a
+    kept file. What a step said (failed, done) is text for people, stored with `hide`."""
+    return detail if state == "note" else hide(detail)
 
 
 def _at(moment: Moment, value: Any) -> datetime | None:

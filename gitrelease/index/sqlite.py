@@ -185,7 +185,8 @@ class SQLiteStore:
             "INSERT INTO session_steps (session_id, seq, step, state, at, detail) "
             "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
             "WHERE session_id = ?), ?, ?, ?, ?)",
-            (session_id, session_id, step, state, _ts(utcnow()), self.hide(detail)),
+            (session_id, session_id, step, state, _ts(utcnow()),
+             records.step_detail(self.hide, state, detail)),
         )
 
     async def get_session(self, session_id: str) -> UpdateSession | None:

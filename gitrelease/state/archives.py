@@ -39,6 +39,7 @@ __all__ = [
     "archive_store",
     "is_leftover",
     "own_archive",
+    "row_refusal",
 ]
 
 # Only archives named the way gitrelease names them are ever adopted: any other file in the
@@ -285,10 +286,12 @@ def _refusal(directory: Path, location: str) -> str | None:
     """Why `location` is not a file of its own in `directory`, or None.
 
     An empty location (a row with no archive) names nothing, and is no refusal: there is
-    nothing to touch. Otherwise it must be an absolute path, with no ``..``, whose folder
-    is `directory` (both resolved: the backups folder itself may be a link to another
-    disk), and what is there, if anything, a regular file: a symbolic link there could
-    point anywhere, and a directory is no archive.
+    nothing to touch. Otherwise it must be an absolute path, with no ``..``, named as
+    gitrelease names its archives (`ARCHIVE_NAME`: `backup_path` may be a folder others
+    keep files in too, such as /var/backups), whose folder is `directory` (both resolved:
+    the backups folder itself may be a link to another disk), and what is there, if
+    anything, a regular file: a symbolic link there could point anywhere, and a directory
+    is no archive.
     """
     if not location:
         return None
@@ -297,6 +300,8 @@ def _refusal(directory: Path, location: str) -> str | None:
         return "a relative path"
     if ".." in path.parts:
         return "a path through '..'"
+    if ARCHIVE_NAME.match(path.name) is None:
+        return "not named as a gitrelease archive"
     try:
         # The same folder as written (every row gitrelease writes) needs no resolving.
         if path.parent != directory and path.parent.resolve() != directory.resolve():
@@ -313,15 +318,31 @@ def _refusal(directory: Path, location: str) -> str | None:
     return None
 
 
-def own_archive(archives: ArchiveStore, backup: Backup) -> str:
-    """The row's `file_path`, once the store says it is one of its own archives; else
-    `ArchiveRefused` naming the backup, before anything is read, changed or deleted. Every
-    use of a row's location goes through here (the store refuses it again on its own)."""
+def row_refusal(archives: ArchiveStore, backup: Backup) -> str | None:
+    """Why the row's `file_path` is not the backup's own archive (None: it is, or would be
+    were it there): one the store refuses (`ArchiveStore.refusal`), or the archive of
+    another backup, by its name's id. A crafted row naming its neighbour's archive would
+    otherwise have `backup delete` or a prune delete that other backup."""
     location = backup.file_path or ""
     why = archives.refusal(location)
+    if why is not None or not location:
+        return why
+    named = ARCHIVE_NAME.match(Path(location).name)
+    if named is not None and named.group(1) != backup.id:
+        return f"the archive of backup {named.group(1)}"
+    return None
+
+
+def own_archive(archives: ArchiveStore, backup: Backup) -> str:
+    """The row's `file_path`, once it is the backup's own archive in the store
+    (`row_refusal`); else `ArchiveRefused` naming the backup, before anything is read,
+    changed or deleted. Every use of a row's location goes through here (the store refuses
+    what is none of its archives again on its own)."""
+    location = backup.file_path or ""
+    why = row_refusal(archives, backup)
     if why is not None:
         raise ArchiveRefused(
-            f"backup {backup.id}: its index row names {location!r}, which is not an archive "
+            f"backup {backup.id}: its index row names {location!r}, which is not its archive "
             f"in the backups folder ({why}); nothing was read or deleted")
     return location
 

@@ -51,7 +51,12 @@ from gitrelease.core.models import (
 from gitrelease.core.settings import Settings
 from gitrelease.index.store import Store
 from gitrelease.state import archive
-from gitrelease.state.archives import ArchiveStore, archive_store, own_archive
+from gitrelease.state.archives import (
+    ArchiveStore,
+    archive_store,
+    own_archive,
+    row_refusal,
+)
 from gitrelease.state.backup_options import BackupOptions, ListFilters
 from gitrelease.state.freeze import PipFreeze
 from gitrelease.state.reconcile import reconcile
@@ -393,7 +398,7 @@ class BackupService:
                                      self.settings)
         result = PruneResult(dry_run, kept=kept)
         for backup in [b for b in doomed if b.file_path]:
-            why = self.archives.refusal(backup.file_path or "")
+            why = row_refusal(self.archives, backup)
             if why is not None:  # kept, and said: never a reason to delete elsewhere
                 doomed.remove(backup)
                 result.kept[backup.id] = (f"its row names {backup.file_path!r}, not an "

@@ -25,7 +25,13 @@ from gitrelease.core.models import (
 )
 from gitrelease.index.store import Store
 from gitrelease.state import archive
-from gitrelease.state.archives import ArchiveStore, Presence, StoredArchive
+from gitrelease.state.archives import (
+    ARCHIVE_NAME,
+    ArchiveStore,
+    Presence,
+    StoredArchive,
+    row_refusal,
+)
 from gitrelease.state.backup_options import BACKUP_NAME
 
 __all__ = ["MISSING", "reconcile"]
@@ -43,7 +49,7 @@ async def reconcile(store: Store, archives: ArchiveStore) -> list[str]:
     listed = {stored.name: stored for stored in await asyncio.to_thread(archives.archives)}
     for backup in rows:
         location = backup.file_path or None
-        if location is not None and archives.refusal(location) is not None:
+        if location is not None and row_refusal(archives, backup) is not None:
             notes.append(await _foreign(store, backup, location, rows, listed))
         elif backup.deleting:
             if location is not None:
@@ -74,8 +80,10 @@ async def reconcile(store: Store, archives: ArchiveStore) -> list[str]:
             await store.save_backup(backup)
             notes.append(f"{backup.id}: archive found again (not verified)")
     # By file name, not location: an archive the index knows under another directory (the
-    # backups dir moved) is the same archive, not one to adopt.
-    known = {Path(b.file_path).name for b in rows if b.file_path}
+    # backups dir moved) is the same archive, not one to adopt. Known by its own backup's
+    # row only: a row naming another backup's archive does not make that archive known.
+    known = {name for b in rows if b.file_path and (named := ARCHIVE_NAME.match(
+        name := Path(b.file_path).name)) is not None and named.group(1) == b.id}
     for stored in listed.values():
         if stored.name not in known:
             adopted = await _adopt(store, archives, stored)
@@ -86,20 +94,21 @@ async def reconcile(store: Store, archives: ArchiveStore) -> list[str]:
 
 async def _foreign(store: Store, backup: Backup, location: str, rows: list[Backup],
                    listed: dict[str, StoredArchive]) -> str:
-    """A row naming no archive of the store's (`ArchiveStore.refusal`): what it names is
-    never touched. A half-deleted one is finished as a row; one whose archive is in the
-    store under the same name, and named by no other row (the backups folder moved, its
-    files with it), points there again; any other is left as it is, and said."""
+    """A row naming no archive of its own (`row_refusal`): what it names is never touched.
+    A half-deleted one is finished as a row; one whose archive is in the store under the
+    same name, its own by that name's id, and named by no other row (the backups folder
+    moved, its files with it), points there again; any other is left as it is, and said."""
     if backup.deleting:
         await store.delete_backup(backup.id)
         return f"finished deleting {backup.id} (its row named {location!r}, left alone)"
     stored = listed.get(Path(location).name)
-    if stored is not None and not any(b.file_path == stored.location for b in rows):
+    if stored is not None and stored.backup_id == backup.id and \
+            not any(b.file_path == stored.location for b in rows):
         backup.file_path = stored.location
         backup.verified_at = None  # the checksum still answers for it; `verify` will tell
         await store.save_backup(backup)
         return f"{backup.id}: its archive {stored.name} found in the backups folder"
-    return f"{backup.id} names {location!r}, not an archive in the backups folder: left alone"
+    return f"{backup.id} names {location!r}, not its archive in the backups folder: left alone"
 
 
 def _presence(archives: ArchiveStore, location: str | None) -> Presence:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +26,17 @@ class Backend:
     def __init__(self, kind: str, where: str, scope: str = "host-a:/srv/bot") -> None:
         self.kind, self.where, self.scope = kind, where, scope
 
-    async def open(self, scope: str | None = None) -> Store:
+    async def open(self, scope: str | None = None,
+                   hide: Callable[[str], str] | None = None) -> Store:
+        """A store on the index; `hide` as a deployment gives its secrets' (`Secrets`)."""
+        hidden = {} if hide is None else {"hide": hide}
         if self.kind == "sqlite":
             from gitrelease.index.sqlite import SQLiteStore
 
-            return await SQLiteStore.open(Path(self.where))
+            return await SQLiteStore.open(Path(self.where), **hidden)
         from gitrelease.index.postgres import PostgresStore
 
-        return await PostgresStore.open(self.where, scope or self.scope)
+        return await PostgresStore.open(self.where, scope or self.scope, **hidden)
 
     def write_elsewhere(self, sql: str, params: tuple[Any, ...] = ()) -> None:
         """One statement on a connection of its own (`?` placeholders for both)."""

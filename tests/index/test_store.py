@@ -3,6 +3,7 @@ backends: SQLite, and PostgreSQL on a real server)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 from gitrelease.core.errors import IndexStoreError
 from gitrelease.core.models import UpdateSession, UpdateStatus, UpdateType, utcnow
+from gitrelease.core.tether import Group
+from gitrelease.core.text import Secrets
 from gitrelease.index.sqlite import SQLiteStore
 from tests.index.backends import Backend, backend
 
@@ -91,6 +94,33 @@ async def test_sessions_roundtrip_and_statistics(backend: Backend) -> None:
         assert entry.detail == {"session": "done"}
     finally:
         await store.close()
+
+
+async def test_journal_notes_are_stored_as_written_and_failures_without_secrets(
+        backend: Backend, tmp_path: Path) -> None:
+    """A note is machine data the product wrote for its own recovery (a pip freeze with an
+    editable install's path, a process group, the paths a checkout keeps): it is stored
+    byte for byte, even where it holds a value of `.env`, or recovery would read ``***``
+    (no packages put back, a group not stopped, a path deleted). What a step said when it
+    failed is text for people, and has the secrets taken out."""
+    env = tmp_path / ".env"
+    env.write_text("BOT_HOME=/srv/bot\nGROUP_SECRET=4242\nDISCORD_TOKEN=tok-en-value-1\n")
+    store = await backend.open(hide=Secrets(env))
+    notes = {"freeze": "-e /srv/bot\nrequests==2.31.0\n",
+             "group:health_check": "pgid=4242 started=1733580000",
+             "checkout:kept": json.dumps(["/srv/bot/data/kept.txt"])}
+    try:
+        await store.create_session(make_session("s", UpdateStatus.INSTALLING, timedelta()))
+        for name, detail in notes.items():
+            await store.add_step("s", name, "note", detail)
+        await store.add_step("s", "health_check", "failed",
+                             "exited 3 in /srv/bot with tok-en-value-1")
+        steps = {s.step: s for s in await store.steps("s")}
+    finally:
+        await store.close()
+    assert {name: steps[name].detail for name in notes} == notes
+    assert Group.parse(steps["group:health_check"].detail) == Group(4242, 1733580000)
+    assert steps["health_check"].detail == "exited 3 in *** with ***"
 
 
 async def test_two_connections_opening_a_new_index_at_once(backend: Backend) -> None:

@@ -2,10 +2,12 @@
 
 A row's `file_path` is only the index's word. A row pointing elsewhere (an absolute path
 outside, a path through ``..``, a relative one, a symbolic link in the backups folder that
-points out, a directory) is refused by every operation that would unlink, read, verify,
-restore from or upload it, with an error naming the backup; the file outside is never
-touched, and the row is left as it was. A missing archive in the backups folder is no
-refusal: it is deleted as a row, and a verify says it is missing.
+points out, a directory, another backup's archive, a file in the backups folder that is no
+archive: `backup_path` may be a shared folder such as /var/backups) is refused by every
+operation that would unlink, read, verify, restore from or upload it, with an error naming
+the backup; the file outside is never touched, and the row is left as it was. A missing
+archive in the backups folder is no refusal: it is deleted as a row, and a verify says it
+is missing.
 
 Each case starts from one prepared deployment (a real backup of its database, a real copy
 of that archive outside the backups folder, so that reading it would "work"), copied.
@@ -55,9 +57,11 @@ class Case:
     victim: Path  # a file outside the backups folder (a copy of a real archive)
     backups: Path
     digest: str
+    others: dict[Path, str]  # files in the backups folder a row may name, and their sha256
 
     def untouched(self) -> bool:
-        return self.victim.is_file() and _sha(self.victim) == self.digest
+        return self.victim.is_file() and _sha(self.victim) == self.digest and all(
+            path.is_file() and _sha(path) == digest for path, digest in self.others.items())
 
 
 def _suffix(archive: Path) -> str:
@@ -77,7 +81,8 @@ def _case(prepared: Prepared, base: Path) -> Case:
     backups = world.deploy / "data" / "backups"
     victim = world.base / f"victim{_suffix(prepared.archive)}"
     shutil.copy(backups / prepared.archive.name, victim)
-    return Case(world, victim, backups, _sha(victim))
+    real = backups / prepared.archive.name
+    return Case(world, victim, backups, _sha(victim), {real: _sha(real)})
 
 
 # Where each hostile row points; the callable also makes what is there.
@@ -106,9 +111,24 @@ def _directory(c: Case) -> str:
     return str(folder)
 
 
+def _another(c: Case) -> str:
+    """The archive of the real backup: deleting this row must not delete that backup."""
+    (real,) = c.others
+    return str(real)
+
+
+def _stray(c: Case) -> str:
+    """A file of someone else's in a shared backups folder, archive-like but not named
+    as gitrelease names its archives."""
+    stray = c.backups / f"database-dump{_suffix(c.victim)}"
+    shutil.copy(c.victim, stray)
+    c.others[stray] = _sha(stray)
+    return str(stray)
+
+
 HOSTILE: dict[str, Callable[[Case], str]] = {
     "outside": _outside, "dotdot": _dotdot, "relative": _relative, "symlink": _symlink,
-    "directory": _directory,
+    "directory": _directory, "another": _another, "stray": _stray,
 }
 
 
@@ -147,7 +167,8 @@ async def _operate(manager: ReleaseManager, operation: str) -> object:
 # that the family stays within its time.
 CASES = [*(("delete", kind) for kind in sorted(HOSTILE)),
          ("verify", "dotdot"), ("verify", "symlink"), ("restore", "outside"),
-         ("restore", "symlink"), ("push", "relative"), ("push", "directory")]
+         ("restore", "symlink"), ("restore", "another"), ("push", "relative"),
+         ("push", "directory"), ("push", "stray")]
 
 
 @pytest.mark.parametrize(("operation", "kind"), CASES)
@@ -179,7 +200,7 @@ async def test_a_row_pointing_elsewhere_is_refused_and_nothing_outside_is_touche
             == "kept"
 
 
-@pytest.mark.parametrize("kind", ["outside", "symlink"])
+@pytest.mark.parametrize("kind", ["outside", "symlink", "another", "stray"])
 async def test_prune_never_deletes_what_a_row_names_outside(
         prepared: Prepared, tmp_path: Path, kind: str) -> None:
     case = _case(prepared, tmp_path)
@@ -216,11 +237,12 @@ async def test_a_missing_archive_in_the_backups_folder_is_no_refusal(
     assert case.untouched()
 
 
+@pytest.mark.parametrize("kind", ["outside", "another", "stray"])
 async def test_a_half_deleted_row_pointing_outside_is_finished_without_unlinking(
-        prepared: Prepared, tmp_path: Path) -> None:
+        prepared: Prepared, tmp_path: Path, kind: str) -> None:
     case = _case(prepared, tmp_path)
     async with await ReleaseManager.open(case.world.deploy) as manager:
-        await _plant(manager, _outside(case))
+        await _plant(manager, HOSTILE[kind](case))
         store = await manager.index()
         row = await store.get_backup(HOSTILE_ID)
         assert row is not None
@@ -245,3 +267,22 @@ async def test_an_archive_moved_into_the_backups_folder_is_found_by_name(
         # The operation's reconcile (under its lock) points the row there, then it runs.
         assert (await manager.verify_backup(real.id)).file_path == str(
             case.backups / moved_from.name)
+
+
+async def test_an_archive_another_row_names_is_still_adopted_as_its_own(
+        prepared: Prepared, tmp_path: Path) -> None:
+    """A crafted row naming another backup's archive does not make that archive known:
+    the index having lost the archive's own row, the reconcile adopts it again under its
+    own id, and leaves the crafted row as it is."""
+    case = _case(prepared, tmp_path)
+    (real,) = case.others
+    real_id = real.name.split(".tar")[0]
+    async with await ReleaseManager.open(case.world.deploy) as manager:
+        await _plant(manager, str(real))
+        store = await manager.index()
+        await store.delete_backup(real_id)
+        await manager.recover()
+        adopted, crafted = await store.get_backup(real_id), await store.get_backup(HOSTILE_ID)
+    assert adopted is not None and adopted.file_path == str(real)
+    assert crafted is not None and crafted.file_path == str(real)
+    assert case.untouched()
