@@ -16,7 +16,7 @@ import discord
 from discord.ext import commands
 
 from gitrelease.core.errors import GitReleaseError
-from gitrelease.core.text import env_values
+from gitrelease.core.text import env_bindings
 
 __all__ = ["discord_token", "run_bot"]
 
@@ -31,14 +31,12 @@ def discord_token(root: Path) -> str:
     token = os.environ.get("DISCORD_TOKEN", "").strip()
     if not token:
         try:
-            env = env_values((root / ".env").read_text())
+            text = (root / ".env").read_text()
         except FileNotFoundError:
-            env = {}
-        token = str(env.get("DISCORD_TOKEN", "")).strip()
-        if token[:1] in ("'", '"'):
-            token = token[1:].split(token[0], 1)[0]  # quoted: up to the closing quote
-        else:
-            token = token.split(" #", 1)[0].strip()  # an inline comment is no part of it
+            text = ""
+        # As python-dotenv reads it: the last DISCORD_TOKEN line, quotes and escapes decoded.
+        token = next((read for key, _written, read in reversed(env_bindings(text))
+                      if key == "DISCORD_TOKEN"), "").strip()
     if not token:
         raise MissingToken(f"no Discord token: DISCORD_TOKEN is not set and {root / '.env'} "
                            "has no DISCORD_TOKEN line")

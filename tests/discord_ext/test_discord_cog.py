@@ -703,6 +703,9 @@ def test_token_comes_from_the_environment_or_env_file(world: World,
     assert discord_token(world.deploy) == "abc.def"
     (world.deploy / ".env").write_text("DISCORD_TOKEN='quoted.value' # c\n")
     assert discord_token(world.deploy) == "quoted.value"
+    # python-dotenv (and so the bot's own code) reads the last of a key given twice.
+    (world.deploy / ".env").write_text('DISCORD_TOKEN=old.one\nDISCORD_TOKEN="new\\"one"\n')
+    assert discord_token(world.deploy) == 'new"one'
     monkeypatch.setenv("DISCORD_TOKEN", "from-env")
     assert discord_token(world.deploy) == "from-env"
 
