@@ -16,8 +16,9 @@ import pytest
 
 FAMILIES: dict[str, tuple[str, ...]] = {
     "kill -9 of install, rollback and restore at each journal pause point, mid-checkout, "
-    "with a running migration": (
-        "tests/deploy/test_kill_sweep.py", "tests/deploy/test_kill_recovery.py"),
+    "with a migration running; mending after it": (
+        "tests/deploy/test_kill_sweep.py", "tests/deploy/test_kill_recovery.py",
+        "tests/deploy/test_checkout_mend.py", "tests/deploy/test_tether_groups.py"),
     "disk full at each write (real tmpfs): restore, backup, index": (
         "tests/state/test_enospc.py", "tests/state/test_space_refusals.py",
         "tests/index/test_index_conditions.py"),
