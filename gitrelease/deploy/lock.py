@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -65,11 +66,20 @@ class OperationLock:
         return self
 
     def _wait_briefly(self) -> None:
-        try:
-            self._lock.acquire(timeout=_BRIEF_WAIT)
-        except filelock.Timeout:
-            holder = self._describe_holder()
-            raise UpdateInProgress(f"another operation is running: {holder}") from None
+        """Wait while the flock's holder names no running process (up to `_BRIEF_WAIT`):
+        refused as soon as one does (an operation that just took it writes its note within
+        milliseconds), never queued behind a real operation."""
+        deadline = time.monotonic() + _BRIEF_WAIT
+        while True:
+            time.sleep(0.02)
+            try:
+                self._lock.acquire(timeout=0)
+                return
+            except filelock.Timeout:
+                record = _read_note(self._holder)
+                if (record is not None and _running(record)) or time.monotonic() > deadline:
+                    holder = self._describe_holder()
+                    raise UpdateInProgress(f"another operation is running: {holder}") from None
 
     def release(self) -> None:
         self._holder.unlink(missing_ok=True)
