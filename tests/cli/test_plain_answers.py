@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -97,6 +98,17 @@ def test_status_names_a_dead_holders_lock_note_and_removes_it(
     assert not any("lock" in w for w in data["warnings"])  # said once, when it was removed
 
 
+def _flock_holder(data_dir: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process holding the operation lock's flock for `seconds`, writing no note."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+         "os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
+         f"time.sleep({seconds})", str(data_dir / "gitrelease.lock")],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    return holder
+
+
 def test_a_refusal_never_names_a_dead_holder_as_running(world: World) -> None:
     """Another live process holds the flock and has not written its note yet: the note
     left is the dead one's, and the refusal must not call that pid the holder."""
@@ -105,12 +117,8 @@ def test_a_refusal_never_names_a_dead_holder_as_running(world: World) -> None:
 
     pid = _killed_holding_the_lock(world)
     data_dir = world.deploy / "data"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
-         "os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
-         "time.sleep(60)", str(data_dir / "gitrelease.lock")], stdout=subprocess.PIPE, text=True)
+    holder = _flock_holder(data_dir, 60)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         with pytest.raises(UpdateInProgress) as refused:
             OperationLock(data_dir, "restore", "cli:other").acquire()
     finally:
@@ -127,12 +135,8 @@ def test_a_lock_held_a_moment_with_no_running_holder_is_waited_for(world: World)
 
     _killed_holding_the_lock(world)
     data_dir = world.deploy / "data"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
-         "os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); "
-         "time.sleep(0.3)", str(data_dir / "gitrelease.lock")], stdout=subprocess.PIPE, text=True)
+    holder = _flock_holder(data_dir, 0.3)
     try:
-        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         lock = OperationLock(data_dir, "restore", "cli:other").acquire()
         lock.release()
     finally:
