@@ -205,7 +205,7 @@ async def restore(
         report("restore", 60, backup.id)
         result.restored = [layout.shown(name) for name in await replace(
             backup, staged, targets, databases, staging / "aside", result.safety_backup, report,
-            layout.shown, journal)]
+            layout.shown, journal, {name: str(e["sha256"]) for name, e in entries.items()})]
         report("done", 100, backup.id)
         return result
     finally:

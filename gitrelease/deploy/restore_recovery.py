@@ -13,9 +13,11 @@ writing while that is done: the process groups its journal recorded are stopped 
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fsutil import fsync_dir
@@ -45,6 +47,7 @@ async def finish_restores(d: Deployment, store: Store) -> list[str]:
     said = []
     for journal in found:
         try:
+            await d.in_thread(_check_journal, d, journal)
             settled = await d.in_thread(settle_interrupted, journal)
         except GitReleaseError as exc:
             try:
@@ -73,6 +76,58 @@ def restores_pending(d: Deployment) -> bool:
     from gitrelease.state.restore_journal import interrupted
 
     return bool(interrupted(d.data_dir))
+
+
+_ASIDE = re.compile(r"aside/[0-9]+(\.db)?")
+
+
+def _check_journal(d: Deployment, journal: Path) -> None:
+    """Refuse (touching nothing) a journal that is not this deployment's own: every path
+    it names is undone, removed or rewritten, so each must be where a restore of this
+    deployment writes: its staging dir named for the journal, each target inside the root
+    or the data dir, each copy a name in the staging dir. A deployment copied with a
+    journal in it, or a journal written by anything but gitrelease, is said so."""
+    from gitrelease.state.placing import RestoreFailed
+    from gitrelease.state.restore_journal import RestoreJournal
+
+    try:
+        record = RestoreJournal.load(journal)
+    except (OSError, ValueError, TypeError, KeyError):
+        return  # unreadable: settle_interrupted says so, and touches nothing either
+    if record is None:
+        return
+    problem = _problem(d, journal, record)
+    if problem is not None:
+        raise RestoreFailed(
+            f"the journal of an interrupted restore, {journal}, is not this deployment's: "
+            f"{problem}; nothing was changed",
+            hint=f"if this deployment was copied from another with it, or no restore of it "
+                 f"was killed, move it out of the data dir: mv {journal} {journal}.refused")
+
+
+def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
+    from gitrelease.state.restore_journal import journal_of
+
+    staging = Path(record.staging)
+    if not staging.is_absolute() or not staging.name.startswith(".restore-") \
+            or ".." in staging.parts or journal_of(d.data_dir, staging) != journal:
+        return f"its staging dir {staging} is not the one it is named for"
+    layout = d.layout()
+    bases = {str(layout.root), str(layout.data_dir), str(layout.logs_dir)}
+    for step in record.steps:
+        path, base = Path(step.path), Path(step.base)
+        if step.base not in bases:
+            return f"{step.path} is outside {layout.root}"
+        if not path.is_relative_to(base) or ".." in path.parts or path == base:
+            return f"{step.path} is not inside {step.base}"
+        real = os.path.realpath(path.parent)
+        if not Path(real).is_relative_to(os.path.realpath(base)):
+            return f"{step.path} is reached through a link out of {step.base}"
+        if step.aside is not None and not _ASIDE.fullmatch(step.aside):
+            return f"the copy of {step.path} is not in its staging dir ({step.aside})"
+        if step.follow is not None and os.path.realpath(path) != step.follow:
+            return f"{step.path} is no link to {step.follow}"
+    return None
 
 
 def _clean_up(journal: Path, staging: Path) -> None:

@@ -249,7 +249,7 @@ def _keep_aside(
 def _journal(
     backup: Backup, safety: Backup | None, order: list[str], targets: dict[str, Target],
     kept: dict[str, Path | None], through: set[str], staging: Path,
-    shown: Callable[[str], str],
+    shown: Callable[[str], str], digests: Mapping[str, str],
 ) -> RestoreJournal:
     steps = []
     for name in order:
@@ -257,14 +257,15 @@ def _journal(
         steps.append(JournalStep(
             name, str(target.path), str(target.base), shown(name),
             None if old is None else old.relative_to(staging).as_posix(), name in through,
-            None if target.follow is None else str(target.follow), target.link))
+            None if target.follow is None else str(target.follow), target.link,
+            digests.get(name)))
     return RestoreJournal(backup.id, safety.id if safety else None, str(staging), steps)
 
 
 async def replace(
     backup: Backup, staged: dict[str, Path], targets: dict[str, Target], databases: set[str],
     aside: Path, safety: Backup | None, report: Progress, shown: Callable[[str], str],
-    journal_path: Path,
+    journal_path: Path, digests: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Swap the staged files in: plain files first, then the databases, each one
     transaction in SQLite. Before the first swap, everything replaced is kept aside (a hard
@@ -284,7 +285,8 @@ async def replace(
         aside.mkdir()
         kept, through = await asyncio.to_thread(_keep_aside, order, targets, databases,
                                                 aside, shown)
-        journal = _journal(backup, safety, order, targets, kept, through, staging, shown)
+        journal = _journal(backup, safety, order, targets, kept, through, staging, shown,
+                           digests or {})
         await asyncio.to_thread(journal.save, journal_path)
         directories: set[Path] = set()
         for number, name in enumerate(order):

@@ -48,6 +48,7 @@ class JournalStep:
     through: bool = False
     follow: str | None = None
     link: str | None = None
+    sha256: str | None = None  # of what the restore puts there: only that is undone
 
 
 @dataclass

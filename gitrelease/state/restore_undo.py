@@ -22,6 +22,7 @@ from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.text import counted
+from gitrelease.state.archive import sha256_file
 from gitrelease.state.placing import RestoreFailed, Target, place, remove_target
 from gitrelease.state.restore_journal import WRITTEN, JournalStep, RestoreJournal
 from gitrelease.state.snapshot import integrity_problem, restore_database, settle_journal
@@ -79,6 +80,7 @@ def _undo(record: RestoreJournal, staging: Path) -> tuple[list[str], list[str]]:
     """Every target back as it was, last first; what was done and what failed, said."""
     put_back = removed = 0
     rolled: list[str] = []
+    left: list[str] = []  # changed since the kill: not the restore's to undo
     failed: list[str] = []
     directories: set[Path] = set()
     for step in reversed(record.steps):
@@ -90,10 +92,19 @@ def _undo(record: RestoreJournal, staging: Path) -> tuple[list[str], list[str]]:
                     rolled.append(_database_back(step, staging / str(step.aside), target))
                 continue
             if step.aside is None:
-                if os.path.lexists(target.live) and not os.path.isdir(target.live):
-                    remove_target(target, step.shown)
-                    removed += 1
+                if not os.path.lexists(target.live) or os.path.isdir(target.live):
+                    continue
+                if not _ours(step, target.live):
+                    left.append(step.shown)
+                    continue
+                remove_target(target, step.shown)
+                removed += 1
             elif _replaced(staging / step.aside, target.live):
+                # A folder now at the name cannot be put back over: said, and tried again.
+                if os.path.lexists(target.live) and not os.path.isdir(target.live) \
+                        and not _ours(step, target.live):
+                    left.append(step.shown)
+                    continue
                 place(staging / step.aside, target, step.shown)
                 put_back += 1
             else:
@@ -110,7 +121,23 @@ def _undo(record: RestoreJournal, staging: Path) -> tuple[list[str], list[str]]:
             failed.append(f"{directory} ({exc})")
     done = ([f"{counted(put_back, 'file')} put back"] if put_back else []) + (
         [f"{counted(removed, 'file')} it had created removed"] if removed else []) + rolled
+    if left:
+        done.append(f"left as they are, changed since the restore was killed: "
+                    f"{', '.join(left)}")
     return done, failed
+
+
+def _ours(step: JournalStep, live: Path) -> bool:
+    """Whether the file at `live` is still what the restore put there (its sha256), so
+    that undoing it loses nothing: a file the bot or the operator wrote there since the
+    kill is theirs. A journal of an older version records no sha256: trusted as before."""
+    if step.sha256 is None:
+        return True
+    try:
+        return os.path.isfile(live) and not os.path.islink(live) \
+            and sha256_file(live) == step.sha256
+    except OSError:
+        return False
 
 
 def _replaced(aside: Path, live: Path) -> bool:

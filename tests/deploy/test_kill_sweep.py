@@ -401,3 +401,56 @@ def test_a_restore_staged_on_another_disk_is_undone_from_copies_there(
         assert _leftovers(world) == []
     finally:
         shutil.rmtree(backups, ignore_errors=True)
+
+
+def test_an_undo_leaves_what_was_changed_since_the_kill(restore_world: World,
+                                                        tmp_path: Path) -> None:
+    """Between the kill and the next start the bot or the operator may write a file the
+    restore had put in place, or one it had created: that is theirs, never undone."""
+    world = copy_world(restore_world, tmp_path / "world")
+    crash.kill_at(world.deploy, "restore:database", "backup", "restore", "snap", "--yes",
+                  how="group")
+    data = world.deploy / "data"
+    assert _files(world) == SNAP_FILES  # every plain file was swapped in
+    (data / "notes.json").write_text("edited after the kill\n")
+    (data / "cards" / "3.txt").write_text("written after the kill\n")
+    seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert "changed since the restore was killed: data/cards/3.txt, data/notes.json" \
+        in seen.stderr or "data/notes.json, data/cards/3.txt" in seen.stderr, seen.stderr
+    assert _files(world) == {**LIVE_FILES, "notes.json": "edited after the kill\n",
+                             "cards/3.txt": "written after the kill\n"}
+    assert rows(world) == SINCE_SNAP
+    assert _leftovers(world) == []
+
+
+@pytest.mark.parametrize("forged", ["target outside", "staging elsewhere", "copy outside"])
+def test_a_journal_that_is_not_this_deployments_is_refused(
+        restore_world: World, tmp_path: Path, forged: str) -> None:
+    """A journal's paths are undone, removed and rewritten: one naming anything but this
+    deployment's own files and staging dir (a deployment copied with its journal, a file
+    another program wrote) is refused, and nothing it names is touched."""
+    world = copy_world(restore_world, tmp_path / "world")
+    crash.kill_at(world.deploy, "restore:placed", "backup", "restore", "snap", "--yes",
+                  how="group")
+    outside = tmp_path / "outside"
+    (outside / ".restore-elsewhere").mkdir(parents=True)
+    victim = outside / "victim.txt"
+    victim.write_text("not the deployment's\n")
+    journal = next((world.deploy / "data").glob(".restore-*"))
+    record = json.loads(journal.read_text())
+    if forged == "target outside":
+        record["steps"][0].update(path=str(victim), base=str(outside), aside=None)
+    elif forged == "staging elsewhere":
+        record["staging"] = str(outside / ".restore-elsewhere")
+    else:
+        record["steps"][0]["aside"] = str(victim)
+    journal.write_text(json.dumps(record))
+    before = _files(world)
+    refused = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+    assert refused.returncode != 0
+    error = json.loads(refused.stdout)["error"]
+    assert "is not this deployment's" in error["message"] and "mv " in error["hint"], error
+    assert victim.read_text() == "not the deployment's\n"
+    assert (outside / ".restore-elsewhere").is_dir()
+    assert _files(world) == before and journal.exists()
