@@ -6,7 +6,7 @@ together; the statistics are SQL over the index (none without one, never creatin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +16,7 @@ from packaging.version import InvalidVersion, Version
 from gitrelease.core.choices import STATUS_RANGES
 from gitrelease.core.errors import GitReleaseError, InvalidInput, InvalidSetting
 from gitrelease.core.models import SystemInfo, UpdateSession, UpdateStatus, utcnow
+from gitrelease.core.text import redact
 from gitrelease.deploy.check import last_check
 from gitrelease.deploy.context import Deployment, in_thread, own_version
 from gitrelease.deploy.guard import reconcile_if_idle
@@ -193,7 +194,11 @@ async def journal(
             raise InvalidInput("session", session_id, "an id listed by `status --history`",
                                reason="no such session")
         session = found
-    return session, await store.steps(session.id)
+    # Notes are stored as written (recovery reads them back); shown, they are text like any
+    # other: a `pip freeze` of an editable VCS install names its URL, credentials included.
+    hide = d.secrets
+    return session, [replace(step, detail=redact(hide(step.detail)))
+                     for step in await store.steps(session.id)]
 
 
 def log_tail(d: Deployment, session: UpdateSession, lines: int = 20) -> list[str]:

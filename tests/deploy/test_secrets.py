@@ -121,6 +121,26 @@ async def test_the_log_keeps_the_output_and_its_tail_is_shown_redacted(ran: Ran)
     assert any("DISCORD_TOKEN=***" in line for line in tail)
 
 
+async def test_a_note_is_kept_as_written_and_shown_without_secrets(ran: Ran) -> None:
+    """A journal note is stored as written (recovery reads it back), and shown like any
+    text: a freeze of an editable VCS install names its URL with credentials."""
+    async with await ReleaseManager.open(ran.world.deploy) as manager:
+        session, _steps = await manager.journal()
+    db = sqlite3.connect(ran.world.deploy / "data" / "update_manager.db")
+    try:
+        (seq,) = db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM session_steps "
+                            "WHERE session_id = ?", (session.id,)).fetchone()
+        db.execute("INSERT INTO session_steps (session_id, seq, step, state, at, detail) "
+                   "VALUES (?, ?, 'freeze', 'note', '2026-12-07T00:00:00+00:00', ?)",
+                   (session.id, seq, f"-e git+https://bot:{TOKEN}@example.invalid/bot.git"))
+        db.commit()
+    finally:
+        db.close()
+    shown = cli(ran.world, "--json", "journal")
+    assert shown.returncode == 0, shown.stderr
+    assert TOKEN not in shown.stdout and "example.invalid/bot.git" in shown.stdout
+
+
 @pytest.mark.parametrize(("env", "text", "shown"), [
     # every value of .env worth hiding is hidden, quoted or not, whole or inside a line
     (f"TOKEN={TOKEN}", f"x {TOKEN} y", "x *** y"),
