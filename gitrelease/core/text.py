@@ -139,7 +139,8 @@ def secret_name(name: str) -> bool:
         return False
     words = (w.rstrip("0123456789") for w in
              re.split(r"[^a-z0-9]+", _CASE_CHANGE.sub("_", name).lower()))
-    return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS) for w in words if w)
+    return any(w in _SECRET_WORDS or w.endswith(_SECRET_ENDINGS)  # TOKENS, API_KEYS too
+               for word in words if word for w in (word, word.removesuffix("s")))
 
 
 def worth_hiding(key: str, value: str) -> bool:

@@ -53,8 +53,7 @@ async def exclusive(
         await audit_failure(store, actor, operation, target, "refused", exc,
                             {"code": exc.code, "reason": exc.message})
         raise
-    except OSError as exc:
-        lock.release()  # locked, but its holder's record could not be written: not held
+    except OSError as exc:  # not held (`acquire` lets go of what it took): nothing to release
         if not is_disk_full(exc):
             raise
         raise InsufficientDiskSpace(

@@ -62,7 +62,11 @@ class OperationLock:
             "actor": self.actor,
             "since": utcnow().isoformat(),
         }
-        atomic_write(self._holder, json.dumps(record).encode())
+        try:
+            atomic_write(self._holder, json.dumps(record).encode())
+        except BaseException:
+            self._lock.release()  # held, but who holds it could not be said: not held
+            raise
         return self
 
     def _wait_briefly(self) -> None:

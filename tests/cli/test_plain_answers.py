@@ -142,3 +142,19 @@ def test_a_lock_held_a_moment_with_no_running_holder_is_waited_for(world: World)
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_lock_whose_note_cannot_be_written_is_not_kept(world: World) -> None:
+    """Taking the lock and failing to write who holds it lets go of the flock at once: a
+    lock left held by a failed acquire would refuse every later operation of the process."""
+    import filelock
+
+    from gitrelease.deploy.lock import OperationLock
+
+    data_dir = world.deploy / "data"
+    (data_dir / "gitrelease.lock.json").mkdir()  # the note cannot be written over a folder
+    with pytest.raises(OSError):
+        OperationLock(data_dir, "restore", "cli:other").acquire()
+    other = filelock.FileLock(data_dir / "gitrelease.lock", thread_local=False)
+    other.acquire(timeout=0)
+    other.release()

@@ -175,7 +175,8 @@ def test_redaction_hides_values_worth_hiding_and_nothing_else(
     ("DISCORD_TOKEN", True), ("DB_PASSWORD", True), ("API_KEY", True), ("SECRET", True),
     ("AWS_SECRET_ACCESS_KEY", True), ("AWS_SESSION_TOKEN", True), ("GITHUB_PAT", True),
     ("SENTRY_DSN", True), ("COOKIE_SECRET", True), ("SIGNING_KEY", True), ("DB_PWD", True),
-    ("DB_PASS", True), ("AUTH", True), ("OAUTH_CLIENT_SECRET", True), ("PRIVATE_KEY", True),
+    ("DB_PASS", True), ("DISCORD_TOKENS", True), ("API_KEYS", True),
+    ("CLIENT_SECRETS", True), ("AUTH", True), ("OAUTH_CLIENT_SECRET", True), ("PRIVATE_KEY", True),
     ("PASSWORD_SALT", True), ("WEBHOOK_URL", True), ("REDIS_CREDENTIALS", True),
     ("discordToken", True), ("apiKey", True), ("db.password", True), ("api-key", True),
     # run together with another word: the words that end a secret's name
