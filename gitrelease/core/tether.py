@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["MARK", "Group", "Tethered", "stop"]
+__all__ = ["MARK", "Group", "Tethered", "start_time", "stop"]
 
 #: The environment variable that marks a tethered child and all it starts as the record's.
 MARK = "GITRELEASE_TETHER"
@@ -95,7 +95,7 @@ class Tethered:
             os.close(go_read)
             os.close(status_write)
         self._status = status_read
-        self.group = Group(self.process.pid, _start_time(self.process.pid), _boot_id(), mark)
+        self.group = Group(self.process.pid, start_time(self.process.pid), _boot_id(), mark)
 
     def release(self) -> str | None:
         """Let the child start; None once it has, else why it could not (its OSError)."""
@@ -153,7 +153,7 @@ def stop(group: Group, *, timeout: float = 10.0) -> str | None:
 def _is_recorded(group: Group, members: list[int]) -> bool:
     """Whether the live group `members` are of is the one `group` records."""
     if group.mark is None:
-        return _start_time(group.pgid) == group.started
+        return start_time(group.pgid) == group.started
     wanted = f"{MARK}={group.mark}".encode()
     return any(wanted in _environment(pid) for pid in members)
 
@@ -183,7 +183,9 @@ def _stat(pid: int | str) -> list[str] | None:
     return text.rpartition(")")[2].split()
 
 
-def _start_time(pid: int) -> int | None:
+def start_time(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, from /proc on Linux), or None: with
+    its pid, what tells it from a later process given the same pid."""
     fields = _stat(pid)
     return int(fields[19]) if fields and len(fields) > 19 else None
 

@@ -23,6 +23,7 @@ import filelock
 from gitrelease.core.errors import UpdateInProgress
 from gitrelease.core.fsutil import atomic_write
 from gitrelease.core.models import utcnow
+from gitrelease.core.tether import start_time
 
 __all__ = ["OperationLock", "stale_note"]
 
@@ -57,7 +58,7 @@ class OperationLock:
                     f"another operation is running: {_described(record)}") from None
         record = {
             "pid": os.getpid(),
-            "started": _start_time(os.getpid()),
+            "started": start_time(os.getpid()),
             "operation": self.operation,
             "actor": self.actor,
             "since": utcnow().isoformat(),
@@ -163,19 +164,5 @@ def _running(record: dict[str, Any]) -> bool:
         return False
     except PermissionError:
         pass  # alive, another user's
-    started = _start_time(pid)
+    started = start_time(pid)
     return started is None or record.get("started") in (None, started)
-
-
-def _start_time(pid: int) -> int | None:
-    """When a process started (clock ticks since boot, from /proc on Linux), or None."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: fields after its last ")".
-    fields = stat[stat.rfind(")") + 2:].split()
-    try:
-        return int(fields[19])  # field 22, starttime
-    except (IndexError, ValueError):
-        return None
