@@ -17,6 +17,7 @@ from gitrelease.git.releases import snapshot, update_info
 from gitrelease.git.repo import GitRepo
 from gitrelease.git.versions import Channel, TagScheme
 from tests.conftest import World, copy_world, git
+from tests.git_layer.calls import git_calls
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +77,7 @@ def test_the_history_costs_no_git_process_per_tag(
         scheme = TagScheme.parse(["v*", "*"])
         snap = snapshot(repo, scheme, Channel.STABLE)
         target = snap.offered()[-1]
-        calls: list[str] = []
-        original = repo._execute
-
-        def counting(args, timeout, stdin=None):  # type: ignore[no-untyped-def]
-            calls.append(args[0])
-            return original(args, timeout, stdin)
-
-        monkeypatch.setattr(repo, "_execute", counting)
+        calls = git_calls(repo, monkeypatch)
         info = update_info(repo, snap, target, include_security=True, download_url=None)
     finally:
         repo.close()

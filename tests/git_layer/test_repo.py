@@ -12,6 +12,7 @@ from gitrelease.git.records import DiffStats
 from gitrelease.git.repo import GitRepo
 from gitrelease.git.worktree import find_toplevel
 from tests.conftest import World, git
+from tests.git_layer.calls import git_calls
 
 
 @pytest.fixture
@@ -26,14 +27,7 @@ def test_list_tags_is_one_git_process_for_all_tags(
 ) -> None:
     for n in range(40):
         git(world.deploy, "tag", f"v0.0.{n}", "v1.0.0")
-    calls: list[tuple[str, ...]] = []
-    original = repo._execute
-
-    def counting(args, timeout):  # type: ignore[no-untyped-def]
-        calls.append(tuple(args))
-        return original(args, timeout)
-
-    monkeypatch.setattr(repo, "_execute", counting)
+    calls = git_calls(repo, monkeypatch)
     tags = {t.name: t for t in repo.list_tags()}
     assert len(calls) == 1 and calls[0][0] == "for-each-ref"
     assert len(tags) >= 47
@@ -193,18 +187,11 @@ def test_diff_stats_takes_commit_ids_only(repo: GitRepo) -> None:
 def test_remote_names_are_asked_again_only_when_the_config_changes(
     world: World, repo: GitRepo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[str] = []
-    original = repo._execute
-
-    def counting(args, timeout, stdin=None):  # type: ignore[no-untyped-def]
-        calls.append(args[0])
-        return original(args, timeout, stdin)
-
-    monkeypatch.setattr(repo, "_execute", counting)
+    calls = git_calls(repo, monkeypatch)
     assert repo.remote_names() == ["origin"]
     assert repo.remote_url("origin") is not None
     assert repo.remote_names() == ["origin"]
-    assert calls.count("remote") == 2  # `remote` once, `remote get-url` once
+    assert [c[0] for c in calls].count("remote") == 2  # `remote`, then `remote get-url`
     git(world.deploy, "remote", "add", "upstream", str(world.origin))
     assert repo.remote_names() == ["origin", "upstream"]
 
