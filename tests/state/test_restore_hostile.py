@@ -180,6 +180,17 @@ async def test_a_config_link_moved_after_the_backup_is_not_followed(
 # -- links above a target ------------------------------------------------------------------
 
 
+def _folder_made_a_link(folder: Path, outside: Path, name: str) -> Path:
+    """`folder` (holding only `name`) replaced by a link to `outside`, where a precious
+    file of that name waits to be written through."""
+    outside.mkdir()
+    (outside / name).write_bytes(PRECIOUS)
+    (folder / name).unlink()
+    folder.rmdir()
+    folder.symlink_to(outside)
+    return outside
+
+
 async def test_a_linked_folder_in_the_data_dir_is_refused_naming_it(
     world: World, tmp_path: Path
 ) -> None:
@@ -188,12 +199,7 @@ async def test_a_linked_folder_in_the_data_dir_is_refused_naming_it(
     (files / "user0.json").write_text('{"user": 0}')
     async with await ReleaseManager.open(world.deploy) as manager:
         backup = await manager.create_backup("data_only")
-        outside = tmp_path / "outside"
-        outside.mkdir()
-        (outside / "user0.json").write_bytes(PRECIOUS)
-        (files / "user0.json").unlink()
-        files.rmdir()
-        files.symlink_to(outside)
+        outside = _folder_made_a_link(files, tmp_path / "outside", "user0.json")
         before = world.state()
         with pytest.raises(GitReleaseError) as caught:
             await manager.restore_backup(backup.id, YES)
@@ -212,12 +218,7 @@ async def test_a_linked_folder_above_a_config_file_is_refused(
     (world.deploy / "data" / "settings.toml").write_text('config_paths = ["conf/bot.toml"]\n')
     async with await ReleaseManager.open(world.deploy) as manager:
         backup = await manager.create_backup("config")
-        outside = tmp_path / "etc"
-        outside.mkdir()
-        (outside / "bot.toml").write_bytes(PRECIOUS)
-        (conf / "bot.toml").unlink()
-        conf.rmdir()
-        conf.symlink_to(outside)
+        outside = _folder_made_a_link(conf, tmp_path / "etc", "bot.toml")
         with pytest.raises(GitReleaseError) as caught:
             await manager.restore_backup(backup.id, YES)
     assert "conf" in caught.value.message and "link" in caught.value.message
