@@ -309,7 +309,7 @@ def _backup_work(
         choice("--type", args.type, BACKUP_TYPES)
         options = {"compress": not args.no_compress, "backup_name": args.name,
                    "include_logs": args.include_logs, "description": args.description,
-                   "keep": args.keep}
+                   "keep": args.keep, "full": args.full}
         return lambda m: m.create_backup(args.type, options, actor=actor, progress=progress)
     if args.action == "list":
         if args.type is not None:

@@ -178,6 +178,8 @@ def _backup_parser(commands: Any) -> None:
     create.add_argument("--include-logs", action="store_true", help="add the update logs")
     create.add_argument("--description", metavar="TEXT")
     create.add_argument("--keep", action="store_true", help="never prune this backup")
+    create.add_argument("--full", action="store_true",
+                        help="store everything, not only what changed since the last backup")
     listing = actions.add_parser("list", help="backups, newest first")
     listing.add_argument("--type", metavar="|".join(BACKUP_TYPES))
     listing.add_argument("--range", default="30d", metavar="|".join(BACKUP_RANGES))

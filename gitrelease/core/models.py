@@ -269,6 +269,9 @@ class Backup:
     offsite_at: datetime | None = None  # when it was uploaded, or last tried
     # What the backup that was just taken has to say (no database found, ...); not stored.
     warnings: list[str] = field(default_factory=list)
+    # Bytes a restore of it reads: its own archive and those of its chain (filled in by the
+    # listing, which knows the other rows; None: not worked out). Not stored.
+    chain_size: int | None = None
 
     @property
     def origin(self) -> BackupOrigin:
@@ -282,6 +285,25 @@ class Backup:
                 if (self.description or "").startswith(start):
                     return origin
         return BackupOrigin.MANUAL
+
+    @property
+    def base_id(self) -> str | None:
+        """The backup this one stores its changes against (None: a full backup)."""
+        manifest = self.metadata.get("manifest")
+        base = manifest.get("base") if isinstance(manifest, dict) else None
+        return base if isinstance(base, str) else None
+
+    @property
+    def chain(self) -> list[dict[str, str]]:
+        """What a restore of this backup reads besides it: the full backup its chain starts
+        with, then each later one up to its base, with the sha256 each had when this one was
+        taken (``[{"id": ..., "sha256": ...}, ...]``; empty for a full backup)."""
+        manifest = self.metadata.get("manifest")
+        links = manifest.get("chain") if isinstance(manifest, dict) else None
+        if not isinstance(links, list):
+            return []
+        return [link for link in links if isinstance(link, dict)
+                and isinstance(link.get("id"), str) and isinstance(link.get("sha256"), str)]
 
     @property
     def only_offsite(self) -> bool:
@@ -329,6 +351,10 @@ class Backup:
             "offsite_error": self.offsite_error,
             "offsite_attempts": self.offsite_attempts,
             "offsite_at": isoformat(self.offsite_at),
+            "base": self.base_id,
+            "chain": [link["id"] for link in self.chain],
+            "chain_size": self.chain_size if self.chain_size is not None
+            else (self.compressed_size if not self.chain else None),
         }
 
 

@@ -302,6 +302,13 @@ class Settings:
     # gzip's 6 at several times the speed, and 6 costs twice the time of 3 for ~2% less.
     zstd_level: int = field(default=3, metadata=_meta(
         "backup", "zstd compression level (1-19)", minimum=1, maximum=19))
+    # Every backup but the first of a chain stores only what changed since the one before it
+    # (files by sha256, databases by page); a chain this long ends and the next is full. Two
+    # weeks of daily backups in one chain; 1 makes every backup full.
+    full_every: int = field(default=14, metadata=_meta(
+        "backup", "backups per chain: each one after a full backup stores only what changed "
+        "since the one before it, and every full_every-th is full again (1: always full)",
+        minimum=1, maximum=100))
     backup_retention_days: int = field(default=90, metadata=_meta(
         "backup", "days a backup is kept", minimum=1, maximum=36_500))
     backup_path: str = field(default="data/backups/", metadata=_meta(

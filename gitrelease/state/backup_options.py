@@ -39,11 +39,14 @@ class BackupOptions:
     keep: bool = False
     auto_created: bool = False
     origin: BackupOrigin = BackupOrigin.MANUAL  # why it is taken, shown beside it
+    # A full backup even where it could store only what changed since the last one (a
+    # new chain starts with it).
+    full: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.origin, BackupOrigin):
             raise InvalidInput("origin", self.origin, [o.value for o in BackupOrigin])
-        for name in ("compress", "include_logs", "keep", "auto_created"):
+        for name in ("compress", "include_logs", "keep", "auto_created", "full"):
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(name, getattr(self, name), "true or false")
         if self.backup_name is not None and (
