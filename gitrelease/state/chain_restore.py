@@ -56,9 +56,11 @@ def stage_chain(
     for name, steps in recipes.items():
         first_link, first = steps[0]
         target = staged[first_link.backup.id][_member(first)]
-        for link, entry in steps[1:]:
-            rebuild(target, staged[link.backup.id][_member(entry)], int(entry["page_size"]),
-                    int(entry["page_count"]), shown(name))
+        if len(steps) > 1:
+            newest = steps[-1][1]
+            rebuild(target, [(staged[link.backup.id][_member(entry)], int(entry["page_count"]))
+                             for link, entry in steps[1:]],
+                    int(newest["page_size"]), int(newest["page_count"]), shown(name))
         _check(name, target, entries[name], rebuilt=len(steps) > 1, shown=shown,
                backup=chain.newest)
         mode = 0o600 if name in private else stat.S_IMODE(int(entries[name]["mode"])) & 0o777

@@ -115,22 +115,33 @@ def examine(snapshot: Path, base_hashes: bytes, page_size: int, delta: Path) -> 
     return DeltaFacts(whole.hexdigest(), size, page_size, number, bytes(hashes), changed)
 
 
-def rebuild(target: Path, delta: Path, page_size: int, page_count: int, shown: str) -> None:
-    """Write the pages of `delta` into `target` (the snapshot of the backup before it, made
-    whole already) and cut it to `page_count` pages. A record that is not whole, or names a
-    page past `page_count`, is damage: VerificationFailed, naming `shown`."""
+def rebuild(target: Path, deltas: list[tuple[Path, int]], page_size: int, page_count: int,
+            shown: str) -> None:
+    """Write the pages of `deltas` (each a delta file and the page count of the snapshot it
+    belongs to, oldest first) into `target` (the snapshot they were taken on, made whole
+    already), then cut it to `page_count` pages.
+
+    The newest delta is applied first and a page is written once: an older delta's copy of
+    a page a newer one holds is never the snapshot's, so a chain whose days rewrite the same
+    pages costs one delta's writes, not one per day. A record that is not whole, or names a
+    page past its own snapshot's end, is damage: VerificationFailed, naming `shown`."""
     record = _NUMBER.size + page_size
-    length = delta.stat().st_size
-    if length % record:
-        raise VerificationFailed(f"the page delta of {shown} is cut off")
-    with delta.open("rb") as source, target.open("r+b") as out:
-        while chunk := source.read(max(record, CHUNK - CHUNK % record)):
-            view = memoryview(chunk)
-            for at in range(0, len(view), record):
-                (number,) = _NUMBER.unpack_from(view, at)
-                if number >= page_count:
-                    raise VerificationFailed(
-                        f"the page delta of {shown} names page {number} of {page_count}")
-                out.seek(number * page_size)
-                out.write(view[at + _NUMBER.size:at + record])
+    written = bytearray(page_count)  # 1: the page is the newest snapshot's already
+    with target.open("r+b") as out:
+        for delta, count in reversed(deltas):
+            if delta.stat().st_size % record:
+                raise VerificationFailed(f"the page delta of {shown} is cut off")
+            with delta.open("rb") as source:
+                while chunk := source.read(max(record, CHUNK - CHUNK % record)):
+                    view = memoryview(chunk)
+                    for at in range(0, len(view), record):
+                        (number,) = _NUMBER.unpack_from(view, at)
+                        if number >= count:
+                            raise VerificationFailed(
+                                f"the page delta of {shown} names page {number} of {count}")
+                        if number >= page_count or written[number]:
+                            continue  # past the newest's end, or a newer delta had it
+                        written[number] = 1
+                        out.seek(number * page_size)
+                        out.write(view[at + _NUMBER.size:at + record])
         out.truncate(page_count * page_size)

@@ -219,10 +219,10 @@ def test_a_delta_naming_a_page_past_the_end_is_refused(tmp_path: Path) -> None:
     delta = tmp_path / "delta"
     delta.write_bytes((10).to_bytes(4, "big") + b"x" * 4096)
     with pytest.raises(VerificationFailed, match="page 10 of 4"):
-        rebuild(target, delta, 4096, 4, "data/app.db")
+        rebuild(target, [(delta, 4)], 4096, 4, "data/app.db")
     delta.write_bytes((1).to_bytes(4, "big") + b"x" * 100)  # cut off
     with pytest.raises(VerificationFailed, match="cut off"):
-        rebuild(target, delta, 4096, 4, "data/app.db")
+        rebuild(target, [(delta, 4)], 4096, 4, "data/app.db")
     assert target.read_bytes() == b"\0" * 4096 * 4
 
 
@@ -236,3 +236,28 @@ def test_page_digest_is_the_same_in_any_pieces() -> None:
         pieces.update(data[at:at + 1000])
     assert whole.hashes() == pieces.hashes() and len(whole.hashes()) == 4 * HASH_SIZE
     assert whole.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_database_that_grows_and_shrinks_along_the_chain_is_rebuilt_at_each_point(
+        world: World) -> None:
+    db = world.deploy / "data" / "app.db"
+    _fill(db, 1000)
+    steps = [lambda: None, lambda: _fill(db, 1500), lambda: _shrink(db, 900),
+             lambda: _fill(db, 300), lambda: _edit(db, 4)]
+    dumps, backups = [], []
+    async with await ReleaseManager.open(world.deploy) as manager:
+        for step in steps:
+            step()
+            dumps.append(_dump(db))
+            backups.append(await manager.create_backup("full"))
+        assert all(b.base_id for b in backups[1:])
+        for point in (4, 2, 3, 1):
+            await manager.restore_backup(backups[point].id, YES)
+            assert _dump(db) == dumps[point], point
+
+
+def _shrink(db: Path, keep: int) -> None:
+    connection = sqlite3.connect(db, isolation_level=None)
+    connection.execute("DELETE FROM notes WHERE id > ?", (keep,))
+    connection.execute("VACUUM")
+    connection.close()
