@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from gitrelease.state.archive import sha256_file
 from gitrelease.state.archives import own_archive
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
+from gitrelease.state.chain_restore import stage_chain
+from gitrelease.state.incremental import load_chain
 from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
 from gitrelease.state.restore_journal import journal_of, needs_settling
 from gitrelease.state.snapshot import is_sqlite
@@ -107,6 +110,9 @@ async def restore(
             f"backup {backup.id} is {backup.status.value}"
             + (f": {backup.problem}" if backup.problem else "") + "; it cannot be restored")
     manifest = await service.store.backup_manifest(backup)
+    # An incremental backup's chain is whole, or it is refused here, naming the backup that
+    # broke it, before anything is read or changed.
+    chain = await load_chain(service.store, backup) if backup.chain else None
     kinds = RESTORE_TYPES[options.restore_type]
     entries = {f["path"]: f for f in manifest.get("files", []) if f.get("kind") in kinds}
     if not entries:
@@ -172,11 +178,23 @@ async def restore(
         # safety backup (of what is live now) are independent: they run side by side, and
         # nothing live is touched until both are done.
         report("unpack", 10, backup.id)
-        async with service.archives.reading(own_archive(service.archives, backup)) as source:
+        async with AsyncExitStack() as readings:
+            links = chain.links if chain is not None else ()
+            paths = {link.backup.id: await readings.enter_async_context(
+                service.archives.reading(own_archive(service.archives, link.backup)))
+                for link in links}
+            source = paths[backup.id] if chain is not None else \
+                await readings.enter_async_context(
+                    service.archives.reading(own_archive(service.archives, backup)))
             unpacking = asyncio.ensure_future(asyncio.to_thread(
                 extract_safely, source, staging, manifest, wanted=set(entries),
                 checksum=backup.checksum if verify else None,
-                durable=set(entries) - databases, shown=layout.shown, private=private))
+                durable=set(entries) - databases, shown=layout.shown, private=private)
+                if chain is None else asyncio.to_thread(
+                stage_chain, chain, paths, staging, entries,
+                {link.backup.id: {"files": list(link.files.values())} for link in links},
+                verify=verify, durable=set(entries) - databases, shown=layout.shown,
+                private=private))
             safety = None if safety_backup is not None or not take_safety else \
                 asyncio.ensure_future(_safety_backup(service, backup, options, entries,
                                                      targets, point))

@@ -35,15 +35,20 @@ from gitrelease.state.compression import (
     compressor,
     decompressor,
 )
+from gitrelease.state.pages import HASH_SIZE, DeltaFacts, PageDigest
 
 __all__ = [
     "MANIFEST",
     "ArchiveWritten",
+    "Carried",
     "Member",
     "compression_of",
     "open_tar",
+    "pages_member",
     "read_manifest",
+    "read_member",
     "sha256_file",
+    "stored_members",
     "suffix_for",
     "write_archive",
 ]
@@ -54,7 +59,13 @@ _SUFFIXES = {"gzip": ".tar.gz", "zstd": ".tar.zst", "none": ".tar"}
 
 @dataclass(frozen=True)
 class Member:
-    """One file to archive: where it is read from, the name it gets, what kind it is."""
+    """One file to archive: where it is read from, the name it gets, what kind it is.
+
+    A database snapshot has its page hashes recorded beside it (`pages`: its page size), for
+    the next backup to store only the pages that differ. In an incremental backup a member
+    may be `carried` (the same as in the base: recorded in the manifest, not stored) or a
+    `delta` (`source` is the file of the pages that differ from the base's snapshot).
+    """
 
     source: Path
     name: str  # "root/.env", "data/app.db"
@@ -62,6 +73,46 @@ class Member:
     mode: int | None = None  # None: the source file's mode
     # More of what the manifest says of it (a database snapshot's header marks, `unchanged`).
     extra: tuple[tuple[str, str], ...] = ()
+    pages: int | None = None
+    carried: Carried | None = None
+    delta: DeltaFacts | None = None
+
+
+@dataclass(frozen=True)
+class Carried:
+    """A file that is what the base holds: its size, mode and sha256 as it is now."""
+
+    size: int
+    mode: int
+    sha256: str
+
+
+def pages_member(name: str, what: str) -> str:
+    """The member holding a database's page `what` ("delta" or "hashes"): under ``pages/``,
+    apart from the files, so that ``tar -x`` of an archive never puts a delta in the place
+    of the database it belongs to."""
+    return f"pages/{name}.{what}"
+
+
+def stored_members(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every member the archive itself holds, by member name: ``size`` and ``sha256``, the
+    file it belongs to (``path``) and what it is (``role``: file, delta or hashes). A file
+    the manifest records as the base's is not among them: its bytes are in another archive."""
+    members: dict[str, dict[str, Any]] = {}
+    for entry in manifest.get("files", []):
+        stored = entry.get("stored", "here")
+        if stored == "here":
+            members[entry["path"]] = {"size": entry["size"], "sha256": entry["sha256"],
+                                      "path": entry["path"], "role": "file"}
+        elif stored == "delta" and isinstance(entry.get("delta"), dict):
+            delta = entry["delta"]
+            members[delta["member"]] = {"size": delta["size"], "sha256": delta["sha256"],
+                                        "path": entry["path"], "role": "delta"}
+        if stored != "base" and isinstance(entry.get("hashes"), dict):
+            hashes = entry["hashes"]
+            members[hashes["member"]] = {"size": hashes["size"], "sha256": hashes["sha256"],
+                                         "path": entry["path"], "role": "hashes"}
+    return members
 
 
 @dataclass(frozen=True)
@@ -212,6 +263,14 @@ def write_archive(
         try:
             tar = _TarWriter(compressed)
             for member in members:
+                if member.carried is not None:
+                    carried = member.carried
+                    files.append({"path": member.name, "kind": member.kind,
+                                  "size": carried.size, "mode": carried.mode,
+                                  "sha256": carried.sha256, "stored": "base",
+                                  **dict(member.extra)})
+                    raw_size += carried.size
+                    continue
                 try:
                     source = member.source.open("rb", buffering=0)
                 except FileNotFoundError:
@@ -223,17 +282,31 @@ def write_archive(
                     status = os.fstat(source.fileno())
                     if not stat.S_ISREG(status.st_mode):
                         raise VerificationFailed(f"{member.source} is not a regular file")
-                    info = _regular_info(member.name, status, member.mode)
-                    digest = hashlib.sha256()
+                    stored_as = (pages_member(member.name, "delta") if member.delta
+                                 else member.name)
+                    info = _regular_info(stored_as, status, member.mode)
+                    digest: Any = (PageDigest(member.pages) if member.pages and not member.delta
+                                   else hashlib.sha256())
                     try:
                         tar.add(info, source, digest, progress)
                     except _Shrank:
                         raise BackupFailed(f"{member.source} shrank while it was archived; "
                                            "run the backup again") from None
-                files.append({"path": member.name, "kind": member.kind, "size": info.size,
-                              "mode": info.mode, "sha256": digest.hexdigest(),
-                              **dict(member.extra)})
-                raw_size += info.size
+                entry: dict[str, Any] = {"path": member.name, "kind": member.kind,
+                                         "size": info.size, "mode": info.mode,
+                                         "sha256": digest.hexdigest()}
+                hashes = digest.hashes() if isinstance(digest, PageDigest) else None
+                if member.delta is not None:
+                    delta = member.delta
+                    entry.update(size=delta.size, sha256=delta.sha256, stored="delta",
+                                 delta={"member": stored_as, "size": info.size,
+                                        "sha256": digest.hexdigest(), "pages": delta.changed})
+                    hashes = delta.hashes
+                if hashes is not None and member.pages:
+                    entry.update(page_size=member.pages, page_count=len(hashes) // HASH_SIZE,
+                                 hashes=_add_hashes(tar, member.name, hashes, info.mtime))
+                files.append({**entry, **dict(member.extra)})
+                raw_size += int(entry["size"])
                 pause_point("archive:member-written")
             document = manifest() if callable(manifest) else manifest
             document = {**document, "files": files, "skipped": skipped}
@@ -253,6 +326,17 @@ def write_archive(
         handle.flush()
         os.fsync(handle.fileno())
     return ArchiveWritten(sink.digest.hexdigest(), sink.size, raw_size, document)
+
+
+def _add_hashes(tar: _TarWriter, name: str, hashes: bytes, mtime: float) -> dict[str, Any]:
+    """The page hashes of database `name`, as the member after it; their manifest record."""
+    info = tarfile.TarInfo(pages_member(name, "hashes"))
+    info.size = len(hashes)
+    info.mode = 0o600
+    info.mtime = int(mtime)
+    tar.add_bytes(info, hashes)
+    return {"member": info.name, "size": len(hashes),
+            "sha256": hashlib.sha256(hashes).hexdigest()}
 
 
 @contextmanager
@@ -303,6 +387,20 @@ def read_manifest(path: Path) -> dict[str, Any]:
                 if handle is not None:
                     return json.loads(handle.read(16 * 1024 * 1024))
     raise VerificationFailed(f"{path.name} has no {MANIFEST}")
+
+
+def read_member(path: Path, name: str, expected: dict[str, Any]) -> bytes:
+    """The bytes of member `name` (a small one: page hashes), checked against the size and
+    sha256 `expected` records; the archive is read only as far as that member."""
+    with open_tar(path, "cannot be read") as (_raw, _source, tar):
+        for info in tar:
+            if info.name == name and info.isreg() and info.size == expected["size"]:
+                handle = tar.extractfile(info)
+                data = handle.read() if handle is not None else b""
+                if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+                    break
+                return data
+    raise VerificationFailed(f"{path.name}: {name} is missing or does not match its checksum")
 
 
 def sha256_file(path: Path) -> str:

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,15 @@ from gitrelease.state.archives import (
 from gitrelease.state.backup_options import BackupOptions, ListFilters
 from gitrelease.state.chain_rows import refuse_if_needed, with_chain_sizes
 from gitrelease.state.freeze import PipFreeze
+from gitrelease.state.incremental import (
+    Base,
+    Chain,
+    against_base,
+    choose_base,
+    load_chain,
+    read_base,
+)
+from gitrelease.state.pages import page_size_of
 from gitrelease.state.reconcile import reconcile
 from gitrelease.state.retention import PruneResult, choose_doomed, deletion_order
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
@@ -152,15 +161,19 @@ class BackupService:
         # is not released while it still writes.
         stop = threading.Event()
         damaged: list[str] = []  # a safety backup keeps a damaged database, saying so
-        writing = asyncio.ensure_future(asyncio.to_thread(
-            self._write, backup, sources, compression, file_name, point, options, progress,
-            stop, damaged))
+        readings = AsyncExitStack()
+        writing: asyncio.Future[archive.ArchiveWritten] | None = None
         try:
+            chain = await self._base_chain(existing, backup_type, options, only, readings)
+            writing = asyncio.ensure_future(asyncio.to_thread(
+                self._write, backup, sources, compression, file_name, point, options,
+                progress, stop, damaged, chain))
             written = await asyncio.shield(writing)
         except BaseException as exc:
             stop.set()
             with suppress(BaseException):
-                await writing
+                if writing is not None:
+                    await writing
             backup.status = BackupStatus.FAILED
             backup.problem = (exc.message if isinstance(exc, GitReleaseError)
                               else "cancelled" if isinstance(exc, asyncio.CancelledError)
@@ -172,6 +185,8 @@ class BackupService:
                 _also(exc, f"the index could not mark {backup.id} failed ({trouble}); the "
                            "next operation does")
             raise
+        finally:
+            await readings.aclose()
         backup.status = BackupStatus.COMPLETED
         backup.warnings += damaged
         backup.completed_at = utcnow()
@@ -187,6 +202,26 @@ class BackupService:
             await self.store.set_offsite(backup.id, OffsiteState.QUEUED)
         return backup
 
+    async def _base_chain(
+        self, existing: list[Backup], backup_type: BackupType, options: BackupOptions,
+        only: frozenset[str] | None, readings: AsyncExitStack,
+    ) -> tuple[Chain, dict[str, Path]] | None:
+        """The chain a new backup is taken on (`incremental`), and its archives held open for
+        reading; None: a full backup (asked for, a partial or safety one, or no base)."""
+        if options.full or only is not None or options.origin is BackupOrigin.SAFETY:
+            return None
+        base = choose_base(existing, backup_type, self.settings.full_every)
+        if base is None:
+            return None
+        try:
+            chain = await load_chain(self.store, base)
+            paths = {link.backup.id: await readings.enter_async_context(
+                self.archives.reading(own_archive(self.archives, link.backup)))
+                for link in chain.links}
+        except GitReleaseError:
+            return None  # its chain is not whole: this one starts a new one
+        return chain, paths
+
     def _gather(self, backup_type: BackupType, include_logs: bool) -> Gathered:
         """The sources (in a thread: git and the disk block)."""
         unversioned = self.unversioned() if self.unversioned is not None else None
@@ -197,10 +232,18 @@ class BackupService:
         self, backup: Backup, sources: list[Source], compression: str, file_name: str,
         point: ReleasePoint, options: BackupOptions, progress: Progress | None,
         stop: threading.Event, damaged: list[str],
+        chain: tuple[Chain, dict[str, Path]] | None = None,
     ) -> archive.ArchiveWritten:
         """Write the archive and commit it into the store (in a thread: it blocks)."""
         pending = self.archives.begin(file_name)
         self._check_space(sources)
+        base = None
+        if chain is not None:
+            try:
+                base = read_base(*chain)
+            except VerificationFailed as exc:  # its base cannot be read: a full one instead
+                damaged.append(f"taken full: its base {chain[0].newest.backup.id} could not "
+                               f"be read ({exc.message})")
         work = Path(tempfile.mkdtemp(prefix=f".tmp-{backup.id}-", dir=self.archives.scratch))
         # Work that does not need the archive runs beside it, on the other cores: `pip
         # freeze` (only the manifest, written last, needs it) and each snapshot's check
@@ -208,7 +251,7 @@ class BackupService:
         freeze = PipFreeze(self.python)
         checks = ThreadPoolExecutor(1, thread_name_prefix="snapshot-check")
         try:
-            members, checked = self._members(sources, work, progress, checks)
+            members, checked = self._members(sources, work, progress, checks, base)
             total = max(1, sum(s.size for s in sources))
             done = 0
 
@@ -225,7 +268,8 @@ class BackupService:
                     pending.path, members, compression=compression,
                     level=(self.settings.zstd_level if compression == "zstd"
                            else self.settings.compression_level), progress=advance,
-                    manifest=lambda: self._manifest(backup, point, options, freeze.result()))
+                    manifest=lambda: self._manifest(backup, point, options, freeze.result(),
+                                                    base))
                 for source, check in checked:
                     problem = check.result()
                     if problem and options.origin in (BackupOrigin.SAFETY,
@@ -262,7 +306,7 @@ class BackupService:
 
     def _members(
         self, sources: list[Source], work: Path, progress: Progress | None,
-        checks: ThreadPoolExecutor,
+        checks: ThreadPoolExecutor, base: Base | None = None,
     ) -> tuple[list[archive.Member], list[tuple[Source, Future[str | None]]]]:
         members = []
         checked = []
@@ -275,7 +319,10 @@ class BackupService:
                 checked.append((source, checks.submit(integrity_problem, snapshot)))
                 mode = source.path.stat().st_mode & 0o777
                 marks = (("sqlite_header", header_marks(snapshot)),)
-                members.append(archive.Member(snapshot, source.name, source.kind, mode, marks))
+                with snapshot.open("rb") as handle:
+                    page_size = page_size_of(handle.read(100))
+                members.append(archive.Member(snapshot, source.name, source.kind, mode, marks,
+                                              pages=page_size))
             else:
                 # Config files hold secrets: 0600 in the archive and when restored, whatever
                 # mode and umask they were created with.
@@ -286,6 +333,8 @@ class BackupService:
                     if source.kind == "config" and source.path.is_symlink() else ()
                 members.append(archive.Member(source.path, source.name, source.kind, mode,
                                               linked))
+            if base is not None:
+                members[-1] = against_base(members[-1], base, work)
         return members, checked
 
     def _check_space(self, sources: list[Source]) -> None:
@@ -301,8 +350,11 @@ class BackupService:
 
     def _manifest(
         self, backup: Backup, point: ReleasePoint, options: BackupOptions,
-        pip_freeze: str | None,
+        pip_freeze: str | None, base: Base | None = None,
     ) -> dict[str, Any]:
+        # Format 2: files may be the base's or pages of it (`archive.stored_members`).
+        chained = {} if base is None else {"format": 2, "base": base.backup.id,
+                                           "chain": base.chain.record()}
         return {
             "format": 1,
             "backup_id": backup.id,
@@ -321,6 +373,7 @@ class BackupService:
             "gitrelease_version": self.gitrelease_version,
             "created_at": backup.created_at.isoformat(),
             "created_at_epoch": int(backup.created_at.timestamp()),
+            **chained,
         }
 
     # -- list, verify, delete --------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import IO, Any
 from gitrelease.core.errors import GitReleaseError, InsufficientDiskSpace, VerificationFailed
 from gitrelease.core.fsutil import make_durable
 from gitrelease.core.pausepoints import pause_point
-from gitrelease.state.archive import MANIFEST, open_tar
+from gitrelease.state.archive import MANIFEST, open_tar, stored_members
 from gitrelease.state.compression import CHUNK
 
 __all__ = ["UnpackFailed", "UnsafeArchive", "extract_safely"]
@@ -63,7 +63,8 @@ def extract_safely(
     A disk that fills up is `InsufficientDiskSpace`, never damage. Returns member name ->
     staged path.
     """
-    expected = {f["path"]: f for f in manifest.get("files", [])}
+    expected = stored_members(manifest)  # a file of an incremental may be in its base's
+    files = {f["path"]: f for f in manifest.get("files", [])}
     budget = sum(int(f["size"]) for f in expected.values())
     staged: dict[str, Path] = {}
     base = staging.resolve()
@@ -104,8 +105,8 @@ def extract_safely(
             if digest != entry["sha256"]:
                 raise VerificationFailed(
                     f"{path.name}: {shown(info.name)} does not match its checksum")
-            modes[target] = 0o600 if info.name in private else \
-                stat.S_IMODE(int(entry["mode"])) & 0o777
+            modes[target] = 0o600 if info.name in private or entry["role"] != "file" else \
+                stat.S_IMODE(int(files[entry["path"]]["mode"])) & 0o777
             staged[info.name] = target
             pause_point("restore:staged")
             if checksum is not None and len(staged) == len(goal):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from gitrelease.core.errors import VerificationFailed
-from gitrelease.state.archive import MANIFEST, open_tar, sha256_file
+from gitrelease.state.archive import MANIFEST, open_tar, sha256_file, stored_members
 from gitrelease.state.compression import CHUNK
 
 __all__ = ["checksum_matches", "verify_archive"]
@@ -51,7 +51,7 @@ def _chunks(handle: IO[bytes]) -> Iterator[bytes]:
 
 
 def _verify_members(path: Path, checksum: str | None, manifest: dict[str, Any]) -> None:
-    expected = {f["path"]: f for f in manifest.get("files", [])}
+    expected = stored_members(manifest)  # not the files an incremental has in its base
     seen: set[str] = set()
     with open_tar(path, "is damaged") as (raw, source, tar):
         for info in tar:

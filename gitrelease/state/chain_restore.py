@@ -1,0 +1,88 @@
+"""Staging the files of an incremental backup: from each archive of its chain, then rebuilt.
+
+A file an incremental backup records as its base's is unpacked from the archive of the chain
+that stores it; a database stored as pages is the snapshot of the backup that stored it whole
+with each later delta written into it, in order (`pages.rebuild`). Every archive read is
+verified as it is unpacked (its sha256 against the index, each member against its manifest),
+and every file staged must then hash to the sha256 the restored backup records for it; a
+rebuilt database must also pass ``PRAGMA integrity_check``. Nothing live is touched here: the
+restore swaps in what this returns (`placing.replace`).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gitrelease.core.errors import VerificationFailed
+from gitrelease.state.archive import sha256_file
+from gitrelease.state.incremental import Chain, Link, holder
+from gitrelease.state.pages import rebuild
+from gitrelease.state.snapshot import integrity_problem
+from gitrelease.state.unpack import extract_safely
+
+__all__ = ["stage_chain"]
+
+
+def stage_chain(
+    chain: Chain, paths: Mapping[str, Path], staging: Path,
+    entries: Mapping[str, Mapping[str, Any]], manifests: Mapping[str, dict[str, Any]], *,
+    verify: bool, durable: set[str], shown: Callable[[str], str], private: frozenset[str],
+) -> dict[str, Path]:
+    """Stage `entries` (the newest backup's files to restore, by name) under `staging`.
+
+    `paths` and `manifests`: each link's archive and manifest, by backup id. With `verify`,
+    each archive read is checked against the sha256 the index has for it. Returns name ->
+    staged path, each file with the mode the newest backup records.
+    """
+    recipes = {name: holder(chain, name) for name in entries}
+    wanted: dict[str, set[str]] = {}
+    for steps in recipes.values():
+        for link, entry in steps:
+            wanted.setdefault(link.backup.id, set()).add(_member(entry))
+    staged: dict[str, dict[str, Path]] = {}
+    for number, link in enumerate(chain.links):
+        if link.backup.id not in wanted:
+            continue
+        names = wanted[link.backup.id]
+        staged[link.backup.id] = extract_safely(
+            paths[link.backup.id], staging / f"chain-{number}", manifests[link.backup.id],
+            wanted=names, checksum=link.backup.checksum if verify else None,
+            durable={n for n in names if n in durable}, shown=shown, private=private)
+    result: dict[str, Path] = {}
+    for name, steps in recipes.items():
+        first_link, first = steps[0]
+        target = staged[first_link.backup.id][_member(first)]
+        for link, entry in steps[1:]:
+            rebuild(target, staged[link.backup.id][_member(entry)], int(entry["page_size"]),
+                    int(entry["page_count"]), shown(name))
+        _check(name, target, entries[name], rebuilt=len(steps) > 1, shown=shown,
+               backup=chain.newest)
+        mode = 0o600 if name in private else stat.S_IMODE(int(entries[name]["mode"])) & 0o777
+        os.chmod(target, mode)
+        result[name] = target
+    return result
+
+
+def _member(entry: Mapping[str, Any]) -> str:
+    """The archive member holding an entry's bytes: the file itself, or its page delta."""
+    return str(entry["delta"]["member"]) if entry.get("stored") == "delta" else str(entry["path"])
+
+
+def _check(name: str, path: Path, entry: Mapping[str, Any], *, rebuilt: bool,
+           shown: Callable[[str], str], backup: Link) -> None:
+    """The staged file is what the restored backup recorded: its size and whole sha256,
+    and a rebuilt database passes SQLite's full integrity check."""
+    if path.stat().st_size != int(entry["size"]) or sha256_file(path) != entry["sha256"]:
+        raise VerificationFailed(
+            f"backup {backup.backup.id}: {shown(name)} as rebuilt from its chain does not "
+            "match its checksum")
+    if rebuilt:
+        problem = integrity_problem(path, thorough=True)
+        if problem is not None:
+            raise VerificationFailed(
+                f"backup {backup.backup.id}: {shown(name)} as rebuilt from its chain fails "
+                f"its integrity check ({problem})")
