@@ -58,7 +58,7 @@ from gitrelease.state.archives import (
     row_refusal,
 )
 from gitrelease.state.backup_options import BackupOptions, ListFilters
-from gitrelease.state.chain_rows import refuse_if_needed, with_chain_sizes
+from gitrelease.state.chain_rows import fill_chain_sizes, refuse_if_needed, with_chain_sizes
 from gitrelease.state.freeze import PipFreeze
 from gitrelease.state.incremental import (
     Base,
@@ -384,9 +384,7 @@ class BackupService:
         found = await self.store.get_backup(id_or_name)
         if found is None or found.deleting:
             raise BackupNotFound(f"no backup with id or name {id_or_name!r}")
-        # A full backup's restore reads only itself: the other rows are read for a chain.
-        return with_chain_sizes([found], await self.store.list_backups()
-                                if found.chain or found.base_id else [])[0]
+        return (await fill_chain_sizes(self.store, [found]))[0]
 
     async def list_backups(self, filters: ListFilters) -> list[Backup]:
         rows = await self.store.list_backups()

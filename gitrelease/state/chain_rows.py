@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from gitrelease.core.errors import GitReleaseError
 from gitrelease.core.models import Backup, BackupStatus
+from gitrelease.index.store import Store
 from gitrelease.state.retention import needs
 
-__all__ = ["BaseInUse", "dependents_of", "refuse_if_needed", "with_chain_sizes"]
+__all__ = ["BaseInUse", "dependents_of", "fill_chain_sizes", "refuse_if_needed",
+           "with_chain_sizes"]
 
 
 class BaseInUse(GitReleaseError):
@@ -55,3 +57,15 @@ def with_chain_sizes(backups: list[Backup], rows: list[Backup]) -> list[Backup]:
             total = None if total is None or part is None else total + part
         backup.chain_size = total
     return backups
+
+
+async def fill_chain_sizes(store: Store, backups: list[Backup]) -> list[Backup]:
+    """`with_chain_sizes` for rows read on their own (a page of a listing, one backup): the
+    members of their chains that are not among them are read by id, not the whole index."""
+    shown = {b.id for b in backups}
+    rows = list(backups)
+    for member in sorted({m for b in backups for m in needs(b)} - shown):
+        row = await store.get_backup(member)
+        if row is not None and row.id == member:  # an id, never another backup's name
+            rows.append(row)
+    return with_chain_sizes(backups, rows)
