@@ -175,10 +175,12 @@ async def restore_backup(
     async with exclusive(d, "restore", actor, backup_id) as store:
         service = d.backups(store)
         backup = await service.get(backup_id)
-        if backup.only_offsite:  # gone from here: its offsite copy is fetched back first
-            from gitrelease.deploy.offsite_ops import bring_back
+        if backup.only_offsite or await _chain_offsite(store, backup):
+            # Gone from here, or a backup of its chain is: the offsite copies are fetched
+            # back first.
+            from gitrelease.deploy.offsite_ops import bring_back_chain
 
-            backup = await bring_back(d, store, backup, actor=actor)
+            backup = await bring_back_chain(d, store, backup, actor=actor)
         try:
             result = await restore(service, backup, opts, await d.release_point(),
                                    progress)
@@ -194,6 +196,15 @@ async def restore_backup(
             "safety_backup": result.safety_backup.id if result.safety_backup else None})
         result.warnings += trouble
         return result
+
+
+async def _chain_offsite(store: Store, backup: Backup) -> bool:
+    """Whether a backup of `backup`'s chain is kept only offsite now."""
+    for link in backup.chain:
+        row = await store.get_backup(link["id"])
+        if row is not None and row.only_offsite:
+            return True
+    return False
 
 
 def _said(exc: Exception, doing: str) -> Exception:

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from gitrelease.index.store import Store
     from gitrelease.state.offsite import OffsiteCopy, S3Offsite
 
-__all__ = ["OffsiteOff", "QueueReport", "bring_back", "offsite_key", "offsite_store",
-           "prune_offsite", "push_backup", "upload_after", "upload_queued",
+__all__ = ["OffsiteOff", "QueueReport", "bring_back", "bring_back_chain", "offsite_key",
+           "offsite_store", "prune_offsite", "push_backup", "upload_after", "upload_queued",
            "verify_offsite"]
 
 #: How long a failed upload waits before it is tried again, by how often it has failed.
@@ -336,6 +336,18 @@ async def verify_offsite(d: Deployment, *, sample_percent: float = 100.0,
     await store.audit(actor, "offsite_verify", None, "failed" if bad or missing else
                       "completed", {"checked": len(checked), "bad": bad, "missing": missing})
     return {"checked": checked, "missing": missing, "total": len(copies)}
+
+
+async def bring_back_chain(d: Deployment, store: Store, backup: Backup, *,
+                           actor: str = "system") -> Backup:
+    """`bring_back` for `backup` and for each backup of its chain whose local copy is gone
+    (an incremental is restored from its chain's archives): the oldest first, and only what
+    is missing here. Returns the backup's row, as fetched."""
+    for link in backup.chain:
+        row = await store.get_backup(link["id"])
+        if row is not None and row.only_offsite:
+            await bring_back(d, store, row, actor=actor)
+    return await bring_back(d, store, backup, actor=actor) if backup.only_offsite else backup
 
 
 async def bring_back(d: Deployment, store: Store, backup: Backup, *,

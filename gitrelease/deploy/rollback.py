@@ -142,11 +142,11 @@ class Rollback:
                 f"{target_text} now means {target.label} ({target.commit[:12]}), not the "
                 f"{opts.expect_commit[:12]} that was confirmed: nothing was rolled back",
                 hint="run the rollback again to see what it would do now")
-        if target.backup is not None and target.backup.only_offsite:
-            from gitrelease.deploy.offsite_ops import bring_back  # before anything changes
+        if target.backup is not None and (target.backup.only_offsite or target.backup.chain):
+            from gitrelease.deploy.offsite_ops import bring_back_chain  # before any change
 
-            target = replace(target, backup=await bring_back(self.d, store, target.backup,
-                                                             actor=opts.initiated_by))
+            target = replace(target, backup=await bring_back_chain(
+                self.d, store, target.backup, actor=opts.initiated_by))
         warnings = []
         carry = local_changes.wants_carry(self.d, opts.keep_local_changes)
         carrying = carry and bool(await self.d.in_thread(self.d.repo.dirty_files))

@@ -63,6 +63,7 @@ from gitrelease.state.freeze import PipFreeze
 from gitrelease.state.incremental import (
     Base,
     Chain,
+    ChainBroken,
     against_base,
     choose_base,
     load_chain,
@@ -251,7 +252,9 @@ class BackupService:
         freeze = PipFreeze(self.python)
         checks = ThreadPoolExecutor(1, thread_name_prefix="snapshot-check")
         try:
-            members, checked = self._members(sources, work, progress, checks, base)
+            # A restore's safety backup is never a base: no page hashes for it.
+            members, checked = self._members(sources, work, progress, checks, base,
+                                             pages=options.origin is not BackupOrigin.SAFETY)
             total = max(1, sum(s.size for s in sources))
             done = 0
 
@@ -306,7 +309,7 @@ class BackupService:
 
     def _members(
         self, sources: list[Source], work: Path, progress: Progress | None,
-        checks: ThreadPoolExecutor, base: Base | None = None,
+        checks: ThreadPoolExecutor, base: Base | None = None, *, pages: bool = True,
     ) -> tuple[list[archive.Member], list[tuple[Source, Future[str | None]]]]:
         members = []
         checked = []
@@ -322,7 +325,7 @@ class BackupService:
                 with snapshot.open("rb") as handle:
                     page_size = page_size_of(handle.read(100))
                 members.append(archive.Member(snapshot, source.name, source.kind, mode, marks,
-                                              pages=page_size))
+                                              pages=page_size if pages else None))
             else:
                 # Config files hold secrets: 0600 in the archive and when restored, whatever
                 # mode and umask they were created with.
@@ -412,6 +415,32 @@ class BackupService:
         member by member against its own manifest: its first verification is deep, as is one
         asked for with `deep`.
         """
+        await self._verify_own(backup, deep=deep)
+        if backup.chain:
+            await self._verify_chain(backup)
+        return backup
+
+    async def _verify_chain(self, backup: Backup) -> None:
+        """Each backup of `backup`'s chain is there, the archive it was, and whole (one read
+        of each); else `backup` is marked CORRUPTED naming the one that broke its chain (the
+        broken one is marked by its own check)."""
+        try:
+            chain = await load_chain(self.store, backup)
+            for link in chain.links[:-1]:
+                try:
+                    await self._verify_own(link.backup)
+                except VerificationFailed as exc:
+                    raise ChainBroken(f"backup {backup.id} needs {link.backup.id}, which "
+                                      f"fails its check: {exc.message}") from None
+        except ChainBroken as exc:
+            backup.status = BackupStatus.CORRUPTED
+            backup.problem = exc.message
+            backup.verified_at = None
+            await self.store.save_backup(backup)
+            raise
+
+    async def _verify_own(self, backup: Backup, *, deep: bool = False) -> None:
+        """The backup's own archive, as `verify` says."""
         deep = deep or (backup.verified_at is None and bool(backup.metadata.get("adopted")))
         try:
             async with self.archives.reading(own_archive(self.archives, backup)) as path:
@@ -432,7 +461,6 @@ class BackupService:
         backup.problem = None
         backup.verified_at = utcnow()
         await self.store.save_backup(backup)
-        return backup
 
     async def delete(self, backup: Backup) -> None:
         """Mark the row, delete the file, delete the row: an interruption is reconciled.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tests.benchmarks import (
     archive_figures,
+    chain_figures,
     fleet_figures,
     git_figures,
     index_figures,
@@ -39,6 +40,7 @@ FIGURES: dict[str, tuple[FigureRun, tuple[str, ...]]] = {
     "verify": (archive_figures.verify, ("deployment",)),
     "restore": (archive_figures.restore, ("deployment",)),
     "snapshot": (archive_figures.snapshot, ("deployment",)),
+    "chain": (chain_figures.chain, ("deployment",)),
     "rollback": (git_figures.rollback, ("rollback_deployment",)),
     "memory": (loop_figures.memory, ("deployment", "small_deployment")),
     "lateness": (loop_figures.lateness, ("deployment",)),
@@ -75,6 +77,8 @@ def _versions() -> dict[str, str]:
 
     return {"python": platform.python_version(), "git": first_line("git", "--version"),
             "tar": first_line("tar", "--version"), "zstd": first_line("zstd", "--version"),
+            "restic": first_line("restic", "version") if shutil.which("restic")
+            else "restic not installed",
             "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores"}
 
 
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 timespec="seconds"), "seconds": round(time.perf_counter() - started, 1),
             **_versions(), "failed": failed}
     print(f"\n{meta['command']}  ({scale.name} data, {meta['seconds']} s; {meta['git']}, "
-          f"{meta['tar']}, {meta['zstd']}; {meta['machine']})\n")
+          f"{meta['tar']}, {meta['zstd']}, {meta['restic']}; {meta['machine']})\n")
     print(render_table(figures))
     if failed:
         print(f"\nFAILED to run: {', '.join(failed)}")

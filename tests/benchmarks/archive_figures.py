@@ -25,8 +25,8 @@ from tests.benchmarks.harness import (
 )
 from tests.benchmarks.world import Deployment, change_state
 
-__all__ = ["backup_gzip", "backup_zstd", "bare_sqlite_backup", "open_manager", "restore",
-           "snapshot", "verify"]
+__all__ = ["backup_gzip", "backup_zstd", "bare_sqlite_backup", "file_list", "open_manager",
+           "restore", "snapshot", "timed_restore", "verify"]
 
 CHUNK = 1024 * 1024
 
@@ -45,7 +45,7 @@ async def open_manager(deployment: Deployment, **settings: Any) -> AsyncIterator
         yield manager
 
 
-def _file_list(manager: Any, directory: Path) -> tuple[Path, int]:
+def file_list(manager: Any, directory: Path) -> tuple[Path, int]:
     """The files a full backup takes, by the engine's own rules, as a `tar -T` list."""
     from gitrelease.core.models import BackupType
     from gitrelease.state.sources import Layout, collect
@@ -72,7 +72,7 @@ async def _backup_figure(
     deployment = bench.deployment
     scratch = bench.scratch("backup")
     async with open_manager(deployment, **settings) as manager:
-        listing, raw = _file_list(manager, scratch)
+        listing, raw = file_list(manager, scratch)
         live = deployment.data / "app.db"
         snap = scratch / "snap.db"
         database = f"{live.relative_to(deployment.root)}\n"
@@ -209,7 +209,7 @@ def _run(*command: str, cwd: Path | None = None) -> None:
     subprocess.run(command, check=True, capture_output=True, cwd=cwd)
 
 
-async def _timed_restore(manager: Any, backup: Any, phases: list[dict[str, float]]) -> float:
+async def timed_restore(manager: Any, backup: Any, phases: list[dict[str, float]]) -> float:
     """One restore of `backup`, timed, its steps kept in `phases`; its safety backup then
     deleted (untimed)."""
     steps = Phases()
@@ -246,7 +246,7 @@ async def _restore_changed(bench: Bench, compression: str, unpack: list[str],
 
         async def ours() -> float:
             await changed()
-            return await _timed_restore(manager, backup, phases)
+            return await timed_restore(manager, backup, phases)
 
         async def fair() -> float:
             files = await changed()
@@ -297,7 +297,7 @@ async def _restore_unchanged(bench: Bench) -> Figure:
         phases: list[dict[str, float]] = []
 
         async def ours() -> float:
-            return await _timed_restore(manager, backup, phases)
+            return await timed_restore(manager, backup, phases)
 
         async def bare() -> float:
             target = scratch / "unpacked"

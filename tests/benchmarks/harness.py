@@ -28,7 +28,7 @@ class Figure:
     target: str  # as printed: "≤ 1.5x", "< 20 ms", "≤ 150 MB", "never"
     limit: float | None  # the number the target compares against
     kind: str = "ratio"  # "ratio": ours / baseline; "value": ours alone, in `unit`
-    unit: str = "s"  # of ours and baseline: "s", "ms", "MB", or "" (yes/no figures)
+    unit: str = "s"  # of ours and baseline: "s", "ms", "MB", "MiB", or "" (yes/no)
     ours: float | None = None  # median
     baseline: float | None = None  # median
     strict: bool = False  # "<" rather than "≤"
@@ -121,6 +121,8 @@ def _amount(value: float | None, unit: str) -> str:
         return f"{value:.1f} ms"
     if unit == "MB":
         return f"{value:.0f} MB"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
     if unit == "":
         return "yes" if value else "no"
     return f"{value:g} {unit}"

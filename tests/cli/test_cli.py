@@ -208,6 +208,8 @@ BAD_COMMAND_LINES = [
     (["status", "--no-metrics=x"], "usage_error", None),
     (["journal", "upd_does_not_exist"], "invalid_input", "session"),
     (["demo", "--keep=1"], "usage_error", None),
+    (["backup", "create", "--full=yes"], "usage_error", None),
+    (["backup", "create", "--full", "--type", "everything"], "invalid_input", "--type"),
 ]
 
 

@@ -87,7 +87,9 @@ async def test_full_backup_holds_databases_config_and_data(
     assert set(members) == {"manifest.json", "data/app.db", "root/.env", "data/settings.toml",
                             "data/files/user0.json", "data/files/user1.json",
                             "data/files/user2.json", "data/files/user3.json",
-                            "data/files/user4.json"}
+                            "data/files/user4.json",
+                            # each page's hash, for the next backup to store only what differs
+                            "pages/data/app.db.hashes"}
     assert members["root/.env"] == ENV_SECRET.encode()
     manifest = json.loads(members["manifest.json"])
     assert manifest["backup_id"] == backup.id and manifest["tag"] == "v1.0.0"
@@ -106,7 +108,8 @@ async def test_types_and_logs(data_files: World) -> None:
         database = await manager.create_backup("database")
         config = await manager.create_backup("config", {"compress": False})
         data = await manager.create_backup("data_only", {"include_logs": True})
-    assert set(members_of(Path(database.file_path or ""))) == {"manifest.json", "data/app.db"}
+    assert set(members_of(Path(database.file_path or ""))) == {"manifest.json", "data/app.db",
+                                                               "pages/data/app.db.hashes"}
     assert Path(config.file_path or "").name.endswith(".tar")
     assert set(members_of(Path(config.file_path or ""))) == {"manifest.json", "root/.env"}
     assert {"data/bot.log", "data/update_logs/old.log", "data/files/user0.json"} <= set(

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from gitrelease.core.models import Backup
 from gitrelease.manager import ReleaseManager
@@ -87,3 +90,149 @@ async def test_a_chain_stores_only_what_changed_and_restores_every_point(world: 
             result = await manager.restore_backup(backups[point].id, YES)
             assert _state(world) == states[point], point
             assert result.restored
+
+
+async def _chain(world: World, manager: ReleaseManager, days: int) -> list[Backup]:
+    db = world.deploy / "data" / "app.db"
+    _fill(db, 3000)
+    backups = [await manager.create_backup("full")]
+    for day in range(1, days + 1):
+        _edit(db, day)
+        backups.append(await manager.create_backup("full"))
+    return backups
+
+
+async def test_full_every_bounds_the_chain_and_full_starts_a_new_one(world: World) -> None:
+    (world.deploy / "data" / "settings.toml").write_text("full_every = 3\n")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        backups = await _chain(world, manager, 4)
+        forced = await manager.create_backup("full", {"full": True})
+        after = await manager.create_backup("full")
+        database = await manager.create_backup("database")  # its own type: no base yet
+    assert [b.base_id for b in backups] == [None, backups[0].id, backups[1].id, None,
+                                            backups[3].id]
+    assert forced.base_id is None and "data/app.db" in members_of(Path(forced.file_path or ""))
+    assert after.base_id == forced.id
+    assert database.base_id is None
+
+
+def _flip(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+async def test_a_lost_base_breaks_the_chain_named_by_verify_and_refused_by_restore(
+        world: World) -> None:
+    from gitrelease.core.errors import VerificationFailed
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full, middle, newest = await _chain(world, manager, 2)
+        Path(middle.file_path or "").unlink()
+        _edit(world.deploy / "data" / "app.db", 77)
+        before = world.state()
+        with pytest.raises(VerificationFailed) as refused:
+            await manager.restore_backup(newest.id, YES)
+        assert middle.id in refused.value.message
+        after = world.state()
+        assert after["files"] == before["files"]  # nothing restored, no safety backup kept
+        assert after["index"]["backups"] == before["index"]["backups"]  # type: ignore[index]
+        with pytest.raises(VerificationFailed) as checked:
+            await manager.verify_backup(newest.id)
+        assert checked.value.code == "chain_broken" and middle.id in checked.value.message
+        shown = {b.id: b for b in await manager.list_backups({"time_range": "all"})}
+    assert shown[newest.id].status.value == "corrupted"
+    assert middle.id in (shown[newest.id].problem or "")
+    assert shown[full.id].status.value == "completed"
+
+
+async def test_a_damaged_base_is_refused_and_nothing_changes(world: World) -> None:
+    from gitrelease.core.errors import VerificationFailed
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full, newest = await _chain(world, manager, 1)
+        archive = Path(full.file_path or "")
+        _flip(archive, archive.stat().st_size // 2)
+        _edit(world.deploy / "data" / "app.db", 77)
+        live = (world.deploy / "data" / "app.db").read_bytes()
+        with pytest.raises(VerificationFailed) as refused:
+            await manager.restore_backup(newest.id, YES)
+        assert full.id in refused.value.message or archive.name in refused.value.message
+        assert (world.deploy / "data" / "app.db").read_bytes() == live
+        with pytest.raises(VerificationFailed) as checked:
+            await manager.verify_backup(newest.id)
+    assert full.id in checked.value.message
+
+
+async def test_a_database_at_another_page_size_is_stored_whole(world: World) -> None:
+    db = world.deploy / "data" / "app.db"
+    async with await ReleaseManager.open(world.deploy) as manager:
+        _fill(db, 2000)
+        await manager.create_backup("full")
+        connection = sqlite3.connect(db, isolation_level=None)
+        connection.execute("PRAGMA page_size = 8192")
+        connection.execute("VACUUM")
+        connection.close()
+        wanted = _dump(db)
+        second = await manager.create_backup("full")
+        _edit(db, 5)
+        await manager.restore_backup(second.id, YES)
+    held = members_of(Path(second.file_path or ""))
+    assert second.base_id is not None and "data/app.db" in held
+    assert "pages/data/app.db.delta" not in held
+    assert _dump(db) == wanted
+
+
+async def test_a_file_whose_mode_alone_changed_is_restored_at_its_newest_mode(
+        world: World) -> None:
+    _json(world, 0)
+    script = world.deploy / "data" / "json" / "guild_1.json"
+    async with await ReleaseManager.open(world.deploy) as manager:
+        await manager.create_backup("full")
+        script.chmod(0o640)
+        newest = await manager.create_backup("full")
+        assert "data/json/guild_1.json" not in members_of(Path(newest.file_path or ""))
+        script.write_text("lost\n")
+        script.chmod(0o600)
+        await manager.restore_backup(newest.id, YES)
+    assert script.read_text() == '{"guild": 1, "day": 0}\n'
+    assert script.stat().st_mode & 0o777 == 0o640
+
+
+async def test_gnu_tar_lists_an_incremental_archive_and_a_deep_verify_passes(
+        world: World) -> None:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        _full, newest = await _chain(world, manager, 1)
+        verified = await manager.verify_backup(newest.id, deep=True)
+    listed = subprocess.run(["tar", "-I", "zstd", "-tf", newest.file_path or ""], check=True,
+                            capture_output=True, text=True).stdout.split()
+    assert "pages/data/app.db.delta" in listed and "manifest.json" in listed
+    assert verified.status.value == "completed"
+
+
+def test_a_delta_naming_a_page_past_the_end_is_refused(tmp_path: Path) -> None:
+    from gitrelease.core.errors import VerificationFailed
+    from gitrelease.state.pages import rebuild
+
+    target = tmp_path / "snap.db"
+    target.write_bytes(b"\0" * 4096 * 4)
+    delta = tmp_path / "delta"
+    delta.write_bytes((10).to_bytes(4, "big") + b"x" * 4096)
+    with pytest.raises(VerificationFailed, match="page 10 of 4"):
+        rebuild(target, delta, 4096, 4, "data/app.db")
+    delta.write_bytes((1).to_bytes(4, "big") + b"x" * 100)  # cut off
+    with pytest.raises(VerificationFailed, match="cut off"):
+        rebuild(target, delta, 4096, 4, "data/app.db")
+    assert target.read_bytes() == b"\0" * 4096 * 4
+
+
+def test_page_digest_is_the_same_in_any_pieces() -> None:
+    from gitrelease.state.pages import HASH_SIZE, PageDigest
+
+    data = bytes(range(256)) * 64  # four 4 KiB pages
+    whole, pieces = PageDigest(4096), PageDigest(4096)
+    whole.update(data)
+    for at in range(0, len(data), 1000):
+        pieces.update(data[at:at + 1000])
+    assert whole.hashes() == pieces.hashes() and len(whole.hashes()) == 4 * HASH_SIZE
+    assert whole.hexdigest() == hashlib.sha256(data).hexdigest()
