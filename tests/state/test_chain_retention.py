@@ -24,9 +24,10 @@ from gitrelease.core.models import (
 from gitrelease.core.settings import Settings
 from gitrelease.deploy.offsite_ops import _as_backup
 from gitrelease.manager import ReleaseManager
-from gitrelease.state.offsite import OffsiteCopy
+from gitrelease.state.offsite import OffsiteCopy, S3Offsite
 from gitrelease.state.retention import choose_doomed, deletion_order
 from tests.conftest import World
+from tests.s3 import S3Server, offsite_settings
 
 NOW = utcnow()
 
@@ -189,3 +190,23 @@ async def test_a_prune_keeps_a_chain_while_it_is_needed_then_deletes_it_newest_f
     assert ids(result.deleted) == [chain[2].id, chain[1].id, chain[0].id]
     assert ids(left) == [full.id]
     assert not any(Path(b.file_path or "").exists() for b in chain)
+
+
+async def test_the_offsite_prune_keeps_a_chain_then_deletes_it_whole(
+    world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path,
+) -> None:
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup",
+                     key=tmp_path / "offsite.key",
+                     extra="offsite_max_backups = 1\nauto_cleanup = false\n")
+    offsite = S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        chain = [await manager.create_backup("config") for _ in range(3)]
+        assert [c.backup_id for c in offsite.copies()] == ids(chain)
+        result = await manager.prune_offsite()
+        assert result.deleted == []
+        assert result.kept[chain[0].id] == result.kept[chain[1].id] == f"base of {chain[2].id}"
+        assert [c.backup_id for c in offsite.copies()] == ids(chain)
+        full = await manager.create_backup("config", {"full": True})
+        result = await manager.prune_offsite()
+    assert sorted(ids(result.deleted)) == sorted(ids(chain))
+    assert [c.backup_id for c in offsite.copies()] == [full.id]
