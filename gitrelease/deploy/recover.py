@@ -83,7 +83,8 @@ async def recover_deployment(
                            reason="it is not empty")
     offsite = S3Offsite(offsite_url, endpoint)
     key = await in_thread(load_key, key_file) if key_file is not None else None
-    chosen = _chosen(await in_thread(offsite.copies), backup_id)
+    copies = await in_thread(offsite.copies)
+    chosen = _chosen(copies, backup_id)
     if chosen.encrypted:
         wanted = chosen.record.get("key_id", "?")
         if key is None:
@@ -102,7 +103,7 @@ async def recover_deployment(
     directory.parent.mkdir(parents=True, exist_ok=True)
     try:
         return await _rebuild(clone, offsite, chosen, origin, directory, endpoint, key_file,
-                              key, file_name, commit, actor)
+                              key, file_name, commit, actor, copies)
     except BaseException:
         if made:
             shutil.rmtree(directory, ignore_errors=True)
@@ -113,9 +114,33 @@ async def recover_deployment(
         raise
 
 
+async def _fetch_chain(offsite: Any, folder: Path, fetched: Path, copies: list[OffsiteCopy],
+                       key: bytes | None) -> list[str]:
+    """The archives an incremental backup is restored from besides its own (its manifest's
+    chain), fetched beside it; a link the storage does not hold as it was is `ChainBroken`."""
+    from gitrelease.state.archive import read_manifest
+    from gitrelease.state.archives import ARCHIVE_NAME
+    from gitrelease.state.incremental import ChainBroken
+
+    manifest = await in_thread(read_manifest, fetched)
+    by_id = {c.backup_id: c for c in copies}
+    notes = []
+    for link in manifest.get("chain") or []:
+        copy = by_id.get(str(link.get("id")))
+        name = str(copy.record.get("file_name") or "") if copy is not None else ""
+        if copy is None or copy.sha256 != link.get("sha256") or not ARCHIVE_NAME.match(name):
+            raise ChainBroken(f"backup {manifest.get('backup_id')} needs {link.get('id')}, "
+                              f"which {offsite.shown} does not hold as it was")
+        await in_thread(offsite.fetch, copy.backup_id, folder / name, key=key, copy=copy)
+        notes.append(f"fetched {copy.backup_id}, of its chain ({copy.size} bytes, sha256 "
+                     "checked)")
+    return notes
+
+
 async def _rebuild(clone: Any, offsite: Any, chosen: OffsiteCopy, origin: str,
                    directory: Path, endpoint: str, key_file: Path | None, key: bytes | None,
-                   file_name: str, commit: str, actor: str) -> Recovered:
+                   file_name: str, commit: str, actor: str,
+                   copies: list[OffsiteCopy]) -> Recovered:
     from gitrelease.deploy.backup_ops import restore_backup
     from gitrelease.deploy.context import Deployment
 
@@ -133,6 +158,7 @@ async def _rebuild(clone: Any, offsite: Any, chosen: OffsiteCopy, origin: str,
                         copy=chosen)
         notes.append(f"fetched {chosen.backup_id} from {offsite.shown} "
                      f"({chosen.size} bytes, sha256 checked)")
+        notes += await _fetch_chain(offsite, folder, folder / file_name, copies, key)
         result = await restore_backup(d, chosen.backup_id,
                                       {"confirm": True, "restore_type": "all"}, actor=actor)
         store = await d.index()

@@ -272,9 +272,12 @@ def restore_world(rollback_world: World, tmp_path_factory: pytest.TempPathFactor
     changed (LIVE_FILES) and a row added: a restore of it changes both, so a mix shows."""
     world = copy_world(rollback_world, tmp_path_factory.mktemp("restore") / "world")
     _write_files(world, SNAP_FILES)
-    done = crash.gitrelease(world.deploy, "backup", "create", "--type", "full", "--name",
-                            "snap")
+    done = crash.gitrelease(world.deploy, "--json", "backup", "create", "--type", "full",
+                            "--name", "snap")
     assert done.returncode == 0, done.stdout + done.stderr
+    # Taken on the install's backup: the sweep restores an incremental archive, its
+    # database rebuilt from the base's pages and its own.
+    assert json.loads(done.stdout)["base"] is not None
     _write_files(world, LIVE_FILES)
     with sqlite3.connect(world.deploy / "data" / "app.db") as db:
         db.execute("INSERT INTO guilds VALUES (4, 'since the snapshot')")

@@ -38,7 +38,7 @@ async def _lost_host(world: World, server: S3Server, bucket: str, key: Path) -> 
         await manager.create_backup("database", {"backup_name": "db_only"})  # not full
     assert older.location == newest.location == "both"
     gone = {"rows": guilds(world.deploy), "commit": git(world.deploy, "rev-parse", "HEAD"),
-            "newest": newest.id}
+            "newest": newest.id, "older": older.id}
     shutil.rmtree(world.deploy)
     return gone
 
@@ -60,10 +60,15 @@ async def test_a_deleted_deployment_comes_back_from_its_origin_and_offsite_copie
     assert (new_host / ".env").read_text() == ENV_SECRET
     assert (new_host / ".env").stat().st_mode & 0o777 == 0o600
     assert {".env", "data/app.db"} <= set(report["restored"])
-    # The recovered deployment knows its backups: the one it came from is here and offsite.
+    # The recovered deployment knows its backups: the one it came from is here and offsite,
+    # and so is the one before it, which it was taken on (its chain, fetched with it).
     async with await ReleaseManager.open(new_host) as manager:
-        (known,) = await manager.list_backups({"time_range": "all"}) or [None]
-        assert known is not None and known.id == gone["newest"] and known.location == "both"
+        known = {b.id: b for b in await manager.list_backups({"time_range": "all"})}
+    newest = known[gone["newest"]]
+    assert set(known) == {newest.id, *(link["id"] for link in newest.chain)}
+    assert newest.base_id == gone["older"]
+    assert newest.location == "both"
+    assert any(gone["older"] in note for note in report["notes"])
     assert ENV_SECRET.strip() not in done.stdout + done.stderr
 
 
