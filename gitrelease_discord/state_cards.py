@@ -88,9 +88,7 @@ def backups_page(backups: list[Backup], first: int, count: int, time_range: str,
         lines += [
             _t(locale, "list_entry", n=number, name=backup.name, id=backup.id,
                when=_when(backup.created_at, locale)),
-            _t(locale, "list_sizes", type=kind_name(backup.backup_type, "backup_types", locale),
-               size=size(backup.file_size), compressed=size(backup.compressed_size),
-               version=_version(backup), origin=_origin(backup, locale)),
+            _sizes(backup, locale),
             _state(backup, locale),
         ]
     stored = sum(b.compressed_size or 0 for b in backups)
@@ -98,6 +96,19 @@ def backups_page(backups: list[Backup], first: int, count: int, time_range: str,
     title = text("backup_list_title", locale,
                  range=kind_name(time_range, "backup_ranges", locale))
     return _embed(title, lines, "info", locale)
+
+
+def _sizes(backup: Backup, locale: str) -> str:
+    """A full backup's raw and compressed sizes; an incremental one's base, its own archive
+    and what a restore of it reads ("?": part of its chain is not in the index)."""
+    kind = kind_name(backup.backup_type, "backup_types", locale)
+    if backup.base_id is None:
+        return _t(locale, "list_sizes", type=kind, size=size(backup.file_size),
+                  compressed=size(backup.compressed_size), version=_version(backup),
+                  origin=_origin(backup, locale))
+    return _t(locale, "list_sizes_incremental", type=kind, version=_version(backup),
+              base=backup.base_id, own=size(backup.compressed_size),
+              reads=size(backup.chain_size), origin=_origin(backup, locale))
 
 
 def backup_choice(backup: Backup, now: datetime, locale: str) -> str:

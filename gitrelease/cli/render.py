@@ -150,7 +150,22 @@ def _where(backup: Backup) -> str:
     return _WHERE[backup.location]
 
 
-def render_backup(backup: Backup, *, verbose: bool = True) -> str:
+def _sizes(backup: Backup, *, listed: bool) -> str:
+    """A full backup's sizes, raw -> compressed; an incremental one's base, its own archive
+    and what a restore of it reads (its chain's archives too). `listed`: its chain size was
+    worked out from the whole index, so an unknown one means a member is not there."""
+    if backup.base_id is None:
+        return f"{size(backup.file_size)} -> {size(backup.compressed_size)}, full"
+    reads = size(backup.chain_size)
+    if backup.chain_size is None and listed:
+        reads += " (part of its chain is not in the index)"
+    return (f"incremental on {backup.base_id}: own {size(backup.compressed_size)}, restore "
+            f"reads {reads}")
+
+
+def render_backup(backup: Backup, *, verbose: bool = True, listed: bool = False) -> str:
+    """One backup: a few lines (`verbose`: with its description, checksum, file and chain).
+    `listed`: it comes from a listing, which works out its chain size."""
     created = f"{backup.created_at:%Y-%m-%d %H:%M} UTC"
     if backup.status.value == "completed":
         state = (f"verified {backup.verified_at:%Y-%m-%d %H:%M}" if backup.verified_at
@@ -161,7 +176,7 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
     lines = [
         f"{title} - {created}",
         f"  {backup.backup_type.value} backup of {backup.tag or backup.commit or '?'}, "
-        f"{size(backup.file_size)} -> {size(backup.compressed_size)}"
+        f"{_sizes(backup, listed=listed)}"
         + (", kept" if backup.keep else "")
         + (f", {_ORIGINS[backup.origin.value]}" if backup.origin.value in _ORIGINS else ""),
         f"  {state}; {_where(backup)}",
@@ -173,6 +188,10 @@ def render_backup(backup: Backup, *, verbose: bool = True) -> str:
             lines.append(f"  sha256: {backup.checksum}")
         if backup.file_path:
             lines.append(f"  file: {backup.file_path}")
+        if backup.base_id is not None:
+            chain = [link["id"] for link in backup.chain] or [backup.base_id]
+            lines += [f"  base: {backup.base_id}",
+                      f"  chain: {' -> '.join(chain)} -> this one (what a restore reads)"]
     lines += [f"  warning: {w}" for w in backup.warnings]
     return "\n".join(lines)
 
@@ -211,7 +230,7 @@ def render_backups(backups: list[Backup], *, first: int = 0,
         return "No backups match."
     shown = backups[first:first + count] if count is not None else backups[first:]
     stored = sum(b.compressed_size or 0 for b in backups)
-    body = "\n".join(f"{n}. " + render_backup(b, verbose=False) for n, b in
+    body = "\n".join(f"{n}. " + render_backup(b, verbose=False, listed=True) for n, b in
                      enumerate(shown, start=first + 1))
     return f"{body}\nTotal backups: {len(backups)} (stored: {size(stored)})"
 

@@ -273,8 +273,9 @@ class Backup:
     # What the backup that was just taken has to say (no database found, ...); not stored.
     warnings: list[str] = field(default_factory=list)
     # Bytes a restore of it reads: its own archive and those of its chain (filled in by the
-    # listing, which knows the other rows; None: not worked out). Not stored.
-    chain_size: int | None = None
+    # listing, which knows the other rows; None: not worked out). Not stored, and not part
+    # of a row's equality: the same row is the same whether a listing worked it out or not.
+    chain_size: int | None = field(default=None, compare=False)
 
     @property
     def origin(self) -> BackupOrigin:

@@ -69,15 +69,17 @@ async def list_backups(
     """The backups as `BackupService.list_backups` picks and orders them, by SQL: only
     the rows shown are read."""
     from gitrelease.state.backup_options import ListFilters
+    from gitrelease.state.chain_rows import fill_chain_sizes
 
     chosen = filters if isinstance(filters, ListFilters) else ListFilters.from_mapping(
         filters or {})
     store = await d.index()
     await reconcile_if_idle(d, store)
     window = BACKUP_RANGES[chosen.time_range]
-    return await store.query_backups(
+    # What a restore of each reads: their chains' rows, read by id.
+    return await fill_chain_sizes(store, await store.query_backups(
         backup_type=chosen.backup_type, since=utcnow() - window if window else None,
-        sort_by=chosen.sort_by, limit=chosen.limit)
+        sort_by=chosen.sort_by, limit=chosen.limit))
 
 
 async def _known_backup(d: Deployment, backup_id: str) -> None:

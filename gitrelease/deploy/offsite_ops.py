@@ -33,7 +33,7 @@ from gitrelease.core.models import (
 )
 from gitrelease.deploy.context import Deployment, in_thread
 from gitrelease.state.archives import archive_store, own_archive
-from gitrelease.state.retention import PruneResult, choose_doomed
+from gitrelease.state.retention import PruneResult, choose_doomed, deletion_order
 from gitrelease.state.verification import sha256_file
 
 if TYPE_CHECKING:
@@ -239,8 +239,13 @@ async def upload_after(d: Deployment, backup: Backup | None = None, *,
 
 
 def _as_backup(copy: OffsiteCopy) -> Backup:
-    """An offsite copy as retention reads a backup: its id, when, kind, release, keep."""
+    """An offsite copy as retention reads a backup: its id, when, kind, release, keep, and
+    the chain its restore reads (so a base is kept while a copy needing it is)."""
     record = copy.record
+    metadata = record.get("metadata")
+    manifest = metadata.get("manifest") if isinstance(metadata, dict) else None
+    chain = {"base": record.get("base"),  # read as `Backup.base_id` and `Backup.chain` do
+             "chain": manifest.get("chain") if isinstance(manifest, dict) else None}
     try:
         created = datetime.fromisoformat(str(record.get("created_at")))
     except ValueError:
@@ -252,7 +257,7 @@ def _as_backup(copy: OffsiteCopy) -> Backup:
         else BackupType.FULL, status=BackupStatus.COMPLETED, file_path=None,
         file_size=copy.size, compressed_size=copy.size, created_at=created, completed_at=None,
         description=record.get("description"), checksum=copy.sha256, auto_created=False,
-        metadata={}, tag=record.get("tag"), commit=record.get("commit"),
+        metadata={"manifest": chain}, tag=record.get("tag"), commit=record.get("commit"),
         keep=bool(record.get("keep")))
 
 
@@ -279,7 +284,8 @@ async def prune_offsite(d: Deployment, *, dry_run: bool = False,
     if dry_run or not doomed:
         return result
     try:
-        gone = await in_thread(offsite.prune, [b.id for b in doomed])
+        # Those that need a base go before it: an interruption leaves no copy without one.
+        gone = await in_thread(offsite.prune, [b.id for b in deletion_order(doomed)])
     except GitReleaseError as exc:
         await store.audit(actor, "offsite_prune", None, "failed", {"error": exc.message})
         raise

@@ -58,6 +58,7 @@ from gitrelease.state.archives import (
     row_refusal,
 )
 from gitrelease.state.backup_options import BackupOptions, ListFilters
+from gitrelease.state.chain_rows import fill_chain_sizes, refuse_if_needed, with_chain_sizes
 from gitrelease.state.freeze import PipFreeze
 from gitrelease.state.incremental import (
     Base,
@@ -70,7 +71,7 @@ from gitrelease.state.incremental import (
 )
 from gitrelease.state.pages import page_size_of
 from gitrelease.state.reconcile import reconcile
-from gitrelease.state.retention import PruneResult, choose_doomed
+from gitrelease.state.retention import PruneResult, choose_doomed, deletion_order
 from gitrelease.state.snapshot import integrity_problem, snapshot_database
 from gitrelease.state.sources import Gathered, Layout, Source, gather
 from gitrelease.state.space import backup_needs
@@ -386,10 +387,11 @@ class BackupService:
         found = await self.store.get_backup(id_or_name)
         if found is None or found.deleting:
             raise BackupNotFound(f"no backup with id or name {id_or_name!r}")
-        return found
+        return (await fill_chain_sizes(self.store, [found]))[0]
 
     async def list_backups(self, filters: ListFilters) -> list[Backup]:
-        backups = [b for b in await self.store.list_backups() if not b.deleting]
+        rows = await self.store.list_backups()
+        backups = with_chain_sizes([b for b in rows if not b.deleting], rows)
         window = BACKUP_RANGES[filters.time_range]
         if window is not None:
             since = utcnow() - window
@@ -462,7 +464,15 @@ class BackupService:
 
     async def delete(self, backup: Backup) -> None:
         """Mark the row, delete the file, delete the row: an interruption is reconciled.
-        A row naming no archive of the store's is refused before anything changes."""
+        Refused before anything changes: a row naming no archive of the store's, and a
+        backup another one's chain needs (`BaseInUse`: those go first)."""
+        own_archive(self.archives, backup)
+        refuse_if_needed(backup, await self.store.list_backups())
+        await self._delete(backup)
+
+    async def _delete(self, backup: Backup) -> None:
+        """`delete` without asking the other rows: a prune deletes whole chains, those that
+        need a base before it."""
         location = own_archive(self.archives, backup)
         backup.deleting = True
         await self.store.save_backup(backup)
@@ -476,22 +486,24 @@ class BackupService:
         """Delete what `retention.choose_doomed` picks (nothing with `dry_run`)."""
         backups = [b for b in await self.store.list_backups() if not b.deleting]
         doomed, kept = choose_doomed(backups, await self.store.backups_in_use(), current_tag,
-                                     self.settings)
+                                     self.settings, held=self._refused)
         result = PruneResult(dry_run, kept=kept)
-        for backup in [b for b in doomed if b.file_path]:
-            why = row_refusal(self.archives, backup)
-            if why is not None:  # kept, and said: never a reason to delete elsewhere
-                doomed.remove(backup)
-                result.kept[backup.id] = (f"its row names {backup.file_path!r}, not an "
-                                          f"archive in the backups folder ({why})")
-        for backup in doomed:
+        # Those that need a base go before it: an interruption leaves no backup without one.
+        for backup in deletion_order(doomed):
             if not dry_run:
                 if backup.offsite is OffsiteState.UPLOADED and backup.file_path:
                     await self._keep_offsite_only(backup)
                 else:
-                    await self.delete(backup)
+                    await self._delete(backup)
             result.deleted.append(backup)
         return result
+
+    def _refused(self, backup: Backup) -> str | None:
+        """Why a row the limits would delete is kept, and said: it names something that is
+        not an archive of the store's, never a reason to delete elsewhere."""
+        why = row_refusal(self.archives, backup) if backup.file_path else None
+        return None if why is None else (f"its row names {backup.file_path!r}, not an "
+                                         f"archive in the backups folder ({why})")
 
     async def _keep_offsite_only(self, backup: Backup) -> None:
         """Pruned here, but copied offsite: the archive goes, the row stays (the backup is

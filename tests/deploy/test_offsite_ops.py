@@ -242,7 +242,8 @@ async def test_prune_offsite_keeps_by_its_own_rules_and_never_races_an_upload(
 
     offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup",
                      key=tmp_path / "offsite.key", extra="offsite_max_backups = 2\n")
-    ids = await _backups(world, {"keep": True}, {}, {}, {})
+    # Full backups: the rules apart from chains (tests/state/test_chain_retention.py).
+    ids = await _backups(world, {"keep": True, "full": True}, *[{"full": True}] * 3)
     offsite = S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint)
     assert [c.backup_id for c in offsite.copies()] == ids
     client = s3_server.client()
@@ -366,7 +367,8 @@ async def test_local_pruning_keeps_what_is_not_offsite_yet_and_the_row_of_what_i
     settings = world.deploy / "data" / "settings.toml"
     working = settings.read_text()
     settings.write_text(working.replace(s3_server.endpoint, "http://127.0.0.1:9"))
-    waiting = await _backups(world, {}, {})  # each prunes after it, by auto_cleanup
+    # Each prunes after it, by auto_cleanup; full, none is the base of another.
+    waiting = await _backups(world, {"full": True}, {"full": True})
     async with await ReleaseManager.open(world.deploy) as manager:
         where = {b.id: b.location for b in await manager.list_backups()}
     assert where == {uploaded: "offsite", waiting[0]: "failed", waiting[1]: "failed"}
@@ -408,7 +410,8 @@ async def test_offsite_retention_keeps_the_newest_full_backup_recover_needs(
                      key=tmp_path / "offsite.key", extra="offsite_max_backups = 1\n")
     async with await ReleaseManager.open(world.deploy) as manager:
         full = await manager.create_backup("full")
-        partial = [await manager.create_backup("database") for _ in range(2)]
+        # Full ones of their type: neither is the other's base.
+        partial = [await manager.create_backup("database", {"full": True}) for _ in range(2)]
         result = await manager.prune_offsite()
     offsite = S3Offsite(f"s3://{s3_bucket}/bot", s3_server.endpoint)
     assert [c.backup_id for c in offsite.copies()] == [full.id, partial[1].id]

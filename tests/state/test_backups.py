@@ -475,10 +475,12 @@ async def test_failure_half_way_puts_back_what_was_replaced(
 async def test_retention_keeps_protected_backups(world: World) -> None:
     write_settings(world, "max_backups = 2\nauto_cleanup = false\n")
     async with await manager_for(world) as manager:
+        # Full backups, none the base of another: chains are tests/state/test_chain_retention.py
+        full = {"full": True}
         kept = await manager.create_backup("config", {"keep": True})
-        first = await manager.create_backup("config")
-        second = await manager.create_backup("config")
-        newest = await manager.create_backup("config")
+        first = await manager.create_backup("config", full)
+        second = await manager.create_backup("config", full)
+        newest = await manager.create_backup("config", full)
         store = await manager.index()
         second.created_at = utcnow() - timedelta(days=1)
         await store.save_backup(second)
@@ -501,8 +503,8 @@ async def test_retention_days_and_newest_of_the_deployed_tag(world: World) -> No
         store = await manager.index()
         of_tag = await manager.create_backup("config")  # at v1.0.0
         await manager.install_updates("bot", {"backup_before": False})
-        too_old = await manager.create_backup("config")  # at v1.10.0
-        newest = await manager.create_backup("config")
+        too_old = await manager.create_backup("config", {"full": True})  # at v1.10.0
+        newest = await manager.create_backup("config", {"full": True})
         for backup, days in ((of_tag, 40), (too_old, 50)):
             backup.created_at = utcnow() - timedelta(days=days)
             await store.save_backup(backup)
@@ -517,7 +519,7 @@ async def test_auto_cleanup_prunes_after_create(world: World) -> None:
     write_settings(world, "max_backups = 1\n")
     async with await manager_for(world) as manager:
         for _ in range(3):
-            await manager.create_backup("config")
+            await manager.create_backup("config", {"full": True})  # none another's base
         listed = await manager.list_backups({"time_range": "all"})
     assert len(listed) == 1
 
