@@ -211,7 +211,9 @@ class BackupService:
         reading; None: a full backup (asked for, a partial or safety one, or no base)."""
         if options.full or only is not None or options.origin is BackupOrigin.SAFETY:
             return None
-        base = choose_base(existing, backup_type, self.settings.full_every)
+        # A chain is pruned whole: never longer than max_backups, so retention can keep to it.
+        base = choose_base(existing, backup_type,
+                           min(self.settings.full_every, self.settings.max_backups))
         if base is None:
             return None
         try:

@@ -261,3 +261,10 @@ def _shrink(db: Path, keep: int) -> None:
     connection.execute("DELETE FROM notes WHERE id > ?", (keep,))
     connection.execute("VACUUM")
     connection.close()
+
+
+async def test_a_chain_is_never_longer_than_max_backups(world: World) -> None:
+    (world.deploy / "data" / "settings.toml").write_text("max_backups = 2\nauto_cleanup = false\n")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        backups = await _chain(world, manager, 3)
+    assert [b.base_id for b in backups] == [None, backups[0].id, None, backups[2].id]
