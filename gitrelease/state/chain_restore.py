@@ -15,12 +15,12 @@ import os
 import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from gitrelease.core.errors import VerificationFailed
 from gitrelease.state.archive import sha256_file
 from gitrelease.state.incremental import Chain, Link, holder
-from gitrelease.state.pages import rebuild
+from gitrelease.state.pages import Assembly
 from gitrelease.state.snapshot import integrity_problem
 from gitrelease.state.unpack import extract_safely
 
@@ -35,33 +35,52 @@ def stage_chain(
     """Stage `entries` (the newest backup's files to restore, by name) under `staging`.
 
     `paths` and `manifests`: each link's archive and manifest, by backup id. With `verify`,
-    each archive read is checked against the sha256 the index has for it. Returns name ->
-    staged path, each file with the mode the newest backup records.
+    each archive read is checked against the sha256 the index has for it. The archives are
+    read newest first, each once: a database stored as pages is put together as they come
+    (`pages.Assembly`), the deltas straight from the archives. Returns name -> staged path,
+    each file with the mode the newest backup records.
     """
     recipes = {name: holder(chain, name) for name in entries}
     wanted: dict[str, set[str]] = {}
-    for steps in recipes.values():
-        for link, entry in steps:
+    readers: dict[str, dict[str, Callable[[IO[bytes]], None]]] = {}
+    assemblies: dict[str, Assembly] = {}
+    for number, (name, steps) in enumerate(sorted(recipes.items())):
+        if len(steps) == 1:
+            link, entry = steps[0]
             wanted.setdefault(link.backup.id, set()).add(_member(entry))
-    staged: dict[str, dict[str, Path]] = {}
-    for number, link in enumerate(chain.links):
-        if link.backup.id not in wanted:
             continue
-        names = wanted[link.backup.id]
-        staged[link.backup.id] = extract_safely(
-            paths[link.backup.id], staging / f"chain-{number}", manifests[link.backup.id],
-            wanted=names, checksum=link.backup.checksum if verify else None,
-            durable={n for n in names if n in durable}, shown=shown, private=private)
+        newest = steps[-1][1]
+        assembly = Assembly(staging / f"rebuilt-{number}.db", int(newest["page_size"]),
+                            int(newest["page_count"]), shown(name))
+        assemblies[name] = assembly
+        first_link, first = steps[0]
+        readers.setdefault(first_link.backup.id, {})[_member(first)] = assembly.whole
+        for link, entry in steps[1:]:
+            readers.setdefault(link.backup.id, {})[_member(entry)] = assembly.delta(
+                int(entry["page_count"]))
+    staged: dict[str, dict[str, Path]] = {}
+    try:
+        for number in range(len(chain.links) - 1, -1, -1):
+            link = chain.links[number]
+            names = wanted.get(link.backup.id, set())
+            if not names and link.backup.id not in readers:
+                continue
+            staged[link.backup.id] = extract_safely(
+                paths[link.backup.id], staging / f"chain-{number}", manifests[link.backup.id],
+                wanted=names, checksum=link.backup.checksum if verify else None,
+                durable={n for n in names if n in durable}, shown=shown, private=private,
+                consume=readers.get(link.backup.id))
+    finally:
+        for assembly in assemblies.values():
+            assembly.close()
     result: dict[str, Path] = {}
     for name, steps in recipes.items():
-        first_link, first = steps[0]
-        target = staged[first_link.backup.id][_member(first)]
-        if len(steps) > 1:
-            newest = steps[-1][1]
-            rebuild(target, [(staged[link.backup.id][_member(entry)], int(entry["page_count"]))
-                             for link, entry in steps[1:]],
-                    int(newest["page_size"]), int(newest["page_count"]), shown(name))
-        _check(name, target, entries[name], rebuilt=len(steps) > 1, shown=shown,
+        if name in assemblies:
+            target = assemblies[name].path
+        else:
+            link, entry = steps[0]
+            target = staged[link.backup.id][_member(entry)]
+        _check(name, target, entries[name], rebuilt=name in assemblies, shown=shown,
                backup=chain.newest)
         mode = 0o600 if name in private else stat.S_IMODE(int(entries[name]["mode"])) & 0o777
         os.chmod(target, mode)

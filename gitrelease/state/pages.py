@@ -4,7 +4,7 @@ An incremental backup stores a database as the pages whose hash differs from its
 snapshot (`examine`), and every backup of a database records the hash of each of its pages
 (16 bytes of its sha256, in page order) so that the next one can compare without reading the
 base's pages. A restore rebuilds the snapshot from the base's pages and each later delta, in
-order (`rebuild`), then checks the whole file against the sha256 the manifest recorded for it:
+order (`Assembly`), then checks the whole file against the sha256 the manifest recorded for it:
 a page hash that collided, a delta applied out of order or a damaged base all end there.
 
 A delta file is a run of records, each a page number (4 bytes, big-endian, from 0) and that
@@ -16,13 +16,15 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from gitrelease.core.errors import VerificationFailed
 from gitrelease.state.compression import CHUNK
 
-__all__ = ["HASH_SIZE", "DeltaFacts", "PageDigest", "examine", "page_size_of", "rebuild"]
+__all__ = ["HASH_SIZE", "Assembly", "DeltaFacts", "PageDigest", "examine", "page_size_of"]
 
 HASH_SIZE = 16  # bytes of each page's sha256 kept: a collision still fails the whole sha256
 _NUMBER = struct.Struct(">I")
@@ -115,33 +117,71 @@ def examine(snapshot: Path, base_hashes: bytes, page_size: int, delta: Path) -> 
     return DeltaFacts(whole.hexdigest(), size, page_size, number, bytes(hashes), changed)
 
 
-def rebuild(target: Path, deltas: list[tuple[Path, int]], page_size: int, page_count: int,
-            shown: str) -> None:
-    """Write the pages of `deltas` (each a delta file and the page count of the snapshot it
-    belongs to, oldest first) into `target` (the snapshot they were taken on, made whole
-    already), then cut it to `page_count` pages.
+class Assembly:
+    """A database snapshot put together from its chain, the newest backup first: each delta
+    writes the pages no newer one had, and last the whole snapshot the chain began with fills
+    in the rest. Each page is written once, whatever the chain's length: a chain whose days
+    rewrite the same pages costs one delta's writes, not one per day.
 
-    The newest delta is applied first and a page is written once: an older delta's copy of
-    a page a newer one holds is never the snapshot's, so a chain whose days rewrite the same
-    pages costs one delta's writes, not one per day. A record that is not whole, or names a
-    page past its own snapshot's end, is damage: VerificationFailed, naming `shown`."""
-    record = _NUMBER.size + page_size
-    written = bytearray(page_count)  # 1: the page is the newest snapshot's already
-    with target.open("r+b") as out:
-        for delta, count in reversed(deltas):
-            if delta.stat().st_size % record:
-                raise VerificationFailed(f"the page delta of {shown} is cut off")
-            with delta.open("rb") as source:
-                while chunk := source.read(max(record, CHUNK - CHUNK % record)):
-                    view = memoryview(chunk)
-                    for at in range(0, len(view), record):
-                        (number,) = _NUMBER.unpack_from(view, at)
-                        if number >= count:
-                            raise VerificationFailed(
-                                f"the page delta of {shown} names page {number} of {count}")
-                        if number >= page_count or written[number]:
-                            continue  # past the newest's end, or a newer delta had it
-                        written[number] = 1
-                        out.seek(number * page_size)
-                        out.write(view[at + _NUMBER.size:at + record])
-        out.truncate(page_count * page_size)
+    Each part is read from a stream (`delta`, `whole`), so nothing of a delta is staged on
+    its own. A record that is not whole, or names a page past its own snapshot's end, is
+    damage: VerificationFailed, naming `shown`.
+    """
+
+    def __init__(self, target: Path, page_size: int, page_count: int, shown: str) -> None:
+        self.path = target
+        self.page_size = page_size
+        self.page_count = page_count
+        self.shown = shown
+        self._written = bytearray(page_count)  # 1: the page is the newest snapshot's already
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._out = os.fdopen(fd, "r+b")
+
+    def delta(self, count: int) -> Callable[[IO[bytes]], None]:
+        """A reader of one delta file, of a snapshot of `count` pages: newer ones first."""
+        def read(source: IO[bytes]) -> None:
+            record = _NUMBER.size + self.page_size
+            size = max(record, CHUNK - CHUNK % record)
+            while chunk := _read_full(source, size):
+                if len(chunk) % record:
+                    raise VerificationFailed(f"the page delta of {self.shown} is cut off")
+                view = memoryview(chunk)
+                for at in range(0, len(view), record):
+                    (number,) = _NUMBER.unpack_from(view, at)
+                    if number >= count:
+                        raise VerificationFailed(
+                            f"the page delta of {self.shown} names page {number} of {count}")
+                    self._put(number, view[at + _NUMBER.size:at + record])
+        return read
+
+    def whole(self, source: IO[bytes]) -> None:
+        """The snapshot the chain began with, read last: every page not written yet."""
+        size = max(self.page_size, CHUNK - CHUNK % self.page_size)
+        number = 0
+        while chunk := _read_full(source, size):
+            view = memoryview(chunk)
+            for at in range(0, len(view), self.page_size):
+                self._put(number, view[at:at + self.page_size])
+                number += 1
+
+    def _put(self, number: int, page: memoryview) -> None:
+        if number >= self.page_count or self._written[number]:
+            return  # past the newest's end, or a newer part had it
+        self._written[number] = 1
+        self._out.seek(number * self.page_size)
+        self._out.write(page)
+
+    def close(self) -> None:
+        """Cut to the newest snapshot's length; the file stays for the restore to read."""
+        with self._out:
+            self._out.truncate(self.page_count * self.page_size)
+
+
+def _read_full(source: IO[bytes], size: int) -> bytes:
+    """Up to `size` bytes, fewer only at the end (a stream may return short reads)."""
+    parts = []
+    left = size
+    while left and (data := source.read(left)):
+        parts.append(data)
+        left -= len(data)
+    return b"".join(parts)

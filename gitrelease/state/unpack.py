@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -45,6 +45,7 @@ def extract_safely(
     path: Path, staging: Path, manifest: dict[str, Any], *, wanted: set[str] | None = None,
     checksum: str | None = None, durable: set[str] | None = None,
     shown: Callable[[str], str] = str, private: frozenset[str] = frozenset(),
+    consume: Mapping[str, Callable[[IO[bytes]], None]] | None = None,
 ) -> dict[str, Path]:
     """Unpack regular files listed in the manifest into `staging`; nothing lands outside it.
 
@@ -60,15 +61,19 @@ def extract_safely(
     SQLite and need not be. `shown` names a member as the operator knows it (``.env``, not
     ``root/.env``) where a message is about the file, not about the archive's make-up.
     Members in `private` (the config files) are staged 0600 whatever the manifest says.
-    A disk that fills up is `InsufficientDiskSpace`, never damage. Returns member name ->
-    staged path.
+    A disk that fills up is `InsufficientDiskSpace`, never damage. Members in `consume` are
+    not staged: each is handed as a stream to its reader (a chain's page delta, written
+    straight into the database it rebuilds), and checked against its sha256 all the same.
+    Returns member name -> staged path (of the staged ones).
     """
+    consume = consume or {}
     expected = stored_members(manifest)  # a file of an incremental may be in its base's
     files = {f["path"]: f for f in manifest.get("files", [])}
     budget = sum(int(f["size"]) for f in expected.values())
     staged: dict[str, Path] = {}
     base = staging.resolve()
-    goal = set(expected) if wanted is None else wanted
+    goal = (set(expected) if wanted is None else set(wanted)) | set(consume)
+    consumed: set[str] = set()
     written: list[Path] = []
     modes: dict[Path, int] = {}  # set once the files are durable (a 0o200 file reads back)
     with open_tar(path, "cannot be unpacked", ahead=True) as (_raw, source, tar):
@@ -94,6 +99,20 @@ def extract_safely(
                 raise UnsafeArchive(f"{path.name} holds more data than its manifest lists")
             if info.name not in goal:
                 continue
+            if info.name in consume:
+                handle = tar.extractfile(safe)
+                assert handle is not None  # noqa: S101 - a regular member always has data
+                reader = _Hashing(handle)
+                consume[info.name](reader)  # type: ignore[arg-type]
+                while reader.read(CHUNK):
+                    pass
+                if reader.digest.hexdigest() != entry["sha256"]:
+                    raise VerificationFailed(
+                        f"{path.name}: {shown(info.name)} does not match its checksum")
+                consumed.add(info.name)
+                if checksum is not None and len(staged) + len(consumed) == len(goal):
+                    break
+                continue
             target = (base / PurePosixPath(safe.name)).resolve()
             if not target.is_relative_to(base):
                 raise UnsafeArchive(f"{path.name}: member {info.name!r} leaves the staging dir")
@@ -109,13 +128,13 @@ def extract_safely(
                 stat.S_IMODE(int(files[entry["path"]]["mode"])) & 0o777
             staged[info.name] = target
             pause_point("restore:staged")
-            if checksum is not None and len(staged) == len(goal):
+            if checksum is not None and len(staged) + len(consumed) == len(goal):
                 break
         if checksum is not None:
             source.take_over()
             while source.read(CHUNK):  # the rest of the file, hashed, not unpacked
                 pass
-    missing = goal - set(staged)
+    missing = goal - set(staged) - consumed
     if missing:
         raise VerificationFailed(
             f"{path.name}: {shown(sorted(missing)[0])} is missing from the archive")
@@ -128,6 +147,19 @@ def extract_safely(
     except OSError as exc:
         raise _disk_error(exc, f"{path.name}'s files", staging) from None
     return staged
+
+
+class _Hashing:
+    """A member's stream, hashed as its reader reads it."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self.digest.update(data)
+        return data
 
 
 def _disk_error(exc: OSError, what: str, where: Path) -> GitReleaseError:

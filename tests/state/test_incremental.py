@@ -211,19 +211,35 @@ async def test_gnu_tar_lists_an_incremental_archive_and_a_deep_verify_passes(
 
 
 def test_a_delta_naming_a_page_past_the_end_is_refused(tmp_path: Path) -> None:
-    from gitrelease.core.errors import VerificationFailed
-    from gitrelease.state.pages import rebuild
+    import io
 
-    target = tmp_path / "snap.db"
-    target.write_bytes(b"\0" * 4096 * 4)
-    delta = tmp_path / "delta"
-    delta.write_bytes((10).to_bytes(4, "big") + b"x" * 4096)
+    from gitrelease.core.errors import VerificationFailed
+    from gitrelease.state.pages import Assembly
+
+    past = io.BytesIO((10).to_bytes(4, "big") + b"x" * 4096)
+    assembly = Assembly(tmp_path / "a.db", 4096, 4, "data/app.db")
     with pytest.raises(VerificationFailed, match="page 10 of 4"):
-        rebuild(target, [(delta, 4)], 4096, 4, "data/app.db")
-    delta.write_bytes((1).to_bytes(4, "big") + b"x" * 100)  # cut off
+        assembly.delta(4)(past)
+    cut = io.BytesIO((1).to_bytes(4, "big") + b"x" * 100)
     with pytest.raises(VerificationFailed, match="cut off"):
-        rebuild(target, [(delta, 4)], 4096, 4, "data/app.db")
-    assert target.read_bytes() == b"\0" * 4096 * 4
+        assembly.delta(4)(cut)
+    assembly.close()
+
+
+def test_an_assembly_takes_each_page_from_the_newest_part_that_has_it(tmp_path: Path) -> None:
+    import io
+
+    from gitrelease.state.pages import Assembly
+
+    def record(number: int, fill: bytes) -> bytes:
+        return number.to_bytes(4, "big") + fill * 512
+
+    assembly = Assembly(tmp_path / "a.db", 512, 3, "data/app.db")
+    assembly.delta(3)(io.BytesIO(record(1, b"N")))  # the newest
+    assembly.delta(4)(io.BytesIO(record(1, b"o") + record(3, b"o") + record(2, b"O")))
+    assembly.whole(io.BytesIO(b"A" * 512 + b"B" * 512 + b"C" * 512))
+    assembly.close()
+    assert (tmp_path / "a.db").read_bytes() == b"A" * 512 + b"N" * 512 + b"O" * 512
 
 
 def test_page_digest_is_the_same_in_any_pieces() -> None:
