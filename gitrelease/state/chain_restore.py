@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from gitrelease.core.errors import VerificationFailed
 from gitrelease.state.archive import sha256_file
-from gitrelease.state.incremental import Chain, Link, holder
+from gitrelease.state.incremental import Chain, ChainBroken, Link, holder
 from gitrelease.state.pages import Assembly
 from gitrelease.state.snapshot import integrity_problem
 from gitrelease.state.unpack import extract_safely
@@ -65,11 +65,18 @@ def stage_chain(
             names = wanted.get(link.backup.id, set())
             if not names and link.backup.id not in readers:
                 continue
-            staged[link.backup.id] = extract_safely(
-                paths[link.backup.id], staging / f"chain-{number}", manifests[link.backup.id],
-                wanted=names, checksum=link.backup.checksum if verify else None,
-                durable={n for n in names if n in durable}, shown=shown, private=private,
-                consume=readers.get(link.backup.id))
+            try:
+                staged[link.backup.id] = extract_safely(
+                    paths[link.backup.id], staging / f"chain-{number}",
+                    manifests[link.backup.id], wanted=names,
+                    checksum=link.backup.checksum if verify else None,
+                    durable={n for n in names if n in durable}, shown=shown,
+                    private=private, consume=readers.get(link.backup.id))
+            except VerificationFailed as exc:
+                if link is chain.newest:
+                    raise
+                raise ChainBroken(f"backup {chain.newest.backup.id} needs {link.backup.id}, "
+                                  f"which fails its check: {exc.message}") from None
     finally:
         for assembly in assemblies.values():
             assembly.close()

@@ -157,7 +157,7 @@ async def test_a_damaged_base_is_refused_and_nothing_changes(world: World) -> No
         live = (world.deploy / "data" / "app.db").read_bytes()
         with pytest.raises(VerificationFailed) as refused:
             await manager.restore_backup(newest.id, YES)
-        assert full.id in refused.value.message or archive.name in refused.value.message
+        assert refused.value.code == "chain_broken" and full.id in refused.value.message
         assert (world.deploy / "data" / "app.db").read_bytes() == live
         with pytest.raises(VerificationFailed) as checked:
             await manager.verify_backup(newest.id)
@@ -284,3 +284,58 @@ async def test_a_chain_is_never_longer_than_max_backups(world: World) -> None:
     async with await ReleaseManager.open(world.deploy) as manager:
         backups = await _chain(world, manager, 3)
     assert [b.base_id for b in backups] == [None, backups[0].id, None, backups[2].id]
+
+
+async def test_a_planted_incremental_whose_delta_climbs_out_is_refused(world: World) -> None:
+    """An archive dropped into the backups folder, naming a real backup as its base, whose
+    page delta is a member named to land outside the staging dir: refused whole, nothing
+    written anywhere."""
+    import io
+    import json
+    import tarfile
+
+    from gitrelease.core.errors import GitReleaseError
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full = await manager.create_backup("full")
+    manifest_db = next(f for f in (await _manifest(world, full))["files"]
+                       if f["path"] == "data/app.db")
+    evil = (0).to_bytes(4, "big") + b"E" * int(manifest_db["page_size"])
+    member = "pages/../../../evil.delta"
+    planted_id = "backup_29990101_000000"
+    entry = {**manifest_db, "stored": "delta", "delta": {
+        "member": member, "size": len(evil), "sha256": hashlib.sha256(evil).hexdigest(),
+        "pages": 1}}
+    entry.pop("hashes", None)
+    manifest = {"backup_id": planted_id, "backup_type": "full", "name": planted_id,
+                "created_at": "2999-01-01T00:00:00+00:00", "format": 2, "base": full.id,
+                "chain": [{"id": full.id, "sha256": full.checksum}], "files": [entry]}
+    with tarfile.open(world.deploy / "data" / "backups" / f"{planted_id}.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        info.size = len(evil)
+        tar.addfile(info, io.BytesIO(evil))
+        encoded = json.dumps(manifest).encode()
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(encoded)
+        tar.addfile(info, io.BytesIO(encoded))
+    _edit_after_fill(world)
+    before = (world.deploy / "data" / "app.db").read_bytes()
+    async with await ReleaseManager.open(world.deploy) as manager:
+        with pytest.raises(GitReleaseError) as refused:
+            await manager.restore_backup(planted_id, {**YES, "verify_backup": False})
+    assert refused.value.code == "unsafe_archive", refused.value.message
+    assert "evil.delta" in refused.value.message
+    assert (world.deploy / "data" / "app.db").read_bytes() == before
+    assert not list(world.base.rglob("evil.delta"))
+
+
+async def _manifest(world: World, backup: Backup) -> dict:
+    from gitrelease.state.archive import read_manifest
+
+    return read_manifest(Path(backup.file_path or ""))
+
+
+def _edit_after_fill(world: World) -> None:
+    with sqlite3.connect(world.deploy / "data" / "app.db") as db:
+        db.execute("INSERT INTO guilds VALUES (77, 'since')")
+    db.close()
