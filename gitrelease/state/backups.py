@@ -201,6 +201,7 @@ class BackupService:
         if self.settings.offsite == "after_backup" and self.settings.offsite_url:
             backup.offsite = OffsiteState.QUEUED  # uploaded once the operation is over
             await self.store.set_offsite(backup.id, OffsiteState.QUEUED)
+        with_chain_sizes([backup], existing)  # what a restore of it reads, as listed
         return backup
 
     async def _base_chain(

@@ -84,6 +84,7 @@ async def test_a_chain_stores_only_what_changed_and_restores_every_point(world: 
             assert "data/app.db" not in held and "pages/data/app.db.delta" in held
             assert ".env" not in held and "root/.env" not in held  # the base's
             assert backup.compressed_size < full.compressed_size / 3
+            assert backup.chain_size == sum(b.compressed_size or 0 for b in backups[:number + 2])
         for point in (1, 0, 3, 2):
             _edit(db, 99)
             (world.deploy / ".env").write_text("DISCORD_TOKEN=other\n")
