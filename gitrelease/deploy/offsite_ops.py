@@ -151,12 +151,17 @@ async def _upload(d: Deployment, store: Store, backup: Backup, actor: str) -> Of
 
 async def push_backup(d: Deployment, backup_id: str, *, actor: str = "system") -> OffsiteCopy:
     """Copy the backup (by id or name) offsite: its archive once, then its record. Run
-    again after a failure, it completes what is missing."""
+    again after a failure, it completes what is missing. An incremental backup's chain goes
+    first, each archive of it not offsite yet: alone, its copy could not be restored."""
     await in_thread(offsite_store, d)  # OffsiteOff before anything is looked up
     store = await d.index()
     backup = await d.backups(store).get(backup_id)
     if backup.file_path is None:
         raise GitReleaseError(f"backup {backup.id} has no archive to push")
+    for link in backup.chain:
+        row = await store.get_backup(link["id"])
+        if row is not None and row.offsite is not OffsiteState.UPLOADED and row.file_path:
+            await _upload(d, store, row, actor)
     return await _upload(d, store, backup, actor)
 
 

@@ -417,3 +417,25 @@ async def test_offsite_retention_keeps_the_newest_full_backup_recover_needs(
     assert [c.backup_id for c in offsite.copies()] == [full.id, partial[1].id]
     assert [b.id for b in result.deleted] == [partial[0].id]
     assert "recover" in result.kept[full.id]
+
+
+async def test_a_pushed_incremental_takes_its_chain_and_a_restore_fetches_it_all_back(
+        world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="manual",
+                     key=tmp_path / "offsite.key")
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full = await manager.create_backup("full", {"backup_name": "first"})
+        _bot_rows(world, [(8, "since first")])
+        newest = await manager.create_backup("full", {"backup_name": "second"})
+    assert newest.base_id == full.id
+    pushed = _cli(world, "backup", "push", "second")
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert await _where(world, full.id) == "both"  # its chain went first
+    rows = guilds(world.deploy)
+    _bot_rows(world, [(9, "lost")])
+    for made in (full, newest):
+        Path(made.file_path or "").unlink()  # the disk lost both
+    restored = _cli(world, "backup", "restore", "second", "--yes")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert guilds(world.deploy) == rows
+    assert Path(full.file_path or "").is_file() and Path(newest.file_path or "").is_file()
