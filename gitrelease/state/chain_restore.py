@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Any
 
@@ -44,6 +45,10 @@ def stage_chain(
     wanted: dict[str, set[str]] = {}
     readers: dict[str, dict[str, Callable[[IO[bytes]], None]]] = {}
     assemblies: dict[str, Assembly] = {}
+    # A rebuilt database is checked as soon as it is whole, beside the rest of the unpacking
+    # (the archive it began with still has its other members to read).
+    checks = ThreadPoolExecutor(1, thread_name_prefix="rebuilt-check")
+    checked: dict[str, Future[None]] = {}
     for number, (name, steps) in enumerate(sorted(recipes.items())):
         if len(steps) == 1:
             link, entry = steps[0]
@@ -54,7 +59,8 @@ def stage_chain(
                             int(newest["page_count"]), shown(name))
         assemblies[name] = assembly
         first_link, first = steps[0]
-        readers.setdefault(first_link.backup.id, {})[_member(first)] = assembly.whole
+        readers.setdefault(first_link.backup.id, {})[_member(first)] = _then_check(
+            assembly, checks, checked, name, entries[name], shown, chain.newest)
         for link, entry in steps[1:]:
             readers.setdefault(link.backup.id, {})[_member(entry)] = assembly.delta(
                 int(entry["page_count"]))
@@ -77,7 +83,10 @@ def stage_chain(
                     raise
                 raise ChainBroken(f"backup {chain.newest.backup.id} needs {link.backup.id}, "
                                   f"which fails its check: {exc.message}") from None
+        for future in checked.values():
+            future.result()
     finally:
+        checks.shutdown(wait=True, cancel_futures=True)
         for assembly in assemblies.values():
             assembly.close()
     result: dict[str, Path] = {}
@@ -87,12 +96,26 @@ def stage_chain(
         else:
             link, entry = steps[0]
             target = staged[link.backup.id][_member(entry)]
-        _check(name, target, entries[name], rebuilt=name in assemblies, shown=shown,
-               backup=chain.newest)
+            _check(name, target, entries[name], rebuilt=False, shown=shown,
+                   backup=chain.newest)
         mode = 0o600 if name in private else stat.S_IMODE(int(entries[name]["mode"])) & 0o777
         os.chmod(target, mode)
         result[name] = target
     return result
+
+
+def _then_check(
+    assembly: Assembly, checks: ThreadPoolExecutor, checked: dict[str, Future[None]],
+    name: str, entry: Mapping[str, Any], shown: Callable[[str], str], backup: Link,
+) -> Callable[[IO[bytes]], None]:
+    """The reader of the snapshot a chain began with: it completes `assembly`, then hands
+    the rebuilt file to `checks`."""
+    def read(source: IO[bytes]) -> None:
+        assembly.whole(source)
+        assembly.close()
+        checked[name] = checks.submit(_check, name, assembly.path, entry, rebuilt=True,
+                                      shown=shown, backup=backup)
+    return read
 
 
 def _member(entry: Mapping[str, Any]) -> str:

@@ -156,13 +156,23 @@ class Assembly:
 
     def whole(self, source: IO[bytes]) -> None:
         """The snapshot the chain began with, read last: every page not written yet."""
-        size = max(self.page_size, CHUNK - CHUNK % self.page_size)
-        number = 0
+        page = self.page_size
+        size = max(page, CHUNK - CHUNK % page)
+        first = 0  # the number of the chunk's first page
         while chunk := _read_full(source, size):
             view = memoryview(chunk)
-            for at in range(0, len(view), self.page_size):
-                self._put(number, view[at:at + self.page_size])
-                number += 1
+            count = min(-(-len(view) // page), max(0, self.page_count - first))
+            # Each run of pages not written yet goes in one write.
+            written = self._written
+            start = written.find(0, first, first + count)
+            while start != -1:
+                end = written.find(1, start, first + count)
+                end = first + count if end == -1 else end
+                written[start:end] = b"\1" * (end - start)
+                self._out.seek(start * page)
+                self._out.write(view[(start - first) * page:(end - first) * page])
+                start = written.find(0, end, first + count)
+            first += len(view) // page
 
     def _put(self, number: int, page: memoryview) -> None:
         if number >= self.page_count or self._written[number]:
@@ -173,6 +183,8 @@ class Assembly:
 
     def close(self) -> None:
         """Cut to the newest snapshot's length; the file stays for the restore to read."""
+        if self._out.closed:
+            return
         with self._out:
             self._out.truncate(self.page_count * self.page_size)
 
