@@ -6,8 +6,10 @@ only after the archive is committed into the store; a failure leaves a FAILED ro
 archive. Callers hold the operation lock for anything that writes (see `ReleaseManager`).
 
 Here: create (gathering the sources, snapshots and the manifest, then writing in a thread),
-get, list, verify and delete. What callers pass is `backup_options`; which backups a prune
-deletes is `retention`; putting things in order after a crash is `reconcile`; the archive
+get, list, verify and delete. A backup taken on a base stores only what changed since it
+(`incremental` chooses the base and plans each member; `pages` the database deltas; a
+restore reads the chain in `chain_restore`). What callers pass is `backup_options`; which
+backups a prune deletes is `retention`; putting things in order after a crash is `reconcile`; the archive
 format is `archive`.
 
 Over the ~400-line aim: a backup's creation is one pipeline (gather, snapshot, write beside
@@ -436,10 +438,7 @@ class BackupService:
                     raise ChainBroken(f"backup {backup.id} needs {link.backup.id}, which "
                                       f"fails its check: {exc.message}") from None
         except ChainBroken as exc:
-            backup.status = BackupStatus.CORRUPTED
-            backup.problem = exc.message
-            backup.verified_at = None
-            await self.store.save_backup(backup)
+            await self._mark_corrupted(backup, exc.message)
             raise
 
     async def _verify_own(self, backup: Backup, *, deep: bool = False) -> None:
@@ -455,14 +454,17 @@ class BackupService:
                         verify_archive, path, backup.checksum,
                         await self.store.backup_manifest(backup), deep=True)
         except VerificationFailed as exc:
-            backup.status = BackupStatus.CORRUPTED
-            backup.problem = exc.message
-            backup.verified_at = None
-            await self.store.save_backup(backup)
+            await self._mark_corrupted(backup, exc.message)
             raise
         backup.status = BackupStatus.COMPLETED
         backup.problem = None
         backup.verified_at = utcnow()
+        await self.store.save_backup(backup)
+
+    async def _mark_corrupted(self, backup: Backup, problem: str) -> None:
+        backup.status = BackupStatus.CORRUPTED
+        backup.problem = problem
+        backup.verified_at = None
         await self.store.save_backup(backup)
 
     async def delete(self, backup: Backup) -> None:
