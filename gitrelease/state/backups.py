@@ -9,8 +9,8 @@ Here: create (gathering the sources, snapshots and the manifest, then writing in
 get, list, verify and delete. A backup taken on a base stores only what changed since it
 (`incremental` chooses the base and plans each member; `pages` the database deltas; a
 restore reads the chain in `chain_restore`). What callers pass is `backup_options`; which
-backups a prune deletes is `retention`; putting things in order after a crash is `reconcile`; the archive
-format is `archive`.
+backups a prune deletes is `retention`; putting things in order after a crash is
+`reconcile`; the archive format is `archive`.
 
 Over the ~400-line aim: a backup's creation is one pipeline (gather, snapshot, write beside
 the checks, commit) whose steps share its cancellation and its failure rules.
