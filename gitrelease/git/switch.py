@@ -181,7 +181,10 @@ def put_back(repo: _Repo, old: str, new: str, before: Before) -> str:
     for path in remove:
         (repo.root / path).unlink()
     if before.folders is not None:
-        _drop_empty_parents(repo.root, remove, set(before.folders))
+        # Every folder of an added path, not only of the files removed: git may have made
+        # one and been killed before it wrote a file in it.
+        _drop_empty_parents(repo.root, [c.path for c in changes if c.status == "A"],
+                            set(before.folders))
     for change in [c for c in restore if os.path.isdir(repo.root / c.path)]:
         restore.remove(change)  # a folder git made, with the operator's files in it now
         left.append(change)
@@ -271,7 +274,7 @@ def _nul(paths: Sequence[str]) -> bytes:
 
 
 def _drop_empty_parents(root: Path, removed: Sequence[str], there_before: set[str]) -> None:
-    """The folders the checkout made for the files removed, if nothing else is in them; a
+    """The folders the checkout made for the paths it added, if nothing is in them; a
     folder that was there before the checkout stays, empty or not."""
     folders = {parent for path in removed for parent in PurePosixPath(path).parents
                if parent != PurePosixPath(".") and str(parent) not in there_before}

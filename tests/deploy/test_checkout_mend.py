@@ -122,6 +122,16 @@ def test_putting_back_keeps_the_folders_that_were_there_before(world: World) -> 
     assert git(deploy, "status", "--porcelain", "--untracked-files=all") == ""
 
 
+def test_a_folder_git_made_before_it_wrote_a_file_in_it_goes_too(world: World) -> None:
+    repo, old, new = _half_switched(world)
+    deploy = world.deploy
+    kept = put_back_record(repo, old, new)
+    (deploy / "tools").mkdir()  # git was killed right after making it
+    put_back(repo, old, new, kept)
+    assert not (deploy / "tools").exists()
+    assert git(deploy, "status", "--porcelain", "--untracked-files=all") == ""
+
+
 def put_back_record(repo: GitRepo, old: str, new: str) -> Before:
     """What `Installer._checkout` journals before git starts (`checkout:kept`), read back."""
     return Before.parse(before_checkout(repo, old, new).text())
