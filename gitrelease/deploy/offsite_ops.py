@@ -33,7 +33,7 @@ from gitrelease.core.models import (
 )
 from gitrelease.deploy.context import Deployment, in_thread
 from gitrelease.state.archives import archive_store, own_archive
-from gitrelease.state.retention import PruneResult, choose_doomed, deletion_order
+from gitrelease.state.retention import PruneResult, choose_doomed, deletion_order, needs
 from gitrelease.state.verification import sha256_file
 
 if TYPE_CHECKING:
@@ -100,6 +100,19 @@ async def _record(store: Store, backup: Backup) -> dict[str, Any]:
 
 
 async def _upload(d: Deployment, store: Store, backup: Backup, actor: str) -> OffsiteCopy:
+    """Upload `backup`, after each backup of its chain not offsite yet (a base taken before
+    offsite copies were on, or one whose upload failed): alone, an incremental's copy could
+    not be restored."""
+    for link in backup.chain:
+        row = await store.get_backup(link["id"])
+        if row is not None and row.id == link["id"] and row.file_path \
+                and row.offsite is not OffsiteState.UPLOADED \
+                and row.status is BackupStatus.COMPLETED:
+            await _upload_one(d, store, row, actor)
+    return await _upload_one(d, store, backup, actor)
+
+
+async def _upload_one(d: Deployment, store: Store, backup: Backup, actor: str) -> OffsiteCopy:
     """Upload one backup, its row's offsite columns kept up to date; audited."""
     attempts = backup.offsite_attempts
     await store.set_offsite(backup.id, OffsiteState.UPLOADING, attempts=attempts,
@@ -158,10 +171,6 @@ async def push_backup(d: Deployment, backup_id: str, *, actor: str = "system") -
     backup = await d.backups(store).get(backup_id)
     if backup.file_path is None:
         raise GitReleaseError(f"backup {backup.id} has no archive to push")
-    for link in backup.chain:
-        row = await store.get_backup(link["id"])
-        if row is not None and row.offsite is not OffsiteState.UPLOADED and row.file_path:
-            await _upload(d, store, row, actor)
     return await _upload(d, store, backup, actor)
 
 
@@ -284,7 +293,11 @@ async def prune_offsite(d: Deployment, *, dry_run: bool = False,
     if full:
         newest = max(full, key=lambda c: (str(c.record.get("created_at", "")), c.backup_id))
         kept.setdefault(newest.backup_id, "newest full backup (what recover restores)")
-        doomed = [b for b in doomed if b.id != newest.backup_id]
+        spared = {newest.backup_id}
+        for member in needs(_as_backup(newest)):  # and its chain, which recover fetches
+            kept.setdefault(member, f"base of {newest.backup_id}")
+            spared.add(member)
+        doomed = [b for b in doomed if b.id not in spared]
     result = PruneResult(dry_run=dry_run, deleted=doomed, kept=kept)
     if dry_run or not doomed:
         return result

@@ -54,8 +54,10 @@ def _chosen(copies: list[OffsiteCopy], backup_id: str | None) -> OffsiteCopy:
                                or "a backup the offsite storage holds",
                                reason="the offsite storage holds no such backup")
         return named[0]
+    held = {c.backup_id: c.sha256 for c in copies}
     good = [c for c in copies if c.record.get("status", "completed") == "completed"
-            and c.record.get("backup_type", "full") == "full" and c.record.get("commit")]
+            and c.record.get("backup_type", "full") == "full" and c.record.get("commit")
+            and _chain_held(c, held)]
     if not good:
         raise GitReleaseError("the offsite storage holds no completed full backup to recover "
                               "from", hint="gitrelease backup push ID copies one there")
@@ -114,6 +116,13 @@ async def recover_deployment(
         raise
 
 
+def _chain_held(copy: OffsiteCopy, held: dict[str, str]) -> bool:
+    """Whether the storage holds every archive `copy`'s chain needs, as it was."""
+    from gitrelease.deploy.offsite_ops import _as_backup
+
+    return all(held.get(link["id"]) == link["sha256"] for link in _as_backup(copy).chain)
+
+
 async def _fetch_chain(offsite: Any, folder: Path, fetched: Path, copies: list[OffsiteCopy],
                        key: bytes | None) -> list[str]:
     """The archives an incremental backup is restored from besides its own (its manifest's
@@ -128,7 +137,9 @@ async def _fetch_chain(offsite: Any, folder: Path, fetched: Path, copies: list[O
     for link in manifest.get("chain") or []:
         copy = by_id.get(str(link.get("id")))
         name = str(copy.record.get("file_name") or "") if copy is not None else ""
-        if copy is None or copy.sha256 != link.get("sha256") or not ARCHIVE_NAME.match(name):
+        named = ARCHIVE_NAME.match(name)
+        if copy is None or copy.sha256 != link.get("sha256") or named is None \
+                or named.group(1) != copy.backup_id:  # never over another's archive
             raise ChainBroken(f"backup {manifest.get('backup_id')} needs {link.get('id')}, "
                               f"which {offsite.shown} does not hold as it was")
         await in_thread(offsite.fetch, copy.backup_id, folder / name, key=key, copy=copy)

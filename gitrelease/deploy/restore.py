@@ -45,7 +45,7 @@ from gitrelease.state.archives import own_archive
 from gitrelease.state.backup_options import BackupOptions
 from gitrelease.state.backups import BackupService, ReleasePoint
 from gitrelease.state.chain_restore import stage_chain
-from gitrelease.state.incremental import load_chain
+from gitrelease.state.incremental import ChainBroken, load_chain
 from gitrelease.state.placing import LinkedTarget, RestoreFailed, Target, replace, target_of
 from gitrelease.state.restore_journal import journal_of, needs_settling
 from gitrelease.state.snapshot import is_sqlite
@@ -299,7 +299,16 @@ async def _both(
             f"({problem.message if isinstance(problem, GitReleaseError) else problem}); "
             "nothing live was changed", hint="free some disk space, then restore again")
     await _drop(service, safety, problem)
-    if isinstance(unpacking.exception(), VerificationFailed):
+    broken = problem.details.get("broken") if isinstance(problem, ChainBroken) else None
+    if broken is not None:
+        # A backup of its chain is damaged: that one is marked, as its verify would; this
+        # one is whole, and restorable again once that one is (fetched back, say).
+        row = await service.store.get_backup(str(broken))
+        if row is not None and row.id == broken:
+            row.status, row.verified_at = BackupStatus.CORRUPTED, None
+            row.problem = str(problem.details.get("cause") or problem.message)
+            await service.store.save_backup(row)
+    elif isinstance(unpacking.exception(), VerificationFailed):
         # What a separate verify pass would have said, and marked.
         backup.status = BackupStatus.CORRUPTED
         backup.problem = problem.message if isinstance(problem, GitReleaseError) else str(problem)

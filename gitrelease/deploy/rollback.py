@@ -147,6 +147,10 @@ class Rollback:
 
             target = replace(target, backup=await bring_back_chain(
                 self.d, store, target.backup, actor=opts.initiated_by))
+            if target.backup.chain:  # a broken chain is refused here, before any change
+                from gitrelease.state.incremental import load_chain
+
+                await load_chain(store, target.backup)
         warnings = []
         carry = local_changes.wants_carry(self.d, opts.keep_local_changes)
         carrying = carry and bool(await self.d.in_thread(self.d.repo.dirty_files))

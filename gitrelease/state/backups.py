@@ -427,19 +427,18 @@ class BackupService:
 
     async def _verify_chain(self, backup: Backup) -> None:
         """Each backup of `backup`'s chain is there, the archive it was, and whole (one read
-        of each); else `backup` is marked CORRUPTED naming the one that broke its chain (the
-        broken one is marked by its own check)."""
-        try:
-            chain = await load_chain(self.store, backup)
-            for link in chain.links[:-1]:
-                try:
-                    await self._verify_own(link.backup)
-                except VerificationFailed as exc:
-                    raise ChainBroken(f"backup {backup.id} needs {link.backup.id}, which "
-                                      f"fails its check: {exc.message}") from None
-        except ChainBroken as exc:
-            await self._mark_corrupted(backup, exc.message)
-            raise
+        of each); else `ChainBroken` naming the one that broke it. The broken one is marked
+        by its own check; `backup` itself is whole and stays as it is (restorable again
+        once that one is: fetched back from offsite, say); what needs its chain whole (a
+        prune's newest, a new backup's base) looks at the chain's rows."""
+        chain = await load_chain(self.store, backup)
+        for link in chain.links[:-1]:
+            try:
+                await self._verify_own(link.backup)
+            except VerificationFailed as exc:
+                raise ChainBroken(f"backup {backup.id} needs {link.backup.id}, which fails "
+                                  f"its check: {exc.message}", broken=link.backup.id,
+                                  cause=exc.message) from None
 
     async def _verify_own(self, backup: Backup, *, deep: bool = False) -> None:
         """The backup's own archive, as `verify` says."""

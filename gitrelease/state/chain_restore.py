@@ -49,28 +49,41 @@ def stage_chain(
     # (the archive it began with still has its other members to read).
     checks = ThreadPoolExecutor(1, thread_name_prefix="rebuilt-check")
     checked: dict[str, Future[None]] = {}
-    for number, (name, steps) in enumerate(sorted(recipes.items())):
-        if len(steps) == 1:
-            link, entry = steps[0]
-            wanted.setdefault(link.backup.id, set()).add(_member(entry))
-            continue
-        newest = steps[-1][1]
-        assembly = Assembly(staging / f"rebuilt-{number}.db", int(newest["page_size"]),
-                            int(newest["page_count"]), shown(name))
-        assemblies[name] = assembly
-        first_link, first = steps[0]
-        readers.setdefault(first_link.backup.id, {})[_member(first)] = _then_check(
-            assembly, checks, checked, name, entries[name], shown, chain.newest)
-        for link, entry in steps[1:]:
-            readers.setdefault(link.backup.id, {})[_member(entry)] = assembly.delta(
-                int(entry["page_count"]))
+    try:
+        for number, (name, steps) in enumerate(sorted(recipes.items())):
+            if len(steps) == 1:
+                link, entry = steps[0]
+                wanted.setdefault(link.backup.id, set()).add(_member(entry))
+                continue
+            newest = steps[-1][1]
+            page_size, page_count = int(newest["page_size"]), int(newest["page_count"])
+            if page_count * page_size != int(entries[name]["size"]):
+                raise VerificationFailed(f"backup {chain.newest.backup.id}: the pages of "
+                                         f"{shown(name)} do not add up to its size")
+            assembly = Assembly(staging / f"rebuilt-{number}.db", page_size, page_count,
+                                shown(name))
+            assemblies[name] = assembly
+            first_link, first = steps[0]
+            readers.setdefault(first_link.backup.id, {})[_member(first)] = _then_check(
+                assembly, checks, checked, name, entries[name], shown, chain.newest)
+            for link, entry in steps[1:]:
+                readers.setdefault(link.backup.id, {})[_member(entry)] = assembly.delta(
+                    int(entry["page_count"]))
+    except BaseException as exc:
+        checks.shutdown()
+        for assembly in assemblies.values():
+            assembly.close()
+        if isinstance(exc, KeyError | TypeError | ValueError):
+            raise VerificationFailed(f"backup {chain.newest.backup.id}: the pages of a "
+                                     "database are recorded wrongly in its chain") from None
+        raise
     staged: dict[str, dict[str, Path]] = {}
     try:
         for number in range(len(chain.links) - 1, -1, -1):
             link = chain.links[number]
             names = wanted.get(link.backup.id, set())
-            if not names and link.backup.id not in readers:
-                continue
+            if not names and link.backup.id not in readers and link is not chain.newest:
+                continue  # the newest is read all the same: a restore verifies what it names
             try:
                 staged[link.backup.id] = extract_safely(
                     paths[link.backup.id], staging / f"chain-{number}",
@@ -82,7 +95,8 @@ def stage_chain(
                 if link is chain.newest:
                     raise
                 raise ChainBroken(f"backup {chain.newest.backup.id} needs {link.backup.id}, "
-                                  f"which fails its check: {exc.message}") from None
+                                  f"which fails its check: {exc.message}",
+                                  broken=link.backup.id, cause=exc.message) from None
         for future in checked.values():
             future.result()
     finally:

@@ -95,7 +95,7 @@ async def load_chain(store: Store, backup: Backup) -> Chain:
     links: list[Link] = []
     for record in backup.chain:
         row = await store.get_backup(record["id"])
-        if row is None or row.deleting:
+        if row is None or row.id != record["id"] or row.deleting:  # by id, never a name
             raise ChainBroken(f"backup {backup.id} needs {record['id']}, which is gone")
         if row.status is not BackupStatus.COMPLETED:
             raise ChainBroken(f"backup {backup.id} needs {row.id}, which is "
@@ -179,6 +179,9 @@ def read_base(chain: Chain, paths: Mapping[str, Path]) -> Base:
             continue  # recorded before page hashes were: stored whole this time
         link, held = found
         record = held["hashes"]
+        if not isinstance(record.get("member"), str) or not isinstance(record.get("size"), int):
+            raise VerificationFailed(f"backup {link.backup.id}: the page hashes of {name} "
+                                     "are recorded wrongly")
         data = read_member(paths[link.backup.id], record["member"], record)
         hashes[name] = (int(held["page_size"]), data)
     return Base(chain, hashes)
@@ -191,10 +194,13 @@ def against_base(member: Member, base: Base, work: Path) -> Member:
     if entry is None or entry.get("kind") != member.kind:
         return member
     if member.pages is None:
-        status = os.stat(member.source)
-        if status.st_size != entry["size"]:
-            return member
-        digest = sha256_file(member.source)
+        try:
+            status = os.stat(member.source)
+            if status.st_size != entry["size"]:
+                return member
+            digest = sha256_file(member.source)
+        except OSError:
+            return member  # gone or unreadable since it was listed: the writer says which
         if digest != entry["sha256"]:
             return member
         mode = member.mode if member.mode is not None else stat.S_IMODE(status.st_mode)

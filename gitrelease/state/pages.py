@@ -28,6 +28,7 @@ __all__ = ["HASH_SIZE", "Assembly", "DeltaFacts", "PageDigest", "examine", "page
 
 HASH_SIZE = 16  # bytes of each page's sha256 kept: a collision still fails the whole sha256
 _NUMBER = struct.Struct(">I")
+_MAX_PAGES = 2**32 - 2  # SQLite's own limit on a database's pages
 
 
 def page_size_of(header: bytes) -> int | None:
@@ -129,6 +130,10 @@ class Assembly:
     """
 
     def __init__(self, target: Path, page_size: int, page_count: int, shown: str) -> None:
+        if not (512 <= page_size <= 65536 and page_size & (page_size - 1) == 0) or \
+                not 0 <= page_count <= _MAX_PAGES:
+            raise VerificationFailed(f"the pages of {shown} are recorded wrongly (page size "
+                                     f"{page_size}, {page_count} pages)")
         self.path = target
         self.page_size = page_size
         self.page_count = page_count

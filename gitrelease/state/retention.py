@@ -17,7 +17,7 @@ never leaves a backup whose base is gone.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 from gitrelease.core.models import Backup, BackupStatus, OffsiteState, utcnow
 from gitrelease.core.settings import Settings
 
-__all__ = ["PruneResult", "choose_doomed", "deletion_order", "needs"]
+__all__ = ["PruneResult", "choose_doomed", "deletion_order", "needs", "restorable"]
 
 
 @dataclass
@@ -49,6 +49,15 @@ def needs(backup: Backup) -> list[str]:
     return ids
 
 
+def restorable(backup: Backup, by_id: Mapping[str, Backup]) -> bool:
+    """Whether every backup `backup`'s chain needs is there and completed."""
+    for member in needs(backup):
+        row = by_id.get(member)
+        if row is None or row.status is not BackupStatus.COMPLETED or row.deleting:
+            return False
+    return True
+
+
 def choose_doomed(
     backups: list[Backup], in_use: Iterable[str], current_tag: str | None, settings: Settings,
     *, offsite: bool = False, held: Callable[[Backup], str | None] | None = None,
@@ -64,10 +73,14 @@ def choose_doomed(
     days = settings.offsite_retention_days if offsite else settings.backup_retention_days
     completed = [b for b in backups if b.status is BackupStatus.COMPLETED]
     completed.sort(key=lambda b: b.created_at, reverse=True)
+    by_id = {b.id: b for b in backups}
+    # The newest backups kept as the way back must be restorable: an incremental whose
+    # chain has a link gone or damaged is not, whatever its own row says.
+    whole = [b for b in completed if restorable(b, by_id)]
     protected: dict[str, str] = {}
-    if completed:
-        protected.setdefault(completed[0].id, "newest completed backup")
-    of_tag = [b for b in completed if current_tag and b.tag == current_tag]
+    if whole:
+        protected.setdefault(whole[0].id, "newest completed backup")
+    of_tag = [b for b in whole if current_tag and b.tag == current_tag]
     if of_tag:
         protected.setdefault(of_tag[0].id, f"newest backup of the deployed tag {current_tag}")
     for b in completed:
@@ -80,7 +93,6 @@ def choose_doomed(
         for b in completed:
             if b.offsite in (OffsiteState.QUEUED, OffsiteState.UPLOADING, OffsiteState.FAILED):
                 protected.setdefault(b.id, "not copied offsite yet")
-    by_id = {b.id: b for b in backups}
     for backup_id in list(protected):  # a protected backup is restorable: its chain stays
         if backup_id in by_id:
             for member in needs(by_id[backup_id]):

@@ -439,3 +439,17 @@ async def test_a_pushed_incremental_takes_its_chain_and_a_restore_fetches_it_all
     assert restored.returncode == 0, restored.stdout + restored.stderr
     assert guilds(world.deploy) == rows
     assert Path(full.file_path or "").is_file() and Path(newest.file_path or "").is_file()
+
+
+async def test_an_automatic_upload_sends_the_chain_of_an_incremental_first(
+        world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    async with await ReleaseManager.open(world.deploy) as manager:
+        before = await manager.create_backup("full")  # offsite copies not on yet
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup",
+                     key=tmp_path / "offsite.key")
+    _bot_rows(world, [(7, "since")])
+    async with await ReleaseManager.open(world.deploy) as manager:
+        newest = await manager.create_backup("full")
+    assert newest.base_id == before.id
+    assert await _where(world, newest.id) == "both"
+    assert await _where(world, before.id) == "both"  # alone, newest's copy is no way back

@@ -209,3 +209,15 @@ async def test_the_offsite_prune_keeps_a_chain_then_deletes_it_whole(
         result = await manager.prune_offsite()
     assert sorted(ids(result.deleted)) == sorted(ids(chain))
     assert [c.backup_id for c in offsite.copies()] == [full.id]
+
+
+def test_the_newest_kept_is_one_whose_chain_is_whole() -> None:
+    """An incremental whose base is damaged is no way back: the older whole chain is kept
+    as the newest completed backup, not pruned for it."""
+    rows = [row("A0", 10), row("A1", 9, ("A0",)), row("A2", 8, ("A0", "A1")),
+            row("B0", 2, status=BackupStatus.CORRUPTED), row("B1", 1, ("B0",))]
+    doomed, kept = choose_doomed(rows, [], None,
+                                 Settings(max_backups=50, backup_retention_days=5))
+    assert kept.get("A2") == "newest completed backup"
+    assert kept.get("A0") == kept.get("A1") == "base of A2"
+    assert not {"A0", "A1", "A2"} & set(ids(doomed))

@@ -142,8 +142,10 @@ async def test_a_lost_base_breaks_the_chain_named_by_verify_and_refused_by_resto
             await manager.verify_backup(newest.id)
         assert checked.value.code == "chain_broken" and middle.id in checked.value.message
         shown = {b.id: b for b in await manager.list_backups({"time_range": "all"})}
-    assert shown[newest.id].status.value == "corrupted"
-    assert middle.id in (shown[newest.id].problem or "")
+    # The lost one is marked; the newest is whole itself, and restorable again once its
+    # base is back (fetched from offsite, say), so it stays as it is.
+    assert shown[middle.id].status.value == "corrupted"
+    assert shown[newest.id].status.value == "completed"
     assert shown[full.id].status.value == "completed"
 
 
@@ -160,9 +162,14 @@ async def test_a_damaged_base_is_refused_and_nothing_changes(world: World) -> No
             await manager.restore_backup(newest.id, YES)
         assert refused.value.code == "chain_broken" and full.id in refused.value.message
         assert (world.deploy / "data" / "app.db").read_bytes() == live
+        shown = {b.id: b for b in await manager.list_backups({"time_range": "all"})}
+        assert shown[full.id].status.value == "corrupted"  # the damaged one, by the restore
+        assert shown[newest.id].status.value == "completed"
         with pytest.raises(VerificationFailed) as checked:
             await manager.verify_backup(newest.id)
+        after = await manager.create_backup("full")  # never on a damaged chain
     assert full.id in checked.value.message
+    assert after.base_id is None
 
 
 async def test_a_database_at_another_page_size_is_stored_whole(world: World) -> None:
@@ -340,3 +347,46 @@ def _edit_after_fill(world: World) -> None:
     with sqlite3.connect(world.deploy / "data" / "app.db") as db:
         db.execute("INSERT INTO guilds VALUES (77, 'since')")
     db.close()
+
+
+async def test_a_restore_reads_the_newest_archive_even_when_its_files_are_the_bases(
+        world: World) -> None:
+    """.env is the base's: a restore of just the config still checks the archive it was
+    asked to restore, and refuses it damaged, with .env left as it is."""
+    from gitrelease.core.errors import VerificationFailed
+
+    (world.deploy / ".env").chmod(0o600)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        _full, newest = await _chain(world, manager, 1)
+        assert "root/.env" not in members_of(Path(newest.file_path or ""))
+        archive = Path(newest.file_path or "")
+        _flip(archive, archive.stat().st_size // 2)
+        (world.deploy / ".env").write_text("DISCORD_TOKEN=rotated\n")
+        with pytest.raises(VerificationFailed):
+            await manager.restore_backup(newest.id, {**YES, "restore_type": "config"})
+    assert (world.deploy / ".env").read_text() == "DISCORD_TOKEN=rotated\n"
+
+
+def test_a_file_gone_since_it_was_listed_is_left_to_the_writer(tmp_path: Path) -> None:
+    """Deleted between the listing and its turn (a rotated log): the backup on a base does
+    not fail on it; the writer records it as skipped, as a full backup does."""
+    from gitrelease.state.archive import Member
+    from gitrelease.state.incremental import Base, Chain, Link, against_base
+
+    entry = {"path": "data/gone.json", "kind": "data", "size": 3, "mode": 0o644,
+             "sha256": "0" * 64}
+    base = Base(Chain((Link(None, {"data/gone.json": entry}),)), {})  # type: ignore[arg-type]
+    member = Member(tmp_path / "gone.json", "data/gone.json", "data")
+    assert against_base(member, base, tmp_path) == member
+
+
+@pytest.mark.parametrize(("page_size", "page_count"), [(0, 4), (1000, 4), (4096, -1),
+                                                       (131072, 1), (4096, 2**33)])
+def test_pages_recorded_wrongly_are_refused(tmp_path: Path, page_size: int,
+                                            page_count: int) -> None:
+    from gitrelease.core.errors import VerificationFailed
+    from gitrelease.state.pages import Assembly
+
+    with pytest.raises(VerificationFailed, match="recorded wrongly"):
+        Assembly(tmp_path / "a.db", page_size, page_count, "data/app.db")
+    assert not (tmp_path / "a.db").exists()
