@@ -364,7 +364,13 @@ async def bring_back_chain(d: Deployment, store: Store, backup: Backup, *,
     for link in backup.chain:
         row = await store.get_backup(link["id"])
         if row is not None and row.only_offsite:
-            await bring_back(d, store, row, actor=actor)
+            try:
+                await bring_back(d, store, row, actor=actor)
+            except GitReleaseError as exc:
+                from gitrelease.state.incremental import ChainBroken
+
+                raise ChainBroken(f"backup {backup.id} needs {row.id} (its chain), which "
+                                  f"cannot be fetched back: {exc.message}") from None
     return await bring_back(d, store, backup, actor=actor) if backup.only_offsite else backup
 
 

@@ -68,6 +68,7 @@ from gitrelease.state.incremental import (
     ChainBroken,
     against_base,
     choose_base,
+    holder,
     load_chain,
     read_base,
 )
@@ -432,6 +433,11 @@ class BackupService:
         once that one is: fetched back from offsite, say); what needs its chain whole (a
         prune's newest, a new backup's base) looks at the chain's rows."""
         chain = await load_chain(self.store, backup)
+        for name in chain.newest.files:  # each file resolves to an archive that holds it
+            try:
+                holder(chain, name)
+            except VerificationFailed as exc:
+                raise ChainBroken(exc.message) from None
         for link in chain.links[:-1]:
             try:
                 await self._verify_own(link.backup)

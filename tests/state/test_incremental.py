@@ -390,3 +390,23 @@ def test_pages_recorded_wrongly_are_refused(tmp_path: Path, page_size: int,
     with pytest.raises(VerificationFailed, match="recorded wrongly"):
         Assembly(tmp_path / "a.db", page_size, page_count, "data/app.db")
     assert not (tmp_path / "a.db").exists()
+
+
+async def test_verify_names_a_file_recorded_as_the_bases_that_the_base_lacks(
+        world: World) -> None:
+    from gitrelease.core.errors import VerificationFailed
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full, newest = await _chain(world, manager, 1)
+        store = await manager.deployment.index()
+        row = await store.get_backup(newest.id)
+        assert row is not None
+        manifest = await store.backup_manifest(row)
+        manifest["files"].append({"path": "data/never.json", "kind": "data", "size": 2,
+                                  "mode": 0o644, "sha256": "0" * 64, "stored": "base"})
+        row.metadata = {**row.metadata, "manifest": manifest}
+        await store.save_backup(row)
+        with pytest.raises(VerificationFailed) as checked:
+            await manager.verify_backup(newest.id)
+    assert checked.value.code == "chain_broken" and "data/never.json" in checked.value.message
+    assert full.id in checked.value.message
