@@ -92,9 +92,17 @@ def snapshot(world: World) -> dict[str, object]:
     return {"files": files, "db": (check, content), "sidecars": sidecars}
 
 
-async def changed_since_backup(world: World, manager: ReleaseManager) -> str:
-    """A full backup, then the live state moved on (the database, .env, a data file)."""
+async def changed_since_backup(world: World, manager: ReleaseManager, *,
+                               chained: bool = False) -> str:
+    """A full backup (`chained`: an incremental one, on a backup taken before a change),
+    then the live state moved on (the database, .env, a data file)."""
+    if chained:
+        await manager.create_backup("full", {"compress": False})
+        with sqlite3.connect(world.deploy / "data" / "app.db") as db:
+            db.execute("UPDATE guilds SET prefix = 'between'")
+        db.close()
     backup = await manager.create_backup("full", {"compress": False})
+    assert (backup.base_id is not None) is chained
     with sqlite3.connect(world.deploy / "data" / "app.db") as db:
         db.execute("UPDATE guilds SET prefix = 'now'")
         db.execute("DELETE FROM notes WHERE rowid % 2 = 0")
@@ -151,16 +159,18 @@ async def test_a_restore_that_cannot_fit_is_refused_before_it_writes(small: Worl
     assert (world.deploy / ".env").read_text() == ENV_SECRET
 
 
+@pytest.mark.parametrize("chained", [False, True], ids=["full", "incremental"])
 @pytest.mark.parametrize("point", ["restore:staged", "archive:member-written",
                                    "restore:database"])
 async def test_a_disk_filling_up_during_a_restore_leaves_everything_as_it_was(
-    small: World, monkeypatch: pytest.MonkeyPatch, point: str
+    small: World, monkeypatch: pytest.MonkeyPatch, point: str, chained: bool
 ) -> None:
     """Full while unpacking into staging, while writing the safety backup, while SQLite
-    writes the live database: the restore's own error, and everything put back."""
+    writes the live database: the restore's own error, and everything put back; the same
+    for an incremental backup, rebuilt from its chain."""
     world = small
     async with await ReleaseManager.open(world.deploy) as manager:
-        backup_id = await changed_since_backup(world, manager)
+        backup_id = await changed_since_backup(world, manager, chained=chained)
         before = snapshot(world)
         work = asyncio.ensure_future(manager.restore_backup(backup_id, YES))
         await fill_at(world, point, monkeypatch, work)
