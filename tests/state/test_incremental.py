@@ -410,3 +410,31 @@ async def test_verify_names_a_file_recorded_as_the_bases_that_the_base_lacks(
             await manager.verify_backup(newest.id)
     assert checked.value.code == "chain_broken" and "data/never.json" in checked.value.message
     assert full.id in checked.value.message
+
+
+async def test_a_base_row_naming_a_file_outside_the_backups_folder_is_refused(
+        world: World) -> None:
+    """The index's word for where a base's archive is, is checked as for any row: a base row
+    pointing outside (a copy of the real archive there, so reading it would "work") refuses
+    the restore, naming the base, and the file outside is never read or touched."""
+    import shutil
+
+    from gitrelease.core.errors import GitReleaseError
+
+    async with await ReleaseManager.open(world.deploy) as manager:
+        full, newest = await _chain(world, manager, 1)
+        outside = world.base / "elsewhere.tar.zst"
+        shutil.copy2(full.file_path or "", outside)
+        store = await manager.deployment.index()
+        row = await store.get_backup(full.id)
+        assert row is not None
+        row.file_path = str(outside)
+        await store.save_backup(row)
+        _edit(world.deploy / "data" / "app.db", 9)
+        live = (world.deploy / "data" / "app.db").read_bytes()
+        held = outside.read_bytes()
+        with pytest.raises(GitReleaseError) as refused:
+            await manager.restore_backup(newest.id, YES)
+    assert refused.value.code == "archive_refused" and full.id in refused.value.message
+    assert (world.deploy / "data" / "app.db").read_bytes() == live
+    assert outside.read_bytes() == held
