@@ -89,9 +89,13 @@ async def test_planted_text_and_dates_are_not_trusted(world: World) -> None:
     assert adopted.created_at.year < 2099
 
 
+@pytest.mark.parametrize("chained", [False, True], ids=["full", "incremental"])
 async def test_cancelling_a_backup_leaves_no_archive_and_waits_for_the_writer(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    world: World, monkeypatch: pytest.MonkeyPatch, chained: bool
 ) -> None:
+    if chained:  # the cancelled one is taken on a base: its database as pages, and so on
+        async with await ReleaseManager.open(world.deploy) as manager:
+            base = await manager.create_backup("full", {"backup_name": "base"})
     (world.deploy / "data" / "blob.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     marker = world.base / "paused"
     monkeypatch.setenv("GITRELEASE_PAUSE_AT", "archive:member-written")
@@ -106,12 +110,15 @@ async def test_cancelling_a_backup_leaves_no_archive_and_waits_for_the_writer(
         with pytest.raises(asyncio.CancelledError):
             await task
         monkeypatch.delenv("GITRELEASE_PAUSE_AT")
-        (failed,) = await manager.list_backups({"time_range": "all"})
+        (failed,) = [b for b in await manager.list_backups({"time_range": "all"})
+                     if b.name != "base"]
         again = await manager.create_backup("config", {"backup_name": "c"})  # lock is free
     assert failed.status is BackupStatus.FAILED and failed.problem == "cancelled"
     assert again.name == "c"  # the failed attempt gave its name up
     names = sorted(p.name for p in (world.deploy / "data" / "backups").iterdir())
-    assert names == [Path(again.file_path or "").name]
+    kept = [Path(again.file_path or "").name] + ([Path(base.file_path or "").name]
+                                                if chained else [])
+    assert names == sorted(kept)
 
 
 async def test_a_file_deleted_during_the_backup_is_skipped(
