@@ -40,9 +40,9 @@ if TYPE_CHECKING:
     from gitrelease.index.store import Store
     from gitrelease.state.offsite import OffsiteCopy, S3Offsite
 
-__all__ = ["OffsiteOff", "QueueReport", "bring_back", "bring_back_chain", "offsite_key",
-           "offsite_store", "prune_offsite", "push_backup", "upload_after", "upload_queued",
-           "verify_offsite"]
+__all__ = ["OffsiteOff", "QueueReport", "bring_back", "bring_back_chain", "copy_as_backup",
+           "offsite_key", "offsite_store", "prune_offsite", "push_backup", "upload_after",
+           "upload_queued", "verify_offsite"]
 
 #: How long a failed upload waits before it is tried again, by how often it has failed.
 RETRY_AFTER = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=15),
@@ -252,7 +252,7 @@ async def upload_after(d: Deployment, backup: Backup | None = None, *,
     return again
 
 
-def _as_backup(copy: OffsiteCopy) -> Backup:
+def copy_as_backup(copy: OffsiteCopy) -> Backup:
     """An offsite copy as retention reads a backup: its id, when, kind, release, keep, and
     the chain its restore reads (so a base is kept while a copy needing it is)."""
     record = copy.record
@@ -284,7 +284,7 @@ async def prune_offsite(d: Deployment, *, dry_run: bool = False,
     copies = await in_thread(offsite.copies)
     store = await d.index()
     tag = (await d.release_point()).tag
-    doomed, kept = choose_doomed([_as_backup(c) for c in copies], await store.backups_in_use(),
+    doomed, kept = choose_doomed([copy_as_backup(c) for c in copies], await store.backups_in_use(),
                                  tag, d.settings, offsite=True)
     # What `gitrelease recover` would bring a lost host back from stays, whatever the limits
     # say: the newest full backup with a release, when the newest of all is a partial one.
@@ -294,7 +294,7 @@ async def prune_offsite(d: Deployment, *, dry_run: bool = False,
         newest = max(full, key=lambda c: (str(c.record.get("created_at", "")), c.backup_id))
         kept.setdefault(newest.backup_id, "newest full backup (what recover restores)")
         spared = {newest.backup_id}
-        for member in needs(_as_backup(newest)):  # and its chain, which recover fetches
+        for member in needs(copy_as_backup(newest)):  # and its chain, which recover fetches
             kept.setdefault(member, f"base of {newest.backup_id}")
             spared.add(member)
         doomed = [b for b in doomed if b.id not in spared]

@@ -70,6 +70,7 @@ async def recover_deployment(
 ) -> Recovered:
     """Bring a deployment back into `directory` (new, or empty) from `origin` and the offsite
     copies at `offsite_url`; see the module's docstring for the order of things."""
+    from gitrelease.deploy.offsite_ops import copy_as_backup
     from gitrelease.git.clone import check_origin, clone
     from gitrelease.state.archives import ARCHIVE_NAME
     from gitrelease.state.offsite import S3Offsite
@@ -96,6 +97,16 @@ async def recover_deployment(
         if key_id(key) != wanted:
             raise OffsiteKeyError(f"backup {chosen.backup_id} was encrypted with key {wanted}; "
                                   f"{key_file} holds key {key_id(key)}")
+    by_id = {c.backup_id: c for c in copies}
+    for link in copy_as_backup(chosen).chain:  # each archive of its chain opens with this key
+        copy = by_id[link["id"]]  # held: `_chosen` took only a backup whose chain is
+        if copy.encrypted and (key is None or key_id(key) != copy.record.get("key_id")):
+            raise OffsiteKeyError(
+                f"backup {chosen.backup_id} needs {copy.backup_id} (its chain), which was "
+                f"encrypted with key {copy.record.get('key_id', '?')}"
+                + (f"; {key_file} holds key {key_id(key)}" if key is not None else
+                   ": give its key with --key-file"),
+                hint="the key file that was offsite_key_file when that backup was taken")
     file_name = str(chosen.record.get("file_name") or "")
     commit = str(chosen.record.get("commit") or "")
     if not ARCHIVE_NAME.match(file_name) or not commit:
@@ -118,9 +129,9 @@ async def recover_deployment(
 
 def _chain_held(copy: OffsiteCopy, held: dict[str, str]) -> bool:
     """Whether the storage holds every archive `copy`'s chain needs, as it was."""
-    from gitrelease.deploy.offsite_ops import _as_backup
+    from gitrelease.deploy.offsite_ops import copy_as_backup
 
-    return all(held.get(link["id"]) == link["sha256"] for link in _as_backup(copy).chain)
+    return all(held.get(link["id"]) == link["sha256"] for link in copy_as_backup(copy).chain)
 
 
 async def _fetch_chain(offsite: Any, folder: Path, fetched: Path, copies: list[OffsiteCopy],

@@ -111,3 +111,32 @@ async def test_a_recovery_that_cannot_be_done_is_refused_and_writes_nothing(
     assert refused.returncode != 0, refused.stdout + refused.stderr
     assert expected in refused.stderr, refused.stderr
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+
+
+async def test_a_chain_encrypted_with_another_key_is_refused_before_anything_is_written(
+        world: World, s3_server: S3Server, s3_bucket: str, tmp_path: Path) -> None:
+    """The newest backup's key is given, but its base was sealed with the key before: the
+    recovery says which backup needs which key, and clones nothing."""
+    first, second = tmp_path / "keys" / "first.key", tmp_path / "keys" / "second.key"
+    first.parent.mkdir()
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup", key=first)
+    async with await ReleaseManager.open(world.deploy) as manager:
+        base = await manager.create_backup("full")
+    offsite_settings(world.deploy, s3_server, s3_bucket, mode="after_backup", key=second)
+    import sqlite3
+
+    with sqlite3.connect(world.deploy / "data" / "app.db") as db:
+        db.execute("INSERT INTO guilds VALUES (5, 'later')")
+    db.close()
+    async with await ReleaseManager.open(world.deploy) as manager:
+        newest = await manager.create_backup("full")
+    assert newest.base_id == base.id and newest.location == "both"
+    new_host = tmp_path / "new-host"
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    refused = _recover("--json", "recover", "--origin", str(world.origin), "--offsite",
+                       f"s3://{s3_bucket}/bot", "--endpoint", s3_server.endpoint,
+                       "--key-file", str(second), str(new_host / "bot"))
+    assert refused.returncode != 0
+    message = json.loads(refused.stdout)["error"]["message"]
+    assert base.id in message and "encrypted with key" in message, message
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before

@@ -22,7 +22,7 @@ from gitrelease.core.models import (
     utcnow,
 )
 from gitrelease.core.settings import Settings
-from gitrelease.deploy.offsite_ops import _as_backup
+from gitrelease.deploy.offsite_ops import copy_as_backup
 from gitrelease.manager import ReleaseManager
 from gitrelease.state.offsite import OffsiteCopy, S3Offsite
 from gitrelease.state.retention import choose_doomed, deletion_order
@@ -141,7 +141,7 @@ def test_a_backup_left_only_offsite_keeps_the_local_base_that_is_not_offsite() -
 
 def test_the_offsite_copies_keep_their_chains_by_the_same_rule() -> None:
     backups = [row("A0", 10), row("A1", 9, ("A0",)), row("B0", 2), row("B1", 1, ("B0",))]
-    copies = [_as_backup(OffsiteCopy(b.id, "0" * 64, 10, b.to_dict())) for b in backups]
+    copies = [copy_as_backup(OffsiteCopy(b.id, "0" * 64, 10, b.to_dict())) for b in backups]
     assert [c.chain for c in copies] == [b.chain for b in backups]  # as pushed, read back
     assert [c.base_id for c in copies] == [None, "A0", None, "B0"]
     settings = Settings(max_backups=50, offsite_max_backups=2)
