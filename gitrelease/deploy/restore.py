@@ -246,9 +246,7 @@ async def _verify_whole(service: BackupService, backup: Backup) -> None:
     marks it corrupted, as a verify pass would."""
     async with service.archives.reading(own_archive(service.archives, backup)) as source:
         if not source.is_file():
-            backup.status, backup.problem = BackupStatus.CORRUPTED, ARCHIVE_MISSING
-            backup.verified_at = None
-            await service.store.save_backup(backup)
+            await service.mark_corrupted(backup, ARCHIVE_MISSING)
             raise VerificationFailed(f"the archive {source.name} is missing")
         try:
             digest = await asyncio.to_thread(sha256_file, source)
@@ -256,11 +254,9 @@ async def _verify_whole(service: BackupService, backup: Backup) -> None:
             raise VerificationFailed(f"the archive of {backup.id} cannot be read: "
                                      f"{exc.strerror}") from None
     if digest != backup.checksum:
-        backup.status = BackupStatus.CORRUPTED
-        backup.problem = f"{source.name}: the archive's sha256 does not match the index"
-        backup.verified_at = None
-        await service.store.save_backup(backup)
-        raise VerificationFailed(backup.problem)
+        problem = f"{source.name}: the archive's sha256 does not match the index"
+        await service.mark_corrupted(backup, problem)
+        raise VerificationFailed(problem)
     backup.verified_at = utcnow()
     await service.store.save_backup(backup)
 
@@ -305,15 +301,12 @@ async def _both(
         # one is whole, and restorable again once that one is (fetched back, say).
         row = await service.store.get_backup(str(broken))
         if row is not None and row.id == broken:
-            row.status, row.verified_at = BackupStatus.CORRUPTED, None
-            row.problem = str(problem.details.get("cause") or problem.message)
-            await service.store.save_backup(row)
+            await service.mark_corrupted(row, str(problem.details.get("cause")
+                                                  or problem.message))
     elif isinstance(unpacking.exception(), VerificationFailed):
         # What a separate verify pass would have said, and marked.
-        backup.status = BackupStatus.CORRUPTED
-        backup.problem = problem.message if isinstance(problem, GitReleaseError) else str(problem)
-        backup.verified_at = None
-        await service.store.save_backup(backup)
+        await service.mark_corrupted(backup, problem.message
+                                     if isinstance(problem, GitReleaseError) else str(problem))
     raise problem
 
 

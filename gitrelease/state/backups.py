@@ -459,14 +459,15 @@ class BackupService:
                         verify_archive, path, backup.checksum,
                         await self.store.backup_manifest(backup), deep=True)
         except VerificationFailed as exc:
-            await self._mark_corrupted(backup, exc.message)
+            await self.mark_corrupted(backup, exc.message)
             raise
         backup.status = BackupStatus.COMPLETED
         backup.problem = None
         backup.verified_at = utcnow()
         await self.store.save_backup(backup)
 
-    async def _mark_corrupted(self, backup: Backup, problem: str) -> None:
+    async def mark_corrupted(self, backup: Backup, problem: str) -> None:
+        """The row says the backup cannot be restored from as it is, and why."""
         backup.status = BackupStatus.CORRUPTED
         backup.problem = problem
         backup.verified_at = None
@@ -520,10 +521,7 @@ class BackupService:
         listed as offsite, and a restore or rollback fetches it back) until the offsite
         retention deletes the copy. The row says so before the file goes."""
         location = own_archive(self.archives, backup)
-        backup.status = BackupStatus.CORRUPTED
-        backup.problem = ARCHIVE_MISSING
-        backup.verified_at = None
-        await self.store.save_backup(backup)
+        await self.mark_corrupted(backup, ARCHIVE_MISSING)
         await asyncio.to_thread(self.archives.delete, location)
 
     async def reconcile(self) -> list[str]:
