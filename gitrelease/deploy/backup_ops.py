@@ -175,9 +175,9 @@ async def restore_backup(
     async with exclusive(d, "restore", actor, backup_id) as store:
         service = d.backups(store)
         backup = await service.get(backup_id)
-        if backup.only_offsite or await _chain_offsite(store, backup):
-            # Gone from here, or a backup of its chain is: the offsite copies are fetched
-            # back first.
+        if backup.only_offsite or backup.chain:
+            # Gone from here, or a backup of its chain may be: what is kept only offsite is
+            # fetched back first.
             from gitrelease.deploy.offsite_ops import bring_back_chain
 
             backup = await bring_back_chain(d, store, backup, actor=actor)
@@ -196,15 +196,6 @@ async def restore_backup(
             "safety_backup": result.safety_backup.id if result.safety_backup else None})
         result.warnings += trouble
         return result
-
-
-async def _chain_offsite(store: Store, backup: Backup) -> bool:
-    """Whether a backup of `backup`'s chain is kept only offsite now."""
-    for link in backup.chain:
-        row = await store.get_backup(link["id"])
-        if row is not None and row.only_offsite:
-            return True
-    return False
 
 
 def _said(exc: Exception, doing: str) -> Exception:
