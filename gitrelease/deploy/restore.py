@@ -112,7 +112,7 @@ async def restore(
     manifest = await service.store.backup_manifest(backup)
     # An incremental backup's chain is whole, or it is refused here, naming the backup that
     # broke it, before anything is read or changed.
-    chain = await load_chain(service.store, backup) if backup.chain else None
+    chain = await load_chain(service.store, backup, manifest) if backup.chain else None
     kinds = RESTORE_TYPES[options.restore_type]
     entries = {f["path"]: f for f in manifest.get("files", []) if f.get("kind") in kinds}
     if not entries:

@@ -27,6 +27,7 @@ from gitrelease.core.models import Backup, BackupOrigin, BackupStatus, BackupTyp
 from gitrelease.index.store import Store
 from gitrelease.state.archive import Carried, Member, read_member, sha256_file
 from gitrelease.state.pages import examine
+from gitrelease.state.retention import restorable
 
 __all__ = ["Base", "Chain", "ChainBroken", "Link", "against_base", "choose_base", "holder",
            "load_chain", "read_base"]
@@ -81,17 +82,17 @@ def choose_base(
     base = candidates[0]
     if len(base.chain) + 2 > full_every:
         return None  # the chain is as long as it may be: the next one starts a new one
-    for link in base.chain:
-        row = rows.get(link["id"])
-        if row is None or row.status is not BackupStatus.COMPLETED or row.deleting \
-                or row.checksum != link["sha256"]:
-            return None  # its chain is not whole: a backup on it could not be restored
+    if not restorable(base, rows) or any(rows[link["id"]].checksum != link["sha256"]
+                                         for link in base.chain):
+        return None  # its chain is not whole: a backup on it could not be restored
     return base
 
 
-async def load_chain(store: Store, backup: Backup) -> Chain:
+async def load_chain(store: Store, backup: Backup,
+                     manifest: Mapping[str, Any] | None = None) -> Chain:
     """`backup`'s chain from the index, each link checked to be there, completed and the
-    archive it was (its sha256); else `ChainBroken` naming the first link that is not."""
+    archive it was (its sha256); else `ChainBroken` naming the first link that is not.
+    `manifest`: `backup`'s own, when the caller has read it already."""
     links: list[Link] = []
     for record in backup.chain:
         row = await store.get_backup(record["id"])
@@ -105,12 +106,14 @@ async def load_chain(store: Store, backup: Backup) -> Chain:
             raise ChainBroken(f"backup {backup.id} needs {row.id} as it was when "
                               f"{backup.id} was taken; its archive is another one now")
         links.append(await _link(store, row))
-    links.append(await _link(store, backup))
+    links.append(await _link(store, backup, manifest))
     return Chain(tuple(links))
 
 
-async def _link(store: Store, backup: Backup) -> Link:
-    manifest = await store.backup_manifest(backup)
+async def _link(store: Store, backup: Backup,
+                manifest: Mapping[str, Any] | None = None) -> Link:
+    if manifest is None:
+        manifest = await store.backup_manifest(backup)
     return Link(backup, {f["path"]: f for f in manifest.get("files", [])})
 
 
