@@ -11,7 +11,12 @@
   rollback, checked against the digest the index recorded.
 
 Archives that hold config (`.env`, tokens) leave the host only encrypted: without
-`offsite_key_file` they are refused. Every upload and download runs in a thread.
+`offsite_key_file` they are refused. Every upload and download runs in a thread. An
+incremental backup's chain travels with it: uploaded first, fetched back with it
+(`bring_back_chain`), kept with it by the prune.
+
+Over the ~400-line aim: upload, prune and fetch share the row's offsite state and the
+rules for chains; split, each would carry its own reading of both.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ the data: files are streamed in chunks, never read whole.
 This module writes an archive and opens one for reading; checking one is `verification`,
 unpacking one is `unpack`, the compressed streams are `compression`, and where archives are
 kept (the backups dir) is `archives`.
+
+Over the ~400-line aim: what the writer records of each member (whole, the base's, a page
+delta, page hashes) and what every reader expects of it (`stored_members`) are one format,
+kept in one place so that they cannot drift apart.
 """
 
 from __future__ import annotations
