@@ -8,11 +8,16 @@ it keeps open connections of the bot valid: they see the restored data.
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 from gitrelease.core.errors import InsufficientDiskSpace, VerificationFailed
 from gitrelease.core.pausepoints import pause_point
+from gitrelease.core.tether import Tethered
 from gitrelease.state.databases import is_sqlite
 
 __all__ = ["integrity_problem", "is_sqlite", "restore_database", "settle_journal",
@@ -150,6 +155,45 @@ def integrity_problem(path: Path, *, thorough: bool = False) -> str | None:
     return None if row and row[0] == "ok" else str(row[0] if row else "no answer")
 
 
-def restore_database(snapshot: Path, live: Path) -> None:
-    """Write `snapshot` into the live database through SQLite, as one transaction."""
-    _copy(snapshot, live, new_file=False, what=f"restore the database {live}")
+def restore_database(snapshot: Path, live: Path) -> int | None:
+    """Write `snapshot` into the live database through SQLite, as one transaction: only the
+    pages that differ (`page_writer`, in a process of its own), or, where that cannot be
+    done (no sqlean.py, another page size), every page through the backup API. Returns how
+    many pages were written; None: all of them, by the backup API."""
+    written = _write_differing(snapshot, live)
+    if written is None:
+        _copy(snapshot, live, new_file=False, what=f"restore the database {live}")
+    return written
+
+
+_WRITER = Path(__file__).with_name("page_writer.py")
+_WRITER_UNAVAILABLE = 3
+_WRITER_FULL = 4
+
+
+def _write_differing(snapshot: Path, live: Path) -> int | None:
+    """The pages of `snapshot` that differ from the live file's, written into it by
+    `page_writer`; None when that cannot be done here (nothing was written)."""
+    child = Tethered([sys.executable, "-I", str(_WRITER), str(snapshot), str(live)],
+                     cwd=live.parent, env=dict(os.environ), stdout=subprocess.PIPE,
+                     stderr=subprocess.PIPE)
+    try:
+        refused = child.release()
+        out, err = child.process.communicate()
+    except BaseException:
+        child.kill()
+        raise
+    finally:
+        child.close()
+    what = f"cannot restore the database {live}"
+    said = err.decode(errors="replace").strip().splitlines()
+    if refused is not None:
+        raise VerificationFailed(f"{what}: its writer did not start ({refused})")
+    code = child.process.returncode
+    if code == _WRITER_UNAVAILABLE:
+        return None
+    if code == _WRITER_FULL:
+        raise InsufficientDiskSpace(f"{what}: the disk is full")
+    if code != 0:
+        raise VerificationFailed(f"{what}: {said[-1] if said else f'exit status {code}'}")
+    return int(json.loads(out)["written"])
