@@ -68,10 +68,8 @@ def write(source: Path, live: Path) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from gitrelease.core.pausepoints import pause_point
 
-    connection = sqlean.connect(f"{live.resolve().as_uri()}?mode=rw", uri=True,
-                                isolation_level=None, timeout=_BUSY_MS / 1000)
+    connection = _connect(sqlean, live)
     try:
-        connection.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
         connection.execute("BEGIN IMMEDIATE")
         try:
             answer = _differing(connection, source, pause_point)
@@ -94,13 +92,18 @@ def write(source: Path, live: Path) -> int:
     return 0
 
 
+def _connect(sqlean: Any, live: Path) -> Any:
+    """The live file, read-write, never created, waiting out the bot's locks."""
+    return sqlean.connect(f"{live.resolve().as_uri()}?mode=rw", uri=True,
+                          isolation_level=None, timeout=_BUSY_MS / 1000)
+
+
 def _trim(sqlean: Any, live: Path) -> None:
     """Give back the pages past the end a shrunk file keeps on disk in a rollback-journal
     database (SQLite reads only as many as its header counts; a WAL checkpoint trims by
     itself). A fresh connection (the writer's view of its b-trees is stale), holding the
     write lock, so that no writer grows the file meanwhile; a failure only leaves them."""
-    connection = sqlean.connect(f"{live.resolve().as_uri()}?mode=rw", uri=True,
-                                isolation_level=None, timeout=_BUSY_MS / 1000)
+    connection = _connect(sqlean, live)
     try:
         connection.execute("BEGIN IMMEDIATE")
         size, pages = (connection.execute(f"PRAGMA {name}").fetchone()[0]
