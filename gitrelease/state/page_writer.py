@@ -19,7 +19,8 @@ bot's connection in the same process could read a half-written page). Its starte
 (`core.tether`): it dies with its starter.
 
 Exit status: 0 written (one line of JSON on stdout: pages, written); 3 this cannot be done
-here (sqlean.py missing, another page size or reserved space): nothing was written, and the
+here (sqlean.py missing, another page size or reserved space, auto_vacuum, a WAL file
+that would shrink): nothing was written, and the
 caller uses the backup API; 4 the disk is full; 1 any other SQLite error (on stderr). Nothing
 of the transaction is committed unless it exits 0.
 """
@@ -138,6 +139,10 @@ def _differing(connection: Any, source: Path, pause_point: Callable[[str], None]
             # Its commit moves pages by the b-tree layer's count of them, which pages
             # written here do not update.
             print("auto_vacuum is on", file=sys.stderr)
+            return None
+        if live_pages > total and live_one[18] == 2:
+            # A WAL commit keeps the old length: the cut never reaches the file.
+            print("a WAL database would shrink", file=sys.stderr)
             return None
         reading.seek(size)
         changed: list[int] = []

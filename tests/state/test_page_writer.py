@@ -189,3 +189,21 @@ def test_an_auto_vacuum_database_is_written_by_the_backup_api(tmp_path: Path) ->
     assert restore_database(kept, live) is None
     assert _dump(live) == _dump(kept)
     assert integrity_problem(live, thorough=True) is None
+
+
+def test_a_wal_database_that_shrinks_is_written_by_the_backup_api(tmp_path: Path) -> None:
+    """A WAL commit records the file's old length, so a cut by pages never reaches the
+    disk: such a file goes whole through the backup API, which gives the space back."""
+    live, kept = tmp_path / "app.db", tmp_path / "kept.db"
+    _messages(live, 800, wal=True)
+    snapshot_database(live, kept)
+    _messages(live, 1600)
+    bot = sqlite3.connect(live)  # held open: the WAL stays
+    try:
+        bot.execute("SELECT count(*) FROM messages").fetchone()
+        assert restore_database(kept, live) is None
+    finally:
+        bot.close()
+    assert _dump(live) == _dump(kept)
+    assert live.stat().st_size == _pages(kept) * 4096
+    assert integrity_problem(live, thorough=True) is None
