@@ -41,7 +41,8 @@ def main(go: int, status: int, argv: list[str]) -> int:
         if returncode is not None:
             break
     if returncode < 0:  # the starter sees the command's own signal, as without the helper
-        signal.signal(-returncode, signal.SIG_DFL)
+        if -returncode not in (signal.SIGKILL, signal.SIGSTOP):  # these have no handler
+            signal.signal(-returncode, signal.SIG_DFL)
         os.kill(os.getpid(), -returncode)
     return returncode
 

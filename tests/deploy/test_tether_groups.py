@@ -76,3 +76,21 @@ def test_a_group_whose_members_carry_the_mark_is_stopped(orphaned: Orphaned) -> 
     pgid, member = orphaned("ours")
     assert stop(Group.parse(f"pgid={pgid} started=12345 boot={_boot_id()} mark=ours")) is None
     assert not crash.alive(member)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_tethered_child_killed_by_a_signal_is_seen_so_by_its_starter(
+        tmp_path: Path, sig: signal.Signals) -> None:
+    """The helper ends by the child's own signal, so its starter reads the same status as
+    without it (SIGKILL, which has no handler to reset, too)."""
+    from gitrelease.core.tether import Tethered
+
+    child = Tethered([PY, "-c", f"import os; os.kill(os.getpid(), {int(sig)})"],
+                     cwd=tmp_path, env=dict(os.environ), stderr=subprocess.PIPE)
+    try:
+        assert child.release() is None
+        _out, err = child.process.communicate(timeout=30)
+    finally:
+        child.close()
+    assert child.process.returncode == -sig, err
+    assert b"Errno" not in err
