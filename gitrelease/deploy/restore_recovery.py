@@ -78,7 +78,7 @@ def restores_pending(d: Deployment) -> bool:
     return bool(interrupted(d.data_dir))
 
 
-_ASIDE = re.compile(r"aside/[0-9]+(\.db)?")
+_ASIDE = re.compile(r"aside/[0-9]+(\.db|\.kept)?")
 
 
 def _check_journal(d: Deployment, journal: Path) -> None:
@@ -125,6 +125,10 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
             return f"{step.path} is reached through a link out of {step.base}"
         if step.aside is not None and not _ASIDE.fullmatch(step.aside):
             return f"the copy of {step.path} is not in its staging dir ({step.aside})"
+        if step.staged is not None and (
+                Path(step.staged).is_absolute() or ".." in Path(step.staged).parts
+                or not step.through):
+            return f"the staged file of {step.path} is not in its staging dir ({step.staged})"
         if step.follow is not None and os.path.realpath(path) != step.follow:
             return f"{step.path} is no link to {step.follow}"
     return None

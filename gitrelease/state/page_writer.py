@@ -1,30 +1,41 @@
 """Writing a database file into a live database, only the pages that differ, through SQLite.
 
-Run as a script by `snapshot.restore_database` (``python -I page_writer.py SOURCE LIVE``),
-never imported by gitrelease. SQLite's backup API writes every page of the live file, and
-its journal holds every page again: 1.4 s for a 266 MiB database that a day of a bot's use
-changed one page in six of. Here, in one write transaction of the live database, every page
-is read through SQLite's ``sqlite_dbpage`` table (the WAL and the bot's last commit
-included), compared with the same page of SOURCE (a consistent file no one writes: a
-restore's staged snapshot, or a copy kept aside), and only the pages that differ are written
-(and so journalled), the file grown or cut to SOURCE's length in the same transaction. As
-the backup API does, the header keeps the live file's journal-mode bytes and gets a schema
-cookie above the live one, so every connection of the bot reads the schema again; the
-change counter is SQLite's to set at the commit. A kill at any point leaves SQLite's journal
-of the transaction, which the next open rolls back: the old file, whole.
+Run as a script by `snapshot` (``python -I page_writer.py write SOURCE LIVE [KEPT]``, and
+``put-back KEPT STAGED LIVE``), never imported by gitrelease. SQLite's backup API writes
+every page of the live file, and its journal holds every page again: 1.4 s for a 266 MiB
+database that a day of a bot's use changed one page in six of. Here, in one write
+transaction of the live database, every page is read through SQLite's ``sqlite_dbpage``
+table (the WAL and the bot's last commit included), compared with the same page of SOURCE (a
+consistent file no one writes: a restore's staged snapshot, or a copy kept aside), and only
+the pages that differ are written (and so journalled), the file grown or cut to SOURCE's
+length in the same transaction. As the backup API does, the header keeps the live file's
+journal-mode bytes and gets a schema cookie above the live one, so every connection of the
+bot reads the schema again; the change counter is SQLite's to set at the commit. A kill at
+any point leaves SQLite's journal of the transaction, which the next open rolls back: the
+old file, whole.
+
+With KEPT, each live page the write replaces or cuts off is kept there as it was
+(`page_undo`), durable before the first page is written: what a restore keeps aside to be
+undone, instead of a copy of the whole file. ``put-back`` undoes such a write: if the live
+file is still what the write left (every page the staged one's), the kept pages go back in
+the same way; if it is already as before (the write never committed), nothing is written;
+if it is neither (written since), it exits 5 and the caller writes the whole file as it was
+(`page_undo.rebuild`) through the backup API.
 
 Why a process of its own: ``sqlite_dbpage`` is compiled into sqlean.py's SQLite, not into
 Python's, and two SQLite libraries in one process do not see each other's POSIX locks (a
 bot's connection in the same process could read a half-written page). Its starter tethers it
 (`core.tether`): it dies with its starter.
 
-Exit status: 0 written (one line of JSON on stdout: pages, written); 3 this cannot be done
-here (sqlean.py missing, another page size or reserved space, auto_vacuum, a WAL file
-that would shrink): nothing was written, and the
-caller uses the backup API; 4 the disk is full; 1 any other SQLite error (on stderr). Nothing
-of the transaction is committed unless it exits 0.
+Exit status: 0 done (one line of JSON on stdout: pages, written, and for a put-back its
+state: "restored" put back, or "before" left); 3 this cannot be done here (sqlean.py
+missing or built without ``sqlite_dbpage``, another page size or reserved space,
+auto_vacuum, a WAL file that would shrink): nothing was written, and the caller uses the
+backup API; 4 the disk is full; 5 (put-back) the live file was written since; 1 any other
+SQLite error (on stderr). Nothing of the transaction is committed unless it exits 0.
 """
 
+import errno
 import json
 import os
 import sys
@@ -36,14 +47,19 @@ _BUSY_MS = 30_000
 _CHUNK = 256  # pages per statement batch; the pause point comes after the first
 _UNAVAILABLE = 3
 _FULL = 4
+_WRITTEN_SINCE = 5
 _SQLITE_FULL = 13
 _PENDING_BYTE = 0x40000000
 _TRUNCATE = (3, 48)  # sqlite_dbpage cuts a file (a NULL page) from 3.48 on
+_INSERT = "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)"
 
 
-def _unavailable(why: str) -> int:
-    print(why, file=sys.stderr)
-    return _UNAVAILABLE
+class _Refused(Exception):
+    """This write cannot be done here; nothing was written (exit 3, or 5)."""
+
+    def __init__(self, why: str, code: int = _UNAVAILABLE) -> None:
+        super().__init__(why)
+        self.code = code
 
 
 def _page_size(header: bytes) -> int:
@@ -59,30 +75,94 @@ def _page_one(source: bytes, live: bytes) -> bytes:
             + source[44:])
 
 
-def write(source: Path, live: Path) -> int:
+class _Staged:
+    """A database file no one writes, page by page: read in order, as the live pages come."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = path.open("rb")
+        self.size = _page_size(os.pread(self._handle.fileno(), 100, 0))
+        self.first = os.pread(self._handle.fileno(), self.size, 0)
+        self.total = os.fstat(self._handle.fileno()).st_size // self.size
+        self._next = 2
+        self._handle.seek(self.size)
+
+    def page(self, number: int) -> bytes:
+        if number != self._next:
+            self._handle.seek((number - 1) * self.size)
+        self._next = number + 1
+        return self._handle.read(self.size)
+
+    def at(self, number: int) -> bytes:
+        """A page out of order (the pages to write, after the comparison)."""
+        return os.pread(self._handle.fileno(), self.size, (number - 1) * self.size)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def main(argv: list[str]) -> int:
     try:
         import sqlean  # type: ignore[import-not-found]
     except ImportError as exc:
-        return _unavailable(f"sqlean.py is not installed ({exc})")
+        print(f"sqlean.py is not installed ({exc})", file=sys.stderr)
+        return _UNAVAILABLE
     if sqlean.sqlite_version_info < _TRUNCATE:
-        return _unavailable(f"its SQLite {sqlean.sqlite_version} cannot cut a file")
+        print(f"its SQLite {sqlean.sqlite_version} cannot cut a file", file=sys.stderr)
+        return _UNAVAILABLE
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from gitrelease.core.pausepoints import pause_point
+    from gitrelease.state import page_undo
 
+    how, *paths = argv
+    if how not in ("write", "put-back") or len(paths) not in ((2, 3) if how == "write" else (3,)):
+        print(f"usage: page_writer.py write SOURCE LIVE [KEPT] | put-back KEPT STAGED LIVE "
+              f"(not {argv!r})", file=sys.stderr)
+        return 2
+    if how == "write":
+        source, live, kept = Path(paths[0]), Path(paths[1]), paths[2:]
+    else:
+        kept, source, live = paths[:1], Path(paths[1]), Path(paths[2])
+    staged = _Staged(source)
+
+    def work(connection: Any) -> dict[str, Any]:
+        if how == "write":
+            keeper = None if not kept else lambda size, pages: page_undo.PageKeeper(
+                Path(kept[0]), size, pages)
+            return _differing(connection, staged, pause_point, keeper)
+        with page_undo.KeptPages(Path(kept[0])) as pages:
+            return _putting_back(connection, staged, pages, pause_point)
+
+    try:
+        return _transaction(sqlean, live, work)
+    finally:
+        staged.close()
+
+
+def _transaction(sqlean: Any, live: Path, work: Callable[[Any], dict[str, Any]]) -> int:
+    """`work` in one write transaction of the live file, committed if it returns."""
     connection = _connect(sqlean, live)
     try:
         connection.execute("BEGIN IMMEDIATE")
         try:
-            answer = _differing(connection, source, pause_point)
+            answer = work(connection)
         except BaseException:
             if connection.in_transaction:  # SQLite ends it itself on some errors (a full disk)
                 connection.execute("ROLLBACK")
             raise
-        if answer is None:
-            connection.execute("ROLLBACK")
-            return _UNAVAILABLE
         connection.execute("COMMIT")
+    except _Refused as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except OSError as exc:  # the file of the pages kept aside
+        print(f"cannot keep the pages it replaces: {exc}", file=sys.stderr)
+        return _FULL if exc.errno in (errno.ENOSPC, errno.EDQUOT) else 1
+    except ValueError as exc:  # that file is not one
+        print(str(exc), file=sys.stderr)
+        return 1
     except sqlean.Error as exc:
+        if "no such table: sqlite_dbpage" in str(exc):
+            print(f"its SQLite has no sqlite_dbpage ({exc})", file=sys.stderr)
+            return _UNAVAILABLE
         print(str(exc), file=sys.stderr)
         return _FULL if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL else 1
     finally:
@@ -120,67 +200,143 @@ def _trim(sqlean: Any, live: Path) -> None:
         connection.close()
 
 
-def _differing(connection: Any, source: Path, pause_point: Callable[[str], None]
-               ) -> dict[str, int] | None:
-    """Inside the write transaction: every differing page of SOURCE written; None (nothing
-    written) when the two files' page layouts differ."""
-    live_size = connection.execute("PRAGMA page_size").fetchone()[0]
-    live_pages = connection.execute("PRAGMA page_count").fetchone()[0]
-    live_one = connection.execute("SELECT data FROM sqlite_dbpage WHERE pgno = 1").fetchone()[0]
-    with source.open("rb") as reading:
-        size = _page_size(os.pread(reading.fileno(), 100, 0))
-        first = os.pread(reading.fileno(), size, 0)
-        total = os.fstat(reading.fileno()).st_size // size
-        if size != live_size or first[20] != live_one[20]:
-            print(f"page size {size} (reserved {first[20]}) where the live file has "
-                  f"{live_size} ({live_one[20]})", file=sys.stderr)
-            return None
-        if _vacuumed(first) or _vacuumed(live_one):
-            # Its commit moves pages by the b-tree layer's count of them, which pages
-            # written here do not update.
-            print("auto_vacuum is on", file=sys.stderr)
-            return None
-        if live_pages > total and live_one[18] == 2:
-            # A WAL commit keeps the old length: the cut never reaches the file.
-            print("a WAL database would shrink", file=sys.stderr)
-            return None
-        reading.seek(size)
+def _live(connection: Any) -> tuple[int, int, bytes]:
+    """The live file's page size, page count and first page, as this transaction sees them."""
+    size = connection.execute("PRAGMA page_size").fetchone()[0]
+    pages = connection.execute("PRAGMA page_count").fetchone()[0]
+    one = connection.execute("SELECT data FROM sqlite_dbpage WHERE pgno = 1").fetchone()[0]
+    return size, pages, one
+
+
+def _refusal(size: int, first: bytes, total: int, live: tuple[int, int, bytes]) -> str | None:
+    """Why pages of `size` (`first` the first one's, `total` of them) cannot be written
+    into the live file here; None: they can."""
+    live_size, live_pages, live_one = live
+    if size != live_size or first[20] != live_one[20]:
+        return (f"page size {size} (reserved {first[20]}) where the live file has "
+                f"{live_size} ({live_one[20]})")
+    if _vacuumed(first) or _vacuumed(live_one):
+        # Its commit moves pages by the b-tree layer's count of them, which pages written
+        # here do not update.
+        return "auto_vacuum is on"
+    if live_pages > total and live_one[18] == 2:
+        return "a WAL database would shrink"  # a WAL commit keeps the old length
+    return None
+
+
+def _differing(connection: Any, source: _Staged, pause_point: Callable[[str], None],
+               keeper: Callable[[int, int], Any] | None = None) -> dict[str, int]:
+    """Inside the write transaction: every differing page of SOURCE written, each replaced
+    one kept first by `keeper`'s file when there is one."""
+    live = _live(connection)
+    why = _refusal(source.size, source.first, source.total, live)
+    if why is not None:
+        raise _Refused(why)
+    _size, live_pages, live_one = live
+    locking = _PENDING_BYTE // source.size + 1  # SQLite never writes the page its locks are on
+    kept = None if keeper is None else keeper(source.size, live_pages)
+    try:
+        if kept is not None:
+            kept.keep(1, live_one)
         changed: list[int] = []
         rows = connection.execute("SELECT pgno, data FROM sqlite_dbpage WHERE pgno > 1")
         for number, data in rows:
-            if number > total:
-                break
-            if reading.read(size) != data:
+            if number == locking:
+                continue
+            if number > source.total:
+                if kept is None:
+                    break
+                kept.keep(number, data)  # cut off by the write
+            elif source.page(number) != data:
                 changed.append(number)
+                if kept is not None:
+                    kept.keep(number, data)
         rows.close()
-        changed += range(max(live_pages, 1) + 1, total + 1)  # SOURCE is longer: added
-        locking = _PENDING_BYTE // size + 1  # SQLite never writes the page its locks are on
-        changed = [number for number in changed if number != locking]
-        first = _page_one(first, live_one)
-        if not changed and live_pages == total and _bookkeeping(first) == _bookkeeping(live_one):
-            return {"pages": total, "written": 0}
+        changed += (n for n in range(max(live_pages, 1) + 1, source.total + 1) if n != locking)
+        first = _page_one(source.first, live_one)
+        if not changed and live_pages == source.total \
+                and _bookkeeping(first) == _bookkeeping(live_one):
+            if kept is not None:
+                kept.discard()
+            return {"pages": source.total, "written": 0}
+        if kept is not None:
+            kept.seal()  # durable before the first page is written
+    except BaseException:
+        if kept is not None:
+            kept.discard()
+        raise
+    _write(connection, ((n, source.at(n)) for n in changed), first, live_pages, source.total,
+           pause_point)
+    return {"pages": source.total, "written": len(changed) + 1,
+            "cut": int(live_pages > source.total)}
 
-        def pages(numbers: list[int]) -> Iterator[tuple[int, bytes]]:
-            for number in numbers:
-                yield number, os.pread(reading.fileno(), size, (number - 1) * size)
 
-        insert = "INSERT INTO sqlite_dbpage(pgno, data) VALUES (?, ?)"
-        for start in range(0, len(changed), _CHUNK):
-            connection.executemany(insert, pages(changed[start:start + _CHUNK]))
-            if not start:
+def _putting_back(connection: Any, staged: _Staged, kept: Any,
+                  pause_point: Callable[[str], None]) -> dict[str, Any]:
+    """Inside the write transaction: the pages kept aside put back, if the live file is
+    still what the write left; nothing if it is as it was before; else `_Refused` (5)."""
+    live = _live(connection)
+    live_size, live_pages, live_one = live
+    if live_size != kept.size or staged.size != kept.size:
+        raise _Refused(f"page size {live_size} where {kept.size} was kept", _WRITTEN_SINCE)
+    locking = _PENDING_BYTE // kept.size + 1
+    written = live_pages == staged.total and _bookkeeping(live_one) == _bookkeeping(
+        staged.first)
+    before = live_pages == kept.total and _bookkeeping(live_one) == _bookkeeping(kept.first)
+    rows = connection.execute("SELECT pgno, data FROM sqlite_dbpage WHERE pgno > 1")
+    for number, data in rows:
+        if not (written or before):
+            break
+        if number == locking:
+            continue
+        page = staged.page(number) if number <= staged.total else None
+        written = written and data == page
+        if before:
+            before = data == (kept.page(number) if number in kept else
+                              page if number <= kept.total else None)
+    rows.close()
+    if before:
+        return {"pages": live_pages, "written": 0, "state": "before"}
+    if not written:
+        raise _Refused("the live file was written since the restore", _WRITTEN_SINCE)
+    why = _refusal(kept.size, kept.first, kept.total, live)
+    if why is not None:
+        raise _Refused(why)
+    numbers = [n for n in kept.numbers() if 1 < n <= kept.total]
+    _write(connection, ((n, kept.page(n)) for n in numbers), _page_one(kept.first, live_one),
+           live_pages, kept.total, pause_point)
+    return {"pages": kept.total, "written": len(numbers) + 1, "state": "restored",
+            "cut": int(live_pages > kept.total)}
+
+
+def _write(connection: Any, pages: Iterator[tuple[int, bytes]], first: bytes, live_pages: int,
+           total: int, pause_point: Callable[[str], None]) -> None:
+    """`pages` (each number and its bytes), then page 1 last, with the cut to `total` pages
+    (if the file shrinks) in the same statement. Once the schema cookie has moved on, the
+    next statement would read the schema again through SQLite's b-tree layer, whose view of
+    these pages is stale; COMMIT does not. The cut comes after every page (sqlite_dbpage
+    makes it at the commit, and a page written after it calls it off)."""
+    batch: list[tuple[int, bytes]] = []
+    paused = False
+    for item in pages:
+        batch.append(item)
+        if len(batch) == _CHUNK:
+            connection.executemany(_INSERT, batch)
+            batch = []
+            if not paused:
                 pause_point("sqlite:restore-writing")
-        # Page 1 last, with the cut (if the file shrinks) in the same statement. Once the
-        # schema cookie has moved on, the next statement would read the schema again
-        # through SQLite's b-tree layer, whose view of these pages is stale; COMMIT does
-        # not. The cut comes after every page (sqlite_dbpage makes it at the commit, and a
-        # page written after it calls it off).
-        if live_pages > total:
-            connection.execute(f"{insert}, (?, NULL)", (1, first, total + 1))
-        else:
-            connection.execute(insert, (1, first))
-        if not changed:
-            pause_point("sqlite:restore-writing")
-    return {"pages": total, "written": len(changed) + 1, "cut": int(live_pages > total)}
+                paused = True
+    if batch:
+        connection.executemany(_INSERT, batch)
+    if batch and not paused:
+        pause_point("sqlite:restore-writing")
+        paused = True
+    if live_pages > total:
+        connection.execute(f"{_INSERT}, (?, NULL)", (1, first, total + 1))
+    else:
+        connection.execute(_INSERT, (1, first))
+    if not paused:
+        pause_point("sqlite:restore-writing")
 
 
 def _vacuumed(page: bytes) -> bool:
@@ -189,10 +345,11 @@ def _vacuumed(page: bytes) -> bool:
 
 
 def _bookkeeping(page: bytes) -> bytes:
-    """Page 1 without what every commit or restore moves on: the change counter, the
-    schema cookie, the version-valid-for number and the SQLite version."""
-    return page[:24] + page[28:40] + page[44:92] + page[100:]
+    """Page 1 without what every commit or restore moves on: the journal-mode bytes (the
+    live file's stay), the change counter, the schema cookie, the version-valid-for number
+    and the SQLite version."""
+    return page[:18] + page[20:24] + page[28:40] + page[44:92] + page[100:]
 
 
 if __name__ == "__main__":
-    sys.exit(write(Path(sys.argv[1]), Path(sys.argv[2])))
+    sys.exit(main(sys.argv[1:]))

@@ -35,7 +35,7 @@ from gitrelease.core.models import Backup, Progress
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.text import counted
 from gitrelease.state.restore_journal import WRITTEN, JournalStep, RestoreJournal
-from gitrelease.state.snapshot import is_sqlite, restore_database, snapshot_database
+from gitrelease.state.snapshot import is_sqlite, put_back_database, restore_database
 from gitrelease.state.space import is_disk_full
 
 __all__ = ["LinkedTarget", "RestoreFailed", "Target", "place", "remove_target", "replace",
@@ -209,13 +209,15 @@ def _fsync_file(path: Path) -> None:
         os.fsync(handle.fileno())
 
 
-def _apply(staged: Path, target: Target, is_database: bool, through: bool,
+def _apply(staged: Path, target: Target, is_database: bool, kept: Path | None,
            shown: str = "") -> None:
     """One file into place; the caller fsyncs the directories it renamed into, once each.
-    `through`: the database is written through SQLite (`_through_sqlite`)."""
-    if through:
+    `kept`: the database is written through SQLite (`_through_sqlite`), its way back kept
+    there first."""
+    if kept is not None:
         pause_point("restore:database")
-        restore_database(staged, target.path)
+        restore_database(staged, target.path, kept)
+        pause_point("restore:database:written")
         return
     if is_database:  # staged without an fsync, to be read through SQLite: not so now
         _fsync_file(staged)
@@ -229,17 +231,16 @@ def _keep_aside(
     shown: Callable[[str], str],
 ) -> tuple[dict[str, Path | None], set[str]]:
     """Everything about to be replaced, kept aside before the first swap: each file by a
-    hard link, each database written through SQLite by a SQLite copy (fsynced). Returns
-    name -> its copy (None: nothing there) and the databases written through SQLite."""
+    hard link. A database written through SQLite is kept by its write: the pages it
+    replaces, at the name given here (`restore_database`). Returns name -> where it is kept
+    (None: nothing there) and the databases written through SQLite."""
     kept: dict[str, Path | None] = {}
     through: set[str] = set()
     for number, name in enumerate(order):
         target = targets[name]
         if name in databases and _through_sqlite(target, shown(name)):
             through.add(name)
-            kept[name] = aside / f"{number}.db"
-            snapshot_database(target.path, kept[name])
-            _fsync_file(kept[name])
+            kept[name] = aside / f"{number}.kept"
         else:
             kept[name] = _link_aside(target.live, aside / str(number))
     fsync_dir(aside)
@@ -249,7 +250,7 @@ def _keep_aside(
 def _journal(
     backup: Backup, safety: Backup | None, order: list[str], targets: dict[str, Target],
     kept: dict[str, Path | None], through: set[str], staging: Path,
-    shown: Callable[[str], str], digests: Mapping[str, str],
+    shown: Callable[[str], str], digests: Mapping[str, str], staged: dict[str, Path],
 ) -> RestoreJournal:
     steps = []
     for name in order:
@@ -258,8 +259,15 @@ def _journal(
             name, str(target.path), str(target.base), shown(name),
             None if old is None else old.relative_to(staging).as_posix(), name in through,
             None if target.follow is None else str(target.follow), target.link,
-            digests.get(name)))
+            digests.get(name),
+            _inside(staged[name], staging) if name in through else None))
     return RestoreJournal(backup.id, safety.id if safety else None, str(staging), steps)
+
+
+def _inside(path: Path, staging: Path) -> str:
+    """`path`'s name in the staging dir (unpacking names it by the dir's real path)."""
+    real = staging.resolve()
+    return path.relative_to(staging if path.is_relative_to(staging) else real).as_posix()
 
 
 async def replace(
@@ -286,7 +294,7 @@ async def replace(
         kept, through = await asyncio.to_thread(_keep_aside, order, targets, databases,
                                                 aside, shown)
         journal = _journal(backup, safety, order, targets, kept, through, staging, shown,
-                           digests or {})
+                           digests or {}, staged)
         await asyncio.to_thread(journal.save, journal_path)
         directories: set[Path] = set()
         for number, name in enumerate(order):
@@ -300,9 +308,13 @@ async def replace(
             if name in through:  # journalled before its write begins
                 journal.writing.append(name)
                 await asyncio.to_thread(journal.save, journal_path)
+                # Put back too if its write fails: it may fail after its commit (its writer
+                # killed before it answered), and putting back one never written is a no-op.
+                applied.append(name)
             await asyncio.to_thread(_apply, staged[name], target, is_database,
-                                    name in through, shown(name))
-            applied.append(name)
+                                    kept[name] if name in through else None, shown(name))
+            if name not in through:
+                applied.append(name)
             if not is_database:
                 directories.add(target.live.parent)
                 pause_point("restore:placed")
@@ -312,7 +324,7 @@ async def replace(
         pause_point("restore:written")
     except BaseException as exc:
         undo, whole = await asyncio.to_thread(_put_back, applied, kept, targets, through,
-                                              shown)
+                                              shown, staged)
         if journal is not None and whole:  # nothing is left for the next start to undo
             with suppress(OSError):
                 journal_path.unlink()
@@ -340,6 +352,7 @@ def _fsync_dirs(directories: set[Path]) -> None:
 def _put_back(
     applied: list[str], kept: dict[str, Path | None], targets: dict[str, Target],
     through: set[str], shown: Callable[[str], str] = str,
+    staged: Mapping[str, Path] | None = None,
 ) -> tuple[str, bool]:
     """Undo a half-done restore from what was kept aside; says what it did, and whether
     all of it was put back."""
@@ -354,7 +367,7 @@ def _put_back(
             if old is None:
                 remove_target(target, shown(name))  # the restore created it
             elif name in through:
-                restore_database(old, target.path)
+                put_back_database(old, (staged or {}).get(name, old), target.path)
             else:
                 place(old, target, shown(name))
             directories.add(target.live.parent)

@@ -3,7 +3,8 @@
 A restore swaps its files in one by one and then writes each database through SQLite; a
 process killed between two of those steps leaves some files restored and some not. So before
 the first live file is touched (`placing.replace`), everything it will replace is kept aside
-in its staging dir (a hard link per file, a SQLite copy per database) and this journal is
+in its staging dir (a hard link per file; a database's write keeps the pages it replaces) and
+this journal is
 written (temp name, fsync, rename): the staging dir, each target, what of it is kept aside
 (or that nothing was there), and which databases are written through SQLite. It is kept in
 the data dir, not beside the copies: a restore may bring back a settings file that puts the
@@ -37,8 +38,10 @@ _FORMAT = 1
 @dataclass
 class JournalStep:
     """One target. `aside`: its old content's name in the staging dir (None: nothing was
-    there, so the restore creates it). `through`: a database written through SQLite, whose
-    copy aside is written back the same way."""
+    there, so the restore creates it). `through`: a database written through SQLite; its
+    way back (`aside`: the pages its write replaces, or a whole copy) is kept by the write
+    itself, and with `staged` (the staged file it is written from) it is put back the same
+    way (`snapshot.put_back_database`)."""
 
     name: str
     path: str
@@ -49,6 +52,7 @@ class JournalStep:
     follow: str | None = None
     link: str | None = None
     sha256: str | None = None  # of what the restore puts there: only that is undone
+    staged: str | None = None  # a database's staged file, relative to the staging dir
 
 
 @dataclass

@@ -6,10 +6,11 @@ state can be finished without the process that knew what else it meant to do. Ea
 put back from its copy: a file by renaming its hard link back (one the swap never reached is
 still that same inode, and is left alone), a file the restore created is removed, and each
 database whose write began is first settled (a hot rollback journal a kill left rolled back,
-`settle_journal`), then written back from its copy through SQLite, as a restore writes it,
-and checked. A restore whose journal says "written" got to the end: its new state is kept,
-and only its staging dir is left to remove. Renaming a copy back uses it up, so settling
-again after a crash of its own finds only what is still left to do.
+`settle_journal`), then put back from what its write kept aside (the pages it replaced, with
+the staged file), through SQLite, as a restore writes it, and checked. A restore whose
+journal says "written" got to the end: its new state is kept, and only its staging dir is
+left to remove. Renaming a copy back uses it up (and a database already put back is left as
+it is), so settling again after a crash of its own finds only what is still left to do.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from gitrelease.core.text import counted
 from gitrelease.state.archive import sha256_file
 from gitrelease.state.placing import RestoreFailed, Target, place, remove_target
 from gitrelease.state.restore_journal import WRITTEN, JournalStep, RestoreJournal
-from gitrelease.state.snapshot import integrity_problem, restore_database, settle_journal
+from gitrelease.state.snapshot import integrity_problem, put_back_database
 
 __all__ = ["Settled", "settle_interrupted"]
 
@@ -89,7 +90,7 @@ def _undo(record: RestoreJournal, staging: Path) -> tuple[list[str], list[str]]:
         try:
             if step.through:
                 if step.name in record.writing:
-                    rolled.append(_database_back(step, staging / str(step.aside), target))
+                    rolled.append(_database_back(step, staging, target))
                 continue
             if step.aside is None:
                 if not os.path.lexists(target.live) or os.path.isdir(target.live):
@@ -154,17 +155,21 @@ def _replaced(aside: Path, live: Path) -> bool:
     return (kept.st_dev, kept.st_ino) != (now.st_dev, now.st_ino)
 
 
-def _database_back(step: JournalStep, copy: Path, target: Target) -> str:
-    """A database whose write began, back to its copy: a write cut off is rolled back by
-    SQLite first, then the copy is written in whole (the write may have committed), and
-    the result checked."""
-    settle_journal(target.path)
-    restore_database(copy, target.path)
+def _database_back(step: JournalStep, staging: Path, target: Target) -> str:
+    """A database whose write began, back as it was: a write cut off is rolled back by
+    SQLite first, then what its write kept aside goes back (the write may have committed),
+    and the result is checked."""
+    kept = staging / str(step.aside)
+    staged = staging / step.staged if step.staged else kept  # an older journal: a copy
+    if step.staged and not staged.is_file() and kept.exists():
+        raise RestoreFailed(f"{step.shown}: the staged file its pages are put back with, "
+                            f"{staged}, is gone")
+    done = put_back_database(kept, staged, target.path)
     problem = integrity_problem(target.path)
     if problem is not None:
         raise RestoreFailed(f"{step.shown} fails its integrity check after being put back: "
                             f"{problem}")
-    return f"{step.shown} put back from its copy (integrity ok)"
+    return f"{step.shown}: {done} (integrity ok)"
 
 
 def _shown(record: RestoreJournal, name: str) -> str:

@@ -14,14 +14,17 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from gitrelease.core.errors import InsufficientDiskSpace, VerificationFailed
+from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.tether import Tethered
 from gitrelease.state.databases import is_sqlite
+from gitrelease.state.page_undo import is_kept_pages, rebuild
 
-__all__ = ["integrity_problem", "is_sqlite", "restore_database", "settle_journal",
-           "snapshot_database"]
+__all__ = ["integrity_problem", "is_sqlite", "put_back_database", "restore_database",
+           "settle_journal", "snapshot_database"]
 
 # How the checks divide the work: a snapshot is checked with `PRAGMA quick_check` (every page,
 # b-tree and record is read and validated; what it skips is whether each index agrees with its
@@ -155,30 +158,85 @@ def integrity_problem(path: Path, *, thorough: bool = False) -> str | None:
     return None if row and row[0] == "ok" else str(row[0] if row else "no answer")
 
 
-def restore_database(snapshot: Path, live: Path) -> int | None:
+def restore_database(snapshot: Path, live: Path, kept: Path | None = None) -> int | None:
     """Write `snapshot` into the live database through SQLite, as one transaction: only the
     pages that differ (`page_writer`, in a process of its own), or, where that cannot be
     done (no sqlean.py, another page size), every page through the backup API. Returns how
-    many pages were written; None: all of them, by the backup API."""
-    written = _write_differing(snapshot, live)
+    many pages were written; None: all of them, by the backup API.
+
+    `kept`: where the live database's way back is kept before anything is written, for
+    `put_back_database`: the pages the write replaces (`page_undo`), or, when the backup
+    API writes it, a copy of the whole file. Nothing there: nothing was written."""
+    written = _write_differing(["write", str(snapshot), str(live)]
+                               + ([str(kept)] if kept is not None else []), live)
     if written is None:
+        if kept is not None:
+            _copy_aside(live, kept)
         _copy(snapshot, live, new_file=False, what=f"restore the database {live}")
-    return written
+        return None
+    return int(written["written"])
+
+
+def put_back_database(kept: Path, staged: Path, live: Path) -> str:
+    """Undo `restore_database(staged, live, kept)`, whether or not its write committed; what
+    was done, said. The pages kept go back if the live file is still as written (the staged
+    file's); if it was written since, or they cannot be written here, the whole file as it
+    was (`page_undo.rebuild`) goes in through the backup API, as a copy of it would."""
+    settle_journal(live)
+    if not kept.exists():
+        return "nothing of it had been written"
+    if not is_kept_pages(kept):  # a copy of the whole file
+        restore_database(kept, live)
+        return "put back from its copy"
+    answer = _write_differing(["put-back", str(kept), str(staged), str(live)], live,
+                              refused=(_WRITER_UNAVAILABLE, _WRITER_WRITTEN_SINCE))
+    if answer is not None:
+        return ("put back from the pages kept aside" if answer.get("state") == "restored"
+                else "nothing of it had been written")
+    whole = kept.with_name(f"{kept.name}.whole")
+    whole.unlink(missing_ok=True)
+    try:
+        rebuild(kept, staged, whole)
+        _copy(whole, live, new_file=False, what=f"put back the database {live}")
+    finally:
+        whole.unlink(missing_ok=True)
+    return "put back whole from the pages kept aside"
+
+
+def _copy_aside(live: Path, kept: Path) -> None:
+    """A whole copy of the live database at `kept`, durable before the backup API writes."""
+    temporary = kept.with_name(f".{kept.name}.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        snapshot_database(live, temporary)
+        with temporary.open("rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temporary, kept)
+    finally:
+        temporary.unlink(missing_ok=True)
+    fsync_dir(kept.parent)
 
 
 _WRITER = Path(__file__).with_name("page_writer.py")
 _WRITER_UNAVAILABLE = 3
 _WRITER_FULL = 4
+_WRITER_WRITTEN_SINCE = 5
+#: What the writer is given of the environment: the pause points' (for the kill tests) and
+#: the locale's; nothing else of gitrelease's (no secret) reaches it.
+_WRITER_ENVIRONMENT = ("GITRELEASE_PAUSE_AT", "GITRELEASE_PAUSE_MARKER",
+                       "GITRELEASE_PAUSE_SECONDS", "LANG", "LC_ALL", "TMPDIR", "PATH")
 
 
-def _write_differing(snapshot: Path, live: Path) -> int | None:
-    """The pages of `snapshot` that differ from the live file's, written into it by
-    `page_writer`; None when that cannot be done here (nothing was written)."""
-    child = Tethered([sys.executable, "-I", str(_WRITER), str(snapshot), str(live)],
-                     cwd=live.parent, env=dict(os.environ), stdout=subprocess.PIPE,
-                     stderr=subprocess.PIPE)
+def _write_differing(args: list[str], live: Path, *, refused: tuple[int, ...] = (
+        _WRITER_UNAVAILABLE,)) -> dict[str, Any] | None:
+    """`page_writer` run with `args`: its answer; None when it exits with one of `refused`
+    (nothing was written)."""
+    environment = {name: value for name, value in os.environ.items()
+                   if name in _WRITER_ENVIRONMENT}
+    child = Tethered([sys.executable, "-I", str(_WRITER), *args], cwd=live.parent,
+                     env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        refused = child.release()
+        refusal = child.release()
         out, err = child.process.communicate()
     except BaseException:
         child.kill()
@@ -187,13 +245,16 @@ def _write_differing(snapshot: Path, live: Path) -> int | None:
         child.close()
     what = f"cannot restore the database {live}"
     said = err.decode(errors="replace").strip().splitlines()
-    if refused is not None:
-        raise VerificationFailed(f"{what}: its writer did not start ({refused})")
+    if refusal is not None:
+        raise VerificationFailed(f"{what}: its writer did not start ({refusal})")
     code = child.process.returncode
-    if code == _WRITER_UNAVAILABLE:
+    if code in refused:
         return None
     if code == _WRITER_FULL:
         raise InsufficientDiskSpace(f"{what}: the disk is full")
+    if code < 0:
+        raise VerificationFailed(f"{what}: its writer was killed by signal {-code}")
     if code != 0:
         raise VerificationFailed(f"{what}: {said[-1] if said else f'exit status {code}'}")
-    return int(json.loads(out)["written"])
+    answer: dict[str, Any] = json.loads(out)
+    return answer

@@ -246,9 +246,11 @@ LIVE_FILES = {"notes.json": '{"notes": "written since"}\n', "cards/1.txt": "one,
               "cards/2.txt": "two\n", "cards/3.txt": None}
 SINCE_SNAP = [*SINCE, (4, "since the snapshot")]
 #: Where `backup restore snap --yes` (all types) is killed: unpacking, after its first file
-#: is swapped in, before and inside the live database's write, and once all is written.
+#: is swapped in, before, inside and right after the live database's write (committed: put
+#: back from the pages it kept aside), and once all is written.
 WHOLE_RESTORE_POINTS = ["restore:staged", "restore:placed", "restore:database",
-                        "sqlite:restore-writing", "restore:written"]
+                        "sqlite:restore-writing", "restore:database:written",
+                        "restore:written"]
 
 
 def _write_files(world: World, files: dict[str, str | None]) -> None:
@@ -427,7 +429,8 @@ def test_an_undo_leaves_what_was_changed_since_the_kill(restore_world: World,
     assert _leftovers(world) == []
 
 
-@pytest.mark.parametrize("forged", ["target outside", "staging elsewhere", "copy outside"])
+@pytest.mark.parametrize("forged", ["target outside", "staging elsewhere", "copy outside",
+                                    "staged outside"])
 def test_a_journal_that_is_not_this_deployments_is_refused(
         restore_world: World, tmp_path: Path, forged: str) -> None:
     """A journal's paths are undone, removed and rewritten: one naming anything but this
@@ -446,8 +449,12 @@ def test_a_journal_that_is_not_this_deployments_is_refused(
         record["steps"][0].update(path=str(victim), base=str(outside), aside=None)
     elif forged == "staging elsewhere":
         record["staging"] = str(outside / ".restore-elsewhere")
-    else:
+    elif forged == "copy outside":
         record["steps"][0]["aside"] = str(victim)
+    else:  # the staged file a database's kept pages are put back with
+        step = next(s for s in record["steps"] if s["through"])
+        assert step["staged"] and step["aside"].endswith(".kept"), step
+        step["staged"] = "../../outside/victim.txt"
     journal.write_text(json.dumps(record))
     before = _files(world)
     refused = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")

@@ -143,7 +143,7 @@ def test_another_page_size_is_written_by_the_backup_api(tmp_path: Path) -> None:
     _messages(kept, 500, page_size=8192)
     _messages(live, 800, page_size=4096)
     before = live.read_bytes()
-    seen = subprocess.run([sys.executable, "-I", str(WRITER), str(kept), str(live)],
+    seen = subprocess.run([sys.executable, "-I", str(WRITER), "write", str(kept), str(live)],
                           capture_output=True, text=True)
     assert seen.returncode == 3 and "page size 8192" in seen.stderr, seen
     assert live.read_bytes() == before  # nothing written by the refusal
@@ -159,7 +159,8 @@ def test_a_database_locked_by_a_writer_waits_then_is_written(
     bot = sqlite3.connect(live, isolation_level=None)
     bot.execute("BEGIN IMMEDIATE")
     bot.execute("DELETE FROM messages WHERE id > 5")
-    writer = subprocess.Popen([sys.executable, "-I", str(WRITER), str(kept), str(live)],
+    writer = subprocess.Popen([sys.executable, "-I", str(WRITER), "write", str(kept),
+                               str(live)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         with pytest.raises(subprocess.TimeoutExpired):

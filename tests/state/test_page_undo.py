@@ -1,0 +1,221 @@
+"""A restore's write keeps aside only the pages it replaces, and they put the database back.
+
+Real SQLite files and the real writer process: `restore_database(..., kept)` streams each
+live page it replaces into the kept file before it writes one, and `put_back_database`
+puts them back whether the write committed, was killed half-way, or the database was
+written again since (then the whole file as it was goes in through the backup API).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from gitrelease.state.page_undo import KeptPages, is_kept_pages
+from gitrelease.state.snapshot import (
+    integrity_problem,
+    put_back_database,
+    restore_database,
+    snapshot_database,
+)
+
+WRITER = Path(__file__).parents[2] / "gitrelease" / "state" / "page_writer.py"
+
+
+def _messages(path: Path, count: int, *, page_size: int = 4096, wal: bool = False) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA page_size = {page_size}")
+        if wal:
+            db.execute("PRAGMA journal_mode = WAL")
+        db.execute("CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, body TEXT)")
+        db.executemany("INSERT INTO messages (body) VALUES (?)",
+                       [(f"message {n} " + "x" * 300,) for n in range(count)])
+    db.close()
+
+
+def _dump(path: Path) -> list[str]:
+    db = sqlite3.connect(path)
+    try:
+        return list(db.iterdump())
+    finally:
+        db.close()
+
+
+def _pages(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA page_count").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _edit(path: Path, sql: str) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute(sql)
+    db.close()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A live database of 2,000 messages, a snapshot of it (the staged file a restore
+    writes from), the live one changed since, and where its pages are kept aside."""
+    live = tmp_path / "app.db"
+    _messages(live, 2000)
+    staged = tmp_path / "staged.db"
+    snapshot_database(live, staged)
+    _edit(live, "UPDATE messages SET body = 'edited since' WHERE id % 400 = 0")
+    (tmp_path / "aside").mkdir()
+    return live, staged, tmp_path / "aside" / "0.kept"
+
+
+def test_only_the_pages_replaced_are_kept_and_they_put_the_database_back(
+        world: tuple[Path, Path, Path]) -> None:
+    live, staged, kept = world
+    before = _dump(live)
+    written = restore_database(staged, live, kept)
+    assert written is not None and _dump(live) == _dump(staged)
+    assert is_kept_pages(kept)
+    with KeptPages(kept) as pages:
+        assert len(pages.numbers()) == written  # each page written, as it was (page 1 too)
+        assert pages.total == _pages(live)
+    assert kept.stat().st_size < live.stat().st_size // 4
+    assert put_back_database(kept, staged, live) == "put back from the pages kept aside"
+    assert _dump(live) == before
+    assert integrity_problem(live, thorough=True) is None
+
+
+def test_a_connection_held_open_reads_the_rows_put_back(
+        world: tuple[Path, Path, Path]) -> None:
+    live, staged, kept = world
+    bot = sqlite3.connect(live, isolation_level=None)
+    try:
+        edited = "SELECT count(*) FROM messages WHERE body = 'edited since'"
+        assert bot.execute(edited).fetchone() == (5,)
+        restore_database(staged, live, kept)
+        assert bot.execute(edited).fetchone() == (0,)
+        put_back_database(kept, staged, live)
+        assert bot.execute(edited).fetchone() == (5,)
+    finally:
+        bot.close()
+
+
+@pytest.mark.parametrize("grown", [True, False], ids=["live grew", "live shrank"])
+def test_the_file_takes_its_old_length_back(world: tuple[Path, Path, Path],
+                                            grown: bool) -> None:
+    """The pages a shrinking write cuts off are kept too; those a growing one adds go."""
+    live, staged, kept = world
+    if grown:
+        _messages(live, 3000)
+    else:
+        _edit(live, "DELETE FROM messages WHERE id > 100")
+        db = sqlite3.connect(live)
+        db.execute("VACUUM")
+        db.close()
+    before, length = _dump(live), live.stat().st_size
+    restore_database(staged, live, kept)
+    assert _pages(live) == _pages(staged)
+    put_back_database(kept, staged, live)
+    assert _dump(live) == before
+    assert live.stat().st_size == length
+    assert integrity_problem(live, thorough=True) is None
+
+
+def test_written_since_the_restore_it_goes_back_whole(world: tuple[Path, Path, Path]) -> None:
+    """The bot wrote after the restore committed: its pages are no longer the staged ones,
+    so putting back only the kept ones could mix two states. The whole file as it was
+    goes in instead, as a copy of it would."""
+    live, staged, kept = world
+    before = _dump(live)
+    restore_database(staged, live, kept)
+    _messages(live, 500)  # the bot, after the restore
+    assert put_back_database(kept, staged, live) == "put back whole from the pages kept aside"
+    assert _dump(live) == before
+    assert integrity_problem(live, thorough=True) is None
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["0.kept"]  # no work file left
+
+
+def test_a_write_killed_half_way_is_left_as_it_was(world: tuple[Path, Path, Path],
+                                                   tmp_path: Path) -> None:
+    """Killed inside its transaction: the kept pages are whole on disk, the live file is
+    rolled back by SQLite, and putting back finds it as it was and writes nothing."""
+    live, staged, kept = world
+    before = _dump(live)
+    marker = tmp_path / "paused"
+    writer = subprocess.Popen(
+        [sys.executable, "-I", str(WRITER), "write", str(staged), str(live), str(kept)],
+        env={**os.environ, "GITRELEASE_PAUSE_AT": "sqlite:restore-writing",
+             "GITRELEASE_PAUSE_MARKER": str(marker)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), "the writer never reached its pause point"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    assert is_kept_pages(kept)
+    assert put_back_database(kept, staged, live) == "nothing of it had been written"
+    assert _dump(live) == before
+    assert integrity_problem(live, thorough=True) is None
+
+
+def test_nothing_kept_is_nothing_written(world: tuple[Path, Path, Path]) -> None:
+    live, staged, kept = world
+    before = _dump(live)
+    assert put_back_database(kept, staged, live) == "nothing of it had been written"
+    assert _dump(live) == before
+    snapshot_database(live, staged.with_name("same.db"))
+    assert restore_database(staged.with_name("same.db"), live, kept) == 0
+    assert not kept.exists()  # a write of nothing keeps nothing
+
+
+def test_the_backup_apis_way_keeps_a_whole_copy(tmp_path: Path) -> None:
+    """Another page size: the backup API writes the file, so a copy of all of it is kept
+    first, and it is that copy that goes back."""
+    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
+    _messages(staged, 500, page_size=8192)
+    _messages(live, 800, page_size=4096)
+    before = _dump(live)
+    assert restore_database(staged, live, kept) is None
+    assert not is_kept_pages(kept) and _dump(kept) == before
+    assert put_back_database(kept, staged, live) == "put back from its copy"
+    assert _dump(live) == before
+
+
+def test_a_wal_database_a_write_grew_goes_back_whole(tmp_path: Path) -> None:
+    """A WAL file cannot be cut by pages (its commit keeps the old length): putting back a
+    write that grew it writes the file as it was through the backup API."""
+    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
+    _messages(live, 800, wal=True)
+    _messages(staged, 1600)
+    before = _dump(live)
+    bot = sqlite3.connect(live)  # held open: the WAL stays
+    try:
+        bot.execute("SELECT count(*) FROM messages").fetchone()
+        assert restore_database(staged, live, kept) is not None
+        assert put_back_database(kept, staged, live) == \
+            "put back whole from the pages kept aside"
+        assert bot.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        bot.close()
+    assert _dump(live) == before
+    assert integrity_problem(live, thorough=True) is None
+
+
+def test_a_kept_file_cut_short_is_refused(world: tuple[Path, Path, Path]) -> None:
+    live, staged, kept = world
+    restore_database(staged, live, kept)
+    restored = _dump(live)
+    with kept.open("rb+") as handle:
+        handle.truncate(kept.stat().st_size - 100)
+    with pytest.raises(Exception, match="cut short"):
+        put_back_database(kept, staged, live)
+    assert _dump(live) == restored  # nothing written
