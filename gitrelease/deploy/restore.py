@@ -189,11 +189,11 @@ async def restore(
             unpacking = asyncio.ensure_future(asyncio.to_thread(
                 extract_safely, source, staging, manifest, wanted=set(entries),
                 checksum=backup.checksum if verify else None,
-                durable=set(entries) - databases, shown=layout.shown, private=private)
+                durable=set(entries), shown=layout.shown, private=private)
                 if chain is None else asyncio.to_thread(
                 stage_chain, chain, paths, staging, entries,
                 {link.backup.id: {"files": list(link.files.values())} for link in links},
-                verify=verify, durable=set(entries) - databases, shown=layout.shown,
+                verify=verify, durable=set(entries), shown=layout.shown,
                 private=private))
             safety = None if safety_backup is not None or not take_safety else \
                 asyncio.ensure_future(_safety_backup(service, backup, options, entries,

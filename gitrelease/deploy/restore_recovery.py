@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -112,6 +113,17 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
     if not staging.is_absolute() or not staging.name.startswith(".restore-") \
             or ".." in staging.parts or journal_of(d.data_dir, staging) != journal:
         return f"its staging dir {staging} is not the one it is named for"
+    # Where it is cannot be checked against the settings (the restore may have swapped in a
+    # settings.toml that keeps the backups elsewhere), but what it is can: the private dir
+    # a restore makes (mkdtemp: this user's, 0700), no link to one.
+    try:
+        made = os.lstat(staging)
+    except FileNotFoundError:
+        made = None  # gone: settling it says what that leaves
+    if made is not None and (not stat.S_ISDIR(made.st_mode) or made.st_uid != os.getuid()
+                             or stat.S_IMODE(made.st_mode) & 0o077):
+        return f"its staging dir {staging} is not one a restore made (a link, or not private)"
+    inside = os.path.realpath(staging)
     layout = d.layout()
     bases = {str(layout.root), str(layout.data_dir), str(layout.logs_dir)}
     for step in record.steps:
@@ -125,9 +137,12 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
             return f"{step.path} is reached through a link out of {step.base}"
         if step.aside is not None and not _ASIDE.fullmatch(step.aside):
             return f"the copy of {step.path} is not in its staging dir ({step.aside})"
+        if step.aside is not None and os.path.islink(staging / step.aside):
+            return f"the copy of {step.path} is a link ({step.aside})"
         if step.staged is not None and (
                 Path(step.staged).is_absolute() or ".." in Path(step.staged).parts
-                or not step.through):
+                or not step.through or os.path.islink(staging / step.staged)
+                or not Path(os.path.realpath(staging / step.staged)).is_relative_to(inside)):
             return f"the staged file of {step.path} is not in its staging dir ({step.staged})"
         if step.follow is not None and os.path.realpath(path) != step.follow:
             return f"{step.path} is no link to {step.follow}"

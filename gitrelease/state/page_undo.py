@@ -65,8 +65,12 @@ class PageKeeper:
             os.close(directory)
 
     def discard(self) -> None:
-        self._out.close()
-        self._temporary.unlink(missing_ok=True)
+        try:
+            self._out.close()
+        except OSError:  # what is left to flush fails as the write did: the file goes anyway
+            pass
+        finally:
+            self._temporary.unlink(missing_ok=True)
 
 
 class KeptPages:
@@ -121,9 +125,13 @@ def rebuild(kept: Path, staged: Path, target: Path) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out, staged.open("rb") as source:
             shutil.copyfileobj(source, out, 1024 * 1024)
+            out.flush()
             out.truncate(pages.total * pages.size)
             for number in pages.numbers():
                 if number <= pages.total:
-                    os.pwrite(out.fileno(), pages.page(number), (number - 1) * pages.size)
+                    page = pages.page(number)
+                    if number == 1:  # a rollback-journal file: no -wal or -shm beside it
+                        page = page[:18] + b"\x01\x01" + page[20:]
+                    os.pwrite(out.fileno(), page, (number - 1) * pages.size)
             out.flush()
             os.fsync(out.fileno())

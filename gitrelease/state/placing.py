@@ -216,10 +216,11 @@ def _apply(staged: Path, target: Target, is_database: bool, kept: Path | None,
     there first."""
     if kept is not None:
         pause_point("restore:database")
+        _fsync_file(staged)  # its way back needs it too (unpacking made it durable: cheap)
         restore_database(staged, target.path, kept)
         pause_point("restore:database:written")
         return
-    if is_database:  # staged without an fsync, to be read through SQLite: not so now
+    if is_database:  # durable before it is renamed in (a chain's rebuilt file is not yet)
         _fsync_file(staged)
     place(staged, target, shown or target.name)
     if is_database:  # databases come last: no later step fsyncs this directory
@@ -277,7 +278,8 @@ async def replace(
 ) -> list[str]:
     """Swap the staged files in: plain files first, then the databases, each one
     transaction in SQLite. Before the first swap, everything replaced is kept aside (a hard
-    link per file, a copy per database) and a journal of it written at `journal_path` (see
+    link per file; a database's write keeps the pages it replaces before it writes one) and
+    a journal of it written at `journal_path` (see
     `restore_journal`): a process killed half-way is undone at the next start. On any
     failure here, what was replaced is put back, and the error says so (a disk that filled
     up, as such); the journal stays only if that putting back failed."""

@@ -187,20 +187,41 @@ def put_back_database(kept: Path, staged: Path, live: Path) -> str:
         return "nothing of it had been written"
     if not is_kept_pages(kept):  # a copy of the whole file
         restore_database(kept, live)
-        return "put back from its copy"
-    answer = _write_differing(["put-back", str(kept), str(staged), str(live)], live,
-                              refused=(_WRITER_UNAVAILABLE, _WRITER_WRITTEN_SINCE))
-    if answer is not None:
-        return ("put back from the pages kept aside" if answer.get("state") == "restored"
-                else "nothing of it had been written")
+        done = "put back from its copy"
+    else:
+        answer = _write_differing(["put-back", str(kept), str(staged), str(live)], live,
+                                  refused=(_WRITER_UNAVAILABLE, _WRITER_WRITTEN_SINCE))
+        if answer is not None:
+            done = ("put back from the pages kept aside" if answer.get("state") == "restored"
+                    else "nothing of it had been written")
+        else:
+            _whole_back(kept, staged, live)
+            done = "put back whole from the pages kept aside"
+    # Used up: settling again (the journal kept for another file) leaves it as it is now,
+    # with whatever the bot wrote since.
+    kept.unlink()
+    fsync_dir(kept.parent)
+    return done
+
+
+def _whole_back(kept: Path, staged: Path, live: Path) -> None:
+    """The old file rebuilt from `staged` and the pages kept, checked, then written whole."""
     whole = kept.with_name(f"{kept.name}.whole")
-    whole.unlink(missing_ok=True)
+    work = [whole, *(whole.with_name(f"{whole.name}{end}") for end in ("-journal", "-wal",
+                                                                        "-shm"))]
+    for path in work:
+        path.unlink(missing_ok=True)
     try:
         rebuild(kept, staged, whole)
+        problem = integrity_problem(whole)
+        if problem is not None:
+            raise VerificationFailed(
+                f"cannot put back the database {live}: its old file, rebuilt from "
+                f"{staged.name} and the pages kept aside, fails its check ({problem})")
         _copy(whole, live, new_file=False, what=f"put back the database {live}")
     finally:
-        whole.unlink(missing_ok=True)
-    return "put back whole from the pages kept aside"
+        for path in work:
+            path.unlink(missing_ok=True)
 
 
 def _copy_aside(live: Path, kept: Path) -> None:

@@ -430,7 +430,8 @@ def test_an_undo_leaves_what_was_changed_since_the_kill(restore_world: World,
 
 
 @pytest.mark.parametrize("forged", ["target outside", "staging elsewhere", "copy outside",
-                                    "staged outside"])
+                                    "staged outside", "staging through a link",
+                                    "staged through a link"])
 def test_a_journal_that_is_not_this_deployments_is_refused(
         restore_world: World, tmp_path: Path, forged: str) -> None:
     """A journal's paths are undone, removed and rewritten: one naming anything but this
@@ -451,10 +452,19 @@ def test_a_journal_that_is_not_this_deployments_is_refused(
         record["staging"] = str(outside / ".restore-elsewhere")
     elif forged == "copy outside":
         record["steps"][0]["aside"] = str(victim)
+    elif forged == "staging through a link":  # its files would be read and removed
+        moved = outside / Path(record["staging"]).name
+        shutil.copytree(record["staging"], outside / "real", symlinks=True)
+        moved.symlink_to(outside / "real")
+        record["staging"] = str(moved)
     else:  # the staged file a database's kept pages are put back with
         step = next(s for s in record["steps"] if s["through"])
         assert step["staged"] and step["aside"].endswith(".kept"), step
-        step["staged"] = "../../outside/victim.txt"
+        if forged == "staged outside":
+            step["staged"] = "../../outside/victim.txt"
+        else:
+            (Path(record["staging"]) / "planted.db").symlink_to(victim)
+            step["staged"] = "planted.db"
     journal.write_text(json.dumps(record))
     before = _files(world)
     refused = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")

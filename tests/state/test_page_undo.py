@@ -138,7 +138,7 @@ def test_written_since_the_restore_it_goes_back_whole(world: tuple[Path, Path, P
     assert put_back_database(kept, staged, live) == "put back whole from the pages kept aside"
     assert _dump(live) == before
     assert integrity_problem(live, thorough=True) is None
-    assert sorted(p.name for p in kept.parent.iterdir()) == ["0.kept"]  # no work file left
+    assert list(kept.parent.iterdir()) == []  # used up, and no work file left
 
 
 def test_a_write_killed_half_way_is_left_as_it_was(world: tuple[Path, Path, Path],
@@ -208,6 +208,7 @@ def test_a_wal_database_a_write_grew_goes_back_whole(tmp_path: Path) -> None:
         bot.close()
     assert _dump(live) == before
     assert integrity_problem(live, thorough=True) is None
+    assert [p.name for p in tmp_path.iterdir() if "kept" in p.name] == []  # no work file
 
 
 def test_a_kept_file_cut_short_is_refused(world: tuple[Path, Path, Path]) -> None:
@@ -219,3 +220,50 @@ def test_a_kept_file_cut_short_is_refused(world: tuple[Path, Path, Path]) -> Non
     with pytest.raises(Exception, match="cut short"):
         put_back_database(kept, staged, live)
     assert _dump(live) == restored  # nothing written
+
+
+def test_a_database_put_back_is_left_as_it_is_when_settled_again(
+        world: tuple[Path, Path, Path]) -> None:
+    """The journal stays when another file could not be put back: settling again must not
+    put the database back a second time over what the bot wrote since."""
+    live, staged, kept = world
+    restore_database(staged, live, kept)
+    put_back_database(kept, staged, live)
+    assert not kept.exists()  # used up
+    _messages(live, 10)  # the bot, after the first undo
+    after = _dump(live)
+    assert put_back_database(kept, staged, live) == "nothing of it had been written"
+    assert _dump(live) == after
+
+
+def test_a_damaged_staged_file_is_never_written_in(world: tuple[Path, Path, Path]) -> None:
+    """Rebuilding the old file needs the staged one: if that was damaged since (a power
+    loss before the disk had it), the rebuilt file fails its check and nothing is written;
+    the kept pages stay for another try."""
+    live, staged, kept = world
+    restore_database(staged, live, kept)
+    _messages(live, 100)  # written since: the whole old file must go back
+    after = _dump(live)
+    with staged.open("rb+") as handle:
+        handle.seek(4096 * 3)
+        handle.write(b"\0" * 4096 * 20)
+    with pytest.raises(Exception, match="fails its check"):
+        put_back_database(kept, staged, live)
+    assert _dump(live) == after and kept.exists()
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["0.kept"]
+
+
+def test_a_kept_file_that_cannot_be_written_is_not_left(world: tuple[Path, Path, Path]) -> None:
+    """The disk refuses the kept pages part-way (here a file size limit): the write is off,
+    the live file untouched, and no temporary file is left beside the copies."""
+    import resource
+
+    live, staged, kept = world
+    before = _dump(live)
+    writer = subprocess.run(
+        [sys.executable, "-I", str(WRITER), "write", str(staged), str(live), str(kept)],
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)),
+        capture_output=True, text=True)
+    assert writer.returncode == 1 and "cannot keep the pages" in writer.stderr, writer
+    assert list(kept.parent.iterdir()) == []
+    assert _dump(live) == before
