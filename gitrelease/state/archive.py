@@ -3,8 +3,10 @@
 An archive holds the backed-up files under their member names (``root/...`` for files of the
 deployment root, ``data/...`` for files of the data dir) and, last, ``manifest.json`` with
 each member's size, mode and sha256. Writing is one pass: each file is hashed as it is copied
-into the tar, the archive's own sha256 as its bytes reach the disk. Memory does not grow with
-the data: files are streamed in chunks, never read whole.
+into the tar, the archive's own sha256 as its bytes reach the disk. A database's page hashes
+follow it in a compressed frame of their own, whose offset in the file the manifest records
+(``at``): the next backup reads them from there, not through the database before them.
+Memory does not grow with the data: files are streamed in chunks, never read whole.
 
 This module writes an archive and opens one for reading; checking one is `verification`,
 unpacking one is `unpack`, the compressed streams are `compression`, and where archives are
@@ -38,6 +40,7 @@ from gitrelease.state.compression import (
     ParallelGzip,
     compressor,
     decompressor,
+    end_frame,
 )
 from gitrelease.state.pages import HASH_SIZE, DeltaFacts, PageDigest
 
@@ -307,8 +310,13 @@ def write_archive(
                                         "sha256": digest.hexdigest(), "pages": delta.changed})
                     hashes = delta.hashes
                 if hashes is not None and member.pages:
+                    # In a frame of its own, where it starts recorded: the next backup reads
+                    # the hashes from there, not through the database before them.
+                    end_frame(compressed, compression)
+                    buffered.flush()
                     entry.update(page_size=member.pages, page_count=len(hashes) // HASH_SIZE,
-                                 hashes=_add_hashes(tar, member.name, hashes, info.mtime))
+                                 hashes={**_add_hashes(tar, member.name, hashes, info.mtime),
+                                         "at": sink.size})
                 files.append({**entry, **dict(member.extra)})
                 raw_size += int(entry["size"])
                 pause_point("archive:member-written")
@@ -395,7 +403,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def read_member(path: Path, name: str, expected: dict[str, Any]) -> bytes:
     """The bytes of member `name` (a small one: page hashes), checked against the size and
-    sha256 `expected` records; the archive is read only as far as that member."""
+    sha256 `expected` records. Where `expected` records the offset of the frame it starts
+    (``at``), it is decoded from there; else (an older archive, or that fails) the archive
+    is read only as far as that member."""
+    at = expected.get("at")
+    if isinstance(at, int) and not isinstance(at, bool) and at >= 0:
+        found = _member_at(path, at, name, expected)
+        if found is not None:
+            return found
     with open_tar(path, "cannot be read") as (_raw, _source, tar):
         for info in tar:
             if info.name == name and info.isreg() and info.size == expected["size"]:
@@ -405,6 +420,29 @@ def read_member(path: Path, name: str, expected: dict[str, Any]) -> bytes:
                     break
                 return data
     raise VerificationFailed(f"{path.name}: {name} is missing or does not match its checksum")
+
+
+def _member_at(path: Path, at: int, name: str, expected: dict[str, Any]) -> bytes | None:
+    """Member `name`, decoded from the frame at offset `at` of the file, if it is there and
+    matches `expected`; None on anything else (the caller reads from the start)."""
+    import zstandard
+
+    try:
+        with path.open("rb") as raw:
+            raw.seek(at)
+            stream = decompressor(io.BufferedReader(raw, buffer_size=CHUNK),  # type: ignore[arg-type]
+                                  compression_of(path))
+            with tarfile.open(fileobj=stream, mode="r|") as tar:
+                info = tar.next()
+                if info is None or info.name != name or not info.isreg() \
+                        or info.size != expected["size"]:
+                    return None
+                handle = tar.extractfile(info)
+                data = handle.read() if handle is not None else b""
+    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError,
+            VerificationFailed):
+        return None
+    return data if hashlib.sha256(data).hexdigest() == expected["sha256"] else None
 
 
 def sha256_file(path: Path) -> str:

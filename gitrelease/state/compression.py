@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from contextlib import suppress
 from typing import IO, Any
 
-__all__ = ["CHUNK", "DecodeAhead", "ParallelGzip", "compressor", "decompressor"]
+__all__ = ["CHUNK", "DecodeAhead", "ParallelGzip", "compressor", "decompressor", "end_frame"]
 
 CHUNK = 1024 * 1024
 _GZIP_BLOCK = CHUNK  # compressed apart, a 1 MiB block loses ~0.1% against one stream
@@ -55,6 +55,15 @@ class ParallelGzip(io.RawIOBase):
         self._pending.append(self._pool.submit(gzip.compress, block, self._level, mtime=0))
         self._members += 1
         while len(self._pending) > self._workers:
+            self._sink.write(self._pending.popleft().result())
+
+    def end_member(self) -> None:
+        """Compress what is buffered as a member of its own and write out every member: what
+        is written next starts a new one."""
+        if self._buffer:
+            self._submit(bytes(self._buffer))
+            self._buffer.clear()
+        while self._pending:
             self._sink.write(self._pending.popleft().result())
 
     def close(self) -> None:
@@ -102,6 +111,18 @@ def compressor(sink: IO[bytes], compression: str, level: int) -> IO[bytes]:
         return zstandard.ZstdCompressor(level=level, threads=-1).stream_writer(
             sink, closefd=False, write_size=CHUNK)
     return sink
+
+
+def end_frame(stream: IO[bytes], compression: str) -> None:
+    """End the compressed frame (a gzip member, a zstd frame) here and write it out, so that
+    what is written next can be decoded from where it starts in the file, without what came
+    before (`archive.read_member`)."""
+    if compression == "gzip":
+        stream.end_member()  # type: ignore[attr-defined]
+    elif compression == "zstd":
+        import zstandard
+
+        stream.flush(zstandard.FLUSH_FRAME)  # type: ignore[call-arg]
 
 
 def decompressor(source: IO[bytes], compression: str) -> IO[bytes]:

@@ -438,3 +438,31 @@ async def test_a_base_row_naming_a_file_outside_the_backups_folder_is_refused(
     assert refused.value.code == "archive_refused" and full.id in refused.value.message
     assert (world.deploy / "data" / "app.db").read_bytes() == live
     assert outside.read_bytes() == held
+
+
+@pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
+def test_page_hashes_are_read_from_their_own_frame(tmp_path: Path, compression: str) -> None:
+    """The next backup reads a database's page hashes from the frame the manifest says they
+    start at, without decoding the database before them; an offset that is wrong (an
+    archive changed since, a record forged) only costs the read from the start."""
+    import gitrelease.state.archive as archive
+    from gitrelease.state.archive import Member, read_member, write_archive
+
+    db = tmp_path / "app.db"
+    _fill(db, 3000)
+    path = tmp_path / f"one{archive.suffix_for(compression)}"
+    written = write_archive(path, [Member(db, "data/app.db", "database", pages=4096)],
+                            compression=compression, level=3, manifest={})
+    entry = written.manifest["files"][0]
+    record = entry["hashes"]
+    assert isinstance(record["at"], int) and record["at"] > 0
+    streamed = read_member(path, record["member"], {**record, "at": None})
+    assert len(streamed) == record["size"]
+    assert archive._member_at(path, record["at"], record["member"], record) == streamed
+    for wrong in (0, record["at"] + 1, path.stat().st_size + 10):
+        assert archive._member_at(path, wrong, record["member"], record) is None
+        assert read_member(path, record["member"], {**record, "at": wrong}) == streamed
+    # The frame boundary changes nothing for the readers that go from the start.
+    listing = subprocess.run(["tar", "-tf", str(path)], capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert listing == ["data/app.db", record["member"], "manifest.json"]
