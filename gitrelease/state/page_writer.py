@@ -76,24 +76,25 @@ def _page_one(source: bytes, live: bytes) -> bytes:
 
 
 class _Staged:
-    """A database file no one writes, page by page, read in pieces of `_CHUNK` pages (the
-    live pages come in order)."""
+    """A database file no one writes, page by page: read in order, as the live pages come."""
 
     def __init__(self, path: Path) -> None:
-        self._handle = path.open("rb", buffering=0)
+        self._handle = path.open("rb")
         self.size = _page_size(os.pread(self._handle.fileno(), 100, 0))
         self.first = os.pread(self._handle.fileno(), self.size, 0)
         self.total = os.fstat(self._handle.fileno()).st_size // self.size
-        self._start, self._piece = 1, b""
+        self._next = 2
+        self._handle.seek(self.size)
 
     def page(self, number: int) -> bytes:
-        at = (number - self._start) * self.size
-        if not 0 <= at < len(self._piece):
-            self._start = number
-            self._piece = os.pread(self._handle.fileno(), _CHUNK * self.size,
-                                   (number - 1) * self.size)
-            at = 0
-        return self._piece[at:at + self.size]
+        if number != self._next:
+            self._handle.seek((number - 1) * self.size)
+        self._next = number + 1
+        return self._handle.read(self.size)
+
+    def at(self, number: int) -> bytes:
+        """A page out of order (the pages to write, after the comparison)."""
+        return os.pread(self._handle.fileno(), self.size, (number - 1) * self.size)
 
     def close(self) -> None:
         self._handle.close()
@@ -127,9 +128,9 @@ def main(argv: list[str]) -> int:
         if how == "write":
             keeper = None if not kept else lambda size, pages: page_undo.PageKeeper(
                 Path(kept[0]), size, pages)
-            return _differing(connection, live.resolve(), staged, pause_point, keeper)
+            return _differing(connection, staged, pause_point, keeper)
         with page_undo.KeptPages(Path(kept[0])) as pages:
-            return _putting_back(connection, live.resolve(), staged, pages, pause_point)
+            return _putting_back(connection, staged, pages, pause_point)
 
     try:
         return _transaction(sqlean, live, work)
@@ -207,36 +208,6 @@ def _live(connection: Any) -> tuple[int, int, bytes]:
     return size, pages, one
 
 
-def _live_rows(connection: Any, live: Path, size: int, pages: int,
-               wal: bool) -> Iterator[tuple[int, bytes]]:
-    """Every live page after the first, in order, as this transaction sees it: through
-    ``sqlite_dbpage`` for a WAL file (the WAL holds the last commits), else straight from
-    the file in large reads, three times as fast: under this transaction's write lock no
-    other writer can be half-way, and the reads before this rolled back any journal a dead
-    one left, so what is committed is what is in the file."""
-    if not wal:
-        with live.open("rb", buffering=0) as handle:
-            number = 2
-            while number <= pages:
-                wanted = min(_CHUNK, pages - number + 1) * size
-                piece = os.pread(handle.fileno(), wanted, (number - 1) * size)
-                for at in range(0, len(piece) - size + 1, size):
-                    yield number, piece[at:at + size]
-                    number += 1
-                if len(piece) < wanted:
-                    break  # shorter than its header says: SQLite's own reads say the rest
-        if number > pages:
-            return
-        start = number
-    else:
-        start = 2
-    rows = connection.execute("SELECT pgno, data FROM sqlite_dbpage WHERE pgno >= ?", (start,))
-    try:
-        yield from rows
-    finally:
-        rows.close()
-
-
 def _refusal(size: int, first: bytes, total: int, live: tuple[int, int, bytes]) -> str | None:
     """Why pages of `size` (`first` the first one's, `total` of them) cannot be written
     into the live file here; None: they can."""
@@ -253,23 +224,22 @@ def _refusal(size: int, first: bytes, total: int, live: tuple[int, int, bytes]) 
     return None
 
 
-def _differing(connection: Any, live: Path, source: _Staged,
-               pause_point: Callable[[str], None],
+def _differing(connection: Any, source: _Staged, pause_point: Callable[[str], None],
                keeper: Callable[[int, int], Any] | None = None) -> dict[str, int]:
     """Inside the write transaction: every differing page of SOURCE written, each replaced
     one kept first by `keeper`'s file when there is one."""
-    state = _live(connection)
-    why = _refusal(source.size, source.first, source.total, state)
+    live = _live(connection)
+    why = _refusal(source.size, source.first, source.total, live)
     if why is not None:
         raise _Refused(why)
-    _size, live_pages, live_one = state
+    _size, live_pages, live_one = live
     locking = _PENDING_BYTE // source.size + 1  # SQLite never writes the page its locks are on
     kept = None if keeper is None else keeper(source.size, live_pages)
     try:
         if kept is not None:
             kept.keep(1, live_one)
         changed: list[int] = []
-        rows = _live_rows(connection, live, source.size, live_pages, live_one[18] == 2)
+        rows = connection.execute("SELECT pgno, data FROM sqlite_dbpage WHERE pgno > 1")
         for number, data in rows:
             if number == locking:
                 continue
@@ -295,25 +265,25 @@ def _differing(connection: Any, live: Path, source: _Staged,
         if kept is not None:
             kept.discard()
         raise
-    _write(connection, ((n, source.page(n)) for n in changed), first, live_pages, source.total,
+    _write(connection, ((n, source.at(n)) for n in changed), first, live_pages, source.total,
            pause_point)
     return {"pages": source.total, "written": len(changed) + 1,
             "cut": int(live_pages > source.total)}
 
 
-def _putting_back(connection: Any, live: Path, staged: _Staged, kept: Any,
+def _putting_back(connection: Any, staged: _Staged, kept: Any,
                   pause_point: Callable[[str], None]) -> dict[str, Any]:
     """Inside the write transaction: the pages kept aside put back, if the live file is
     still what the write left; nothing if it is as it was before; else `_Refused` (5)."""
-    state = _live(connection)
-    live_size, live_pages, live_one = state
+    live = _live(connection)
+    live_size, live_pages, live_one = live
     if live_size != kept.size or staged.size != kept.size:
         raise _Refused(f"page size {live_size} where {kept.size} was kept", _WRITTEN_SINCE)
     locking = _PENDING_BYTE // kept.size + 1
     written = live_pages == staged.total and _bookkeeping(live_one) == _bookkeeping(
         staged.first)
     before = live_pages == kept.total and _bookkeeping(live_one) == _bookkeeping(kept.first)
-    rows = _live_rows(connection, live, kept.size, live_pages, live_one[18] == 2)
+    rows = connection.execute("SELECT pgno, data FROM sqlite_dbpage WHERE pgno > 1")
     for number, data in rows:
         if not (written or before):
             break
@@ -329,7 +299,7 @@ def _putting_back(connection: Any, live: Path, staged: _Staged, kept: Any,
         return {"pages": live_pages, "written": 0, "state": "before"}
     if not written:
         raise _Refused("the live file was written since the restore", _WRITTEN_SINCE)
-    why = _refusal(kept.size, kept.first, kept.total, state)
+    why = _refusal(kept.size, kept.first, kept.total, live)
     if why is not None:
         raise _Refused(why)
     numbers = [n for n in kept.numbers() if 1 < n <= kept.total]
