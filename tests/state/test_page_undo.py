@@ -267,3 +267,49 @@ def test_a_kept_file_that_cannot_be_written_is_not_left(world: tuple[Path, Path,
     assert writer.returncode == 1 and "cannot keep the pages" in writer.stderr, writer
     assert list(kept.parent.iterdir()) == []
     assert _dump(live) == before
+
+
+@pytest.mark.parametrize("how", ["write", "put-back"])
+def test_no_other_writer_gets_in_while_the_writer_holds_its_transaction(
+        world: tuple[Path, Path, Path], tmp_path: Path, how: str) -> None:
+    """Paused inside its transaction, the writer still holds SQLite's locks on the live
+    file: another process's write is refused, and what the writer commits is all there is.
+    (Closing any descriptor of the file in the writer's process would drop those POSIX
+    locks; a raw read of the live file once did.)"""
+    live, staged, kept = world
+    if how == "put-back":
+        restore_database(staged, live, kept)
+        argv = ["put-back", str(kept), str(staged), str(live)]
+    else:
+        argv = ["write", str(staged), str(live), str(kept)]
+    marker = tmp_path / "paused"
+    writer = subprocess.Popen(
+        [sys.executable, "-I", str(WRITER), *argv],
+        env={**os.environ, "GITRELEASE_PAUSE_AT": "sqlite:restore-writing",
+             "GITRELEASE_PAUSE_MARKER": str(marker), "GITRELEASE_PAUSE_SECONDS": "2"},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert marker.exists(), "the writer never reached its pause point"
+        bot = subprocess.run([sys.executable, "-c", (
+            "import sqlite3, sys\n"
+            "c = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)\n"
+            "try:\n"
+            "    c.execute('BEGIN IMMEDIATE'); c.execute('CREATE TABLE bot (x)'); "
+            "c.execute('COMMIT'); print('committed')\n"
+            "except sqlite3.OperationalError as exc:\n"
+            "    print('refused:', exc)\n"), str(live)], capture_output=True, text=True)
+        _out, err = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    assert bot.stdout.startswith("refused: database is locked"), bot
+    assert writer.returncode == 0, err
+    db = sqlite3.connect(live)
+    try:
+        assert "bot" not in {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    finally:
+        db.close()
+    assert integrity_problem(live, thorough=True) is None
