@@ -25,35 +25,7 @@ from gitrelease.state.snapshot import (
     restore_database,
     snapshot_database,
 )
-
-WRITER = Path(__file__).parents[2] / "gitrelease" / "state" / "page_writer.py"
-
-
-def _messages(path: Path, count: int, *, page_size: int = 4096, wal: bool = False) -> None:
-    with sqlite3.connect(path) as db:
-        db.execute(f"PRAGMA page_size = {page_size}")
-        if wal:
-            db.execute("PRAGMA journal_mode = WAL")
-        db.execute("CREATE TABLE IF NOT EXISTS messages (id INTEGER PRIMARY KEY, body TEXT)")
-        db.executemany("INSERT INTO messages (body) VALUES (?)",
-                       [(f"message {n} " + "x" * 300,) for n in range(count)])
-    db.close()
-
-
-def _dump(path: Path) -> list[str]:
-    db = sqlite3.connect(path)
-    try:
-        return list(db.iterdump())
-    finally:
-        db.close()
-
-
-def _pages(path: Path) -> int:
-    db = sqlite3.connect(path)
-    try:
-        return int(db.execute("PRAGMA page_count").fetchone()[0])
-    finally:
-        db.close()
+from tests.state.test_page_writer import WRITER, _dump, _messages, _pages
 
 
 def _edit(path: Path, sql: str) -> None:
