@@ -137,8 +137,11 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
             return f"{step.path} is reached through a link out of {step.base}"
         if step.aside is not None and not _ASIDE.fullmatch(step.aside):
             return f"the copy of {step.path} is not in its staging dir ({step.aside})"
-        if step.aside is not None and os.path.islink(staging / step.aside):
-            return f"the copy of {step.path} is a link ({step.aside})"
+        if step.aside is not None and os.path.realpath(staging / "aside") != \
+                os.path.join(inside, "aside"):
+            # The copy itself may be a link (a link the restore replaced is kept as one);
+            # the folder of the copies is no link.
+            return f"the copies of {step.path} are not in its staging dir ({step.aside})"
         if step.staged is not None and (
                 Path(step.staged).is_absolute() or ".." in Path(step.staged).parts
                 or not step.through or os.path.islink(staging / step.staged)

@@ -22,10 +22,15 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["KeptPages", "PageKeeper", "is_kept_pages", "rebuild"]
+__all__ = ["PUT_BACK", "KeptPages", "PageKeeper", "is_kept_pages", "rebuild"]
 
 MARK = b"gitrelease-undo\n"
 _HEADER = len(MARK) + 8
+#: A put-back sets the live file's schema cookie this far above the kept one (the restore's
+#: write set it one above): far from where the bot's own schema changes (one each) take it,
+#: so that a put-back a kill kept from saying so is known as done, whatever was written since.
+PUT_BACK = 0x40000000
+_SCHEMA_CHANGES = 1 << 20
 
 
 def is_kept_pages(path: Path) -> bool:
@@ -98,6 +103,16 @@ class KeptPages:
             self._handle.close()
             raise ValueError(f"{path} holds no first page")
         self.first = self.page(1)
+
+    @property
+    def put_back_cookie(self) -> int:
+        """The schema cookie a put-back of these pages gives the live file."""
+        return (int.from_bytes(self.first[40:44], "big") + PUT_BACK) & 0xFFFFFFFF
+
+    def put_back_in(self, live_first: bytes) -> bool:
+        """Whether the live file (its page 1) was put back from these pages already."""
+        cookie = int.from_bytes(live_first[40:44], "big")
+        return (cookie - self.put_back_cookie) & 0xFFFFFFFF < _SCHEMA_CHANGES
 
     def __contains__(self, number: int) -> bool:
         return number in self._offsets

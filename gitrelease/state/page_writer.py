@@ -20,7 +20,8 @@ undone, instead of a copy of the whole file. ``put-back`` undoes such a write: i
 file is still what the write left (every page the staged one's), the kept pages go back in
 the same way; if it is already as before (the write never committed), nothing is written;
 if it is neither (written since), it exits 5 and the caller writes the whole file as it was
-(`page_undo.rebuild`) through the backup API.
+(`page_undo.rebuild`), with ``write SOURCE LIVE --cookie N``. A put-back sets the schema
+cookie `page_undo.PUT_BACK` above the kept one, so that one already done is left as it is.
 
 Why a process of its own: ``sqlite_dbpage`` is compiled into sqlean.py's SQLite, not into
 Python's, and two SQLite libraries in one process do not see each other's POSIX locks (a
@@ -67,10 +68,12 @@ def _page_size(header: bytes) -> int:
     return 65536 if size == 1 else size
 
 
-def _page_one(source: bytes, live: bytes) -> bytes:
+def _page_one(source: bytes, live: bytes, cookie: int | None = None) -> bytes:
     """SOURCE's first page with the live file's read/write versions (WAL or not: the live
-    file's journal mode stays) and a schema cookie one above the live one's."""
-    cookie = (int.from_bytes(live[40:44], "big") + 1) & 0xFFFFFFFF
+    file's journal mode stays) and a schema cookie one above the live one's (or `cookie`)."""
+    if cookie is None:
+        cookie = int.from_bytes(live[40:44], "big") + 1
+    cookie &= 0xFFFFFFFF
     return (source[:18] + live[18:20] + source[20:40] + cookie.to_bytes(4, "big")
             + source[44:])
 
@@ -114,9 +117,12 @@ def main(argv: list[str]) -> int:
     from gitrelease.state import page_undo
 
     how, *paths = argv
+    cookie = None
+    if how == "write" and len(paths) == 4 and paths[2] == "--cookie" and paths[3].isdigit():
+        cookie, paths = int(paths[3]), paths[:2]
     if how not in ("write", "put-back") or len(paths) not in ((2, 3) if how == "write" else (3,)):
-        print(f"usage: page_writer.py write SOURCE LIVE [KEPT] | put-back KEPT STAGED LIVE "
-              f"(not {argv!r})", file=sys.stderr)
+        print(f"usage: page_writer.py write SOURCE LIVE [KEPT | --cookie N] | put-back KEPT "
+              f"STAGED LIVE (not {argv!r})", file=sys.stderr)
         return 2
     if how == "write":
         source, live, kept = Path(paths[0]), Path(paths[1]), paths[2:]
@@ -128,7 +134,7 @@ def main(argv: list[str]) -> int:
         if how == "write":
             keeper = None if not kept else lambda size, pages: page_undo.PageKeeper(
                 Path(kept[0]), size, pages)
-            return _differing(connection, staged, pause_point, keeper)
+            return _differing(connection, staged, pause_point, keeper, cookie)
         with page_undo.KeptPages(Path(kept[0])) as pages:
             return _putting_back(connection, staged, pages, pause_point)
 
@@ -225,9 +231,10 @@ def _refusal(size: int, first: bytes, total: int, live: tuple[int, int, bytes]) 
 
 
 def _differing(connection: Any, source: _Staged, pause_point: Callable[[str], None],
-               keeper: Callable[[int, int], Any] | None = None) -> dict[str, int]:
+               keeper: Callable[[int, int], Any] | None = None,
+               cookie: int | None = None) -> dict[str, int]:
     """Inside the write transaction: every differing page of SOURCE written, each replaced
-    one kept first by `keeper`'s file when there is one."""
+    one kept first by `keeper`'s file when there is one; page 1 with `cookie` if given."""
     live = _live(connection)
     why = _refusal(source.size, source.first, source.total, live)
     if why is not None:
@@ -253,7 +260,7 @@ def _differing(connection: Any, source: _Staged, pause_point: Callable[[str], No
                     kept.keep(number, data)
         rows.close()
         changed += (n for n in range(max(live_pages, 1) + 1, source.total + 1) if n != locking)
-        first = _page_one(source.first, live_one)
+        first = _page_one(source.first, live_one, cookie)
         if not changed and live_pages == source.total \
                 and _bookkeeping(first) == _bookkeeping(live_one):
             if kept is not None:
@@ -279,6 +286,10 @@ def _putting_back(connection: Any, staged: _Staged, kept: Any,
     live_size, live_pages, live_one = live
     if live_size != kept.size or staged.size != kept.size:
         raise _Refused(f"page size {live_size} where {kept.size} was kept", _WRITTEN_SINCE)
+    if kept.put_back_in(live_one):
+        # Its schema cookie is the one a put-back gives (and the bot's schema changes since,
+        # if any): put back already, by a process killed before it could say so.
+        return {"pages": live_pages, "written": 0, "state": "put back"}
     locking = _PENDING_BYTE // kept.size + 1
     written = live_pages == staged.total and _bookkeeping(live_one) == _bookkeeping(
         staged.first)
@@ -303,8 +314,9 @@ def _putting_back(connection: Any, staged: _Staged, kept: Any,
     if why is not None:
         raise _Refused(why)
     numbers = [n for n in kept.numbers() if 1 < n <= kept.total]
-    _write(connection, ((n, kept.page(n)) for n in numbers), _page_one(kept.first, live_one),
-           live_pages, kept.total, pause_point)
+    _write(connection, ((n, kept.page(n)) for n in numbers),
+           _page_one(kept.first, live_one, kept.put_back_cookie), live_pages,
+           kept.total, pause_point)
     return {"pages": kept.total, "written": len(numbers) + 1, "state": "restored",
             "cut": int(live_pages > kept.total)}
 

@@ -326,7 +326,7 @@ async def replace(
         pause_point("restore:written")
     except BaseException as exc:
         undo, whole = await asyncio.to_thread(_put_back, applied, kept, targets, through,
-                                              shown, staged)
+                                              shown, staged, digests or {})
         if journal is not None and whole:  # nothing is left for the next start to undo
             with suppress(OSError):
                 journal_path.unlink()
@@ -354,7 +354,7 @@ def _fsync_dirs(directories: set[Path]) -> None:
 def _put_back(
     applied: list[str], kept: dict[str, Path | None], targets: dict[str, Target],
     through: set[str], shown: Callable[[str], str] = str,
-    staged: Mapping[str, Path] | None = None,
+    staged: Mapping[str, Path] | None = None, digests: Mapping[str, str] | None = None,
 ) -> tuple[str, bool]:
     """Undo a half-done restore from what was kept aside; says what it did, and whether
     all of it was put back."""
@@ -369,7 +369,8 @@ def _put_back(
             if old is None:
                 remove_target(target, shown(name))  # the restore created it
             elif name in through:
-                put_back_database(old, (staged or {}).get(name, old), target.path)
+                put_back_database(old, (staged or {}).get(name, old), target.path,
+                                  (digests or {}).get(name))
             else:
                 place(old, target, shown(name))
             directories.add(target.live.parent)

@@ -164,11 +164,14 @@ def _database_back(step: JournalStep, staging: Path, target: Target) -> str:
     if step.staged and not staged.is_file() and kept.exists():
         raise RestoreFailed(f"{step.shown}: the staged file its pages are put back with, "
                             f"{staged}, is gone")
-    done = put_back_database(kept, staged, target.path)
+    done = put_back_database(kept, staged, target.path, step.sha256)
     problem = integrity_problem(target.path)
     if problem is not None:
-        raise RestoreFailed(f"{step.shown} fails its integrity check after being put back: "
-                            f"{problem}")
+        # As it was before the restore (often why it was restored): said, not undone again
+        # at every start.
+        return (f"{step.shown}: {done}, but it fails its integrity check ({problem}): "
+                "restore a good backup of it (gitrelease backup restore ID --type database "
+                "--yes)")
     return f"{step.shown}: {done} (integrity ok)"
 
 

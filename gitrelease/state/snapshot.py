@@ -8,6 +8,7 @@ it keeps open connections of the bot valid: they see the restored data.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -21,7 +22,7 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.tether import Tethered
 from gitrelease.state.databases import is_sqlite
-from gitrelease.state.page_undo import is_kept_pages, rebuild
+from gitrelease.state.page_undo import KeptPages, is_kept_pages, rebuild
 
 __all__ = ["integrity_problem", "is_sqlite", "put_back_database", "restore_database",
            "settle_journal", "snapshot_database"]
@@ -177,14 +178,16 @@ def restore_database(snapshot: Path, live: Path, kept: Path | None = None) -> in
     return int(written["written"])
 
 
-def put_back_database(kept: Path, staged: Path, live: Path) -> str:
+def put_back_database(kept: Path, staged: Path, live: Path, sha256: str | None = None) -> str:
     """Undo `restore_database(staged, live, kept)`, whether or not its write committed; what
     was done, said. The pages kept go back if the live file is still as written (the staged
-    file's); if it was written since, or they cannot be written here, the whole file as it
-    was (`page_undo.rebuild`) goes in through the backup API, as a copy of it would."""
+    file's); if it was written since, the whole file as it was (`page_undo.rebuild`) goes
+    in, as a copy of it would. One already put back (by a process killed before it could
+    remove the kept pages) is left as it is, whatever the bot wrote since. `sha256`: the
+    staged file's, checked before a rebuild is made of it."""
     settle_journal(live)
     if not kept.exists():
-        return "nothing of it had been written"
+        return "nothing left to put back"
     if not is_kept_pages(kept):  # a copy of the whole file
         restore_database(kept, live)
         done = "put back from its copy"
@@ -192,10 +195,11 @@ def put_back_database(kept: Path, staged: Path, live: Path) -> str:
         answer = _write_differing(["put-back", str(kept), str(staged), str(live)], live,
                                   refused=(_WRITER_UNAVAILABLE, _WRITER_WRITTEN_SINCE))
         if answer is not None:
-            done = ("put back from the pages kept aside" if answer.get("state") == "restored"
-                    else "nothing of it had been written")
+            done = {"restored": "put back from the pages kept aside",
+                    "put back": "put back already"}.get(str(answer.get("state")),
+                                                        "nothing of it had been written")
         else:
-            _whole_back(kept, staged, live)
+            _whole_back(kept, staged, live, sha256)
             done = "put back whole from the pages kept aside"
     # Used up: settling again (the journal kept for another file) leaves it as it is now,
     # with whatever the bot wrote since.
@@ -204,8 +208,13 @@ def put_back_database(kept: Path, staged: Path, live: Path) -> str:
     return done
 
 
-def _whole_back(kept: Path, staged: Path, live: Path) -> None:
-    """The old file rebuilt from `staged` and the pages kept, checked, then written whole."""
+def _whole_back(kept: Path, staged: Path, live: Path, sha256: str | None) -> None:
+    """The old file rebuilt from `staged` (checked first) and the pages kept, then written
+    in: by the page writer, its schema cookie marking it put back, or else whole through
+    the backup API."""
+    if sha256 is not None and _sha256(staged) != sha256:
+        raise VerificationFailed(f"cannot put back the database {live}: the staged file "
+                                 f"{staged.name} it is rebuilt from is damaged")
     whole = kept.with_name(f"{kept.name}.whole")
     work = [whole, *(whole.with_name(f"{whole.name}{end}") for end in ("-journal", "-wal",
                                                                         "-shm"))]
@@ -213,15 +222,26 @@ def _whole_back(kept: Path, staged: Path, live: Path) -> None:
         path.unlink(missing_ok=True)
     try:
         rebuild(kept, staged, whole)
-        problem = integrity_problem(whole)
-        if problem is not None:
+        if sha256 is None and (problem := integrity_problem(whole)) is not None:
             raise VerificationFailed(
                 f"cannot put back the database {live}: its old file, rebuilt from "
                 f"{staged.name} and the pages kept aside, fails its check ({problem})")
-        _copy(whole, live, new_file=False, what=f"put back the database {live}")
+        with KeptPages(kept) as pages:
+            mark = pages.put_back_cookie
+        if _write_differing(["write", str(whole), str(live), "--cookie", str(mark)],
+                            live) is None:
+            _copy(whole, live, new_file=False, what=f"put back the database {live}")
     finally:
         for path in work:
             path.unlink(missing_ok=True)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _copy_aside(live: Path, kept: Path) -> None:

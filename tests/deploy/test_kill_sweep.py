@@ -429,9 +429,30 @@ def test_an_undo_leaves_what_was_changed_since_the_kill(restore_world: World,
     assert _leftovers(world) == []
 
 
+def test_a_link_the_restore_replaced_is_put_back_as_a_link(restore_world: World,
+                                                           tmp_path: Path) -> None:
+    """A link at a target is kept aside as the link itself: undoing a killed restore puts
+    that link back (its copy in the staging dir is a link, and that is no forgery)."""
+    world = copy_world(restore_world, tmp_path / "world")
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text('{"notes": "the operator\'s own file"}\n')
+    notes = world.deploy / "data" / "notes.json"
+    notes.unlink()
+    notes.symlink_to(outside)
+    crash.kill_at(world.deploy, "restore:placed", "backup", "restore", "snap", "--yes",
+                  how="group")
+    seen = crash.gitrelease(world.deploy, "--json", "status", "--no-metrics")
+    assert seen.returncode == 0, seen.stdout + seen.stderr
+    assert "was undone" in seen.stderr, seen.stderr
+    assert notes.is_symlink() and os.readlink(notes) == str(outside)
+    assert outside.read_text() == '{"notes": "the operator\'s own file"}\n'
+    assert rows(world) == SINCE_SNAP
+    assert _leftovers(world) == []
+
+
 @pytest.mark.parametrize("forged", ["target outside", "staging elsewhere", "copy outside",
                                     "staged outside", "staging through a link",
-                                    "staged through a link"])
+                                    "staged through a link", "copies through a link"])
 def test_a_journal_that_is_not_this_deployments_is_refused(
         restore_world: World, tmp_path: Path, forged: str) -> None:
     """A journal's paths are undone, removed and rewritten: one naming anything but this
@@ -457,6 +478,11 @@ def test_a_journal_that_is_not_this_deployments_is_refused(
         shutil.copytree(record["staging"], outside / "real", symlinks=True)
         moved.symlink_to(outside / "real")
         record["staging"] = str(moved)
+    elif forged == "copies through a link":  # what is put back would come from outside
+        copies = Path(record["staging"]) / "aside"
+        shutil.copytree(copies, outside / "copies", symlinks=True)
+        shutil.rmtree(copies)
+        copies.symlink_to(outside / "copies")
     else:  # the staged file a database's kept pages are put back with
         step = next(s for s in record["steps"] if s["through"])
         assert step["staged"] and step["aside"].endswith(".kept"), step

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from gitrelease.state.page_undo import KeptPages, is_kept_pages
+from gitrelease.state.placing import Target
 from gitrelease.state.snapshot import (
     integrity_problem,
     put_back_database,
@@ -142,7 +143,7 @@ def test_a_write_killed_half_way_is_left_as_it_was(world: tuple[Path, Path, Path
 def test_nothing_kept_is_nothing_written(world: tuple[Path, Path, Path]) -> None:
     live, staged, kept = world
     before = _dump(live)
-    assert put_back_database(kept, staged, live) == "nothing of it had been written"
+    assert put_back_database(kept, staged, live) == "nothing left to put back"
     assert _dump(live) == before
     snapshot_database(live, staged.with_name("same.db"))
     assert restore_database(staged.with_name("same.db"), live, kept) == 0
@@ -204,7 +205,7 @@ def test_a_database_put_back_is_left_as_it_is_when_settled_again(
     assert not kept.exists()  # used up
     _messages(live, 10)  # the bot, after the first undo
     after = _dump(live)
-    assert put_back_database(kept, staged, live) == "nothing of it had been written"
+    assert put_back_database(kept, staged, live) == "nothing left to put back"
     assert _dump(live) == after
 
 
@@ -285,3 +286,82 @@ def test_no_other_writer_gets_in_while_the_writer_holds_its_transaction(
     finally:
         db.close()
     assert integrity_problem(live, thorough=True) is None
+
+
+def test_a_put_back_killed_before_it_could_say_so_is_not_done_twice(
+        world: tuple[Path, Path, Path]) -> None:
+    """The writer committed the put-back, then its starter died before it removed the kept
+    pages; the bot wrote since. Settling again must leave that as it is: the put-back's
+    schema cookie says it was done."""
+    live, staged, kept = world
+    restore_database(staged, live, kept)
+    done = subprocess.run([sys.executable, "-I", str(WRITER), "put-back", str(kept),
+                           str(staged), str(live)], capture_output=True, text=True)
+    assert done.returncode == 0 and '"restored"' in done.stdout, done
+    assert kept.exists()  # as a kill would leave it
+    _messages(live, 25)  # the bot, since
+    after = _dump(live)
+    assert put_back_database(kept, staged, live) == "put back already"
+    assert _dump(live) == after and not kept.exists()
+
+
+def test_a_whole_put_back_killed_before_it_could_say_so_is_not_done_twice(
+        world: tuple[Path, Path, Path], tmp_path: Path) -> None:
+    """The same for the whole file, written back because the bot wrote after the restore."""
+    from gitrelease.state.page_undo import rebuild
+
+    live, staged, kept = world
+    before = _dump(live)
+    restore_database(staged, live, kept)
+    _messages(live, 40)  # written since the restore: the whole old file goes back
+    whole = tmp_path / "whole.db"
+    rebuild(kept, staged, whole)
+    with KeptPages(kept) as pages:
+        mark = pages.put_back_cookie
+    done = subprocess.run([sys.executable, "-I", str(WRITER), "write", str(whole), str(live),
+                           "--cookie", str(mark)], capture_output=True, text=True)
+    assert done.returncode == 0, done
+    assert _dump(live) == before
+    _messages(live, 5)  # the bot, after the kill
+    after = _dump(live)
+    assert put_back_database(kept, staged, live) == "put back already"
+    assert _dump(live) == after
+
+
+def test_a_staged_file_that_no_longer_matches_its_checksum_is_not_rebuilt_from(
+        world: tuple[Path, Path, Path]) -> None:
+    import hashlib
+
+    live, staged, kept = world
+    digest = hashlib.sha256(staged.read_bytes()).hexdigest()
+    restore_database(staged, live, kept)
+    _messages(live, 30)
+    after = _dump(live)
+    with staged.open("rb+") as handle:
+        handle.seek(4096 * 5)
+        handle.write(b"\xff" * 64)
+    with pytest.raises(Exception, match="is damaged"):
+        put_back_database(kept, staged, live, digest)
+    assert _dump(live) == after and kept.exists()
+
+
+def test_a_database_damaged_before_the_restore_is_put_back_and_said_so(
+        world: tuple[Path, Path, Path]) -> None:
+    """Often a database is restored because it is damaged. Undone, it is as it was, damage
+    and all: that is said (with what to do), not refused at every start after."""
+    from gitrelease.state.restore_journal import JournalStep
+    from gitrelease.state.restore_undo import _database_back
+
+    live, staged, kept = world
+    with live.open("rb+") as handle:  # a leaf page of the table, scribbled over
+        handle.seek(4096 * 40 + 200)
+        handle.write(b"\xee" * 600)
+    assert integrity_problem(live) is not None
+    restore_database(staged, live, kept)
+    assert integrity_problem(live) is None
+    step = JournalStep("data/app.db", str(live), str(live.parent), "data/app.db",
+                       f"aside/{kept.name}", True, staged=staged.name)
+    said = _database_back(step, kept.parents[1], Target("data/app.db", live, live.parent))
+    assert "put back from the pages kept aside, but it fails its integrity check" in said
+    assert "gitrelease backup restore" in said
+    assert integrity_problem(live) is not None and not kept.exists()
