@@ -114,15 +114,15 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
             or ".." in staging.parts or journal_of(d.data_dir, staging) != journal:
         return f"its staging dir {staging} is not the one it is named for"
     # Where it is cannot be checked against the settings (the restore may have swapped in a
-    # settings.toml that keeps the backups elsewhere), but what it is can: the private dir
-    # a restore makes (mkdtemp: this user's, 0700), no link to one.
+    # settings.toml that keeps the backups elsewhere), but what it is can: a folder, reached
+    # through no link. (Its mode says little: a backups folder on a NAS mount shows the
+    # mount's.)
     try:
         made = os.lstat(staging)
     except FileNotFoundError:
         made = None  # gone: settling it says what that leaves
-    if made is not None and (not stat.S_ISDIR(made.st_mode) or made.st_uid != os.getuid()
-                             or stat.S_IMODE(made.st_mode) & 0o077):
-        return f"its staging dir {staging} is not one a restore made (a link, or not private)"
+    if made is not None and not stat.S_ISDIR(made.st_mode):
+        return f"its staging dir {staging} is not a folder (a link, or a file)"
     inside = os.path.realpath(staging)
     layout = d.layout()
     bases = {str(layout.root), str(layout.data_dir), str(layout.logs_dir)}
