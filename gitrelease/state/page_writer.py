@@ -284,12 +284,12 @@ def _putting_back(connection: Any, staged: _Staged, kept: Any,
     still what the write left; nothing if it is as it was before; else `_Refused` (5)."""
     live = _live(connection)
     live_size, live_pages, live_one = live
-    if live_size != kept.size or staged.size != kept.size:
-        raise _Refused(f"page size {live_size} where {kept.size} was kept", _WRITTEN_SINCE)
-    if kept.put_back_in(live_one):
+    if kept.put_back_in(live_one):  # first: whatever the bot did since (a VACUUM, say)
         # Its schema cookie is the one a put-back gives (and the bot's schema changes since,
         # if any): put back already, by a process killed before it could say so.
         return {"pages": live_pages, "written": 0, "state": "put back"}
+    if live_size != kept.size or staged.size != kept.size:
+        raise _Refused(f"page size {live_size} where {kept.size} was kept", _WRITTEN_SINCE)
     locking = _PENDING_BYTE // kept.size + 1
     written = live_pages == staged.total and _bookkeeping(live_one) == _bookkeeping(
         staged.first)

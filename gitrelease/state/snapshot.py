@@ -230,10 +230,26 @@ def _whole_back(kept: Path, staged: Path, live: Path, sha256: str | None) -> Non
             mark = pages.put_back_cookie
         if _write_differing(["write", str(whole), str(live), "--cookie", str(mark)],
                             live) is None:
+            # The backup API sets the cookie one above the live one's, in its transaction:
+            # one below the mark first, so that the copy's commit is the one that marks it.
+            _set_cookie(live, (mark - 1) & 0xFFFFFFFF)
             _copy(whole, live, new_file=False, what=f"put back the database {live}")
     finally:
         for path in work:
             path.unlink(missing_ok=True)
+
+
+def _set_cookie(live: Path, cookie: int) -> None:
+    """The live file's schema cookie set to `cookie` (a value no connection has seen: each
+    one reads the schema again, as after any schema change)."""
+    connection = _connect(live)
+    try:
+        signed = cookie - (1 << 32) if cookie >= 1 << 31 else cookie
+        connection.execute(f"PRAGMA schema_version = {signed:d}")
+    except sqlite3.Error as exc:
+        raise VerificationFailed(f"cannot put back the database {live}: {exc}") from None
+    finally:
+        connection.close()
 
 
 def _sha256(path: Path) -> str:

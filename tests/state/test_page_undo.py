@@ -365,3 +365,44 @@ def test_a_database_damaged_before_the_restore_is_put_back_and_said_so(
     assert "put back from the pages kept aside, but it fails its integrity check" in said
     assert "gitrelease backup restore" in said
     assert integrity_problem(live) is not None and not kept.exists()
+
+
+def test_a_wal_put_back_through_the_backup_api_is_marked_too(tmp_path: Path) -> None:
+    """A WAL file the restore grew cannot be cut by pages: its put-back goes whole through
+    the backup API, and is marked all the same, in that copy's own commit."""
+    from gitrelease.state.snapshot import _whole_back
+
+    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
+    _messages(live, 300, wal=True)
+    _messages(staged, 2000)
+    before = _dump(live)
+    bot = sqlite3.connect(live)  # held open: the WAL stays
+    try:
+        bot.execute("SELECT count(*) FROM messages").fetchone()
+        restore_database(staged, live, kept)
+        _whole_back(kept, staged, live, None)  # then killed before the kept pages went
+        assert _dump(live) == before
+        _messages(live, 50)  # the bot, since
+        after = _dump(live)
+        assert put_back_database(kept, staged, live) == "put back already"
+        assert _dump(live) == after
+        assert bot.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        bot.close()
+
+
+def test_a_put_back_is_known_even_after_the_bot_vacuumed_to_another_page_size(
+        world: tuple[Path, Path, Path]) -> None:
+    live, staged, kept = world
+    restore_database(staged, live, kept)
+    done = subprocess.run([sys.executable, "-I", str(WRITER), "put-back", str(kept),
+                           str(staged), str(live)], capture_output=True, text=True)
+    assert done.returncode == 0, done
+    _messages(live, 50)
+    db = sqlite3.connect(live, isolation_level=None)
+    db.execute("PRAGMA page_size = 8192")
+    db.execute("VACUUM")
+    db.close()
+    after = _dump(live)
+    assert put_back_database(kept, staged, live) == "put back already"
+    assert _dump(live) == after
