@@ -22,7 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["PUT_BACK", "KeptPages", "PageKeeper", "is_kept_pages", "rebuild"]
+__all__ = ["PUT_BACK", "SCHEMA_CHANGES", "KeptPages", "PageKeeper", "is_kept_pages",
+           "rebuild"]
 
 MARK = b"gitrelease-undo\n"
 _HEADER = len(MARK) + 8
@@ -30,7 +31,7 @@ _HEADER = len(MARK) + 8
 #: write set it one above): far from where the bot's own schema changes (one each) take it,
 #: so that a put-back a kill kept from saying so is known as done, whatever was written since.
 PUT_BACK = 0x40000000
-_SCHEMA_CHANGES = 1 << 20
+SCHEMA_CHANGES = 1 << 20  # how many of the bot's own a mark allows for
 
 
 def is_kept_pages(path: Path) -> bool:
@@ -112,7 +113,7 @@ class KeptPages:
     def put_back_in(self, live_first: bytes) -> bool:
         """Whether the live file (its page 1) was put back from these pages already."""
         cookie = int.from_bytes(live_first[40:44], "big")
-        return (cookie - self.put_back_cookie) & 0xFFFFFFFF < _SCHEMA_CHANGES
+        return (cookie - self.put_back_cookie) & 0xFFFFFFFF < SCHEMA_CHANGES
 
     def __contains__(self, number: int) -> bool:
         return number in self._offsets

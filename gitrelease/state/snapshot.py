@@ -22,7 +22,13 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.tether import Tethered
 from gitrelease.state.databases import is_sqlite
-from gitrelease.state.page_undo import KeptPages, is_kept_pages, rebuild
+from gitrelease.state.page_undo import (
+    PUT_BACK,
+    SCHEMA_CHANGES,
+    KeptPages,
+    is_kept_pages,
+    rebuild,
+)
 
 __all__ = ["integrity_problem", "is_sqlite", "put_back_database", "restore_database",
            "settle_journal", "snapshot_database"]
@@ -189,8 +195,7 @@ def put_back_database(kept: Path, staged: Path, live: Path, sha256: str | None =
     if not kept.exists():
         return "nothing left to put back"
     if not is_kept_pages(kept):  # a copy of the whole file
-        restore_database(kept, live)
-        done = "put back from its copy"
+        done = _copy_back(kept, live)
     else:
         answer = _write_differing(["put-back", str(kept), str(staged), str(live)], live,
                                   refused=(_WRITER_UNAVAILABLE, _WRITER_WRITTEN_SINCE))
@@ -206,6 +211,36 @@ def put_back_database(kept: Path, staged: Path, live: Path, sha256: str | None =
     kept.unlink()
     fsync_dir(kept.parent)
     return done
+
+
+def _copy_back(copy: Path, live: Path) -> str:
+    """A whole copy kept aside written back, marked as a put-back as kept pages are (its
+    header carries the live cookie from when it was taken, `_copy_aside`)."""
+    with copy.open("rb") as handle:
+        handle.seek(40)
+        mark = (int.from_bytes(handle.read(4), "big") + PUT_BACK) & 0xFFFFFFFF
+    if (_cookie(live) - mark) & 0xFFFFFFFF < SCHEMA_CHANGES:
+        return "put back already"
+    _write_marked(copy, live, mark)
+    return "put back from its copy"
+
+
+def _write_marked(whole: Path, live: Path, mark: int) -> None:
+    """`whole` written into the live file, its schema cookie `mark` in the same commit: by
+    the page writer, or through the backup API (which sets the live cookie plus one)."""
+    if _write_differing(["write", str(whole), str(live), "--cookie", str(mark)],
+                        live) is None:
+        _set_cookie(live, (mark - 1) & 0xFFFFFFFF)
+        _copy(whole, live, new_file=False, what=f"put back the database {live}")
+
+
+def _cookie(path: Path) -> int:
+    """The schema cookie of the database at `path`, as SQLite reads it (the WAL included)."""
+    connection = _connect(path, readonly=True)
+    try:
+        return int(connection.execute("PRAGMA schema_version").fetchone()[0]) & 0xFFFFFFFF
+    finally:
+        connection.close()
 
 
 def _whole_back(kept: Path, staged: Path, live: Path, sha256: str | None) -> None:
@@ -227,13 +262,7 @@ def _whole_back(kept: Path, staged: Path, live: Path, sha256: str | None) -> Non
                 f"cannot put back the database {live}: its old file, rebuilt from "
                 f"{staged.name} and the pages kept aside, fails its check ({problem})")
         with KeptPages(kept) as pages:
-            mark = pages.put_back_cookie
-        if _write_differing(["write", str(whole), str(live), "--cookie", str(mark)],
-                            live) is None:
-            # The backup API sets the cookie one above the live one's, in its transaction:
-            # one below the mark first, so that the copy's commit is the one that marks it.
-            _set_cookie(live, (mark - 1) & 0xFFFFFFFF)
-            _copy(whole, live, new_file=False, what=f"put back the database {live}")
+            _write_marked(whole, live, pages.put_back_cookie)
     finally:
         for path in work:
             path.unlink(missing_ok=True)
@@ -266,6 +295,9 @@ def _copy_aside(live: Path, kept: Path) -> None:
     temporary.unlink(missing_ok=True)
     try:
         snapshot_database(live, temporary)
+        # The live cookie in its header, as kept pages carry it: its put-back is marked
+        # from it (`_copy_back`).
+        _set_cookie(temporary, _cookie(live))
         with temporary.open("rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, kept)

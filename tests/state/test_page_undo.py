@@ -406,3 +406,21 @@ def test_a_put_back_is_known_even_after_the_bot_vacuumed_to_another_page_size(
     after = _dump(live)
     assert put_back_database(kept, staged, live) == "put back already"
     assert _dump(live) == after
+
+
+def test_a_whole_copy_put_back_is_marked_too(tmp_path: Path) -> None:
+    """A restore the backup API wrote (another page size) kept a whole copy: its put-back,
+    cut off before the copy went, is known as done at the next settle as well."""
+    from gitrelease.state.snapshot import _copy_back
+
+    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
+    _messages(staged, 500, page_size=8192)
+    _messages(live, 800, page_size=4096)
+    before = _dump(live)
+    assert restore_database(staged, live, kept) is None
+    assert _copy_back(kept, live) == "put back from its copy"  # then killed
+    assert _dump(live) == before
+    _messages(live, 30)  # the bot, since
+    after = _dump(live)
+    assert put_back_database(kept, staged, live) == "put back already"
+    assert _dump(live) == after and not kept.exists()
