@@ -173,8 +173,9 @@ def run_demo(*, keep: bool = False, as_json: bool = False) -> int:
         say(f".env: sha256 {before['.env']} at the start, {env_after} at the end: "
             f"{'as before' if env_after == before['.env'] else 'CHANGED'}")
         say(f"app.db: rows {rows_before} at the start, {rows_after} at the end: "
-            f"{'as before' if rows_after == rows_before else 'CHANGED'} (the file's bytes "
-            "differ: SQLite wrote the restored pages back through its backup API)")
+            f"{'as before' if rows_after == rows_before else 'CHANGED'} (the file's header "
+            "differs: SQLite wrote the pages that differed back in one transaction, with a "
+            "new schema cookie for the bot's open connections)")
         return {"check": report.to_dict(), "install": session.to_dict(),
                 "backups": [b.to_dict() for b in backups], "rollback": rolled.to_dict(),
                 "status": info.to_dict(),
