@@ -14,6 +14,8 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,22 @@ from gitrelease.state.snapshot import (
     snapshot_database,
 )
 from tests.state.test_page_writer import WRITER, _dump, _messages, _pages
+
+
+@contextmanager
+def _wal_grown(tmp_path: Path, rows: int,
+               staged_rows: int) -> Iterator[tuple[Path, Path, Path, sqlite3.Connection]]:
+    """A WAL live database, a longer staged one (a restore grows the file) and the bot's
+    connection held open across (so the WAL stays)."""
+    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
+    _messages(live, rows, wal=True)
+    _messages(staged, staged_rows)
+    bot = sqlite3.connect(live)
+    try:
+        bot.execute("SELECT count(*) FROM messages").fetchone()
+        yield live, staged, kept, bot
+    finally:
+        bot.close()
 
 
 def _edit(path: Path, sql: str) -> None:
@@ -166,19 +184,12 @@ def test_the_backup_apis_way_keeps_a_whole_copy(tmp_path: Path) -> None:
 def test_a_wal_database_a_write_grew_goes_back_whole(tmp_path: Path) -> None:
     """A WAL file cannot be cut by pages (its commit keeps the old length): putting back a
     write that grew it writes the file as it was through the backup API."""
-    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
-    _messages(live, 800, wal=True)
-    _messages(staged, 1600)
-    before = _dump(live)
-    bot = sqlite3.connect(live)  # held open: the WAL stays
-    try:
-        bot.execute("SELECT count(*) FROM messages").fetchone()
+    with _wal_grown(tmp_path, 800, 1600) as (live, staged, kept, bot):
+        before = _dump(live)
         assert restore_database(staged, live, kept) is not None
         assert put_back_database(kept, staged, live) == \
             "put back whole from the pages kept aside"
         assert bot.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    finally:
-        bot.close()
     assert _dump(live) == before
     assert integrity_problem(live, thorough=True) is None
     assert [p.name for p in tmp_path.iterdir() if "kept" in p.name] == []  # no work file
@@ -372,13 +383,8 @@ def test_a_wal_put_back_through_the_backup_api_is_marked_too(tmp_path: Path) -> 
     the backup API, and is marked all the same, in that copy's own commit."""
     from gitrelease.state.snapshot import _whole_back
 
-    live, staged, kept = tmp_path / "app.db", tmp_path / "staged.db", tmp_path / "0.kept"
-    _messages(live, 300, wal=True)
-    _messages(staged, 2000)
-    before = _dump(live)
-    bot = sqlite3.connect(live)  # held open: the WAL stays
-    try:
-        bot.execute("SELECT count(*) FROM messages").fetchone()
+    with _wal_grown(tmp_path, 300, 2000) as (live, staged, kept, bot):
+        before = _dump(live)
         restore_database(staged, live, kept)
         _whole_back(kept, staged, live, None)  # then killed before the kept pages went
         assert _dump(live) == before
@@ -387,8 +393,6 @@ def test_a_wal_put_back_through_the_backup_api_is_marked_too(tmp_path: Path) -> 
         assert put_back_database(kept, staged, live) == "put back already"
         assert _dump(live) == after
         assert bot.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    finally:
-        bot.close()
 
 
 def test_a_put_back_is_known_even_after_the_bot_vacuumed_to_another_page_size(
