@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["PUT_BACK", "SCHEMA_CHANGES", "KeptPages", "PageKeeper", "is_kept_pages",
-           "rebuild"]
+__all__ = ["PUT_BACK", "SCHEMA_CHANGES", "KeptPages", "PageKeeper", "is_kept_pages", "marked",
+           "put_back_mark", "rebuild"]
 
 MARK = b"gitrelease-undo\n"
 _HEADER = len(MARK) + 8
@@ -32,6 +32,18 @@ _HEADER = len(MARK) + 8
 #: so that a put-back a kill kept from saying so is known as done, whatever was written since.
 PUT_BACK = 0x40000000
 SCHEMA_CHANGES = 1 << 20  # how many of the bot's own a mark allows for
+
+
+def put_back_mark(first: bytes) -> int:
+    """The schema cookie a put-back gives the live file, from the first page (or header)
+    the way back was kept with."""
+    return (int.from_bytes(first[40:44], "big") + PUT_BACK) & 0xFFFFFFFF
+
+
+def marked(cookie: int, mark: int) -> bool:
+    """Whether a live schema cookie says a put-back to `mark` was done (the bot's own
+    schema changes since, if any, on top)."""
+    return (cookie - mark) & 0xFFFFFFFF < SCHEMA_CHANGES
 
 
 def is_kept_pages(path: Path) -> bool:
@@ -108,12 +120,11 @@ class KeptPages:
     @property
     def put_back_cookie(self) -> int:
         """The schema cookie a put-back of these pages gives the live file."""
-        return (int.from_bytes(self.first[40:44], "big") + PUT_BACK) & 0xFFFFFFFF
+        return put_back_mark(self.first)
 
     def put_back_in(self, live_first: bytes) -> bool:
         """Whether the live file (its page 1) was put back from these pages already."""
-        cookie = int.from_bytes(live_first[40:44], "big")
-        return (cookie - self.put_back_cookie) & 0xFFFFFFFF < SCHEMA_CHANGES
+        return marked(int.from_bytes(live_first[40:44], "big"), self.put_back_cookie)
 
     def __contains__(self, number: int) -> bool:
         return number in self._offsets

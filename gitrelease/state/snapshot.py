@@ -22,13 +22,7 @@ from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.tether import Tethered
 from gitrelease.state.databases import is_sqlite
-from gitrelease.state.page_undo import (
-    PUT_BACK,
-    SCHEMA_CHANGES,
-    KeptPages,
-    is_kept_pages,
-    rebuild,
-)
+from gitrelease.state.page_undo import KeptPages, is_kept_pages, marked, put_back_mark, rebuild
 
 __all__ = ["integrity_problem", "is_sqlite", "put_back_database", "restore_database",
            "settle_journal", "snapshot_database"]
@@ -217,9 +211,8 @@ def _copy_back(copy: Path, live: Path) -> str:
     """A whole copy kept aside written back, marked as a put-back as kept pages are (its
     header carries the live cookie from when it was taken, `_copy_aside`)."""
     with copy.open("rb") as handle:
-        handle.seek(40)
-        mark = (int.from_bytes(handle.read(4), "big") + PUT_BACK) & 0xFFFFFFFF
-    if (_cookie(live) - mark) & 0xFFFFFFFF < SCHEMA_CHANGES:
+        mark = put_back_mark(handle.read(100))
+    if marked(_cookie(live), mark):
         return "put back already"
     _write_marked(copy, live, mark)
     return "put back from its copy"
