@@ -8,7 +8,6 @@ it keeps open connections of the bot valid: they see the restored data.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
@@ -21,6 +20,7 @@ from gitrelease.core.errors import InsufficientDiskSpace, VerificationFailed
 from gitrelease.core.fsutil import fsync_dir
 from gitrelease.core.pausepoints import pause_point
 from gitrelease.core.tether import Tethered
+from gitrelease.state.archive import sha256_file
 from gitrelease.state.databases import is_sqlite
 from gitrelease.state.page_undo import KeptPages, is_kept_pages, marked, put_back_mark, rebuild
 
@@ -240,7 +240,7 @@ def _whole_back(kept: Path, staged: Path, live: Path, sha256: str | None) -> Non
     """The old file rebuilt from `staged` (checked first) and the pages kept, then written
     in: by the page writer, its schema cookie marking it put back, or else whole through
     the backup API."""
-    if sha256 is not None and _sha256(staged) != sha256:
+    if sha256 is not None and sha256_file(staged) != sha256:
         raise VerificationFailed(f"cannot put back the database {live}: the staged file "
                                  f"{staged.name} it is rebuilt from is damaged")
     whole = kept.with_name(f"{kept.name}.whole")
@@ -272,14 +272,6 @@ def _set_cookie(live: Path, cookie: int) -> None:
         raise VerificationFailed(f"cannot put back the database {live}: {exc}") from None
     finally:
         connection.close()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _copy_aside(live: Path, kept: Path) -> None:
