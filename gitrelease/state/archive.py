@@ -363,10 +363,7 @@ def open_tar(
     the tar stream itself. `ahead`: decode in a thread of its own (`DecodeAhead`), for a
     reader that has work of its own per byte (hashing and writing what it unpacks).
     """
-    import zstandard
-
-    damage = (tarfile.TarError, OSError, EOFError, ValueError, zlib.error,
-              zstandard.ZstdError)
+    damage = _damage()
     if not path.is_file():
         raise VerificationFailed(f"the archive {path.name} is missing")
     raw = path.open("rb")
@@ -414,19 +411,34 @@ def read_member(path: Path, name: str, expected: dict[str, Any]) -> bytes:
     with open_tar(path, "cannot be read") as (_raw, _source, tar):
         for info in tar:
             if info.name == name and info.isreg() and info.size == expected["size"]:
-                handle = tar.extractfile(info)
-                data = handle.read() if handle is not None else b""
-                if hashlib.sha256(data).hexdigest() != expected["sha256"]:
+                data = _checked(tar, info, expected)
+                if data is None:
                     break
                 return data
     raise VerificationFailed(f"{path.name}: {name} is missing or does not match its checksum")
 
 
+def _checked(tar: tarfile.TarFile, info: tarfile.TarInfo, expected: dict[str, Any]
+             ) -> bytes | None:
+    """The bytes of member `info`, if it is a file of the size and sha256 `expected`
+    records; else None."""
+    if not info.isreg() or info.size != expected["size"]:
+        return None
+    handle = tar.extractfile(info)
+    data = handle.read() if handle is not None else b""
+    return data if hashlib.sha256(data).hexdigest() == expected["sha256"] else None
+
+
+def _damage() -> tuple[type[BaseException], ...]:
+    """Every way a damaged archive shows when it is read."""
+    import zstandard
+
+    return (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError)
+
+
 def _member_at(path: Path, at: int, name: str, expected: dict[str, Any]) -> bytes | None:
     """Member `name`, decoded from the frame at offset `at` of the file, if it is there and
     matches `expected`; None on anything else (the caller reads from the start)."""
-    import zstandard
-
     try:
         with path.open("rb") as raw:
             raw.seek(at)
@@ -434,15 +446,10 @@ def _member_at(path: Path, at: int, name: str, expected: dict[str, Any]) -> byte
                                   compression_of(path))
             with tarfile.open(fileobj=stream, mode="r|") as tar:
                 info = tar.next()
-                if info is None or info.name != name or not info.isreg() \
-                        or info.size != expected["size"]:
-                    return None
-                handle = tar.extractfile(info)
-                data = handle.read() if handle is not None else b""
-    except (tarfile.TarError, OSError, EOFError, ValueError, zlib.error, zstandard.ZstdError,
-            VerificationFailed):
+                return None if info is None or info.name != name else \
+                    _checked(tar, info, expected)
+    except (*_damage(), VerificationFailed):
         return None
-    return data if hashlib.sha256(data).hexdigest() == expected["sha256"] else None
 
 
 def sha256_file(path: Path) -> str:
