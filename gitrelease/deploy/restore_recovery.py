@@ -124,6 +124,9 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
     if made is not None and not stat.S_ISDIR(made.st_mode):
         return f"its staging dir {staging} is not a folder (a link, or a file)"
     inside = os.path.realpath(staging)
+    # The copy itself may be a link (a link the restore replaced is kept as one); the folder
+    # of the copies is no link.
+    copies_inside = os.path.realpath(staging / "aside") == os.path.join(inside, "aside")
     layout = d.layout()
     bases = {str(layout.root), str(layout.data_dir), str(layout.logs_dir)}
     for step in record.steps:
@@ -137,10 +140,7 @@ def _problem(d: Deployment, journal: Path, record: Any) -> str | None:
             return f"{step.path} is reached through a link out of {step.base}"
         if step.aside is not None and not _ASIDE.fullmatch(step.aside):
             return f"the copy of {step.path} is not in its staging dir ({step.aside})"
-        if step.aside is not None and os.path.realpath(staging / "aside") != \
-                os.path.join(inside, "aside"):
-            # The copy itself may be a link (a link the restore replaced is kept as one);
-            # the folder of the copies is no link.
+        if step.aside is not None and not copies_inside:
             return f"the copies of {step.path} are not in its staging dir ({step.aside})"
         if step.staged is not None and (
                 Path(step.staged).is_absolute() or ".." in Path(step.staged).parts
